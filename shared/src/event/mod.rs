@@ -1,0 +1,1 @@
+//! The TrackLayer event contract: message bodies to validated events or rejections.

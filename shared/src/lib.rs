@@ -1,0 +1,10 @@
+//! TrackLayer's Snowflake destination: everything the three Lambda functions share.
+//!
+//! An SQS record becomes an [`event::Event`] (or an [`event::Rejection`]), an element of a
+//! bound JSON array, a [`snowflake::Statement`], and a receipt.
+
+pub mod config;
+pub mod event;
+pub mod sample;
+pub mod secrets;
+pub mod snowflake;

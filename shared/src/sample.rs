@@ -1,0 +1,1 @@
+//! Realistic generated events.

@@ -1,0 +1,303 @@
+//! Snowflake credentials from AWS Secrets Manager: fetched by id, validated field by field,
+//! cached with a TTL and fetched again after an authentication failure.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::ConfigError;
+use crate::snowflake::auth::{Authenticator, Credentials, KeyPair};
+use crate::snowflake::{Account, Client, RetryPolicy, SessionContext};
+
+/// The secret's JSON, as stored. `privateKey` and `passphrase` are accepted as in AWS's
+/// managed Snowflake key-pair secret.
+#[derive(Deserialize, Default)]
+struct SecretFields {
+    account: Option<String>,
+    user: Option<String>,
+    #[serde(alias = "privateKey")]
+    private_key: Option<String>,
+    #[serde(alias = "passphrase")]
+    private_key_passphrase: Option<String>,
+    token: Option<String>,
+    password: Option<String>,
+    role: Option<String>,
+    warehouse: Option<String>,
+    database: Option<String>,
+    schema: Option<String>,
+    host: Option<String>,
+}
+
+/// Validated connection settings from the secret. `Debug` shows no secret material.
+pub struct SnowflakeSettings {
+    /// Account (URL and JWT name).
+    pub account: Account,
+    /// Service user name, as given.
+    pub user: String,
+    /// Key pair or token.
+    pub credentials: Credentials,
+    /// Database, schema, warehouse, role.
+    pub session: SessionContext,
+}
+
+impl fmt::Debug for SnowflakeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnowflakeSettings")
+            .field("account", &self.account)
+            .field("user", &self.user)
+            .field("credentials", &self.credentials)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl SnowflakeSettings {
+    /// Parses and validates the secret's JSON text.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let fields: SecretFields = serde_json::from_str(text).map_err(|e| ConfigError::Invalid {
+            field: "secret",
+            detail: format!(
+                "the secret is not a JSON object with string fields ({:?} error at line {} column {}); expected keys account, user, private_key or token, database, schema",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        })?;
+        let present = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let account = present(fields.account).ok_or(ConfigError::missing("account"))?;
+        let user = present(fields.user).ok_or(ConfigError::missing("user"))?;
+        let account = Account::new(&account, present(fields.host).as_deref())?;
+        let credentials = match (
+            present(fields.private_key),
+            present(fields.token),
+            present(fields.password),
+        ) {
+            (Some(pem), _, _) => {
+                let (key, format) =
+                    KeyPair::from_pem(&pem, fields.private_key_passphrase.as_deref())?;
+                Credentials::KeyPair { key, format }
+            }
+            (None, Some(token), _) => Credentials::Token(token),
+            (None, None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "password",
+                    detail: "the secret holds only a password. Snowflake's SQL API does not accept passwords, and Snowflake blocks single-factor password sign-in for service users. Store a key pair instead (private_key, plus private_key_passphrase if it is encrypted; register the public key with ALTER USER ... SET RSA_PUBLIC_KEY) or a programmatic access token (token).".into(),
+                });
+            }
+            (None, None, None) => {
+                return Err(ConfigError::Invalid {
+                    field: "private_key",
+                    detail: "missing; the secret needs private_key (key-pair authentication, preferred) or token (a programmatic access token)".into(),
+                });
+            }
+        };
+        let database = present(fields.database).ok_or(ConfigError::missing("database"))?;
+        let schema = present(fields.schema).ok_or(ConfigError::missing("schema"))?;
+        Ok(SnowflakeSettings {
+            account,
+            user,
+            credentials,
+            session: SessionContext {
+                database: Some(database),
+                schema: Some(schema),
+                warehouse: present(fields.warehouse),
+                role: present(fields.role),
+            },
+        })
+    }
+
+    /// A SQL API client for these settings.
+    pub fn into_client(
+        self,
+        retry: RetryPolicy,
+    ) -> Result<Client, crate::snowflake::SnowflakeError> {
+        let auth = Authenticator::new(&self.account.jwt_name, &self.user, self.credentials);
+        Client::new(self.account, auth, self.session, retry)
+    }
+}
+
+/// Fetching the secret failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Secrets Manager refused or could not be reached.
+    #[error(
+        "cannot read secret {secret_id:?} from Secrets Manager: {detail}. Check TRACKLAYER_SECRET_ID and that the function's role may call secretsmanager:GetSecretValue on it"
+    )]
+    Fetch {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// What AWS said.
+        detail: String,
+    },
+    /// The secret has no string value.
+    #[error("secret {0:?} has no SecretString; store the settings as JSON text")]
+    NotText(String),
+    /// The secret's content is invalid.
+    #[error("secret {secret_id:?}: {source}")]
+    Invalid {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// The field and what is wrong.
+        source: ConfigError,
+    },
+}
+
+/// Reads one secret and keeps a ready [`Client`] for it, renewed after the TTL.
+pub struct SecretSource {
+    secrets: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+    ttl: Duration,
+    retry: RetryPolicy,
+    cached: Mutex<Option<(Arc<Client>, Instant)>>,
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("secret_id", &self.secret_id)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretSource {
+    /// A source for `secret_id` (name or ARN), caching for `ttl`.
+    pub fn new(
+        secrets: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+        ttl: Duration,
+        retry: RetryPolicy,
+    ) -> Self {
+        SecretSource {
+            secrets,
+            secret_id,
+            ttl,
+            retry,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The secret's id.
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    /// The current client: cached while younger than the TTL, else built from a fresh fetch.
+    pub async fn client(&self) -> Result<Arc<Client>, crate::snowflake::SnowflakeError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((client, fetched)) = cached.as_ref()
+            && fetched.elapsed() < self.ttl
+        {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(self.settings().await?.into_client(self.retry)?);
+        *cached = Some((client.clone(), Instant::now()));
+        Ok(client)
+    }
+
+    /// Forgets the cached client so the next call fetches the secret again (after an
+    /// authentication failure, to pick up a rotated key).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    /// Fetches and validates the secret.
+    pub async fn settings(&self) -> Result<SnowflakeSettings, SecretError> {
+        let text = self.fetch_text().await?;
+        SnowflakeSettings::from_json(&text).map_err(|source| SecretError::Invalid {
+            secret_id: self.secret_id.clone(),
+            source,
+        })
+    }
+
+    async fn fetch_text(&self) -> Result<String, SecretError> {
+        let output = self
+            .secrets
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| SecretError::Fetch {
+                secret_id: self.secret_id.clone(),
+                detail: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        output
+            .secret_string
+            .ok_or_else(|| SecretError::NotText(self.secret_id.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snowflake::auth::tests::generate_pkcs8;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({"account": "xy12345.eu-central-1", "user": "tracklayer_svc", "database": "TRACKLAYER", "schema": "EVENTS", "token": "pat-value"})
+    }
+
+    #[test]
+    fn reads_pat_secret_with_session_context() {
+        let mut s = base();
+        s["role"] = json!("TRACKLAYER_WRITER");
+        s["warehouse"] = json!("ANALYTICS_WH");
+        let settings = SnowflakeSettings::from_json(&s.to_string()).unwrap();
+        assert_eq!(settings.account.jwt_name, "XY12345");
+        assert!(matches!(settings.credentials, Credentials::Token(ref t) if t == "pat-value"));
+        assert_eq!(settings.session.role.as_deref(), Some("TRACKLAYER_WRITER"));
+        assert_eq!(settings.session.warehouse.as_deref(), Some("ANALYTICS_WH"));
+        assert!(!format!("{settings:?}").contains("pat-value"));
+    }
+
+    #[test]
+    fn accepts_aws_managed_field_names() {
+        let pem = generate_pkcs8();
+        let mut s = base();
+        s.as_object_mut().unwrap().remove("token");
+        s["privateKey"] = json!(pem);
+        s["passphrase"] = json!("");
+        let settings = SnowflakeSettings::from_json(&s.to_string()).unwrap();
+        assert!(matches!(settings.credentials, Credentials::KeyPair { .. }));
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains(pem.lines().nth(1).unwrap()), "{shown}");
+    }
+
+    #[test]
+    fn each_missing_field_is_named() {
+        for field in ["account", "user", "database", "schema"] {
+            let mut s = base();
+            s.as_object_mut().unwrap().remove(field);
+            let err = SnowflakeSettings::from_json(&s.to_string()).unwrap_err();
+            assert_eq!(err, ConfigError::missing(field));
+        }
+        let mut s = base();
+        s.as_object_mut().unwrap().remove("token");
+        let err = SnowflakeSettings::from_json(&s.to_string()).unwrap_err();
+        assert!(err.to_string().starts_with("private_key: missing"), "{err}");
+    }
+
+    #[test]
+    fn password_only_secret_explains_why_and_what_instead() {
+        let mut s = base();
+        s.as_object_mut().unwrap().remove("token");
+        s["password"] = json!("replace_with_a_long_generated_secret");
+        let err = SnowflakeSettings::from_json(&s.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("password: "), "{err}");
+        assert!(err.contains("SQL API does not accept passwords"), "{err}");
+        assert!(err.contains("programmatic access token"), "{err}");
+        assert!(!err.contains("replace_with_a_long_generated_secret"));
+    }
+
+    #[test]
+    fn non_json_secret_is_named() {
+        let err = SnowflakeSettings::from_json("account=x").unwrap_err();
+        assert!(err.to_string().starts_with("secret: "), "{err}");
+    }
+}

@@ -1,0 +1,506 @@
+//! Authentication for the SQL API: key-pair JWTs (RS256) and programmatic access tokens.
+//!
+//! Nothing here prints secret material: `Debug` on every type holding a key, token or JWT
+//! shows only public facts (the key's fingerprint, the token type).
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+use sha2::{Digest, Sha256};
+
+use super::ConfigError;
+
+/// Snowflake caps key-pair JWTs at one hour; we ask for a little less.
+const JWT_LIFETIME: Duration = Duration::from_secs(59 * 60);
+/// A cached JWT is replaced when less than this is left, so no request carries a dying token.
+const JWT_RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+/// An RSA private key ready to sign Snowflake JWTs.
+pub struct KeyPair {
+    signing_key: EncodingKey,
+    fingerprint: String,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which private-key format a PEM held (reported by connection-test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// `BEGIN PRIVATE KEY`: unencrypted PKCS#8.
+    Pkcs8,
+    /// `BEGIN ENCRYPTED PRIVATE KEY`: PKCS#8 encrypted with a passphrase (3DES or AES).
+    EncryptedPkcs8,
+    /// `BEGIN RSA PRIVATE KEY`: PKCS#1.
+    Pkcs1,
+}
+
+impl KeyPair {
+    /// Reads a PEM private key (PKCS#8, encrypted PKCS#8 with `passphrase`, or PKCS#1).
+    ///
+    /// Keys pasted into JSON with literal `\n` sequences are accepted too.
+    pub fn from_pem(pem: &str, passphrase: Option<&str>) -> Result<(Self, KeyFormat), ConfigError> {
+        let pem = normalize_pem(pem);
+        let passphrase = passphrase.filter(|p| !p.is_empty());
+        let (key, format) = if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            let passphrase = passphrase.ok_or_else(|| ConfigError::Invalid {
+                field: "private_key_passphrase",
+                detail: "the private key is encrypted (BEGIN ENCRYPTED PRIVATE KEY) but the secret has no private_key_passphrase; add it to the secret".into(),
+            })?;
+            let key = RsaPrivateKey::from_pkcs8_encrypted_pem(&pem, passphrase.as_bytes())
+                .map_err(|e| ConfigError::Invalid {
+                    field: "private_key_passphrase",
+                    detail: format!(
+                        "cannot decrypt private_key with the given passphrase ({}); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`",
+                        describe_pkcs8_error(&e)
+                    ),
+                })?;
+            (key, KeyFormat::EncryptedPkcs8)
+        } else if pem.contains("-----BEGIN PRIVATE KEY-----") {
+            let key = RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| ConfigError::Invalid {
+                field: "private_key",
+                detail: format!(
+                    "not a readable PKCS#8 RSA private key ({})",
+                    describe_pkcs8_error(&e)
+                ),
+            })?;
+            (key, KeyFormat::Pkcs8)
+        } else if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            if pem.contains("Proc-Type: 4,ENCRYPTED") {
+                return Err(ConfigError::Invalid {
+                    field: "private_key",
+                    detail: "legacy encrypted PKCS#1 keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in key.pem -out rsa_key.p8`".into(),
+                });
+            }
+            let key = RsaPrivateKey::from_pkcs1_pem(&pem).map_err(|_| ConfigError::Invalid {
+                field: "private_key",
+                detail: "not a readable PKCS#1 RSA private key".into(),
+            })?;
+            (key, KeyFormat::Pkcs1)
+        } else {
+            return Err(ConfigError::Invalid {
+                field: "private_key",
+                detail: "expected a PEM RSA private key (BEGIN PRIVATE KEY, BEGIN ENCRYPTED PRIVATE KEY or BEGIN RSA PRIVATE KEY)".into(),
+            });
+        };
+        Ok((Self::from_key(&key)?, format))
+    }
+
+    fn from_key(key: &RsaPrivateKey) -> Result<Self, ConfigError> {
+        let public_der =
+            key.to_public_key()
+                .to_public_key_der()
+                .map_err(|_| ConfigError::Invalid {
+                    field: "private_key",
+                    detail: "cannot derive the public key".into(),
+                })?;
+        let fingerprint = format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(public_der.as_bytes()))
+        );
+        let pkcs1 = key.to_pkcs1_der().map_err(|_| ConfigError::Invalid {
+            field: "private_key",
+            detail: "cannot encode the private key for signing".into(),
+        })?;
+        Ok(KeyPair {
+            signing_key: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
+            fingerprint,
+        })
+    }
+
+    /// `SHA256:<base64>`: what Snowflake shows as `RSA_PUBLIC_KEY_FP` in `DESC USER`.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+fn describe_pkcs8_error(e: &rsa::pkcs8::Error) -> &'static str {
+    match e {
+        rsa::pkcs8::Error::EncryptedPrivateKey(_) => "wrong passphrase or unsupported cipher",
+        rsa::pkcs8::Error::KeyMalformed => "the key is malformed",
+        rsa::pkcs8::Error::PublicKey(_) => "not an RSA key",
+        _ => "not an RSA private key",
+    }
+}
+
+/// Turns literal `\n` (as pasted into JSON by hand) back into newlines.
+fn normalize_pem(pem: &str) -> String {
+    pem.trim().replace("\\n", "\n").replace("\r\n", "\n")
+}
+
+/// The claims Snowflake expects in a key-pair JWT.
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+/// How requests authenticate.
+pub enum Credentials {
+    /// Key-pair authentication: a JWT per hour, signed locally.
+    KeyPair {
+        /// The signing key.
+        key: KeyPair,
+        /// Format the key was read from.
+        format: KeyFormat,
+    },
+    /// A programmatic access token (PAT).
+    Token(String),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::KeyPair { key, format } => f
+                .debug_struct("KeyPair")
+                .field("fingerprint", &key.fingerprint)
+                .field("format", format)
+                .finish(),
+            Credentials::Token(_) => f.write_str("ProgrammaticAccessToken(<redacted>)"),
+        }
+    }
+}
+
+/// A bearer token and its `X-Snowflake-Authorization-Token-Type`.
+pub struct Bearer {
+    pub(crate) token: String,
+    pub(crate) token_type: &'static str,
+}
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bearer({}, <redacted>)", self.token_type)
+    }
+}
+
+/// Signs and caches JWTs (or hands out the PAT) for one account and user.
+pub struct Authenticator {
+    credentials: Credentials,
+    issuer: String,
+    subject: String,
+    cached: Mutex<Option<(String, SystemTime)>>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("credentials", &self.credentials)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Prepares claims for `ACCOUNT.USER` (both upper-cased, as Snowflake requires).
+    pub fn new(jwt_account: &str, user: &str, credentials: Credentials) -> Self {
+        let subject = format!(
+            "{}.{}",
+            jwt_account.to_ascii_uppercase(),
+            user.to_ascii_uppercase()
+        );
+        let issuer = match &credentials {
+            Credentials::KeyPair { key, .. } => format!("{subject}.{}", key.fingerprint),
+            Credentials::Token(_) => subject.clone(),
+        };
+        Authenticator {
+            credentials,
+            issuer,
+            subject,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The credentials in use.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// A bearer for the next request: the cached JWT unless it is about to expire.
+    pub fn bearer(&self) -> Result<Bearer, ConfigError> {
+        match &self.credentials {
+            Credentials::Token(token) => Ok(Bearer {
+                token: token.clone(),
+                token_type: "PROGRAMMATIC_ACCESS_TOKEN",
+            }),
+            Credentials::KeyPair { key, .. } => {
+                let now = SystemTime::now();
+                let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((jwt, expires)) = cached.as_ref()
+                    && expires.duration_since(now).unwrap_or_default() > JWT_RENEW_BEFORE
+                {
+                    return Ok(Bearer {
+                        token: jwt.clone(),
+                        token_type: "KEYPAIR_JWT",
+                    });
+                }
+                let (jwt, expires) = self.sign(key, now)?;
+                *cached = Some((jwt.clone(), expires));
+                Ok(Bearer {
+                    token: jwt,
+                    token_type: "KEYPAIR_JWT",
+                })
+            }
+        }
+    }
+
+    /// Drops the cached JWT so the next request signs a fresh one.
+    pub fn invalidate(&self) {
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn sign(&self, key: &KeyPair, now: SystemTime) -> Result<(String, SystemTime), ConfigError> {
+        let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let claims = Claims {
+            iss: &self.issuer,
+            sub: &self.subject,
+            iat,
+            exp: iat + JWT_LIFETIME.as_secs(),
+        };
+        let jwt = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key.signing_key)
+            .map_err(|e| ConfigError::Invalid {
+            field: "private_key",
+            detail: format!("cannot sign a JWT with this key: {:?}", e.kind()),
+        })?;
+        Ok((jwt, UNIX_EPOCH + Duration::from_secs(claims.exp)))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs openssl with arguments, returning stdout; panics with stderr on failure.
+    pub(crate) fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+        use std::io::Write;
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl must be installed for these tests");
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A fresh 2048-bit key as unencrypted PKCS#8 PEM.
+    pub(crate) fn generate_pkcs8() -> String {
+        let pem = openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
+            None,
+        );
+        String::from_utf8(pem).unwrap()
+    }
+
+    fn openssl_fingerprint(pem: &str) -> String {
+        let der = openssl(
+            &["pkey", "-pubout", "-outform", "DER"],
+            Some(pem.as_bytes()),
+        );
+        let digest = openssl(&["dgst", "-sha256", "-binary"], Some(&der));
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    }
+
+    fn decode_claims(jwt: &str) -> serde_json::Value {
+        let mut parts = jwt.split('.');
+        let header = parts.next().unwrap();
+        let payload = parts.next().unwrap();
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header: serde_json::Value =
+            serde_json::from_slice(&engine.decode(header).unwrap()).unwrap();
+        assert_eq!(header["alg"], "RS256");
+        serde_json::from_slice(&engine.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_key_format_reads_to_the_same_fingerprint_as_openssl() {
+        let pkcs8 = generate_pkcs8();
+        let expected = openssl_fingerprint(&pkcs8);
+        let pass = "correct horse battery staple";
+        let des3 = String::from_utf8(openssl(
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "des3",
+                "-passout",
+                &format!("pass:{pass}"),
+            ],
+            Some(pkcs8.as_bytes()),
+        ))
+        .unwrap();
+        let aes = String::from_utf8(openssl(
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-passout",
+                &format!("pass:{pass}"),
+            ],
+            Some(pkcs8.as_bytes()),
+        ))
+        .unwrap();
+        let pkcs1 =
+            String::from_utf8(openssl(&["rsa", "-traditional"], Some(pkcs8.as_bytes()))).unwrap();
+        assert!(des3.contains("BEGIN ENCRYPTED PRIVATE KEY"));
+        assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"));
+
+        let cases = [
+            (&pkcs8, None, KeyFormat::Pkcs8),
+            (&des3, Some(pass), KeyFormat::EncryptedPkcs8),
+            (&aes, Some(pass), KeyFormat::EncryptedPkcs8),
+            (&pkcs1, None, KeyFormat::Pkcs1),
+        ];
+        for (pem, passphrase, format) in cases {
+            let (key, read_format) = KeyPair::from_pem(pem, passphrase).unwrap();
+            assert_eq!(read_format, format);
+            assert_eq!(key.fingerprint(), expected, "{format:?}");
+        }
+        let escaped = pkcs8.replace('\n', "\\n");
+        assert_eq!(
+            KeyPair::from_pem(&escaped, None).unwrap().0.fingerprint(),
+            expected
+        );
+    }
+
+    #[test]
+    fn encrypted_key_without_or_with_wrong_passphrase_names_the_field() {
+        let pkcs8 = generate_pkcs8();
+        let des3 = String::from_utf8(openssl(
+            &["pkcs8", "-topk8", "-v2", "des3", "-passout", "pass:right"],
+            Some(pkcs8.as_bytes()),
+        ))
+        .unwrap();
+        let missing = KeyPair::from_pem(&des3, None).unwrap_err();
+        assert!(
+            missing.to_string().starts_with("private_key_passphrase:"),
+            "{missing}"
+        );
+        let wrong = KeyPair::from_pem(&des3, Some("wrong")).unwrap_err();
+        assert!(wrong.to_string().contains("cannot decrypt"), "{wrong}");
+        assert!(
+            !wrong.to_string().contains("wrong\""),
+            "passphrase must not be echoed"
+        );
+    }
+
+    #[test]
+    fn garbage_key_is_a_clear_error() {
+        let err = KeyPair::from_pem("hunter2", None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("private_key: expected a PEM"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn jwt_claims_follow_snowflake_rules_for_each_account_form() {
+        let pkcs8 = generate_pkcs8();
+        let (key, format) = KeyPair::from_pem(&pkcs8, None).unwrap();
+        let fp = key.fingerprint().to_string();
+        let auth = Authenticator::new(
+            "XY12345",
+            "tracklayer_svc",
+            Credentials::KeyPair { key, format },
+        );
+        let bearer = auth.bearer().unwrap();
+        assert_eq!(bearer.token_type, "KEYPAIR_JWT");
+        let claims = decode_claims(&bearer.token);
+        assert_eq!(claims["sub"], "XY12345.TRACKLAYER_SVC");
+        assert_eq!(claims["iss"], format!("XY12345.TRACKLAYER_SVC.{fp}"));
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
+        assert_eq!(exp - iat, 59 * 60);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(iat <= now && now - iat < 60);
+
+        for (identifier, expected) in [
+            ("xy12345.eu-central-1", "XY12345"),
+            ("xy12345.us-east-1.aws", "XY12345"),
+            ("myorg-myaccount", "MYORG-MYACCOUNT"),
+        ] {
+            let account = crate::snowflake::Account::new(identifier, None).unwrap();
+            let (key, format) = KeyPair::from_pem(&pkcs8, None).unwrap();
+            let auth = Authenticator::new(
+                &account.jwt_name,
+                "svc",
+                Credentials::KeyPair { key, format },
+            );
+            let claims = decode_claims(&auth.bearer().unwrap().token);
+            assert_eq!(claims["sub"], format!("{expected}.SVC"));
+            assert_eq!(claims["iss"], format!("{expected}.SVC.{fp}"));
+        }
+    }
+
+    #[test]
+    fn jwt_is_cached_until_invalidated() {
+        let (key, format) = KeyPair::from_pem(&generate_pkcs8(), None).unwrap();
+        let auth = Authenticator::new("A", "U", Credentials::KeyPair { key, format });
+        let first = auth.bearer().unwrap().token;
+        assert_eq!(auth.bearer().unwrap().token, first);
+        auth.invalidate();
+        *auth.cached.lock().unwrap() =
+            Some(("stale".into(), SystemTime::now() + Duration::from_secs(60)));
+        assert_ne!(
+            auth.bearer().unwrap().token,
+            "stale",
+            "a token with <5 min left is renewed"
+        );
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret_material() {
+        let pkcs8 = generate_pkcs8();
+        let (key, format) = KeyPair::from_pem(&pkcs8, None).unwrap();
+        let auth = Authenticator::new("A", "U", Credentials::KeyPair { key, format });
+        let jwt = auth.bearer().unwrap().token;
+        let shown = format!("{auth:?} {:?}", auth.bearer().unwrap());
+        let key_body: String = pkcs8.lines().nth(1).unwrap().to_string();
+        assert!(!shown.contains(&key_body));
+        assert!(!shown.contains(&jwt));
+        assert!(!shown.contains(jwt.split('.').nth(2).unwrap()));
+
+        let pat = Authenticator::new("A", "U", Credentials::Token("pat-secret-value".into()));
+        let shown = format!("{pat:?} {:?}", pat.bearer().unwrap());
+        assert!(!shown.contains("pat-secret-value"), "{shown}");
+    }
+}

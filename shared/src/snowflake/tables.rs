@@ -1,0 +1,135 @@
+//! The two destination tables: their DDL and the one-statement bulk INSERTs that fill them.
+//!
+//! A chunk of rows travels as ONE bound JSON-array string and is unpacked server-side with
+//! `TABLE(FLATTEN(INPUT => PARSE_JSON(?)))` (the SQL API has no array bindings, and
+//! `PARSE_JSON` is not allowed in a `VALUES` list). The element format is written by
+//! [`crate::event::encode`].
+
+use super::client::Statement;
+
+/// Which table a chunk goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// `RAW_EVENTS`: validated events.
+    RawEvents,
+    /// `RAW_EVENTS_REJECTED`: the quarantine, with reason and original text.
+    Rejected,
+}
+
+impl Table {
+    /// The table's name, unqualified (statements run in the secret's database and schema).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::RawEvents => "RAW_EVENTS",
+            Table::Rejected => "RAW_EVENTS_REJECTED",
+        }
+    }
+
+    /// The guide's DDL, qualified by the session's database and schema instead of
+    /// `TRACKLAYER.EVENTS`.
+    pub fn ddl(self) -> String {
+        let text = match self {
+            Table::RawEvents => RAW_EVENTS_DDL,
+            Table::Rejected => RAW_EVENTS_REJECTED_DDL,
+        };
+        text.replace("TRACKLAYER.EVENTS.", "")
+            .trim_end()
+            .trim_end_matches(';')
+            .to_string()
+    }
+
+    /// The INSERT that loads one bound JSON array into this table.
+    pub fn insert_sql(self) -> &'static str {
+        match self {
+            Table::RawEvents => INSERT_RAW_EVENTS,
+            Table::Rejected => INSERT_REJECTED,
+        }
+    }
+
+    /// A statement inserting the rows of `json_array` (built by [`crate::event::encode`]).
+    pub fn insert(self, json_array: String) -> Statement {
+        Statement::new(self.insert_sql()).bind(json_array)
+    }
+
+    /// The columns the loader writes and their Snowflake types, as `DESC TABLE` would show
+    /// them; connection-test compares an existing table against this.
+    pub fn expected_columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Table::RawEvents => &[
+                ("EVENT_ID", "VARCHAR"),
+                ("EVENT_TIME", "TIMESTAMP_NTZ"),
+                ("LOADED_AT", "TIMESTAMP_NTZ"),
+                ("MERCHANT_ID", "VARCHAR"),
+                ("EVENT_NAME", "VARCHAR"),
+                ("USER_ID", "VARCHAR"),
+                ("ANONYMOUS_ID", "VARCHAR"),
+                ("ORDER_ID", "VARCHAR"),
+                ("PLATFORM", "VARCHAR"),
+                ("SOURCE", "VARCHAR"),
+                ("VALUE", "NUMBER"),
+                ("CURRENCY", "VARCHAR"),
+                ("CONSENT_STATUS", "VARCHAR"),
+                ("PROPERTIES", "VARIANT"),
+                ("RAW_PAYLOAD", "VARIANT"),
+            ],
+            Table::Rejected => &[
+                ("REJECTED_AT", "TIMESTAMP_NTZ"),
+                ("SOURCE_MESSAGE_ID", "VARCHAR"),
+                ("EVENT_ID", "VARCHAR"),
+                ("MERCHANT_ID", "VARCHAR"),
+                ("REASON", "VARCHAR"),
+                ("DETAIL", "VARCHAR"),
+                ("RAW_TEXT", "VARCHAR"),
+            ],
+        }
+    }
+}
+
+/// The product guide's `RAW_EVENTS` DDL, byte for byte (`infra/sql/raw_events.sql`).
+pub const RAW_EVENTS_DDL: &str = include_str!("../../../infra/sql/raw_events.sql");
+/// The quarantine table's DDL (`infra/sql/raw_events_rejected.sql`).
+pub const RAW_EVENTS_REJECTED_DDL: &str =
+    include_str!("../../../infra/sql/raw_events_rejected.sql");
+
+/// Elements carry the raw event text in `r` (parsed once server-side into `p`, from which the
+/// plain fields are read, so no field is sent twice) and the normalized values the validator
+/// computed: `t` UTC time, `n` trimmed name, `v` decimal text, `c` upper-case currency.
+const INSERT_RAW_EVENTS: &str = "INSERT INTO RAW_EVENTS (EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD) \
+SELECT e.p:event_id::STRING, e.value:t::TIMESTAMP_NTZ, e.p:merchant_id::STRING, e.value:n::STRING, e.p:user_id::STRING, e.p:anonymous_id::STRING, e.p:order_id::STRING, e.p:platform::STRING, e.p:source::STRING, e.value:v::NUMBER(18, 4), e.value:c::STRING, e.p:consent_status::STRING, e.p:properties, TO_VARIANT(e.value:r::STRING) \
+FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING) AS p FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e";
+
+const INSERT_REJECTED: &str = "INSERT INTO RAW_EVENTS_REJECTED (SOURCE_MESSAGE_ID, EVENT_ID, MERCHANT_ID, REASON, DETAIL, RAW_TEXT) \
+SELECT f.value:m::STRING, f.value:e::STRING, f.value:mi::STRING, f.value:re::STRING, f.value:d::STRING, f.value:r::STRING \
+FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_events_ddl_is_the_guides_text() {
+        let guide = "CREATE TABLE IF NOT EXISTS TRACKLAYER.EVENTS.RAW_EVENTS (\nEVENT_ID STRING NOT NULL,\nEVENT_TIME TIMESTAMP_NTZ NOT NULL,\nLOADED_AT TIMESTAMP_NTZ DEFAULT CURRENT_TIMESTAMP(),\nMERCHANT_ID STRING NOT NULL,\nEVENT_NAME STRING NOT NULL,\nUSER_ID STRING,\nANONYMOUS_ID STRING,\nORDER_ID STRING,\nPLATFORM STRING,\nSOURCE STRING,\nVALUE NUMBER(18, 4),\nCURRENCY STRING,\nCONSENT_STATUS STRING,\nPROPERTIES VARIANT,\nRAW_PAYLOAD VARIANT\n)\nCLUSTER BY (MERCHANT_ID, EVENT_NAME);\n";
+        assert_eq!(RAW_EVENTS_DDL, guide);
+    }
+
+    #[test]
+    fn bootstrap_ddl_is_unqualified_and_keeps_cluster_by() {
+        let ddl = Table::RawEvents.ddl();
+        assert!(ddl.starts_with("CREATE TABLE IF NOT EXISTS RAW_EVENTS ("));
+        assert!(ddl.ends_with("CLUSTER BY (MERCHANT_ID, EVENT_NAME)"));
+        assert!(
+            Table::Rejected
+                .ddl()
+                .starts_with("CREATE TABLE IF NOT EXISTS RAW_EVENTS_REJECTED (")
+        );
+    }
+
+    #[test]
+    fn insert_binds_one_json_array() {
+        let s = Table::Rejected.insert("[]".into());
+        assert_eq!(s.bindings, vec!["[]".to_string()]);
+        assert_eq!(s.sql.matches('?').count(), 1);
+        assert_eq!(Table::RawEvents.insert_sql().matches('?').count(), 1);
+    }
+}
