@@ -5,6 +5,10 @@
 
 pub mod config;
 pub mod event;
+pub mod ingest;
+pub mod load;
+pub mod report;
 pub mod sample;
 pub mod secrets;
 pub mod snowflake;
+pub mod staging;

@@ -121,7 +121,7 @@ impl SnowflakeSettings {
 }
 
 /// Fetching the secret failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretError {
     /// Secrets Manager refused or could not be reached.
     #[error(

@@ -1,1 +1,273 @@
-//! Helpers shared by the cross-process tests.
+//! Helpers shared by the cross-process tests: the local stack's settings, its control
+//! endpoints, and reading back through the drivers' protocol with snowflake-connector-python.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tracklayer::load::{LoadSettings, Loader};
+use tracklayer::secrets::SecretSource;
+use tracklayer::snowflake::RetryPolicy;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// The local stack's settings: the environment if `make` exported them, else `.local/stack.env`.
+pub fn stack() -> &'static HashMap<String, String> {
+    static STACK: OnceLock<HashMap<String, String>> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let path = repo_root().join(".local/stack.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: start the local stack with `make stack-up` (make test does it)",
+                path.display()
+            )
+        });
+        let mut vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        for (key, value) in vars.iter_mut() {
+            if let Ok(from_env) = std::env::var(key) {
+                *value = from_env;
+            }
+        }
+        vars
+    })
+}
+
+/// One setting of the stack.
+pub fn setting(name: &str) -> String {
+    stack()
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is not in .local/stack.env"))
+}
+
+/// Exports the stack's settings into this process's environment (the AWS SDK reads them).
+pub fn export_stack_env() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for (key, value) in stack() {
+            // SAFETY: called before any test spawns threads that read the environment
+            // concurrently with this write; OnceLock makes it happen once.
+            unsafe { std::env::set_var(key, value) };
+        }
+    });
+}
+
+/// AWS configuration pointing at the local moto server.
+pub async fn aws() -> aws_config::SdkConfig {
+    export_stack_env();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(setting("AWS_ENDPOINT_URL"))
+        .load()
+        .await
+}
+
+/// A loader reading the stack's secret.
+pub async fn loader(settings: LoadSettings) -> Loader {
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
+    let source = SecretSource::new(
+        secrets,
+        setting("TRACKLAYER_SECRET_ID"),
+        Duration::from_secs(300),
+        fast_retry(),
+    );
+    Loader::new(source, settings)
+}
+
+/// Retries with short pauses, so fault tests run quickly.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 6,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    }
+}
+
+/// A unique tag for rows written by one test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Serializes tests that change the local Snowflake's global state (faults, settings, the
+/// request report) within one test binary.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// The local Snowflake's control API.
+pub struct Emulator {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Default for Emulator {
+    fn default() -> Self {
+        Emulator {
+            http: reqwest::Client::new(),
+            base: setting("SNOWFLAKE_EMULATOR_URL"),
+        }
+    }
+}
+
+impl Emulator {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/__emulator{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{url}: {status} {value}");
+        value
+    }
+
+    /// Adds a fault rule (see infra/local/snowflake_emulator.py).
+    pub async fn fault(&self, rule: Value) {
+        self.call(reqwest::Method::POST, "/faults", Some(rule))
+            .await;
+    }
+
+    /// Remaining fault rules.
+    pub async fn faults(&self) -> Value {
+        self.call(reqwest::Method::GET, "/faults", None).await
+    }
+
+    /// Clears faults and the request report.
+    pub async fn clean(&self) {
+        self.call(reqwest::Method::DELETE, "/faults", None).await;
+        self.call(reqwest::Method::DELETE, "/requests", None).await;
+    }
+
+    /// Merges settings (async threshold, warehouses).
+    pub async fn settings(&self, settings: Value) {
+        self.call(reqwest::Method::POST, "/settings", Some(settings))
+            .await;
+    }
+
+    /// The report of requests served since the last reset.
+    pub async fn requests(&self) -> Value {
+        self.call(reqwest::Method::GET, "/requests", None).await
+    }
+
+    /// Registers or replaces a user and its keys.
+    pub async fn register_user(&self, user: Value) -> Value {
+        self.call(reqwest::Method::POST, "/users", Some(user)).await
+    }
+}
+
+/// Rows read through the drivers' protocol: column names and values as sfquery.py prints them.
+#[derive(Debug)]
+pub struct Rows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Values (strings, or null).
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    /// Value of `column` in row `row` as text (null -> None).
+    pub fn text(&self, row: usize, column: &str) -> Option<String> {
+        let i = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(column))
+            .unwrap_or_else(|| panic!("no column {column} in {:?}", self.columns));
+        match &self.rows[row][i] {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Runs `sql` with snowflake-connector-python against the local Snowflake.
+pub fn sfquery(sql: &str) -> Rows {
+    let python = setting("PYTHON");
+    let port = setting("SNOWFLAKE_EMULATOR_URL")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = Command::new(&python)
+        .arg(repo_root().join("infra/local/sfquery.py"))
+        .args(["--port", &port, sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "sfquery failed for {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value = serde_json::from_slice(&out.stdout).expect("sfquery prints JSON");
+    Rows {
+        columns: serde_json::from_value(value["columns"].clone()).unwrap(),
+        rows: serde_json::from_value(value["rows"].clone()).unwrap(),
+    }
+}
+
+/// `SELECT COUNT(*)` through the drivers' protocol.
+pub fn count(sql_from_where: &str) -> u64 {
+    let rows = sfquery(&format!("SELECT COUNT(*) AS N {sql_from_where}"));
+    rows.text(0, "N").unwrap().parse().unwrap()
+}
+
+/// Runs openssl, returning stdout.
+fn openssl(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl is needed by the tests");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A fresh RSA 2048 private key, unencrypted PKCS#8 PEM.
+pub fn openssl_rsa_key() -> String {
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ],
+        None,
+    )
+}
+
+/// The SPKI PEM public key of a private key.
+pub fn public_pem(private_pem: &str) -> String {
+    openssl(&["pkey", "-pubout"], Some(private_pem))
+}

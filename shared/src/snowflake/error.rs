@@ -108,7 +108,7 @@ impl fmt::Display for ApiError {
 }
 
 /// Every way a Snowflake call can fail.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SnowflakeError {
     /// Snowflake answered with an error.
     #[error("{0}")]

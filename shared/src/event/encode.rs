@@ -1,0 +1,460 @@
+//! Events and rejections to the JSON array elements that the load statements bind.
+//!
+//! The wire format is fixed; the SQL that reads it (`FLATTEN(INPUT => PARSE_JSON(?))`) lives
+//! with the Snowflake statements. A `RAW_EVENTS` element is
+//! `{"r":<raw event text>,"t":"YYYY-MM-DD HH:MM:SS.mmm","n":<event_name>,"v":"19.9900","c":"EUR"}`
+//! (`v` and `c` only when present); the server reads every other column out of `r`. A
+//! `RAW_EVENTS_REJECTED` element is
+//! `{"m":<message id>,"e":<event_id|null>,"mi":<merchant_id|null>,"re":<reason>,"d":<detail>,"r":<raw>}`.
+//!
+//! Elements are appended to a `String` that holds an array under construction: [`push_event`]
+//! and [`push_rejection`] write a separating comma unless the buffer is empty or ends with
+//! `[`. [`JsonArray`] wraps that with the brackets and counts.
+
+use super::{Event, Rejection, timestamp, value};
+
+/// A JSON array of encoded elements under construction: `[` on creation, `]` on finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonArray {
+    buf: String,
+    elements: usize,
+}
+
+impl JsonArray {
+    /// An empty array.
+    pub fn new() -> Self {
+        JsonArray::with_capacity(0)
+    }
+
+    /// An empty array with room for `bytes` bytes of encoded elements.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = String::with_capacity(bytes.saturating_add(2));
+        buf.push('[');
+        JsonArray { buf, elements: 0 }
+    }
+
+    /// Appends one `RAW_EVENTS` element.
+    pub fn push_event(&mut self, event: &Event<'_>) {
+        push_event(&mut self.buf, event);
+        self.elements += 1;
+    }
+
+    /// Appends one `RAW_EVENTS_REJECTED` element.
+    pub fn push_rejection(&mut self, rejection: &Rejection<'_>, source_message_id: &str) {
+        push_rejection(&mut self.buf, rejection, source_message_id);
+        self.elements += 1;
+    }
+
+    /// Number of elements pushed so far.
+    pub fn len(&self) -> usize {
+        self.elements
+    }
+
+    /// Whether nothing has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.elements == 0
+    }
+
+    /// Exact length in bytes of the text [`finish`](JsonArray::finish) would return now.
+    pub fn len_bytes(&self) -> usize {
+        self.buf.len() + 1
+    }
+
+    /// The complete JSON array text.
+    pub fn finish(mut self) -> String {
+        self.buf.push(']');
+        self.buf
+    }
+}
+
+impl Default for JsonArray {
+    fn default() -> Self {
+        JsonArray::new()
+    }
+}
+
+/// Appends one RAW_EVENTS element (a JSON object) to a JSON array being built in `buf`.
+pub fn push_event(buf: &mut String, event: &Event<'_>) {
+    buf.reserve(event_len_hint(event));
+    separate(buf);
+    buf.push_str("{\"r\":");
+    push_json_string(buf, event.raw);
+    buf.push_str(",\"t\":\"");
+    timestamp::push_ntz(buf, event.event_time);
+    buf.push_str("\",\"n\":");
+    push_json_string(buf, &event.event_name);
+    if let Some(amount) = event.value {
+        buf.push_str(",\"v\":\"");
+        value::push_scale4(buf, amount);
+        buf.push('"');
+    }
+    if let Some(code) = event.currency() {
+        buf.push_str(",\"c\":\"");
+        buf.push_str(code);
+        buf.push('"');
+    }
+    buf.push('}');
+}
+
+/// Appends one RAW_EVENTS_REJECTED element.
+pub fn push_rejection(buf: &mut String, rejection: &Rejection<'_>, source_message_id: &str) {
+    buf.reserve(rejection_len_hint(rejection) + source_message_id.len());
+    separate(buf);
+    buf.push_str("{\"m\":");
+    push_json_string(buf, source_message_id);
+    buf.push_str(",\"e\":");
+    push_json_string_or_null(buf, rejection.event_id.as_deref());
+    buf.push_str(",\"mi\":");
+    push_json_string_or_null(buf, rejection.merchant_id.as_deref());
+    buf.push_str(",\"re\":\"");
+    buf.push_str(rejection.reason.code());
+    buf.push_str("\",\"d\":");
+    push_json_string(buf, &rejection.detail);
+    buf.push_str(",\"r\":");
+    push_json_string(buf, rejection.raw);
+    buf.push('}');
+}
+
+/// A comma before every element but the first of an array.
+fn separate(buf: &mut String) {
+    if !buf.is_empty() && !buf.ends_with('[') {
+        buf.push(',');
+    }
+}
+
+/// Room for escaping: raw JSON is full of quotes, each of which doubles.
+fn escaped_len_hint(text: &str) -> usize {
+    text.len() + text.len() / 8 + 2
+}
+
+pub(super) fn event_len_hint(event: &Event<'_>) -> usize {
+    // {"r":,"t":"YYYY-MM-DD HH:MM:SS.mmm","n":,"v":"-99999999999999.9999","c":"EUR"}
+    const FIXED: usize = 80;
+    FIXED + escaped_len_hint(event.raw) + escaped_len_hint(&event.event_name)
+}
+
+pub(super) fn rejection_len_hint(rejection: &Rejection<'_>) -> usize {
+    // {"m":,"e":,"mi":,"re":"not_an_object","d":,"r":}
+    const FIXED: usize = 56;
+    FIXED
+        + escaped_len_hint(rejection.raw)
+        + escaped_len_hint(&rejection.detail)
+        + rejection.event_id.as_deref().map_or(4, escaped_len_hint)
+        + rejection.merchant_id.as_deref().map_or(4, escaped_len_hint)
+}
+
+fn push_json_string_or_null(buf: &mut String, text: Option<&str>) {
+    match text {
+        Some(text) => push_json_string(buf, text),
+        None => buf.push_str("null"),
+    }
+}
+
+/// What a byte becomes inside a JSON string: 0 = itself, `u` = `\u00XX`, else `\` + that byte.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0_u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Appends `text` as a JSON string literal, copying runs that need no escaping in bulk.
+pub(super) fn push_json_string(buf: &mut String, text: &str) {
+    if std::env::var_os("ESC_SAFE").is_some() {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            escape_into(scratch, text.as_bytes());
+            buf.push_str(std::str::from_utf8(scratch).unwrap_or_default());
+        });
+    } else {
+        let out = unsafe { buf.as_mut_vec() };
+        escape_into(out, text.as_bytes());
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + bytes.len() / 8 + 2);
+    out.push(b'"');
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let chunk: [u8; 8] = chunk.try_into().unwrap_or_default();
+        let special = special_bytes(u64::from_le_bytes(chunk));
+        out.extend_from_slice(&chunk);
+        if special == 0 {
+            at += 8;
+            continue;
+        }
+        let clean = (special.trailing_zeros() / 8) as usize;
+        out.truncate(out.len() - (8 - clean));
+        at += clean;
+        push_escape(out, bytes[at]);
+        at += 1;
+    }
+    for &byte in &bytes[at..] {
+        if ESCAPE[usize::from(byte)] == 0 {
+            out.push(byte);
+        } else {
+            push_escape(out, byte);
+        }
+    }
+    out.push(b'"');
+}
+
+/// Flags (high bit of each byte) the bytes that are `"`, `\` or below 0x20, SWAR-style.
+/// Whether any flag is set is exact, and the lowest flag always marks a special byte; bytes
+/// >= 0x80 (UTF-8 continuation and lead bytes) never match.
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
+    let control = below(word, 0x20);
+    let quote = below(word ^ (ONES * u64::from(b'"')), 1);
+    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+    control | quote | backslash
+}
+
+fn push_escape(out: &mut Vec<u8>, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match ESCAPE[usize::from(byte)] {
+        b'u' => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0xf)],
+        ]),
+        escape => out.extend_from_slice(&[b'\\', escape]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Reason, parse_body, parse_event};
+    use serde_json::{Value, json};
+
+    fn escaped(text: &str) -> String {
+        let mut buf = String::new();
+        push_json_string(&mut buf, text);
+        buf
+    }
+
+    #[test]
+    fn escapes_quotes_backslashes_and_control_characters() {
+        assert_eq!(escaped(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(escaped("\n\r\t\u{8}\u{c}"), r#""\n\r\t\b\f""#);
+        assert_eq!(escaped("\u{0}\u{1f}\u{7f}"), "\"\\u0000\\u001f\u{7f}\"");
+        assert_eq!(escaped(""), r#""""#);
+        assert_eq!(escaped("é☕🎉 \u{2028}"), "\"é☕🎉 \u{2028}\"");
+    }
+
+    #[test]
+    fn escaping_round_trips_every_kind_of_character_through_serde_json() {
+        let mut all: String = (0_u32..0x800).filter_map(char::from_u32).collect();
+        all.push_str("\u{2028}\u{2029}\u{fffd}\u{10ffff}🎉👩‍👩‍👧 ʻokina 東京 \"quoted\" \\path\\");
+        // Every offset, so specials land in every position of the eight-byte chunks.
+        for start in 0..16 {
+            let text: String = all.chars().skip(start).collect();
+            let back: String = serde_json::from_str(&escaped(&text)).unwrap();
+            assert_eq!(back, text);
+            assert_eq!(escaped(&text), serde_json::to_string(&text).unwrap());
+        }
+        for byte in 0_u8..0x80 {
+            let text = format!("abcdefg{}hijklmnop", char::from(byte));
+            let back: String = serde_json::from_str(&escaped(&text)).unwrap();
+            assert_eq!(back, text);
+        }
+    }
+
+    #[test]
+    fn swar_check_matches_the_table_for_every_byte() {
+        for byte in 0_u8..=255 {
+            for position in 0..8 {
+                let mut chunk = *b"abcdefgh";
+                chunk[position] = byte;
+                let special = special_bytes(u64::from_le_bytes(chunk));
+                if ESCAPE[usize::from(byte)] != 0 {
+                    assert_eq!(special.trailing_zeros() / 8, position as u32, "{byte}");
+                } else {
+                    assert_eq!(special, 0, "{byte}");
+                }
+            }
+        }
+    }
+
+    const EVENT: &str = r#"{"event_id":"e-1","event_time":"2026-11-02T10:00:00.123456+02:00","merchant_id":"m-1","event_name":" purchase ","value":"19.99","currency":"eur","extra":{"x":[1,2]}}"#;
+
+    #[test]
+    fn encodes_an_event_in_the_fixed_wire_format() {
+        let event = parse_event(EVENT).unwrap();
+        let mut array = JsonArray::new();
+        array.push_event(&event);
+        let text = array.finish();
+        let expected = format!(
+            r#"[{{"r":{},"t":"2026-11-02 08:00:00.123","n":"purchase","v":"19.9900","c":"EUR"}}]"#,
+            serde_json::to_string(EVENT).unwrap()
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn omits_value_and_currency_when_absent() {
+        let raw = r#"{"event_id":"e","event_time":1793606400000,"merchant_id":"m","event_name":"view_content"}"#;
+        let mut buf = String::new();
+        push_event(&mut buf, &parse_event(raw).unwrap());
+        assert_eq!(
+            buf,
+            format!(
+                r#"{{"r":{},"t":"2026-11-02 08:00:00.000","n":"view_content"}}"#,
+                serde_json::to_string(raw).unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn encodes_rejections_with_null_ids_when_unknown() {
+        let body = r#"[{"event_id":"e-7","merchant_id":"m-7"}, 5]"#;
+        let parsed = parse_body(body);
+        let mut array = JsonArray::new();
+        for rejection in parsed.iter().filter_map(|p| p.as_ref().err()) {
+            array.push_rejection(rejection, "msg-1");
+        }
+        assert_eq!(array.len(), 2);
+        let value: Value = serde_json::from_str(&array.finish()).unwrap();
+        assert_eq!(
+            value[0],
+            json!({
+                "m": "msg-1", "e": "e-7", "mi": "m-7", "re": "missing_field",
+                "d": "event_time is missing or null; expected an RFC 3339 timestamp such as 2026-11-02T10:00:00+02:00, or epoch milliseconds",
+                "r": r#"{"event_id":"e-7","merchant_id":"m-7"}"#,
+            })
+        );
+        assert_eq!(value[1]["e"], Value::Null);
+        assert_eq!(value[1]["mi"], Value::Null);
+        assert_eq!(value[1]["re"], "not_an_object");
+        assert_eq!(value[1]["r"], "5");
+    }
+
+    #[test]
+    fn free_functions_separate_elements_with_commas() {
+        let event = parse_event(EVENT).unwrap();
+        let rejection = parse_body("42").remove(0).unwrap_err();
+        let mut buf = String::from("[");
+        push_event(&mut buf, &event);
+        push_rejection(&mut buf, &rejection, "m");
+        push_event(&mut buf, &event);
+        buf.push(']');
+        let value: Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(value.as_array().unwrap().len(), 3);
+        let mut bare = String::new();
+        push_event(&mut bare, &event);
+        assert!(bare.starts_with('{'));
+    }
+
+    #[test]
+    fn json_array_reports_exact_length_and_count() {
+        let mut array = JsonArray::default();
+        assert!(array.is_empty());
+        assert_eq!(array.len_bytes(), 2);
+        let event = parse_event(EVENT).unwrap();
+        array.push_event(&event);
+        array.push_event(&event);
+        let expected_len = array.len_bytes();
+        assert_eq!(array.len(), 2);
+        assert_eq!(array.finish().len(), expected_len);
+        assert_eq!(JsonArray::new().finish(), "[]");
+    }
+
+    #[test]
+    fn length_hints_are_close_to_the_truth() {
+        let event = parse_event(EVENT).unwrap();
+        let mut buf = String::new();
+        push_event(&mut buf, &event);
+        let hint = event.encoded_len_hint();
+        assert!(
+            hint >= buf.len() && hint < buf.len() * 2,
+            "{hint} vs {}",
+            buf.len()
+        );
+        let rejection = parse_body("[1]").remove(0).unwrap_err();
+        let mut buf = String::new();
+        push_rejection(&mut buf, &rejection, "");
+        assert!(rejection.encoded_len_hint() >= buf.len());
+    }
+
+    #[test]
+    fn non_ascii_and_emoji_in_every_field_round_trip_through_encode() {
+        let fields = json!({
+            "event_id": "évt-🎉-1",
+            "event_time": "2026-11-02T10:00:00+02:00",
+            "merchant_id": "händler-東京-\"quoted\"",
+            "event_name": "  kaufen 🛒 \\ back\tslash  ",
+            "user_id": "ユーザー-1",
+            "anonymous_id": "anon-ü\u{0}\u{1f}",
+            "order_id": "ORD-№-42",
+            "platform": "wéb",
+            "source": "tracklayer-js/3 ☕",
+            "consent_status": "erteilt ✓",
+            "value": "-12.345678",
+            "currency": "chf",
+            "properties": {"name": "Café «crème» 👩‍👩‍👧", "line\nbreak": "\u{2028}"},
+            "unknown_extra": "ĳ 😀",
+        });
+        let raw = serde_json::to_string(&fields).unwrap();
+        let body = format!("[{raw}, {{\"event_id\":\"rejected-é🎉\",\"merchant_id\":\"m-ß\"}}]");
+        let mut events = JsonArray::new();
+        let mut rejections = JsonArray::new();
+        for parsed in parse_body(&body) {
+            match parsed {
+                Ok(event) => events.push_event(&event),
+                Err(rejection) => rejections.push_rejection(&rejection, "msg-✉️-\"1\""),
+            }
+        }
+        let events: Value = serde_json::from_str(&events.finish()).unwrap();
+        let element = &events[0];
+        assert_eq!(element["r"].as_str().unwrap(), raw);
+        let back: Value = serde_json::from_str(element["r"].as_str().unwrap()).unwrap();
+        assert_eq!(back, fields);
+        assert_eq!(element["n"], "kaufen 🛒 \\ back\tslash");
+        assert_eq!(element["t"], "2026-11-02 08:00:00.000");
+        assert_eq!(element["v"], "-12.3457");
+        assert_eq!(element["c"], "CHF");
+
+        let rejections: Value = serde_json::from_str(&rejections.finish()).unwrap();
+        let element = &rejections[0];
+        assert_eq!(element["m"], "msg-✉️-\"1\"");
+        assert_eq!(element["e"], "rejected-é🎉");
+        assert_eq!(element["mi"], "m-ß");
+        assert_eq!(element["re"], Reason::MissingField.code());
+        assert_eq!(
+            element["r"],
+            "{\"event_id\":\"rejected-é🎉\",\"merchant_id\":\"m-ß\"}"
+        );
+    }
+
+    #[test]
+    fn sql_looking_strings_are_encoded_verbatim() {
+        let raw = r#"{"event_id":"x'; DROP TABLE RAW_EVENTS;--","event_time":0,"merchant_id":"m' OR '1'='1","event_name":"$$ SELECT 1 $$","note":"\\' ?"}"#;
+        let event = parse_event(raw).unwrap();
+        let mut array = JsonArray::new();
+        array.push_event(&event);
+        let value: Value = serde_json::from_str(&array.finish()).unwrap();
+        assert_eq!(value[0]["r"], raw);
+        assert_eq!(value[0]["n"], "$$ SELECT 1 $$");
+    }
+}

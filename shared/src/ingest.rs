@@ -1,0 +1,500 @@
+//! The ingest function: an SQS batch becomes events, chunks, and either INSERTs (stream mode)
+//! or staged chunk messages (scheduled mode); the answer lists exactly the messages to retry.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::{Map, json};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::config::{ConfigError, env_opt, env_parse, env_required};
+use crate::event::parse_body;
+use crate::load::{Chunk, ChunkLoad, Chunker, LoadSettings, Loader, MessageRows};
+use crate::report::{Metric, emf_line};
+use crate::secrets::SecretSource;
+use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
+use crate::staging::{SQS_MAX_MESSAGE_BYTES, StagedChunk};
+
+/// Namespace of stream-mode requestIds: a chunk's id is derived from its content, so the same
+/// messages redelivered in the same batch resubmit the same id and cannot load twice.
+const CHUNK_NAMESPACE: Uuid = Uuid::from_u128(0x7b1d_52a4_9a43_4f0e_8a0e_2c53_7e1f_a001);
+
+/// Where validated events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Insert into Snowflake at once.
+    Stream,
+    /// Stage insert-ready chunks on the staging queue; `flush` loads them on a schedule.
+    Scheduled,
+}
+
+impl LoadMode {
+    /// `stream` or `scheduled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadMode::Stream => "stream",
+            LoadMode::Scheduled => "scheduled",
+        }
+    }
+}
+
+/// ingest's settings, read once at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// `TRACKLAYER_LOAD_MODE` (default `stream`).
+    pub mode: LoadMode,
+    /// `TRACKLAYER_SECRET_ID`: required in stream mode.
+    pub secret_id: Option<String>,
+    /// `TRACKLAYER_SECRET_TTL_SECONDS` (default 300).
+    pub secret_ttl: Duration,
+    /// `TRACKLAYER_STAGING_QUEUE_URL`: required in scheduled mode.
+    pub staging_queue_url: Option<String>,
+    /// Statement size and concurrency.
+    pub load: LoadSettings,
+}
+
+impl IngestConfig {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mode = match env_opt("TRACKLAYER_LOAD_MODE").as_deref().map(str::trim) {
+            None | Some("stream") => LoadMode::Stream,
+            Some("scheduled") => LoadMode::Scheduled,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "TRACKLAYER_LOAD_MODE",
+                    format!(
+                        "{other:?} is not a mode; use stream (insert at once) or scheduled (stage for flush)"
+                    ),
+                ));
+            }
+        };
+        let config = IngestConfig {
+            mode,
+            secret_id: match mode {
+                LoadMode::Stream => Some(env_required("TRACKLAYER_SECRET_ID")?),
+                LoadMode::Scheduled => env_opt("TRACKLAYER_SECRET_ID"),
+            },
+            secret_ttl: Duration::from_secs(env_parse("TRACKLAYER_SECRET_TTL_SECONDS", 300u64)?),
+            staging_queue_url: match mode {
+                LoadMode::Scheduled => Some(env_required("TRACKLAYER_STAGING_QUEUE_URL")?),
+                LoadMode::Stream => env_opt("TRACKLAYER_STAGING_QUEUE_URL"),
+            },
+            load: LoadSettings::from_env()?,
+        };
+        Ok(config)
+    }
+}
+
+/// What one invocation did; logged as one JSON line with EMF metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// `stream` or `scheduled`.
+    pub mode: &'static str,
+    /// The invocation's request id.
+    pub request_id: String,
+    /// SQS messages received.
+    pub messages: usize,
+    /// Events found in them (valid + rejected).
+    pub events: usize,
+    /// Events that failed validation (quarantined or staged for quarantine).
+    pub rejected: usize,
+    /// Valid events inserted into RAW_EVENTS (stream).
+    pub loaded: u64,
+    /// Rows Snowflake refused, quarantined by isolation (stream).
+    pub refused: u64,
+    /// Valid events staged (scheduled).
+    pub staged: usize,
+    /// Chunks built.
+    pub chunks: usize,
+    /// Snowflake statements sent (stream) or SendMessageBatch calls (scheduled).
+    pub statements: u32,
+    /// Bytes of chunk payload sent.
+    pub bytes: usize,
+    /// Messages reported as failed (SQS redelivers them).
+    pub failed_messages: usize,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// The first error that failed messages, and its fix.
+    pub error: Option<(String, String)>,
+}
+
+impl IngestSummary {
+    /// The summary as one JSON line with EMF metrics.
+    pub fn to_line(&self) -> String {
+        let mut fields = Map::new();
+        fields.insert("message".into(), json!("ingest invocation summary"));
+        fields.insert("request_id".into(), json!(self.request_id));
+        fields.insert("messages".into(), json!(self.messages));
+        fields.insert("events".into(), json!(self.events));
+        fields.insert("rejected".into(), json!(self.rejected));
+        fields.insert("chunks".into(), json!(self.chunks));
+        fields.insert("statements".into(), json!(self.statements));
+        fields.insert("bytes".into(), json!(self.bytes));
+        fields.insert("failures".into(), json!(self.failed_messages));
+        fields.insert("duration_ms".into(), json!(self.duration_ms));
+        if let Some((error, fix)) = &self.error {
+            fields.insert("error".into(), json!(error));
+            fields.insert("fix".into(), json!(fix));
+        }
+        let metrics = [
+            Metric {
+                name: "EventsLoaded",
+                value: self.loaded as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "EventsRejected",
+                value: (self.rejected as u64 + self.refused) as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "EventsStaged",
+                value: self.staged as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "FailedMessages",
+                value: self.failed_messages as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "LoadLatencyMs",
+                value: self.duration_ms as f64,
+                unit: "Milliseconds",
+            },
+        ];
+        emf_line("ingest", self.mode, fields, &metrics)
+    }
+}
+
+enum Target {
+    Stream(Loader),
+    Scheduled {
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+    },
+}
+
+/// The ingest handler, built once per process.
+pub struct Ingest {
+    target: Target,
+    chunker: Chunker,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    /// Builds the handler from validated settings and the AWS configuration.
+    pub fn new(config: &IngestConfig, aws: &aws_config::SdkConfig) -> Self {
+        let target = match config.mode {
+            LoadMode::Stream => {
+                let source = SecretSource::new(
+                    aws_sdk_secretsmanager::Client::new(aws),
+                    config.secret_id.clone().unwrap_or_default(),
+                    config.secret_ttl,
+                    RetryPolicy::default(),
+                );
+                Target::Stream(Loader::new(source, config.load))
+            }
+            LoadMode::Scheduled => Target::Scheduled {
+                sqs: aws_sdk_sqs::Client::new(aws),
+                queue_url: config.staging_queue_url.clone().unwrap_or_default(),
+            },
+        };
+        Ingest {
+            target,
+            chunker: Chunker::new(config.load.max_statement_bytes),
+        }
+    }
+
+    /// A stream-mode handler over an existing loader (tests, benchmarks).
+    pub fn stream(loader: Loader) -> Self {
+        let chunker = Chunker::new(loader.settings().max_statement_bytes);
+        Ingest {
+            target: Target::Stream(loader),
+            chunker,
+        }
+    }
+
+    /// A scheduled-mode handler staging to `queue_url`.
+    pub fn scheduled(
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+        max_statement_bytes: usize,
+    ) -> Self {
+        Ingest {
+            target: Target::Scheduled { sqs, queue_url },
+            chunker: Chunker::new(max_statement_bytes),
+        }
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> LoadMode {
+        match self.target {
+            Target::Stream(_) => LoadMode::Stream,
+            Target::Scheduled { .. } => LoadMode::Scheduled,
+        }
+    }
+
+    /// Handles one SQS batch: the response lists exactly the messages whose rows did not
+    /// land (or were not staged), so SQS redelivers only those.
+    pub async fn handle(
+        &self,
+        event: &SqsEvent,
+        request_id: &str,
+        deadline: Instant,
+    ) -> (SqsBatchResponse, IngestSummary) {
+        let started = std::time::Instant::now();
+        let records = &event.records;
+        let messages: Vec<MessageRows<'_>> = records
+            .iter()
+            .map(|r| MessageRows {
+                message_id: r.message_id.as_deref().unwrap_or_default(),
+                parsed: parse_body(r.body.as_deref().unwrap_or_default()),
+            })
+            .collect();
+        let chunks = self.chunker.chunk(&messages);
+        let mut summary = IngestSummary {
+            mode: self.mode().as_str(),
+            request_id: request_id.to_string(),
+            messages: records.len(),
+            events: messages.iter().map(|m| m.parsed.len()).sum(),
+            rejected: messages
+                .iter()
+                .flat_map(|m| &m.parsed)
+                .filter(|p| p.is_err())
+                .count(),
+            chunks: chunks.len(),
+            ..IngestSummary::default()
+        };
+        let failed = match &self.target {
+            Target::Stream(loader) => {
+                stream(
+                    loader,
+                    records,
+                    &messages,
+                    &chunks,
+                    request_id,
+                    deadline,
+                    &mut summary,
+                )
+                .await
+            }
+            Target::Scheduled { sqs, queue_url } => {
+                stage(sqs, queue_url, &chunks, &mut summary).await
+            }
+        };
+        let mut response = SqsBatchResponse::default();
+        for index in &failed {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = messages[*index].message_id.to_string();
+            response.batch_item_failures.push(failure);
+        }
+        summary.failed_messages = failed.len();
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        (response, summary)
+    }
+}
+
+fn received_before(record: &SqsMessage) -> bool {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| n > 1)
+}
+
+fn fail_all(messages: usize) -> BTreeSet<usize> {
+    (0..messages).collect()
+}
+
+fn record_error(summary: &mut IngestSummary, error: &SnowflakeError) {
+    if summary.error.is_none() {
+        tracing::error!(kind = %error.kind(), error = %error, fix = error.fix(), "load failed; the affected messages will be retried by SQS");
+        summary.error = Some((error.to_string(), error.fix().to_string()));
+    }
+}
+
+async fn stream(
+    loader: &Loader,
+    records: &[SqsMessage],
+    messages: &[MessageRows<'_>],
+    chunks: &[Chunk],
+    request_id: &str,
+    deadline: Instant,
+    summary: &mut IngestSummary,
+) -> BTreeSet<usize> {
+    if chunks.is_empty() {
+        return BTreeSet::new();
+    }
+    if let Err(error) = loader.ensure_tables(deadline).await {
+        record_error(summary, &error);
+        return fail_all(messages.len());
+    }
+    let tag = format!("tracklayer:ingest:{request_id}");
+    let loads: Vec<ChunkLoad<'_>> = chunks
+        .iter()
+        .map(|chunk| ChunkLoad {
+            table: chunk.table,
+            body: &chunk.body,
+            request_id: Uuid::new_v5(&CHUNK_NAMESPACE, chunk.body.as_bytes()),
+            resubmission: chunk.messages.iter().any(|&m| received_before(&records[m])),
+            tag: &tag,
+        })
+        .collect();
+    let source_of =
+        |chunk: usize, row: usize| message_of_row(messages, &chunks[chunk], row).to_string();
+    let outcomes = loader.load_chunks(&loads, &source_of, deadline).await;
+    let mut failed = BTreeSet::new();
+    for (chunk, outcome) in chunks.iter().zip(outcomes) {
+        summary.statements += outcome.statements;
+        summary.bytes += chunk.body.len();
+        match chunk.table {
+            Table::RawEvents => summary.loaded += outcome.loaded,
+            Table::Rejected => {}
+        }
+        summary.refused += outcome.quarantined;
+        if let Some(error) = outcome.error {
+            record_error(summary, &error);
+            failed.extend(chunk.messages.iter().copied());
+        }
+    }
+    failed
+}
+
+/// The message id of row `row` of `chunk` (messages' rows are contiguous, in order).
+fn message_of_row<'a>(messages: &[MessageRows<'a>], chunk: &Chunk, row: usize) -> &'a str {
+    let mut seen = 0;
+    for &m in &chunk.messages {
+        let rows = messages[m]
+            .parsed
+            .iter()
+            .filter(|p| p.is_ok() == (chunk.table == Table::RawEvents))
+            .count();
+        if row < seen + rows {
+            return messages[m].message_id;
+        }
+        seen += rows;
+    }
+    ""
+}
+
+/// Sends chunks to the staging queue; returns the messages whose rows were not all staged.
+async fn stage(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    chunks: &[Chunk],
+    summary: &mut IngestSummary,
+) -> BTreeSet<usize> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+    let mut failed = BTreeSet::new();
+    // Leave room for the request's own framing in SendMessageBatch's 1 MiB total.
+    let budget = SQS_MAX_MESSAGE_BYTES - 16 * 1024;
+    let mut pending: Vec<(usize, String)> = Vec::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let body = StagedChunk::new(chunk.table, chunk.rows, chunk.body.clone()).to_message();
+        if body.len() > budget {
+            let error = format!(
+                "a staged chunk of {} rows compresses to {} bytes, over SQS's message limit; lower TRACKLAYER_MAX_STATEMENT_BYTES",
+                chunk.rows,
+                body.len()
+            );
+            tracing::error!(error, "cannot stage chunk");
+            summary
+                .error
+                .get_or_insert((error, "lower TRACKLAYER_MAX_STATEMENT_BYTES".into()));
+            failed.extend(chunk.messages.iter().copied());
+            continue;
+        }
+        pending.push((index, body));
+    }
+    for attempt in 0..2 {
+        let mut retry = Vec::new();
+        let mut batch: Vec<(usize, String)> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut batches = Vec::new();
+        for (index, body) in pending {
+            if batch.len() == 10 || (batch_bytes + body.len() > budget && !batch.is_empty()) {
+                batches.push(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            batch_bytes += body.len();
+            batch.push((index, body));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        for batch in batches {
+            let entries: Vec<SendMessageBatchRequestEntry> = batch
+                .iter()
+                .map(|(index, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            summary.statements += 1;
+            let sent = sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match sent {
+                Ok(output) => {
+                    let refused: BTreeSet<String> =
+                        output.failed.iter().map(|f| f.id.clone()).collect();
+                    for (index, body) in batch {
+                        if refused.contains(&index.to_string()) {
+                            retry.push((index, body));
+                        } else {
+                            summary.bytes += chunks[index].body.len();
+                            if chunks[index].table == Table::RawEvents {
+                                summary.staged += chunks[index].rows;
+                            }
+                        }
+                    }
+                    for failure in &output.failed {
+                        tracing::warn!(id = failure.id, code = failure.code, message = ?failure.message, attempt, "staging queue refused a chunk");
+                    }
+                }
+                Err(e) => {
+                    let detail = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                    tracing::warn!(error = detail, attempt, "SendMessageBatch failed");
+                    summary.error.get_or_insert((
+                        format!("cannot send to the staging queue: {detail}"),
+                        "check TRACKLAYER_STAGING_QUEUE_URL and that the function may call sqs:SendMessage on it".into(),
+                    ));
+                    retry.extend(batch);
+                }
+            }
+        }
+        pending = retry;
+        if pending.is_empty() || attempt == 1 {
+            break;
+        }
+    }
+    for (index, _) in pending {
+        failed.extend(chunks[index].messages.iter().copied());
+    }
+    failed
+}
+
+/// Deadline for an invocation: Lambda's deadline minus a safety margin for the answer.
+pub fn invocation_deadline(lambda_deadline: std::time::SystemTime, margin: Duration) -> Instant {
+    let left = lambda_deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left.saturating_sub(margin)
+}

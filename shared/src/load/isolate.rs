@@ -1,0 +1,258 @@
+//! Loading one encoded chunk, with poison isolation: when Snowflake refuses the chunk for its
+//! data, the chunk is bisected until the refused rows stand alone; they go to the quarantine
+//! with Snowflake's error as the detail and everything else lands.
+//!
+//! Every sub-statement's requestId is derived from the chunk's requestId and the row range, so
+//! a chunk loaded again after a crash (flush redelivery) resubmits the same ids with
+//! `retry=true` and nothing runs twice.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::Loader;
+use crate::event::{Reason, Rejection, encode};
+use crate::snowflake::{ErrorKind, SnowflakeError, Statement, Table};
+
+/// What loading one chunk achieved.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkOutcome {
+    /// Rows that landed in the chunk's table.
+    pub loaded: u64,
+    /// Rows Snowflake refused and that went to the quarantine instead.
+    pub quarantined: u64,
+    /// Statements sent (first try, bisection, quarantine).
+    pub statements: u32,
+    /// Set when the chunk did not fully land (its messages must be retried).
+    pub error: Option<SnowflakeError>,
+}
+
+/// One chunk to load.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLoad<'a> {
+    /// Destination table.
+    pub table: Table,
+    /// The bound JSON array.
+    pub body: &'a str,
+    /// requestId of the whole-chunk INSERT; sub-statements derive theirs from it.
+    pub request_id: Uuid,
+    /// Whether this chunk may have been (partly) loaded before: send `retry=true` at once.
+    pub resubmission: bool,
+    /// query_tag for every statement.
+    pub tag: &'a str,
+}
+
+impl ChunkLoad<'_> {
+    fn statement(&self, body: String, request_id: Uuid) -> Statement {
+        let mut statement = self.table.insert(body);
+        statement.request_id = request_id;
+        statement.resubmission = self.resubmission;
+        statement.query_tag = Some(self.tag.to_string());
+        statement
+    }
+}
+
+impl Loader {
+    /// Loads chunks with bounded concurrency (see [`Loader::run_all`]); a chunk Snowflake
+    /// refuses for its data is bisected and its refused rows quarantined.
+    /// `source_of(chunk, row)` names the source (SQS message id, staged chunk) of a refused row.
+    pub async fn load_chunks(
+        &self,
+        chunks: &[ChunkLoad<'_>],
+        source_of: &(dyn Fn(usize, usize) -> String + Sync),
+        deadline: Instant,
+    ) -> Vec<ChunkOutcome> {
+        let statements = chunks
+            .iter()
+            .map(|c| c.statement(c.body.to_string(), c.request_id))
+            .collect();
+        let results = self.run_all(statements, deadline).await;
+        let mut outcomes = Vec::with_capacity(chunks.len());
+        for (index, (chunk, result)) in chunks.iter().zip(results).enumerate() {
+            let outcome = match result {
+                Ok(result) => ChunkOutcome {
+                    loaded: result.rows_inserted.unwrap_or_default(),
+                    statements: 1,
+                    ..ChunkOutcome::default()
+                },
+                Err(e) if e.kind() == ErrorKind::Data => {
+                    tracing::warn!(table = chunk.table.name(), error = %e, "Snowflake refused the chunk's data; isolating the refused rows");
+                    self.isolate(chunk, &|row| source_of(index, row), deadline)
+                        .await
+                }
+                Err(e) => ChunkOutcome {
+                    statements: 1,
+                    error: Some(e),
+                    ..ChunkOutcome::default()
+                },
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// Bisects a refused chunk: halves that load stay loaded, single refused rows go to the
+    /// quarantine with Snowflake's error.
+    async fn isolate(
+        &self,
+        chunk: &ChunkLoad<'_>,
+        source_of: &(dyn Fn(usize) -> String + Sync),
+        deadline: Instant,
+    ) -> ChunkOutcome {
+        let mut outcome = ChunkOutcome {
+            statements: 1,
+            ..ChunkOutcome::default()
+        };
+        let rows: Vec<&RawValue> = match serde_json::from_str(chunk.body) {
+            Ok(rows) => rows,
+            Err(e) => {
+                outcome.error = Some(SnowflakeError::Protocol {
+                    http_status: 0,
+                    detail: format!("chunk body is not a JSON array: {e}"),
+                });
+                return outcome;
+            }
+        };
+        let mut refused: Vec<(usize, SnowflakeError)> = Vec::new();
+        let mut ranges = split(0, rows.len());
+        while let Some((start, end)) = ranges.pop() {
+            let id = Uuid::new_v5(&chunk.request_id, format!("{start}-{end}").as_bytes());
+            outcome.statements += 1;
+            match self
+                .run(chunk.statement(join(&rows[start..end]), id), deadline)
+                .await
+            {
+                Ok(result) => outcome.loaded += result.rows_inserted.unwrap_or_default(),
+                Err(e) if e.kind() == ErrorKind::Data && end - start == 1 => {
+                    refused.push((start, e))
+                }
+                Err(e) if e.kind() == ErrorKind::Data => ranges.extend(split(start, end)),
+                Err(e) => {
+                    outcome.error = Some(e);
+                    return outcome;
+                }
+            }
+        }
+        if refused.is_empty() {
+            return outcome;
+        }
+        if chunk.table == Table::Rejected {
+            outcome.error = Some(refused.swap_remove(0).1);
+            return outcome;
+        }
+        let quarantine = quarantine_rows(&rows, &refused, source_of);
+        let id = Uuid::new_v5(&chunk.request_id, b"quarantine");
+        outcome.statements += 1;
+        let statement = ChunkLoad {
+            table: Table::Rejected,
+            ..*chunk
+        }
+        .statement(quarantine, id);
+        match self.run(statement, deadline).await {
+            Ok(result) => outcome.quarantined = result.rows_inserted.unwrap_or_default(),
+            Err(e) => outcome.error = Some(e),
+        }
+        outcome
+    }
+}
+
+/// Two halves of `start..end`, the first half popped first.
+fn split(start: usize, end: usize) -> Vec<(usize, usize)> {
+    let mid = start + (end - start) / 2;
+    [(mid, end), (start, mid)]
+        .into_iter()
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+fn join(rows: &[&RawValue]) -> String {
+    let mut body = String::with_capacity(rows.iter().map(|r| r.get().len() + 1).sum::<usize>() + 2);
+    body.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(row.get());
+    }
+    body.push(']');
+    body
+}
+
+/// The raw text and identifiers of a `RAW_EVENTS` element.
+#[derive(serde::Deserialize)]
+struct EncodedEvent<'a> {
+    #[serde(borrow)]
+    r: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct Ids<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    merchant_id: Option<Cow<'a, str>>,
+}
+
+fn quarantine_rows(
+    rows: &[&RawValue],
+    refused: &[(usize, SnowflakeError)],
+    source_of: &(dyn Fn(usize) -> String + Sync),
+) -> String {
+    let mut body = String::from("[");
+    for (row, error) in refused {
+        let raw = serde_json::from_str::<EncodedEvent<'_>>(rows[*row].get())
+            .map(|e| e.r.into_owned())
+            .unwrap_or_else(|_| rows[*row].get().to_string());
+        let ids: Ids<'_> = serde_json::from_str(&raw).unwrap_or(Ids {
+            event_id: None,
+            merchant_id: None,
+        });
+        let rejection = Rejection {
+            reason: Reason::SnowflakeRejected,
+            detail: format!("Snowflake refused this row: {error}"),
+            raw: &raw,
+            event_id: ids.event_id.map(|c| Cow::Owned(c.into_owned())),
+            merchant_id: ids.merchant_id.map(|c| Cow::Owned(c.into_owned())),
+        };
+        encode::push_rejection(&mut body, &rejection, &source_of(*row));
+    }
+    body.push(']');
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_the_range_in_order() {
+        assert_eq!(split(0, 5), vec![(2, 5), (0, 2)]);
+        assert_eq!(split(3, 5), vec![(4, 5), (3, 4)]);
+        assert_eq!(split(0, 1), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn quarantine_row_keeps_raw_text_ids_and_snowflake_error() {
+        let rows: Vec<&RawValue> = serde_json::from_str(
+            r#"[{"r":"{\"event_id\":\"e1\",\"merchant_id\":\"m\"}","t":"2026-01-01 00:00:00.000","n":"x"}]"#,
+        )
+        .unwrap();
+        let error = SnowflakeError::Api(crate::snowflake::ApiError {
+            http_status: 422,
+            code: "100038".into(),
+            sql_state: "22018".into(),
+            message: "Numeric value 'abc' is not recognized".into(),
+            statement_handle: None,
+        });
+        let body = quarantine_rows(&rows, &[(0, error)], &|_| "msg-1".to_string());
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed[0]["m"], "msg-1");
+        assert_eq!(parsed[0]["e"], "e1");
+        assert_eq!(parsed[0]["mi"], "m");
+        assert_eq!(parsed[0]["re"], "snowflake_rejected");
+        assert_eq!(parsed[0]["r"], r#"{"event_id":"e1","merchant_id":"m"}"#);
+        assert!(parsed[0]["d"].as_str().unwrap().contains("100038"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Staged chunks: insert-ready JSON arrays packed into SQS messages by ingest's scheduled mode
+//! and loaded by flush.
+//!
+//! A staging message body is a small JSON envelope, readable in the SQS console:
+//! `{"v":1,"id":"<chunk id>","table":"raw_events","rows":812,"bytes":734012,"gz":"<base64 of gzip of the JSON array>"}`.
+//! The chunk id becomes the Snowflake requestId of the INSERT, so a chunk delivered twice is
+//! never loaded twice.
+
+use std::io::{Read as _, Write as _};
+
+use base64::Engine as _;
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::snowflake::{Statement, Table};
+
+/// Format version of the envelope.
+pub const FORMAT_VERSION: u32 = 1;
+/// SQS's limit for one message, and for one SendMessageBatch call.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// A chunk as it travels through the staging queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedChunk {
+    /// Stable id; the flush's Snowflake requestId.
+    pub id: Uuid,
+    /// Destination table.
+    pub table: Table,
+    /// Rows in `body`.
+    pub rows: usize,
+    /// The JSON array bound to the INSERT.
+    pub body: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    v: u32,
+    id: Uuid,
+    table: Table,
+    rows: usize,
+    bytes: usize,
+    #[serde(borrow)]
+    gz: &'a str,
+}
+
+/// A staging message that cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StagingError {
+    /// Not our envelope, or a version this build does not know.
+    #[error("not a TrackLayer staging message: {0}")]
+    Envelope(String),
+    /// The payload does not decompress to the announced JSON array.
+    #[error("staged chunk {id} is corrupt: {detail}")]
+    Corrupt {
+        /// Chunk id.
+        id: Uuid,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl StagedChunk {
+    /// A new chunk with a fresh id.
+    pub fn new(table: Table, rows: usize, body: String) -> Self {
+        StagedChunk {
+            id: Uuid::new_v4(),
+            table,
+            rows,
+            body,
+        }
+    }
+
+    /// The INSERT for this chunk, idempotent by chunk id. `received_before` (the message's
+    /// receive count is above one) sends `retry=true` at once, so a chunk whose INSERT
+    /// succeeded before a crash is not executed again.
+    pub fn statement(&self, received_before: bool) -> Statement {
+        let mut statement = self.table.insert(self.body.clone());
+        statement.request_id = self.id;
+        statement.resubmission = received_before;
+        statement
+    }
+
+    /// The SQS message body: the envelope with the gzip+base64 payload.
+    pub fn to_message(&self) -> String {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(self.body.len() / 4),
+            Compression::fast(),
+        );
+        gz.write_all(self.body.as_bytes())
+            .expect("writing to memory cannot fail");
+        let compressed = gz.finish().expect("writing to memory cannot fail");
+        let envelope = Envelope {
+            v: FORMAT_VERSION,
+            id: self.id,
+            table: self.table,
+            rows: self.rows,
+            bytes: self.body.len(),
+            gz: &base64::engine::general_purpose::STANDARD.encode(compressed),
+        };
+        serde_json::to_string(&envelope).expect("envelope serializes")
+    }
+
+    /// Reads a staging message body back.
+    pub fn from_message(message: &str) -> Result<Self, StagingError> {
+        let envelope: Envelope<'_> =
+            serde_json::from_str(message).map_err(|e| StagingError::Envelope(e.to_string()))?;
+        if envelope.v != FORMAT_VERSION {
+            return Err(StagingError::Envelope(format!(
+                "format version {} (this build reads {FORMAT_VERSION}); deploy matching ingest and flush versions",
+                envelope.v
+            )));
+        }
+        let corrupt = |detail: String| StagingError::Corrupt {
+            id: envelope.id,
+            detail,
+        };
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(envelope.gz)
+            .map_err(|e| corrupt(format!("base64: {e}")))?;
+        let mut body = String::with_capacity(envelope.bytes);
+        flate2::read::GzDecoder::new(compressed.as_slice())
+            .take(envelope.bytes as u64 + 1)
+            .read_to_string(&mut body)
+            .map_err(|e| corrupt(format!("gzip: {e}")))?;
+        if body.len() != envelope.bytes {
+            return Err(corrupt(format!(
+                "{} bytes after decompression, {} announced",
+                body.len(),
+                envelope.bytes
+            )));
+        }
+        Ok(StagedChunk {
+            id: envelope.id,
+            table: envelope.table,
+            rows: envelope.rows,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_envelope() {
+        let body = format!(
+            "[{}]",
+            vec![r#"{"r":"{\"event_id\":\"ü😀\"}","t":"2026-01-01 00:00:00.000","n":"x"}"#; 500]
+                .join(",")
+        );
+        let chunk = StagedChunk::new(Table::RawEvents, 500, body.clone());
+        let message = chunk.to_message();
+        assert!(
+            message.len() < body.len() / 4,
+            "compressed: {} of {}",
+            message.len(),
+            body.len()
+        );
+        let envelope: serde_json::Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(envelope["v"], 1);
+        assert_eq!(envelope["table"], "raw_events");
+        assert_eq!(envelope["rows"], 500);
+        assert_eq!(StagedChunk::from_message(&message).unwrap(), chunk);
+    }
+
+    #[test]
+    fn statement_uses_chunk_id_as_request_id() {
+        let chunk = StagedChunk::new(Table::Rejected, 1, "[]".into());
+        let first = chunk.statement(false);
+        assert_eq!(first.request_id, chunk.id);
+        assert!(!first.resubmission);
+        assert!(chunk.statement(true).resubmission);
+    }
+
+    #[test]
+    fn rejects_foreign_and_corrupt_messages() {
+        assert!(matches!(
+            StagedChunk::from_message(r#"{"event_id":"x"}"#),
+            Err(StagingError::Envelope(_))
+        ));
+        let mut envelope: serde_json::Value =
+            serde_json::from_str(&StagedChunk::new(Table::RawEvents, 0, "[]".into()).to_message())
+                .unwrap();
+        envelope["v"] = 2.into();
+        let err = StagedChunk::from_message(&envelope.to_string()).unwrap_err();
+        assert!(err.to_string().contains("format version 2"), "{err}");
+        envelope["v"] = 1.into();
+        envelope["bytes"] = 3.into();
+        assert!(matches!(
+            StagedChunk::from_message(&envelope.to_string()),
+            Err(StagingError::Corrupt { .. })
+        ));
+    }
+}

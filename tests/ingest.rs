@@ -1,0 +1,404 @@
+//! The ingest handler against the local stack: exact landing, every bad input accounted for,
+//! partial batch failures, poison isolation, and scheduled mode never touching Snowflake.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{Value, json};
+use tracklayer::event::parse_body;
+use tracklayer::ingest::Ingest;
+use tracklayer::load::LoadSettings;
+use tracklayer::sample::SampleStream;
+use tracklayer::staging::StagedChunk;
+use tracklayer_tests::{Emulator, aws, count, exclusive, loader, sfquery, unique};
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(120)
+}
+
+/// An SQS event as Lambda delivers it; message ids are `<tag>-<n>`.
+fn sqs_event(tag: &str, bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(format!("{tag}-{i}"));
+        message.body = Some(body.clone());
+        message
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "1".into());
+        event.records.push(message);
+    }
+    event
+}
+
+fn tagged_samples(tag: &str, n: usize, seed: u64) -> Vec<String> {
+    let mut stream = SampleStream::new(seed);
+    (0..n)
+        .map(|_| {
+            stream
+                .next_event()
+                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
+        })
+        .collect()
+}
+
+fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> BTreeSet<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_batch_of_10000_messages_lands_exactly() {
+    let _guard = exclusive().await;
+    let tag = unique("ing10k");
+    let bodies = tagged_samples(&tag, 10_000, 21);
+    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-10k", deadline())
+        .await;
+    assert_eq!(
+        failures(&response),
+        BTreeSet::new(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.messages, 10_000);
+    assert_eq!(summary.loaded, 10_000);
+    assert_eq!(summary.rejected, 0);
+
+    let rows = sfquery(&format!(
+        "SELECT EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"
+    ));
+    assert_eq!(rows.rows.len(), 10_000);
+    let by_id: BTreeMap<String, usize> = (0..rows.rows.len())
+        .map(|i| (rows.text(i, "EVENT_ID").unwrap(), i))
+        .collect();
+    assert_eq!(by_id.len(), 10_000, "no event twice");
+    for body in &bodies {
+        let parsed = parse_body(body);
+        let event = parsed[0].as_ref().unwrap();
+        let i = by_id[event.event_id()];
+        let t = event.event_time();
+        let expected_time = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        );
+        assert_eq!(rows.text(i, "EVENT_TIME").unwrap(), expected_time);
+        assert_eq!(
+            rows.text(i, "MERCHANT_ID").as_deref(),
+            Some(event.merchant_id())
+        );
+        assert_eq!(
+            rows.text(i, "EVENT_NAME").as_deref(),
+            Some(event.event_name())
+        );
+        assert_eq!(rows.text(i, "USER_ID").as_deref(), event.user_id());
+        assert_eq!(
+            rows.text(i, "ANONYMOUS_ID").as_deref(),
+            event.anonymous_id()
+        );
+        assert_eq!(rows.text(i, "ORDER_ID").as_deref(), event.order_id());
+        assert_eq!(rows.text(i, "PLATFORM").as_deref(), event.platform());
+        assert_eq!(rows.text(i, "SOURCE").as_deref(), event.source());
+        assert_eq!(
+            rows.text(i, "CONSENT_STATUS").as_deref(),
+            event.consent_status()
+        );
+        assert_eq!(rows.text(i, "CURRENCY").as_deref(), event.currency());
+        assert_eq!(
+            rows.text(i, "VALUE"),
+            event.value().map(|v| format!("{:.4}", v))
+        );
+        let props = rows
+            .text(i, "PROPERTIES")
+            .map(|p| serde_json::from_str::<Value>(&p).unwrap());
+        assert_eq!(
+            props,
+            event
+                .properties()
+                .map(|p| serde_json::from_str::<Value>(p).unwrap())
+        );
+        let raw: Value = serde_json::from_str(&rows.text(i, "RAW_PAYLOAD").unwrap()).unwrap();
+        assert_eq!(raw, Value::String(body.clone()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_input_is_accounted_for_with_its_reason() {
+    let _guard = exclusive().await;
+    let tag = unique("bad");
+    let ev = |suffix: &str, extra: &str| {
+        format!(
+            r#"{{"event_id":"{tag}-{suffix}","event_time":"2026-11-02T10:00:00Z","merchant_id":"m","event_name":"purchase"{extra}}}"#
+        )
+    };
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let big_pad = "x".repeat(1024 * 1024 - 200);
+    let emoji = "ü😀漢字\u{0007}";
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        ("{not json".into(), vec!["invalid_json"]),
+        (r#""just a string""#.into(), vec!["not_an_object"]),
+        ("42".into(), vec!["not_an_object"]),
+        (format!(r#"{{"event_id":"{tag}-nomerchant","event_time":"2026-11-02T10:00:00Z","event_name":"x"}}"#), vec!["missing_field"]),
+        (format!(r#"{{"event_id":"{tag}-emptyname","event_time":"2026-11-02T10:00:00Z","merchant_id":"m","event_name":"  "}}"#), vec!["invalid_field"]),
+        (format!(r#"{{"event_id":"","event_time":"2026-11-02T10:00:00Z","merchant_id":"{tag}","event_name":"x"}}"#), vec!["invalid_field"]),
+        (ev("nan", r#","value":"NaN""#), vec!["invalid_field"]),
+        (ev("huge", r#","value":1e30"#), vec!["invalid_field"]),
+        (ev("comma", r#","value":"12,50""#), vec!["invalid_field"]),
+        (ev("bool", r#","value":true"#), vec!["invalid_field"]),
+        (ev("cur4", r#","currency":"EURO""#), vec!["invalid_field"]),
+        (ev("propsarr", r#","properties":[1,2]"#), vec!["invalid_field"]),
+        (ev("deep", &format!(r#","properties":{{"d":{deep}}}"#)), vec!["invalid_json"]),
+        (ev("big", &format!(r#","properties":{{"pad":"{big_pad}"}}"#)), vec!["ok"]),
+        (format!(r#"{{"event_id":"{tag}-{emoji}","event_time":"2026-11-02T10:00:00Z","merchant_id":"{emoji}","event_name":"{emoji}","user_id":"{emoji}","anonymous_id":"{emoji}","order_id":"{emoji}","platform":"{emoji}","source":"{emoji}","consent_status":"{emoji}","properties":{{"{emoji}":"{emoji}"}}}}"#).replace('\u{0007}', "\\u0007"), vec!["ok"]),
+        (ev("sql", r#","user_id":"'); DROP TABLE RAW_EVENTS; --","order_id":"\"; DELETE FROM RAW_EVENTS; --""#), vec!["ok"]),
+        (format!("[{},{{\"event_id\":\"{tag}-arrbad\"}},7,{}]", ev("arr1", ""), ev("arr2", "")), vec!["ok", "missing_field", "not_an_object", "ok"]),
+        (String::new(), vec!["empty_body"]),
+        (format!("{}\n{}\n", ev("nd1", ""), "{broken"), vec!["ok", "invalid_json"]),
+    ];
+    let bodies: Vec<String> = cases.iter().map(|(b, _)| b.clone()).collect();
+    let expected_events: usize = cases.iter().map(|(_, e)| e.len()).sum();
+    let expected_ok = cases
+        .iter()
+        .flat_map(|(_, e)| e)
+        .filter(|r| **r == "ok")
+        .count();
+    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-bad", deadline())
+        .await;
+    assert_eq!(
+        failures(&response),
+        BTreeSet::new(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.events, expected_events);
+    assert_eq!(summary.loaded as usize, expected_ok);
+
+    let landed = count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"));
+    let q = sfquery(&format!(
+        "SELECT SOURCE_MESSAGE_ID, REASON, RAW_TEXT, DETAIL FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
+    ));
+    assert_eq!(
+        landed as usize + q.rows.len(),
+        expected_events,
+        "landed + quarantined = sent"
+    );
+    assert_eq!(landed as usize, expected_ok);
+
+    // Per message: the reasons, in any order, and the original text.
+    for (i, (body, reasons)) in cases.iter().enumerate() {
+        let id = format!("{tag}-{i}");
+        let mut got: Vec<String> = (0..q.rows.len())
+            .filter(|&r| q.text(r, "SOURCE_MESSAGE_ID").as_deref() == Some(id.as_str()))
+            .map(|r| q.text(r, "REASON").unwrap())
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = reasons
+            .iter()
+            .filter(|r| **r != "ok")
+            .map(|r| r.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "message {i}: {}", &body[..body.len().min(80)]);
+        if reasons.len() == 1 && reasons[0] != "ok" {
+            let row = (0..q.rows.len())
+                .find(|&r| q.text(r, "SOURCE_MESSAGE_ID").as_deref() == Some(id.as_str()))
+                .unwrap();
+            assert_eq!(
+                q.text(row, "RAW_TEXT").as_deref().unwrap_or(""),
+                body.as_str(),
+                "message {i} verbatim"
+            );
+            assert!(!q.text(row, "DETAIL").unwrap().is_empty());
+        }
+    }
+    let sql = sfquery(&format!(
+        "SELECT USER_ID, ORDER_ID FROM RAW_EVENTS WHERE EVENT_ID = '{tag}-sql'"
+    ));
+    assert_eq!(
+        sql.text(0, "USER_ID").as_deref(),
+        Some("'); DROP TABLE RAW_EVENTS; --")
+    );
+    assert_eq!(
+        sql.text(0, "ORDER_ID").as_deref(),
+        Some("\"; DELETE FROM RAW_EVENTS; --")
+    );
+    let big = sfquery(&format!(
+        "SELECT LENGTH(RAW_PAYLOAD::STRING) AS L FROM RAW_EVENTS WHERE EVENT_ID = '{tag}-big'"
+    ));
+    assert!(big.text(0, "L").unwrap().parse::<usize>().unwrap() > 1024 * 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_503_on_one_chunk_fails_only_its_messages() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings {
+        max_statement_bytes: 20_000,
+        max_concurrent_statements: 1,
+    })
+    .await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    let tag = unique("p503");
+    let bodies = tagged_samples(&tag, 200, 31);
+    let victim = format!("{tag}-");
+    // Every attempt at the chunk holding message 0's event fails with 503.
+    let first_event_id = serde_json::from_str::<Value>(&bodies[0]).unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emulator
+        .fault(json!({"match": {"binding_contains": first_event_id}, "count": 1000, "action": {"status": 503}}))
+        .await;
+    let ingest = Ingest::stream(loader);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-503", deadline())
+        .await;
+    emulator.clean().await;
+    let failed = failures(&response);
+    assert!(summary.chunks >= 5, "{}", summary.chunks);
+    assert!(!failed.is_empty() && failed.len() < 60, "{failed:?}");
+    assert!(failed.contains(&format!("{victim}0")));
+    // The failed messages are a prefix (the first chunk), and exactly the others landed once.
+    let expected_failed: BTreeSet<String> =
+        (0..failed.len()).map(|i| format!("{tag}-{i}")).collect();
+    assert_eq!(failed, expected_failed);
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")) as usize,
+        200 - failed.len()
+    );
+    assert!(
+        summary.error.as_ref().unwrap().0.contains("503"),
+        "{:?}",
+        summary.error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn row_refused_by_snowflake_is_isolated_and_the_rest_land() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    let tag = unique("poison");
+    let bodies = tagged_samples(&tag, 300, 41);
+    let poison_id = serde_json::from_str::<Value>(&bodies[137]).unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emulator
+        .fault(json!({"match": {"binding_contains": poison_id, "statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "100038", "sqlState": "22018", "message": "Numeric value 'x' is not recognized"}}}))
+        .await;
+    let ingest = Ingest::stream(loader);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-poison", deadline())
+        .await;
+    let report = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(
+        failures(&response),
+        BTreeSet::new(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.loaded, 299);
+    assert_eq!(summary.refused, 1);
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        299
+    );
+    let q = sfquery(&format!(
+        "SELECT SOURCE_MESSAGE_ID, EVENT_ID, REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
+    ));
+    assert_eq!(q.rows.len(), 1);
+    assert_eq!(q.text(0, "SOURCE_MESSAGE_ID"), Some(format!("{tag}-137")));
+    assert_eq!(q.text(0, "EVENT_ID"), Some(poison_id));
+    assert_eq!(q.text(0, "REASON").as_deref(), Some("snowflake_rejected"));
+    assert!(q.text(0, "DETAIL").unwrap().contains("100038"));
+    assert_eq!(q.text(0, "RAW_TEXT"), Some(bodies[137].clone()));
+    // Bisection is logarithmic: a handful of statements, not one per row.
+    let inserts = report["by_kind"]["INSERT"].as_u64().unwrap();
+    assert!(inserts <= 2 + 2 * 10, "{inserts} INSERTs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("staging-test"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let tag = unique("sched");
+    let mut bodies = tagged_samples(&tag, 3_000, 51);
+    bodies.push("{broken".into());
+    let ingest = Ingest::scheduled(sqs.clone(), queue.clone(), 200_000);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-sched", deadline())
+        .await;
+    assert_eq!(
+        failures(&response),
+        BTreeSet::new(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.staged, 3_000);
+    assert_eq!(
+        emulator.requests().await["total"],
+        0,
+        "scheduled mode sent nothing to Snowflake"
+    );
+
+    let mut rows = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for message in messages {
+            let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
+            let parsed: Vec<Value> = serde_json::from_str(&chunk.body).unwrap();
+            assert_eq!(parsed.len(), chunk.rows);
+            assert!(chunk.body.len() <= 200_000);
+            *rows.entry(chunk.table.name()).or_insert(0) += chunk.rows;
+            assert!(ids.insert(chunk.id), "chunk ids are unique");
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(message.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(rows.get("RAW_EVENTS"), Some(&3_000));
+    assert_eq!(rows.get("RAW_EVENTS_REJECTED"), Some(&1));
+    assert_eq!(ids.len(), summary.chunks);
+}

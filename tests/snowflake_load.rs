@@ -1,0 +1,496 @@
+//! The loader against the local Snowflake: exact values read back through the drivers'
+//! protocol, idempotent retries under injected faults, 202 polling, chunking, key rotation.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracklayer::event::{Parsed, parse_body};
+use tracklayer::load::{Chunk, Chunker, LoadSettings, MessageRows};
+use tracklayer::sample::SampleStream;
+use tracklayer::snowflake::ErrorKind;
+use tracklayer_tests::{Emulator, count, exclusive, loader, setting, sfquery, unique};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + MINUTE
+}
+
+/// Bodies as SQS would hand them over, one message each, ids `<tag>-<n>`.
+fn messages<'a>(tag: &str, bodies: &'a [String], ids: &'a mut Vec<String>) -> Vec<MessageRows<'a>> {
+    ids.clear();
+    ids.extend((0..bodies.len()).map(|i| format!("{tag}-{i}")));
+    bodies
+        .iter()
+        .zip(ids.iter())
+        .map(|(body, id)| MessageRows {
+            message_id: id,
+            parsed: parse_body(body),
+        })
+        .collect()
+}
+
+/// Generated realistic events whose event_ids start with `tag`.
+fn generated(tag: &str, n: usize, seed: u64, bad_every: u32) -> Vec<String> {
+    let mut stream = SampleStream::new(seed).bad_every(bad_every);
+    (0..n)
+        .map(|_| {
+            let event = stream.next_event();
+            let tagged = event.replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1);
+            tagged
+        })
+        .collect()
+}
+
+async fn insert(chunks: &[Chunk]) -> u64 {
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    let statements = chunks.iter().map(Chunk::statement).collect();
+    let mut inserted = 0;
+    for result in loader.run_all(statements, deadline()).await {
+        inserted += result.unwrap().rows_inserted.unwrap();
+    }
+    inserted
+}
+
+fn utc_text(event: &tracklayer::event::Event<'_>) -> String {
+    let t = event.event_time();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_batch_of_5000_reads_back_with_exact_values() {
+    let _guard = exclusive().await;
+    let tag = unique("mix");
+    let mut bodies = generated(&tag, 4_990, 7, 50);
+    // Hand-written edge cases whose stored values we know without our own parser.
+    let edge = [
+        (
+            format!(
+                r#"{{"event_id":"{tag}-tz","event_time":"2026-11-02T10:00:00.123+02:00","merchant_id":"m-ü","event_name":"  purchase ","value":19.99,"currency":"eur","user_id":"'); DROP TABLE RAW_EVENTS; --","order_id":"o-1","platform":"web","source":"shopify","consent_status":"granted","anonymous_id":"a-😀","properties":{{"b":1,"a":[1,2],"s":"ü😀\"q\""}},"extra":{{"k":"v"}}}}"#
+            ),
+            (
+                "2026-11-02 08:00:00.123",
+                "purchase",
+                Some("19.9900"),
+                Some("EUR"),
+            ),
+        ),
+        (
+            format!(
+                r#"{{"event_id":"{tag}-ms","event_time":1730541600123,"merchant_id":"m","event_name":"view_content","value":"1.00005"}}"#
+            ),
+            (
+                "2024-11-02 10:00:00.123",
+                "view_content",
+                Some("1.0001"),
+                None,
+            ),
+        ),
+        (
+            format!(
+                r#"{{"event_id":"{tag}-neg","event_time":"2026-01-01T00:00:00Z","merchant_id":"m","event_name":"refund","value":-1.00005,"currency":"GBP"}}"#
+            ),
+            (
+                "2026-01-01 00:00:00.000",
+                "refund",
+                Some("-1.0001"),
+                Some("GBP"),
+            ),
+        ),
+    ];
+    bodies.extend(edge.iter().map(|(body, _)| body.clone()));
+    let bad = [
+        (
+            format!(
+                r#"{{"event_id":"{tag}-nomerchant","event_time":"2026-01-01T00:00:00Z","event_name":"x"}}"#
+            ),
+            "missing_field",
+        ),
+        (
+            format!(
+                r#"{{"event_id":"{tag}-comma","event_time":"2026-01-01T00:00:00Z","merchant_id":"m","event_name":"x","value":"12,50"}}"#
+            ),
+            "invalid_field",
+        ),
+        (
+            format!("{{\"event_id\":\"{tag}-broken\", \"merchant_id\": "),
+            "invalid_json",
+        ),
+    ];
+    bodies.extend(bad.iter().map(|(body, _)| body.clone()));
+    // Pad to exactly 5,000 events with another array body mixing good and bad.
+    let array = format!(
+        r#"[{{"event_id":"{tag}-a1","event_time":"2026-05-05T05:05:05.5Z","merchant_id":"m","event_name":"add_to_cart"}}, 42, {{"event_id":"{tag}-a3","merchant_id":"m","event_name":"x","event_time":"yesterday"}},{{"event_id":"{tag}-a4","event_time":"2026-05-05T05:05:05Z","merchant_id":"m","event_name":"begin_checkout","properties":{{}}}}]"#
+    );
+    bodies.push(array);
+
+    let mut ids = Vec::new();
+    let parsed = messages(&tag, &bodies, &mut ids);
+    let all: Vec<&Parsed<'_>> = parsed.iter().flat_map(|m| &m.parsed).collect();
+    assert_eq!(
+        all.len(),
+        5_000,
+        "4,990 generated + 3 edge + 3 bad + 4 in the array"
+    );
+    let valid: Vec<_> = all.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let rejected = all.len() - valid.len();
+    assert!(
+        rejected >= 90,
+        "about 1 in 50 generated events is bad: {rejected}"
+    );
+
+    let chunks = Chunker::new(1_000_000).chunk(&parsed);
+    let inserted = insert(&chunks).await;
+    assert_eq!(inserted, all.len() as u64);
+
+    // Every valid event landed once, with exactly our values.
+    let rows = sfquery(&format!(
+        "SELECT EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD, LOADED_AT FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' ORDER BY EVENT_ID"
+    ));
+    assert_eq!(rows.rows.len(), valid.len());
+    let mut by_id = std::collections::HashMap::new();
+    for i in 0..rows.rows.len() {
+        by_id.insert(rows.text(i, "EVENT_ID").unwrap(), i);
+    }
+    assert_eq!(by_id.len(), valid.len(), "no event_id twice");
+    for event in &valid {
+        let i = by_id[event.event_id()];
+        assert_eq!(rows.text(i, "EVENT_TIME").unwrap(), utc_text(event));
+        assert_eq!(
+            rows.text(i, "MERCHANT_ID").as_deref(),
+            Some(event.merchant_id())
+        );
+        assert_eq!(
+            rows.text(i, "EVENT_NAME").as_deref(),
+            Some(event.event_name())
+        );
+        assert_eq!(rows.text(i, "USER_ID").as_deref(), event.user_id());
+        assert_eq!(rows.text(i, "ORDER_ID").as_deref(), event.order_id());
+        assert_eq!(rows.text(i, "PLATFORM").as_deref(), event.platform());
+        assert_eq!(rows.text(i, "CURRENCY").as_deref(), event.currency());
+        assert_eq!(
+            rows.text(i, "VALUE"),
+            event.value().map(|v| format!("{:.4}", v.round_dp(4)))
+        );
+        let raw: Value = serde_json::from_str(&rows.text(i, "RAW_PAYLOAD").unwrap()).unwrap();
+        assert_eq!(
+            raw,
+            Value::String(event.raw().to_string()),
+            "raw payload byte for byte"
+        );
+        let stored_props = rows
+            .text(i, "PROPERTIES")
+            .map(|p| serde_json::from_str::<Value>(&p).unwrap());
+        let sent_props = event
+            .properties()
+            .map(|p| serde_json::from_str::<Value>(p).unwrap());
+        assert_eq!(stored_props, sent_props);
+        assert!(rows.text(i, "LOADED_AT").is_some());
+    }
+    for (body, (time, name, value, currency)) in &edge {
+        let id: Value = serde_json::from_str::<Value>(body).unwrap()["event_id"].clone();
+        let i = by_id[id.as_str().unwrap()];
+        assert_eq!(rows.text(i, "EVENT_TIME").as_deref(), Some(*time));
+        assert_eq!(rows.text(i, "EVENT_NAME").as_deref(), Some(*name));
+        assert_eq!(rows.text(i, "VALUE").as_deref(), *value);
+        assert_eq!(rows.text(i, "CURRENCY").as_deref(), *currency);
+    }
+    let tz = by_id[&format!("{tag}-tz")];
+    assert_eq!(
+        rows.text(tz, "USER_ID").as_deref(),
+        Some("'); DROP TABLE RAW_EVENTS; --")
+    );
+    assert_eq!(rows.text(tz, "ANONYMOUS_ID").as_deref(), Some("a-😀"));
+    assert_eq!(rows.text(tz, "MERCHANT_ID").as_deref(), Some("m-ü"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&rows.text(tz, "PROPERTIES").unwrap()).unwrap(),
+        json!({"b": 1, "a": [1, 2], "s": "ü😀\"q\""})
+    );
+
+    // Every rejection is in the quarantine with its reason and original text.
+    let q = sfquery(&format!(
+        "SELECT SOURCE_MESSAGE_ID, EVENT_ID, REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
+    ));
+    assert_eq!(q.rows.len(), rejected);
+    for (body, reason) in &bad {
+        let row = (0..q.rows.len())
+            .find(|&i| q.text(i, "RAW_TEXT").as_deref() == Some(body.as_str()))
+            .unwrap_or_else(|| panic!("{body} not quarantined verbatim"));
+        assert_eq!(q.text(row, "REASON").as_deref(), Some(*reason));
+        assert!(!q.text(row, "DETAIL").unwrap().is_empty());
+    }
+    let comma = (0..q.rows.len())
+        .find(|&i| q.text(i, "EVENT_ID") == Some(format!("{tag}-comma")))
+        .unwrap();
+    assert!(q.text(comma, "DETAIL").unwrap().starts_with("value"));
+    let in_array = (0..q.rows.len())
+        .filter(|&i| q.text(i, "SOURCE_MESSAGE_ID") == Some(format!("{tag}-{}", bodies.len() - 1)))
+        .map(|i| q.text(i, "RAW_TEXT").unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(in_array.len(), 2);
+    assert!(in_array.contains(&"42".to_string()), "{in_array:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_are_retried_and_never_insert_twice() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    let tag = unique("fault");
+    let bodies = generated(&tag, 300, 11, 0);
+    let mut ids = Vec::new();
+    let parsed = messages(&tag, &bodies, &mut ids);
+    let chunks = Chunker::new(1_000_000).chunk(&parsed);
+    assert_eq!(chunks.len(), 1);
+    let target = "INSERT INTO RAW_EVENTS (";
+    for (phase, action) in [
+        ("before_execute", json!({"status": 503})),
+        ("after_execute", json!({"drop_connection": true})),
+        ("after_execute", json!({"status": 429})),
+        ("after_execute", json!({"status": 503})),
+        ("after_execute", json!({"status": 500})),
+    ] {
+        emulator
+            .fault(json!({"match": {"statement_contains": target}, "count": 1, "phase": phase, "action": action}))
+            .await;
+    }
+    let result = loader.run(chunks[0].statement(), deadline()).await.unwrap();
+    assert_eq!(result.attempts, 6, "five faults, then the stored answer");
+    assert_eq!(result.rows_inserted, Some(300));
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        300
+    );
+    assert_eq!(
+        count(&format!(
+            "FROM (SELECT EVENT_ID FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' GROUP BY EVENT_ID HAVING COUNT(*) > 1)"
+        )),
+        0
+    );
+
+    let report = emulator.requests().await;
+    let inserts: Vec<&Value> = report["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "INSERT")
+        .collect();
+    assert_eq!(inserts.len(), 6);
+    let request_id = &inserts[0]["request_id"];
+    assert!(
+        inserts.iter().all(|s| &s["request_id"] == request_id),
+        "one requestId throughout"
+    );
+    assert_eq!(inserts[0]["retry"], false);
+    assert!(
+        inserts[1..].iter().all(|s| s["retry"] == true),
+        "resubmissions say retry=true"
+    );
+    assert_eq!(
+        inserts.iter().filter(|s| s["executed"] == true).count(),
+        1,
+        "{inserts:?}"
+    );
+    assert_eq!(emulator.faults().await, json!([]), "every fault was used");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_statement_answers_202_and_is_polled_to_completion() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    emulator.settings(json!({"async_threshold_ms": 100})).await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 700}}))
+        .await;
+    let tag = unique("slow");
+    let bodies = generated(&tag, 50, 3, 0);
+    let mut ids = Vec::new();
+    let parsed = messages(&tag, &bodies, &mut ids);
+    let chunks = Chunker::new(1_000_000).chunk(&parsed);
+    let result = loader.run(chunks[0].statement(), deadline()).await;
+    emulator
+        .settings(json!({"async_threshold_ms": 45000}))
+        .await;
+    let result = result.unwrap();
+    assert_eq!(result.attempts, 1);
+    assert_eq!(result.rows_inserted, Some(50));
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        50
+    );
+    let report = emulator.requests().await;
+    let polls = report["by_path"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path.starts_with("/api/v2/statements/"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum::<u64>();
+    assert!(polls >= 1, "the client polled the statement: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    let tag = unique("split");
+    let bodies = generated(&tag, 2_000, 5, 0);
+    let mut ids = Vec::new();
+    let parsed = messages(&tag, &bodies, &mut ids);
+    let limit = 100_000;
+    let chunks = Chunker::new(limit).chunk(&parsed);
+    assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+    assert!(chunks.iter().all(|c| c.statement_size() <= limit));
+    let results = loader
+        .run_all(chunks.iter().map(Chunk::statement).collect(), deadline())
+        .await;
+    let inserted: u64 = results
+        .into_iter()
+        .map(|r| r.unwrap().rows_inserted.unwrap())
+        .sum();
+    assert_eq!(inserted, 2_000);
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        2_000
+    );
+    let report = emulator.requests().await;
+    assert_eq!(
+        report["by_kind"]["INSERT"].as_u64(),
+        Some(chunks.len() as u64)
+    );
+    assert!(
+        report["by_kind"].get("CREATE").is_none(),
+        "tables are bootstrapped once per process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_key_is_picked_up_after_one_authentication_failure() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    let secrets = aws_sdk_secretsmanager::Client::new(&tracklayer_tests::aws().await);
+    let secret_id = setting("TRACKLAYER_SECRET_ID");
+    let original = secrets
+        .get_secret_value()
+        .secret_id(&secret_id)
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    let original_public =
+        std::fs::read_to_string(setting("TRACKLAYER_LOCAL_KEY").replace(".p8", ".pub")).unwrap();
+
+    // Rotate: a new key in the secret, and only the new key registered in Snowflake.
+    let new_key = tracklayer_tests::openssl_rsa_key();
+    let new_public = tracklayer_tests::public_pem(&new_key);
+    let mut rotated: Value = serde_json::from_str(&original).unwrap();
+    rotated["private_key"] = json!(new_key);
+    secrets
+        .put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(rotated.to_string())
+        .send()
+        .await
+        .unwrap();
+    emulator
+        .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": setting("SNOWFLAKE_USER"), "rsa_public_key": new_public}))
+        .await;
+    emulator.clean().await;
+
+    let outcome = loader
+        .run(
+            tracklayer::snowflake::Statement::new("SELECT 1 AS ONE"),
+            deadline(),
+        )
+        .await;
+
+    // Restore before asserting, so a failure leaves the stack usable.
+    secrets
+        .put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(original)
+        .send()
+        .await
+        .unwrap();
+    emulator
+        .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": setting("SNOWFLAKE_USER"), "rsa_public_key": original_public}))
+        .await;
+
+    let result = outcome.unwrap();
+    assert_eq!(result.get(0, "ONE"), Some("1"));
+    let report = emulator.requests().await;
+    let statuses: Vec<&Value> = report["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![&json!(401), &json!(200)],
+        "one refusal, one success: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unrecoverable_errors_stop_the_batch_without_hammering() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings {
+        max_concurrent_statements: 1,
+        ..LoadSettings::default()
+    })
+    .await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 100, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "Insufficient privileges to operate on table 'RAW_EVENTS'"}}}))
+        .await;
+    let tag = unique("perm");
+    let bodies = generated(&tag, 400, 9, 0);
+    let mut ids = Vec::new();
+    let parsed = messages(&tag, &bodies, &mut ids);
+    let chunks = Chunker::new(50_000).chunk(&parsed);
+    assert!(chunks.len() >= 4);
+    let results = loader
+        .run_all(chunks.iter().map(Chunk::statement).collect(), deadline())
+        .await;
+    let report = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(
+        report["by_kind"]["INSERT"], 1,
+        "the first refusal stops the batch: {report}"
+    );
+    assert_eq!(results.len(), chunks.len());
+    for result in &results {
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Permission);
+        assert_eq!(err.code(), Some("003001"));
+        assert!(err.fix().contains("GRANT"), "{}", err.fix());
+    }
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        0
+    );
+}
