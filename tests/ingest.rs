@@ -402,3 +402,59 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
     assert_eq!(rows.get("RAW_EVENTS_REJECTED"), Some(&1));
     assert_eq!(ids.len(), summary.chunks);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_fail_every_message_with_the_fix_and_retry_once() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [394304 FINGERPRINT_MISMATCH]"}}}))
+        .await;
+    let tag = unique("auth");
+    let bodies = tagged_samples(&tag, 50, 61);
+    let ingest = Ingest::stream(loader);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-auth", deadline())
+        .await;
+    let report = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(
+        failures(&response).len(),
+        50,
+        "every message is retried by SQS"
+    );
+    let (error, fix) = summary.error.clone().unwrap();
+    assert!(error.contains("390144"), "{error}");
+    assert!(fix.contains("fingerprint mismatch"), "{fix}");
+    assert_eq!(
+        report["by_kind"]["INSERT"], 2,
+        "one try and one after re-reading the secret: {report}"
+    );
+    let line: Value = serde_json::from_str(&summary.to_line()).unwrap();
+    assert_eq!(line["failures"], 50);
+    assert_eq!(line["FailedMessages"], 50.0);
+    assert_eq!(line["fix"], fix);
+}
+
+#[test]
+fn bad_setting_stops_the_binary_naming_the_setting() {
+    let binary = tracklayer_tests::repo_root().join("target/debug/ingest");
+    assert!(
+        binary.exists(),
+        "build the workspace first (make test does)"
+    );
+    let out = std::process::Command::new(binary)
+        .env("TRACKLAYER_LOAD_MODE", "sometimes")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("TRACKLAYER_LOAD_MODE"), "{all}");
+    assert!(all.contains("\"sometimes\" is not a mode"), "{all}");
+}

@@ -35,9 +35,9 @@ fn generated(tag: &str, n: usize, seed: u64, bad_every: u32) -> Vec<String> {
     let mut stream = SampleStream::new(seed).bad_every(bad_every);
     (0..n)
         .map(|_| {
-            let event = stream.next_event();
-            let tagged = event.replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1);
-            tagged
+            stream
+                .next_event()
+                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
         })
         .collect()
 }
@@ -382,6 +382,17 @@ async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
     );
 }
 
+/// The stack's service user (as `infra/local/stack.py` registers it) with one public key.
+fn service_user(public_pem: &str) -> Value {
+    json!({
+        "account": setting("SNOWFLAKE_ACCOUNT"),
+        "user": setting("SNOWFLAKE_USER"),
+        "rsa_public_key": public_pem,
+        "default_role": "TRACKLAYER_WRITER",
+        "default_warehouse": "TRACKLAYER_WH",
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rotated_key_is_picked_up_after_one_authentication_failure() {
     let _guard = exclusive().await;
@@ -413,9 +424,7 @@ async fn rotated_key_is_picked_up_after_one_authentication_failure() {
         .send()
         .await
         .unwrap();
-    emulator
-        .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": setting("SNOWFLAKE_USER"), "rsa_public_key": new_public}))
-        .await;
+    emulator.register_user(service_user(&new_public)).await;
     emulator.clean().await;
 
     let outcome = loader
@@ -433,9 +442,7 @@ async fn rotated_key_is_picked_up_after_one_authentication_failure() {
         .send()
         .await
         .unwrap();
-    emulator
-        .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": setting("SNOWFLAKE_USER"), "rsa_public_key": original_public}))
-        .await;
+    emulator.register_user(service_user(&original_public)).await;
 
     let result = outcome.unwrap();
     assert_eq!(result.get(0, "ONE"), Some("1"));

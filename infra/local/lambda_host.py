@@ -37,7 +37,10 @@ file. Invocations run one at a time, like one Lambda execution environment:
 Measured: each invocation's duration (from handing the event to the function to its answer, like
 Lambda's REPORT Duration), each process's cold start (from its start to its first ``GET next``)
 and the peak RSS over all processes (``VmHWM`` of /proc/<pid>/status, read after every invocation
-and before the process is stopped; ``memory_limit_exceeded`` compares it with ``--memory``).
+and before the process is stopped; ``memory_limit_exceeded`` compares it with ``--memory``), and
+``cpu_ms``, the CPU time (user + system, ``utime + stime`` of /proc/<pid>/stat, clock-tick
+resolution, usually 10 ms) used by all processes, read at the same moments. ``host.cpu_ms()``
+reads the running process's CPU time now, so a caller can take the delta around one invocation.
 
 SQS mode emulates an event source mapping with ``ReportBatchItemFailures``: up to
 ``--batch-size`` messages per batch (ReceiveMessage calls of at most 10, the first one long-polling
@@ -55,7 +58,8 @@ As a module (tests)::
     with LambdaHost("target/debug/ingest", "ingest", env={...}, timeout=30) as host:
         ok, payload = host.invoke({"Records": [...]})
         summary = run_sqs(host, queue_url, until_empty=True, wait=0)
-        host.summary()  # cold_start_ms, peak_rss_kb, durations_ms, restarts, init_error, ...
+        host.summary()  # cold_start_ms, peak_rss_kb, cpu_ms, durations_ms, restarts, init_error, ...
+        before = host.cpu_ms(); host.invoke(event); used = host.cpu_ms() - before  # CPU of one invocation
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
@@ -142,6 +146,7 @@ class Child:
     stopped_by_host: bool = False
     exit_status: int | None = None
     peak_rss_kb: int | None = None
+    cpu_ms: float | None = None  # utime + stime at the last sample
 
     @property
     def pid(self) -> int:
@@ -173,6 +178,28 @@ def read_vm_hwm_kb(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def read_cpu_ms(pid: int) -> float | None:
+    """CPU time (user + system, every thread, live and exited) of `pid` so far, in ms."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": fields 3...
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    except (OSError, ValueError, IndexError):
+        return None
+    return round((utime + stime) * 1000 / CLOCK_TICKS, 1)
+
+
+def process_exited(pid: int) -> bool:
+    """Whether our child `pid` has exited, without reaping it (the watcher thread does that)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def trace_id() -> str:
@@ -244,6 +271,7 @@ class LambdaHost:
         self.cold_starts_ms: list[float] = []
         self.durations_ms: list[float] = []
         self.peak_rss_kb: int | None = None
+        self._children: list[Child] = []  # every process started, for cpu_ms
         self.restarts = 0
         self.invocations = 0
 
@@ -280,18 +308,24 @@ class LambdaHost:
         if self._server is None:
             self._server = RuntimeApiServer(("127.0.0.1", self._requested_port), self)
             self._server_thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="runtime-api"
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="runtime-api"
             )
             self._server_thread.start()
         with self._cond:
-            if self.init_error is None and (self._child is None or not self._child.alive):
+            child = self._child
+            if child is not None and child.alive and process_exited(child.pid):
+                end = time.monotonic() + STOP_GRACE_S  # let the watcher record how it ended
+                while child.alive and end - time.monotonic() > 0:
+                    self._cond.wait(end - time.monotonic())
+            if self.init_error is None and (child is None or not child.alive):
                 self._start_child()
 
     def close(self) -> None:
         """Stops the process (reading its peak RSS first) and the Runtime API. Idempotent."""
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
+            closed = {"errorType": "Host.Closed", "errorMessage": "the host was closed during the invocation"}
+            self._fail_pending(closed)
         child = self._child
         if child is not None:
             self._stop_child(child)
@@ -318,7 +352,7 @@ class LambdaHost:
     def _start_child(self) -> None:
         """Starts a new process. Caller holds the condition."""
         self._generation += 1
-        if self.cold_starts_ms or (self._child is not None):
+        if self._child is not None:
             self.restarts += 1
         env = dict(os.environ) if self.inherit_env else {}
         env.update(self.extra_env)
@@ -356,6 +390,7 @@ class LambdaHost:
                 raise HostError(f"cannot start {self.binary}: {e}") from e
         child = Child(self._generation, popen, time.monotonic(), offset)
         self._child = child
+        self._children.append(child)
         threading.Thread(target=self._watch, args=(child,), daemon=True, name=f"watch-{popen.pid}").start()
         self.progress(f"started {self.name} (pid {popen.pid}), runtime API {self.runtime_api}, log {self.log_path}")
 
@@ -388,8 +423,14 @@ class LambdaHost:
         with self._cond:
             if not child.alive:
                 return
+            already = child.stopped_by_host
             child.stopped_by_host = True
-            self._sample_rss(child)
+            if not already:
+                self._sample_rss(child)
+        if already:  # another thread is stopping it: just wait for the end
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.popen.wait(3 * STOP_GRACE_S)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGTERM)
         try:
@@ -405,10 +446,33 @@ class LambdaHost:
             self._cond.notify_all()
 
     def _sample_rss(self, child: Child) -> None:
+        """Reads the process's peak RSS and CPU time so far (both only grow)."""
         rss = read_vm_hwm_kb(child.pid)
         if rss is not None:
             child.peak_rss_kb = max(child.peak_rss_kb or 0, rss)
             self.peak_rss_kb = max(self.peak_rss_kb or 0, rss)
+        cpu = read_cpu_ms(child.pid)
+        if cpu is not None:
+            child.cpu_ms = max(child.cpu_ms or 0.0, cpu)
+
+    def cpu_ms(self) -> float | None:
+        """The running process's CPU time (user + system) so far, in ms; None if none runs.
+
+        Clock-tick resolution (usually 10 ms). For one invocation's CPU take the difference of
+        two readings around ``invoke`` (the same process: check ``pid`` did not change).
+        """
+        child = self._child
+        if child is None or not child.alive:
+            return None
+        cpu = read_cpu_ms(child.pid)
+        if cpu is not None:
+            child.cpu_ms = max(child.cpu_ms or 0.0, cpu)
+        return cpu
+
+    def total_cpu_ms(self) -> float | None:
+        """CPU time of every process started, as last sampled (after each invocation, before a stop)."""
+        samples = [child.cpu_ms for child in self._children if child.cpu_ms is not None]
+        return round(sum(samples), 1) if samples else None
 
     def _fail_pending(self, error: dict[str, Any]) -> None:
         """Fails every queued and in-flight invocation. Caller holds the condition."""
@@ -449,6 +513,8 @@ class LambdaHost:
             if self._closing:
                 return False, {"errorType": "Host.Closed", "errorMessage": "the host is closed"}
             self.start()
+            if self.init_error is not None:
+                return False, self.init_error
             with self._cond:
                 invocation = Invocation(str(uuid.uuid4()), body, trace_id(), time.monotonic())
                 self._queue.append(invocation)
@@ -497,7 +563,9 @@ class LambdaHost:
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"{invocation.request_id} Task timed out after {self.timeout:.2f} seconds",
             }
-            self.progress(f"invocation {invocation.request_id} timed out after {self.timeout:.2f}s; stopping the process")
+            self.progress(
+                f"invocation {invocation.request_id} timed out after {self.timeout:.2f}s; stopping the process"
+            )
         elif child is not None and not child.ready:
             error = {
                 "errorType": "Runtime.InitTimeout",
@@ -521,6 +589,7 @@ class LambdaHost:
             "cold_starts_ms": list(self.cold_starts_ms),
             "peak_rss_kb": self.peak_rss_kb,
             "memory_limit_exceeded": bool(self.peak_rss_kb and self.peak_rss_kb > self.memory_mb * 1024),
+            "cpu_ms": self.total_cpu_ms(),
             "durations_ms": list(self.durations_ms),
             "invocations": self.invocations,
             "restarts": self.restarts,
@@ -602,6 +671,11 @@ class RuntimeApiServer(ThreadingHTTPServer):
         self.host = host
         super().__init__(address, RuntimeApiHandler)
 
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # the function's process went away mid-request: the watcher reports that
+        super().handle_error(request, client_address)
+
 
 INVOCATION_PATH = re.compile(rf"^/{API_VERSION}/runtime/invocation/([^/]+)/(response|error)$")
 
@@ -613,7 +687,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
-    def send(self, status: int, body: bytes | dict | None = None, headers: dict[str, str] | None = None) -> None:
+    def reply(self, status: int, body: bytes | dict | None = None, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -645,20 +719,23 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
         if length > limit:
             remaining = length
             while remaining > 0:
-                remaining -= len(self.rfile.read(min(remaining, 1 << 20)) or b"x" * remaining)
+                chunk = self.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             return None
         return self.rfile.read(length) if length else b""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.split("?")[0] != f"/{API_VERSION}/runtime/invocation/next":
-            self.send(404, {"errorType": "NotFound", "errorMessage": f"no route {self.path}"})
+            self.reply(404, {"errorType": "NotFound", "errorMessage": f"no route {self.path}"})
             return
         host = self.server.host
         invocation = host._next()
         if invocation is None:  # the host is closing or this connection's process is gone
             self.close_connection = True
             with contextlib.suppress(OSError):
-                self.send(
+                self.reply(
                     410, {"errorType": "Host.Stopped", "errorMessage": "the host stopped this execution environment"}
                 )
             return
@@ -669,7 +746,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             "Lambda-Runtime-Trace-Id": invocation.trace_id,
         }
         try:
-            self.send(200, invocation.event, headers)
+            self.reply(200, invocation.event, headers)
         except OSError:
             host._undispatch(invocation)
             self.close_connection = True
@@ -685,21 +762,22 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
                     "errorType": self.headers.get("Lambda-Runtime-Function-Error-Type") or "Runtime.InitError",
                     "errorMessage": str(payload),
                 }
-            self.send(202, {"status": "OK"})
+            self.reply(202, {"status": "OK"})
             host._init_failed(payload)
             return
         match = INVOCATION_PATH.match(path)
         if not match:
-            self.send(404, {"errorType": "NotFound", "errorMessage": f"no route {self.path}"})
+            self.reply(404, {"errorType": "NotFound", "errorMessage": f"no route {self.path}"})
             return
         request_id, kind = match.groups()
         if body is None:
             error = {
                 "errorType": "Function.ResponseSizeTooLarge",
-                "errorMessage": f"Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes).",
+                "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                f"({MAX_PAYLOAD_BYTES} bytes).",
             }
             host._answer(request_id, (False, error))
-            self.send(413, {"errorType": "RequestEntityTooLarge", "errorMessage": error["errorMessage"]})
+            self.reply(413, {"errorType": "RequestEntityTooLarge", "errorMessage": error["errorMessage"]})
             return
         payload = decode_payload(body)
         if kind == "error":
@@ -712,9 +790,9 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
         else:
             result = (True, payload)
         if host._answer(request_id, result):
-            self.send(202, {"status": "OK"})
+            self.reply(202, {"status": "OK"})
         else:
-            self.send(
+            self.reply(
                 400,
                 {
                     "errorType": "InvalidRequestID",
@@ -728,13 +806,18 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
 # ------------------------------------------------------------------------------------------------
 
 
-def sqs_client(endpoint_url: str | None = None, region: str | None = None):  # noqa: ANN201 - boto3 is untyped
+def sqs_client(env: dict[str, str] | None = None, region: str | None = None):  # noqa: ANN201 - boto3 is untyped
+    """An SQS client for the endpoint, region and credentials in `env` (default: this process's)."""
     import boto3
 
+    env = os.environ if env is None else env
     return boto3.client(
         "sqs",
-        endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
-        region_name=region or os.environ.get("AWS_REGION") or DEFAULT_REGION,
+        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        region_name=region or env.get("AWS_REGION") or DEFAULT_REGION,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
     )
 
 
@@ -836,6 +919,25 @@ def receive_batch(sqs, queue_url: str, batch_size: int, wait: int) -> list[dict[
     return messages
 
 
+def _delete(sqs, queue_url: str, messages: list[dict[str, Any]], say: Progress) -> int:  # noqa: ANN001
+    deleted = 0
+    for chunk in _batches(messages):
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+        result = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        deleted += len(result.get("Successful", []))
+        for failure in result.get("Failed", []):
+            say(f"delete failed: {failure}")
+    return deleted
+
+
+def _make_visible(sqs, queue_url: str, messages: list[dict[str, Any]]) -> None:  # noqa: ANN001
+    for chunk in _batches(messages):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)
+        ]
+        sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+
+
 def run_sqs(
     host: LambdaHost,
     queue_url: str,
@@ -854,9 +956,9 @@ def run_sqs(
     if not 0 <= wait <= 20:
         raise HostError("wait must be 0..20 seconds (SQS long polling)")
     say = progress or host.progress
-    env = {**os.environ, **host.extra_env}
+    env = {**os.environ, **host.extra_env} if host.inherit_env else dict(host.extra_env)
     region = env.get("AWS_REGION") or host.region
-    sqs = sqs or sqs_client(env.get("AWS_ENDPOINT_URL"), region)
+    sqs = sqs or sqs_client(env, region)
     source_arn = queue_arn(sqs, queue_url, region)
     stats = {
         "batches": 0,
@@ -866,51 +968,52 @@ def run_sqs(
         "invocation_errors": 0,
     }
     responses: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep_responses)
-    while max_batches is None or stats["batches"] < max_batches:
-        if host.init_error is not None:
-            break
-        messages = receive_batch(sqs, queue_url, batch_size, wait)
-        if not messages:
-            if until_empty:
-                say("queue is empty")
+    interrupted = False
+    messages: list[dict[str, Any]] = []  # received and not yet settled
+    try:
+        while max_batches is None or stats["batches"] < max_batches:
+            if host.init_error is not None:
                 break
-            if wait == 0:
-                time.sleep(1)  # polling forever without long polling: do not spin
-            continue
-        stats["batches"] += 1
-        stats["messages_received"] += len(messages)
-        ids = [m["MessageId"] for m in messages]
-        ok, payload = host.invoke(sqs_event(messages, source_arn, region))
-        if not ok:
-            stats["invocation_errors"] += 1
-        failed, whole_batch = batch_failures(ok, payload, ids)
-        responses.append({"batch": stats["batches"], "ok": ok, "payload": payload})
-        keep = [m for m in messages if m["MessageId"] in failed]
-        delete = [m for m in messages if m["MessageId"] not in failed]
-        deleted = 0
-        for chunk in _batches(delete):
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
-            result = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-            deleted += len(result.get("Successful", []))
-            for failure in result.get("Failed", []):
-                say(f"delete failed: {failure}")
-        for chunk in _batches(keep):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)
-            ]
-            sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
-        stats["messages_deleted"] += deleted
-        stats["messages_failed"] += len(keep)
-        why = f" ({whole_batch})" if whole_batch else ""
-        say(
-            f"batch {stats['batches']}: {len(messages)} messages, {deleted} deleted, "
-            f"{len(keep)} left for redelivery{why}"
-        )
+            messages = receive_batch(sqs, queue_url, batch_size, wait)
+            if not messages:
+                if until_empty:
+                    say("queue is empty")
+                    break
+                if wait == 0:
+                    time.sleep(1)  # polling forever without long polling: do not spin
+                continue
+            stats["batches"] += 1
+            stats["messages_received"] += len(messages)
+            ids = [m["MessageId"] for m in messages]
+            ok, payload = host.invoke(sqs_event(messages, source_arn, region))
+            if not ok:
+                stats["invocation_errors"] += 1
+            failed, whole_batch = batch_failures(ok, payload, ids)
+            responses.append({"batch": stats["batches"], "ok": ok, "payload": payload})
+            keep = [m for m in messages if m["MessageId"] in failed]
+            deleted = _delete(sqs, queue_url, [m for m in messages if m["MessageId"] not in failed], say)
+            _make_visible(sqs, queue_url, keep)
+            messages = []
+            stats["messages_deleted"] += deleted
+            stats["messages_failed"] += len(keep)
+            why = f" ({whole_batch})" if whole_batch else ""
+            say(
+                f"batch {stats['batches']}: {len(ids)} messages, {deleted} deleted, "
+                f"{len(keep)} left for redelivery{why}"
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+        say("interrupted")
+        if messages:  # the batch in hand goes back to the queue at once
+            with contextlib.suppress(Exception):
+                _make_visible(sqs, queue_url, messages)
     summary = host.summary()
     return {
         **stats,
+        **({"interrupted": True} if interrupted else {}),
         "cold_start_ms": summary["cold_start_ms"],
         "peak_rss_kb": summary["peak_rss_kb"],
+        "cpu_ms": summary["cpu_ms"],
         "responses": list(responses),
         "durations_ms": summary["durations_ms"],
         "restarts": summary["restarts"],
@@ -981,7 +1084,10 @@ def main(argv: list[str] | None = None) -> int:
                 event = Path(args.event_file).read_text()
             else:
                 event = args.event or "{}"
-            json.loads(event)  # fail early on a malformed event
+            try:
+                json.loads(event)  # fail early on a malformed event
+            except ValueError as e:
+                raise HostError(f"the event is not valid JSON: {e}") from e
             if args.repeat < 1:
                 raise HostError("--repeat must be at least 1")
     except (OSError, ValueError, HostError) as e:
@@ -1009,7 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(1, args.repeat + 1):
                 ok, payload = host.invoke(event)
                 (responses if ok else errors).append(payload)
-                stderr_progress(f"invocation {number}/{args.repeat}: {'ok' if ok else 'error'} in {host.durations_ms[-1]} ms")
+                outcome = "ok" if ok else "error"
+                stderr_progress(f"invocation {number}/{args.repeat}: {outcome} in {host.durations_ms[-1]} ms")
                 if host.init_error is not None:
                     break
             output = {"responses": responses, "errors": errors}
@@ -1037,7 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         output["interrupted"] = True
     print(json.dumps(output, indent=2))
-    if host.init_error is not None or interrupted:
+    if host.init_error is not None or output.get("interrupted"):
         return 1
     if args.mode == "invoke" and output.get("errors"):
         return 1

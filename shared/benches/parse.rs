@@ -64,39 +64,6 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| load_batch(black_box(&bodies), &message_ids)),
     );
 
-    group.bench_function("tmp/ignored_any", |b| {
-        b.iter(|| {
-            for body in &bodies {
-                let _ = black_box(serde_json::from_str::<serde::de::IgnoredAny>(body));
-            }
-        })
-    });
-    group.bench_function("tmp/value", |b| {
-        b.iter(|| {
-            for body in &bodies {
-                let _ = black_box(serde_json::from_str::<serde_json::Value>(body));
-            }
-        })
-    });
-    group.bench_function("tmp/parse_only", |b| {
-        b.iter(|| {
-            for body in &bodies {
-                black_box(parse_body(body));
-            }
-        })
-    });
-    let parsed: Vec<_> = bodies.iter().map(|b| parse_body(b)).collect();
-    group.bench_function("tmp/encode_only", |b| {
-        b.iter(|| {
-            let mut events = JsonArray::with_capacity(8 << 20);
-            for p in parsed.iter().flatten() {
-                if let Ok(e) = p {
-                    events.push_event(e)
-                }
-            }
-            black_box(events.finish());
-        })
-    });
     // The same events as NDJSON bodies of 100 lines each.
     let ndjson: Vec<String> = bodies.chunks(100).map(|c| c.join("\n")).collect();
     let batch_ids = &message_ids[..ndjson.len()];

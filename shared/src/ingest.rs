@@ -490,11 +490,3 @@ async fn stage(
     }
     failed
 }
-
-/// Deadline for an invocation: Lambda's deadline minus a safety margin for the answer.
-pub fn invocation_deadline(lambda_deadline: std::time::SystemTime, margin: Duration) -> Instant {
-    let left = lambda_deadline
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    Instant::now() + left.saturating_sub(margin)
-}

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod event;
+pub mod flush;
 pub mod ingest;
 pub mod load;
 pub mod report;

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::validate::{is_json_whitespace, not_an_object};
+use super::validate::{not_an_object, trim_json_whitespace};
 use super::{Parsed, Reason, Rejection, parse_event};
 
 const EXPECTED_BODY: &str = "expected a JSON object, a JSON array of objects, \
@@ -17,7 +17,7 @@ const EXPECTED_BODY: &str = "expected a JSON object, a JSON array of objects, \
 /// Anything else, and an empty body, is one rejection of the whole body. An empty array
 /// yields nothing.
 pub fn parse_body(body: &str) -> Vec<Parsed<'_>> {
-    let text = body.trim_matches(is_json_whitespace);
+    let text = trim_json_whitespace(body);
     match text.as_bytes().first() {
         None => vec![Err(Rejection::unreadable(
             Reason::EmptyBody,
@@ -25,7 +25,7 @@ pub fn parse_body(body: &str) -> Vec<Parsed<'_>> {
             body,
         ))],
         Some(b'[') => parse_array(body, text),
-        Some(b'{') => parse_object_or_lines(text),
+        Some(b'{') => parse_object_or_lines(body, text),
         Some(_) => vec![Err(not_a_body(body, text))],
     }
 }
@@ -44,21 +44,26 @@ fn parse_array<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
     }
 }
 
-/// One event, or NDJSON when the first complete object is followed by more text.
-fn parse_object_or_lines(text: &str) -> Vec<Parsed<'_>> {
+/// One event, or NDJSON when the first complete object is followed by more text. A rejected
+/// single-event body keeps the whole body, surrounding whitespace included, as its raw text.
+fn parse_object_or_lines<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
     // The common case, one event per message, is parsed once.
     let single = parse_event(text);
-    match &single {
+    match single {
         Err(rejection) if rejection.reason == Reason::InvalidJson && is_ndjson(text) => {
             parse_lines(text)
         }
-        _ => vec![single],
+        Err(rejection) => vec![Err(Rejection {
+            raw: body,
+            ..rejection
+        })],
+        ok => vec![ok],
     }
 }
 
 fn parse_lines(text: &str) -> Vec<Parsed<'_>> {
     text.split('\n')
-        .map(|line| line.trim_matches(is_json_whitespace))
+        .map(trim_json_whitespace)
         .filter(|line| !line.is_empty())
         .map(parse_event)
         .collect()
@@ -72,13 +77,11 @@ fn parse_lines(text: &str) -> Vec<Parsed<'_>> {
 fn is_ndjson(text: &str) -> bool {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     match <&RawValue>::deserialize(&mut deserializer) {
-        Ok(first) => !text[first.get().len()..]
-            .trim_matches(is_json_whitespace)
-            .is_empty(),
+        Ok(first) => !trim_json_whitespace(&text[first.get().len()..]).is_empty(),
         Err(_) => {
             let mut lines = text
                 .split('\n')
-                .map(|line| line.trim_matches(is_json_whitespace))
+                .map(trim_json_whitespace)
                 .filter(|line| !line.is_empty());
             let all_objects = lines.clone().all(|line| line.starts_with('{'));
             all_objects && lines.nth(1).is_some()
@@ -98,6 +101,16 @@ fn not_a_body<'a>(body: &'a str, text: &str) -> Rejection<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_single_event_body_keeps_its_whitespace() {
+        let body = "  {\"event_id\": \"x\", \"merchant_id\": \n";
+        let parsed = parse_body(body);
+        assert_eq!(parsed.len(), 1);
+        let rejection = parsed[0].as_ref().unwrap_err();
+        assert_eq!(rejection.reason, Reason::InvalidJson);
+        assert_eq!(rejection.raw, body);
+    }
 
     fn event(id: &str) -> String {
         format!(

@@ -210,14 +210,18 @@ pub(super) fn push_scale4(buf: &mut String, value: Decimal) {
         value.rescale(SCALE);
     }
     let mantissa = value.mantissa();
+    let Ok(magnitude) = u64::try_from(mantissa.unsigned_abs()) else {
+        // Beyond NUMBER(18,4); validated events never get here.
+        buf.push_str(&value.to_string());
+        return;
+    };
     if mantissa < 0 {
         buf.push('-');
     }
-    let magnitude = mantissa.unsigned_abs();
-    let mut digits = [0_u8; 40];
+    let mut digits = [b'0'; 20];
     let mut start = digits.len();
     let mut rest = magnitude;
-    while rest > 0 || digits.len() - start < SCALE as usize + 1 {
+    while rest > 0 || digits.len() - start <= SCALE as usize {
         start -= 1;
         digits[start] = b'0' + (rest % 10) as u8;
         rest /= 10;

@@ -12,40 +12,43 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// The known fields of an event; `None` means absent or JSON `null`.
+/// The known fields of an event; [`Scalar::Null`] and `None` mean absent or JSON `null`.
 #[derive(Deserialize)]
 pub(super) struct Wire<'a> {
-    #[serde(borrow)]
-    pub event_id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    pub event_id: Scalar<'a>,
     #[serde(borrow)]
     pub event_time: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub merchant_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub event_name: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub user_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub anonymous_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub order_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub platform: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub source: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    pub merchant_id: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub event_name: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub user_id: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub anonymous_id: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub order_id: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub platform: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub source: Scalar<'a>,
     #[serde(borrow)]
     pub value: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub currency: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    pub consent_status: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    pub currency: Scalar<'a>,
+    #[serde(borrow, default)]
+    pub consent_status: Scalar<'a>,
     #[serde(borrow)]
     pub properties: Option<&'a RawValue>,
 }
 
-/// Any non-null JSON value, keeping strings (borrowed when unescaped) and integers.
-#[derive(Debug, Clone, PartialEq)]
+/// Any JSON value, keeping strings (borrowed when unescaped) and integers. Null doubles as
+/// "absent" (the default), which spares serde a separate `Option` layer.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(super) enum Scalar<'a> {
+    #[default]
+    Null,
     Str(Cow<'a, str>),
     Int(i128),
     Float(f64),
@@ -55,6 +58,14 @@ pub(super) enum Scalar<'a> {
 }
 
 impl<'a> Scalar<'a> {
+    /// The value, unless it is null or absent.
+    pub fn present(&self) -> Option<&Self> {
+        match self {
+            Scalar::Null => None,
+            present => Some(present),
+        }
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -83,6 +94,7 @@ impl<'a> Scalar<'a> {
     /// How the value reads in a rejection detail: `"abc"`, `42`, `true`, `an object`.
     pub fn describe(&self) -> String {
         match self {
+            Scalar::Null => "null".to_owned(),
             Scalar::Str(text) => quote_for_detail(text),
             Scalar::Int(number) => number.to_string(),
             Scalar::Float(number) => number.to_string(),
@@ -174,6 +186,10 @@ impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
         Ok(Scalar::Bool(flag))
     }
 
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Scalar::Object)
@@ -200,6 +216,8 @@ mod tests {
         assert_eq!(scalar("-7"), Scalar::Int(-7));
         assert_eq!(scalar("1.5"), Scalar::Float(1.5));
         assert_eq!(scalar("true"), Scalar::Bool(true));
+        assert_eq!(scalar("null"), Scalar::Null);
+        assert_eq!(scalar("null").present(), None);
         assert_eq!(scalar(r#"{"a":[1,{"b":2}]}"#), Scalar::Object);
         assert_eq!(scalar("[1,[2]]"), Scalar::Array);
     }

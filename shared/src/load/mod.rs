@@ -239,25 +239,17 @@ async fn run_unless_stopped(
     }
     let result = client.execute(statement, deadline).await;
     if let Err(error) = &result
-        && stops_the_batch(error.kind())
+        && error.kind().stops_the_run()
     {
         stop.stop(error);
     }
     result
 }
 
-/// Failures that every other statement of the batch would hit too.
-fn stops_the_batch(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::Authentication
-            | ErrorKind::Permission
-            | ErrorKind::Warehouse
-            | ErrorKind::Configuration
-    )
-}
-
-/// A deadline `budget` from now.
-pub fn deadline_in(budget: Duration) -> Instant {
-    Instant::now() + budget
+/// Deadline for an invocation: Lambda's deadline minus a safety margin for the answer.
+pub fn invocation_deadline(lambda_deadline: std::time::SystemTime, margin: Duration) -> Instant {
+    let left = lambda_deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left.saturating_sub(margin)
 }

@@ -301,7 +301,7 @@ impl Client {
             };
             match outcome {
                 Ok(answer) => {
-                    let mut result = self.into_result(answer, deadline).await?;
+                    let mut result = self.result_of(answer, deadline).await?;
                     result.attempts = attempt;
                     return Ok(result);
                 }
@@ -477,7 +477,7 @@ impl Client {
     }
 
     /// Builds the result, fetching any further result partitions.
-    async fn into_result(
+    async fn result_of(
         &self,
         answer: Answer,
         deadline: Instant,

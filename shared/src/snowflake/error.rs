@@ -29,6 +29,18 @@ impl ErrorKind {
         matches!(self, ErrorKind::Transient | ErrorKind::Timeout)
     }
 
+    /// Whether every other statement would fail the same way (credentials, grants, warehouse,
+    /// settings): the run stops instead of sending them.
+    pub fn stops_the_run(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Authentication
+                | ErrorKind::Permission
+                | ErrorKind::Warehouse
+                | ErrorKind::Configuration
+        )
+    }
+
     /// Stable snake_case name, used in logs and reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -164,12 +176,19 @@ impl SnowflakeError {
         }
     }
 
+    fn mentions(&self, text: &str) -> bool {
+        matches!(self, SnowflakeError::Api(api) if api.message.contains(text))
+    }
+
     /// What a person should do about it, in our words.
     pub fn fix(&self) -> &'static str {
         let code = self.code().unwrap_or_default();
         match (self.kind(), code) {
             (_, "390100") => {
                 "Snowflake refused the user or password: use the service user (not a personal login), rotate its credentials and update the secret."
+            }
+            (_, "390144") if self.mentions("394304") || self.mentions("FINGERPRINT_MISMATCH") => {
+                "JWT rejected: public key fingerprint mismatch - register the key shown by connection-test with ALTER USER ... SET RSA_PUBLIC_KEY."
             }
             (_, "394304") => {
                 "JWT rejected: public key fingerprint mismatch - register the key shown by connection-test with ALTER USER ... SET RSA_PUBLIC_KEY."

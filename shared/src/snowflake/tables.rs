@@ -14,6 +14,7 @@ pub enum Table {
     /// `RAW_EVENTS`: validated events.
     RawEvents,
     /// `RAW_EVENTS_REJECTED`: the quarantine, with reason and original text.
+    #[serde(rename = "raw_events_rejected")]
     Rejected,
 }
 

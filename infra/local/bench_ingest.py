@@ -1,0 +1,459 @@
+"""Benchmark the real ingest binary on a big SQS batch against the local stack.
+
+    .venv/bin/python infra/local/bench_ingest.py [--binary target/release/ingest] [--runs 5]
+        [--messages 10000] [--body-bytes 600] [--modes scheduled,stream] [--json FILE]
+
+Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
+``$STACK_DIR/stack.env``) and a built binary (``cargo build --release -p ingest``).
+
+It generates one realistic SQS event: ``--messages`` records (default 10,000) of one ecommerce
+event each (view_content / add_to_cart / begin_checkout / purchase across merchants, platforms
+and currencies, values with 2 decimals, properties with products and UTM tags), ``--body-bytes``
+on average (default 600, so ~6 MB of bodies; an event is never shorter than ~500 bytes), 1% of
+them invalid (bad JSON, a missing or bad field). Then, for each mode, it starts the binary under
+``lambda_host`` (scheduled: a fresh staging queue, emptied after every run and deleted at the
+end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
+Snowflake), sends one small warm-up event, and then ``--runs`` timed invocations of the big
+event, with fresh event ids each time (stream mode inserts new rows every run). Measured per
+invocation: the binary's CPU time (user + system of the process, /proc/<pid>/stat, delta around
+the invocation; clock-tick resolution, usually 10 ms) and the wall time (event handed over to
+answer, Lambda's Duration); per mode: the process's peak RSS (VmHWM) at the end, warm-up
+included.
+
+Prints progress on stderr, then a JSON result and a Markdown table (medians, min-max) with the
+targets of the issue: <= 100 ms client CPU for the batch in scheduled mode, peak RSS <= 64 MB.
+Exit status 0 when every invocation succeeded (the targets are reported, not enforced), 1
+otherwise, 2 for usage errors (no binary, no stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import random
+import shlex
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lambda_host import LambdaHost, read_env_file, sqs_client  # noqa: E402
+
+CPU_TARGET_MS = 100  # scheduled mode, per batch
+RSS_TARGET_KB = 64 * 1024
+EVENT_ID_SLOT = "@@EVENT_ID@@"  # replaced per run by a fresh id of the same length
+SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:tracklayer-events"
+
+EVENT_NAMES = [("view_content", 55), ("add_to_cart", 25), ("begin_checkout", 12), ("purchase", 8)]
+PLATFORMS = ["shopify", "woocommerce", "magento", "bigcommerce", "custom"]
+SOURCES = ["web", "web", "web", "ios", "android", "server"]
+CURRENCIES = ["EUR", "EUR", "USD", "USD", "GBP", "SEK", "DKK", "NOK", "CHF", "PLN"]
+CONSENT = ["granted", "granted", "granted", "denied", "unknown"]
+CATEGORIES = ["shoes", "apparel", "accessories", "home", "beauty", "electronics", "toys", "garden"]
+ADJECTIVES = ["Classic", "Organic", "Slim", "Vintage", "Premium", "Everyday", "Outdoor", "Compact"]
+NOUNS = ["Sneaker", "T-Shirt", "Backpack", "Mug", "Lamp", "Serum", "Headphones", "Planter", "Jacket"]
+UTM_SOURCES = ["google", "facebook", "instagram", "newsletter", "tiktok", "bing", "pinterest"]
+UTM_MEDIUMS = ["cpc", "social", "email", "organic", "display", "affiliate"]
+PATHS = ["/products/", "/collections/sale/products/", "/shop/", "/p/"]
+
+
+def progress(line: str) -> None:
+    print(f"bench_ingest: {line}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The batch
+# ------------------------------------------------------------------------------------------------
+
+
+def money(rng: random.Random, low: float, high: float) -> float:
+    return round(rng.uniform(low, high), 2)
+
+
+def product(rng: random.Random) -> dict[str, Any]:
+    return {
+        "sku": f"SKU-{rng.randint(10000, 99999)}",
+        "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}",
+        "category": rng.choice(CATEGORIES),
+        "price": money(rng, 4.99, 249.99),
+        "quantity": rng.choice([1, 1, 1, 2, 3]),
+    }
+
+
+def ecommerce_event(rng: random.Random, index: int, body_bytes: int) -> dict[str, Any]:
+    """One event with EVENT_ID_SLOT as its id, about `body_bytes` long on average once serialised."""
+    names, weights = zip(*EVENT_NAMES, strict=True)
+    name = rng.choices(names, weights)[0]
+    products = [product(rng) for _ in range(1 if name == "view_content" else rng.randint(1, 3))]
+    merchant = rng.randint(1, 60)
+    millis = 1_793_000_000_000 + index * 137 + rng.randint(0, 999)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis / 1000)) + f".{millis % 1000:03d}Z"
+    event: dict[str, Any] = {
+        "event_id": EVENT_ID_SLOT,
+        "event_time": stamp,
+        "merchant_id": f"mrc_{merchant:04d}",
+        "event_name": name,
+        "anonymous_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "platform": PLATFORMS[merchant % len(PLATFORMS)],
+        "source": rng.choice(SOURCES),
+        "consent_status": rng.choice(CONSENT),
+    }
+    if rng.random() < 0.4 or name == "purchase":
+        event["user_id"] = f"usr_{rng.randint(1, 2_000_000):08d}"
+    if name == "purchase":
+        event["order_id"] = f"ord_{merchant:04d}_{rng.randint(1, 10**9):09d}"
+    total = sum(p["price"] * p["quantity"] for p in products)
+    event["value"] = round(total, 2)
+    event["currency"] = rng.choice(CURRENCIES)
+    slug = products[0]["name"].lower().replace(" ", "-")
+    event["properties"] = {
+        "products": products,
+        "page_url": f"https://shop{merchant}.example.com{rng.choice(PATHS)}{slug}",
+        "utm": {
+            "source": rng.choice(UTM_SOURCES),
+            "medium": rng.choice(UTM_MEDIUMS),
+            "campaign": f"{rng.choice(['bf', 'summer', 'spring', 'retarget'])}-{rng.randint(2024, 2026)}",
+        },
+    }
+    # Reach the size: a query string on the page URL, as trackers record it.
+    want = int(body_bytes * rng.uniform(0.8, 1.1))
+    short = want - len(json.dumps(event, separators=(",", ":")))
+    if short > 8:
+        query = "?ref=" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(short - 5))
+        event["properties"]["page_url"] += query
+    return event
+
+
+def invalid_body(rng: random.Random, event: dict[str, Any], kind: int) -> str:
+    """An invalid body: truncated JSON, no merchant_id, a bad value, a bad currency."""
+    text = json.dumps(event, separators=(",", ":"))
+    if kind == 0:
+        return text[: len(text) // 2]
+    broken = dict(event)
+    if kind == 1:
+        del broken["merchant_id"]
+    elif kind == 2:
+        broken["value"] = "twelve euros"
+    else:
+        broken["currency"] = "EURO"
+    return json.dumps(broken, separators=(",", ":"))
+
+
+def make_templates(messages: int, body_bytes: int, seed: int) -> tuple[list[str], int]:
+    """Message bodies with EVENT_ID_SLOT in place of the event id, and how many are invalid."""
+    rng = random.Random(seed)
+    bodies, invalid = [], 0
+    for index in range(messages):
+        event = ecommerce_event(rng, index, body_bytes)
+        if index % 100 == 50:  # 1%
+            bodies.append(invalid_body(rng, event, invalid % 4))
+            invalid += 1
+        else:
+            bodies.append(json.dumps(event, separators=(",", ":")))
+    return bodies, invalid
+
+
+def make_event(templates: list[str], tag: str) -> bytes:
+    """The SQS event for one run: fresh event ids (`tag` + index), message ids and receipts."""
+    now_ms = str(int(time.time() * 1000))
+    records = []
+    for index, template in enumerate(templates):
+        body = template.replace(EVENT_ID_SLOT, f"{tag}-{index:05d}")
+        records.append(
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": base64.b64encode(os.urandom(180)).decode(),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": now_ms,
+                    "SenderId": "AROAIWPX5BD2BHG722MW4:sender",
+                    "ApproximateFirstReceiveTimestamp": now_ms,
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
+                "eventSource": "aws:sqs",
+                "eventSourceARN": SOURCE_ARN,
+                "awsRegion": "us-east-1",
+            }
+        )
+    return json.dumps({"Records": records}, separators=(",", ":")).encode()
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+# ------------------------------------------------------------------------------------------------
+
+
+def summary_lines(log: Path, offset: int) -> list[dict[str, Any]]:
+    """The function's invocation summaries written after `offset`."""
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode("utf-8", errors="replace")
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{") and "ingest invocation summary" in line:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def log_size(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def queue_count(sqs, url: str) -> int:  # noqa: ANN001
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[n]) for n in names)
+
+
+def empty_queue(sqs, url: str) -> int:  # noqa: ANN001
+    """Receives and deletes every message (PurgeQueue is allowed once a minute); returns how many."""
+    deleted = 0
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return deleted
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+        deleted += len(sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Successful", []))
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None, "mean": None}
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "mean": round(statistics.fmean(values), 1),
+    }
+
+
+def run_mode(mode: str, args: argparse.Namespace, stack: dict[str, str], templates: list[str]) -> dict[str, Any]:
+    sqs = sqs_client(stack)
+    env = {**stack, "TRACKLAYER_LOAD_MODE": mode}
+    staging = None
+    if mode == "scheduled":
+        staging = sqs.create_queue(QueueName=f"bench-staging-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+        env["TRACKLAYER_STAGING_QUEUE_URL"] = staging
+    else:
+        env["TRACKLAYER_SECRET_ID"] = stack.get("TRACKLAYER_SECRET_ID", "tracklayer/snowflake")
+    log = args.log_dir / f"bench-ingest-{mode}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    runs: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"mode": mode, "log": str(log)}
+    if staging:
+        result["staging_queue"] = staging
+    host = LambdaHost(args.binary, "ingest", env=env, timeout=args.timeout, memory_mb=args.memory, log=log)
+    try:
+        host.start()
+        if not host.wait_ready():
+            raise RuntimeError(f"ingest did not start: {host.init_error or host.log_tail()}")
+        warm = make_event(templates[:10], f"bw{uuid.uuid4().hex[:10]}")
+        ok, payload = host.invoke(warm)
+        if not ok or (payload or {}).get("batchItemFailures"):
+            raise RuntimeError(f"the warm-up invocation failed: {payload}; log {log}")
+        result["warmup_ms"] = host.durations_ms[-1]
+        if staging:
+            empty_queue(sqs, staging)
+        for number in range(1, args.runs + 1):
+            event = make_event(templates, f"b{uuid.uuid4().hex[:10]}")
+            offset = log_size(log)
+            pid = host.pid
+            cpu_before = host.cpu_ms()
+            ok, payload = host.invoke(event)
+            cpu_after = host.cpu_ms()
+            same_process = pid is not None and host.pid == pid
+            cpu = round(cpu_after - cpu_before, 1) if same_process and None not in (cpu_before, cpu_after) else None
+            wall = host.durations_ms[-1]
+            failures = len((payload or {}).get("batchItemFailures") or []) if ok and isinstance(payload, dict) else None
+            lines = summary_lines(log, offset)
+            line = lines[-1] if lines else {}
+            run = {
+                "run": number,
+                "ok": ok and failures == 0,
+                "cpu_ms": cpu,
+                "wall_ms": wall,
+                "failures": failures,
+                "events": line.get("events"),
+                "rejected": line.get("rejected"),
+                "loaded": line.get("EventsLoaded"),
+                "staged": line.get("EventsStaged"),
+                "chunks": line.get("chunks"),
+                "statements": line.get("statements"),
+                "bytes": line.get("bytes"),
+                "function_duration_ms": line.get("duration_ms"),
+            }
+            if not ok:
+                run["error"] = payload
+            elif line.get("error"):
+                run["error"] = line["error"]
+            if staging:
+                run["staged_messages"] = empty_queue(sqs, staging)
+            runs.append(run)
+            progress(
+                f"{mode} run {number}/{args.runs}: cpu {cpu} ms, wall {wall} ms, "
+                f"{'ok' if run['ok'] else 'FAILED'} ({run['chunks']} chunks, {run['statements']} statements)"
+            )
+    finally:
+        host.close()
+        if staging:
+            sqs.delete_queue(QueueUrl=staging)
+    summary = host.summary()
+    cpu = [r["cpu_ms"] for r in runs if r["cpu_ms"] is not None]
+    wall = [r["wall_ms"] for r in runs]
+    result.update(
+        {
+            "runs": runs,
+            "cpu_ms": spread(cpu),
+            "wall_ms": spread(wall),
+            "peak_rss_kb": summary["peak_rss_kb"],
+            "process_cpu_ms": summary["cpu_ms"],
+            "cold_start_ms": summary["cold_start_ms"],
+            "restarts": summary["restarts"],
+            "all_ok": bool(runs) and all(r["ok"] for r in runs) and summary["restarts"] == 0,
+        }
+    )
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("pass" if ok else "FAIL")
+
+
+def span(values: dict[str, float | None]) -> str:
+    return "n/a" if values["median"] is None else f"{values['median']} ({values['min']}-{values['max']})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    batch = result["batch"]
+    lines = [
+        f"Batch: {batch['messages']:,} messages ({batch['invalid']} invalid), "
+        f"bodies {batch['body_bytes'] / 1e6:.2f} MB (avg {batch['avg_body_bytes']} B), "
+        f"SQS event {batch['event_bytes'] / 1e6:.2f} MB; {result['runs']} timed runs per mode after one warm-up; "
+        f"binary `{result['binary']}`.",
+        "",
+        "| mode | CPU ms median (min-max) | wall ms median (min-max) | peak RSS | chunks / statements | "
+        "CPU target (<= 100 ms) | RSS target (<= 64 MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for mode in result["modes"]:
+        cpu, rss = mode["cpu_ms"], mode["peak_rss_kb"]
+        last = mode["runs"][-1] if mode["runs"] else {}
+        cpu_ok = None if mode["mode"] != "scheduled" or cpu["median"] is None else cpu["median"] <= CPU_TARGET_MS
+        rss_ok = None if rss is None else rss <= RSS_TARGET_KB
+        rss_text = "n/a" if rss is None else f"{rss / 1024:.1f} MB"
+        lines.append(
+            f"| {mode['mode']} | {span(cpu)} | {span(mode['wall_ms'])} | {rss_text} "
+            f"| {last.get('chunks')} / {last.get('statements')} | {verdict(cpu_ok)} | {verdict(rss_ok)} |"
+        )
+    lines += ["", f"Command: `{result['command']}`"]
+    return "\n".join(lines)
+
+
+def shown_path(path: Path) -> str:
+    full = path.resolve()
+    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
+
+
+def command_line() -> str:
+    python = Path(sys.executable)
+    with_repo = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
+    script = Path(sys.argv[0]).resolve()
+    script_text = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
+    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
+    return prefix + shlex.join([with_repo, script_text, *sys.argv[1:]])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
+    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
+    parser = argparse.ArgumentParser(prog="bench_ingest.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "ingest")
+    parser.add_argument("--runs", type=int, default=5, help="timed invocations per mode (5)")
+    parser.add_argument("--messages", type=int, default=10_000, help="records in the batch (10000)")
+    parser.add_argument("--body-bytes", type=int, default=600, help="average message body size (600)")
+    parser.add_argument("--modes", default="scheduled,stream", help="comma-separated (scheduled,stream)")
+    parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
+    parser.add_argument("--timeout", type=float, default=120.0, help="function timeout per invocation, s (120)")
+    parser.add_argument("--memory", type=int, default=128, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB (128)")
+    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
+    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the function logs go")
+    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not args.mode_list or any(m not in ("scheduled", "stream") for m in args.mode_list):
+        parser.error("--modes: scheduled and/or stream")
+    if args.runs < 1 or args.messages < 10 or args.body_bytes < 200:
+        parser.error("--runs >= 1, --messages >= 10, --body-bytes >= 200")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.binary.is_file():
+        print(f"bench_ingest: {args.binary} is not built (cargo build --release -p ingest)", file=sys.stderr)
+        return 2
+    if not args.env_file.is_file():
+        print(f"bench_ingest: {args.env_file} missing: start the stack (infra/local/stack.py up)", file=sys.stderr)
+        return 2
+    stack = read_env_file(str(args.env_file))
+    started = time.monotonic()
+    templates, invalid = make_templates(args.messages, args.body_bytes, args.seed)
+    sample_event = make_event(templates, "b0000000000")
+    body_bytes = sum(len(t.replace(EVENT_ID_SLOT, "b0000000000-00000").encode()) for t in templates)
+    batch = {
+        "messages": args.messages,
+        "invalid": invalid,
+        "body_bytes": body_bytes,
+        "avg_body_bytes": round(body_bytes / args.messages),
+        "event_bytes": len(sample_event),
+    }
+    progress(
+        f"batch: {args.messages} messages, {invalid} invalid, bodies {body_bytes / 1e6:.2f} MB, "
+        f"event {len(sample_event) / 1e6:.2f} MB"
+    )
+    modes = []
+    for mode in args.mode_list:
+        progress(f"{mode}: starting {args.binary}")
+        modes.append(run_mode(mode, args, stack, templates))
+    result = {
+        "command": command_line(),
+        "binary": shown_path(args.binary),
+        "runs": args.runs,
+        "batch": batch,
+        "targets": {"scheduled_cpu_ms": CPU_TARGET_MS, "peak_rss_kb": RSS_TARGET_KB},
+        "modes": modes,
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    print()
+    print(markdown(result))
+    return 0 if all(m["all_ok"] for m in modes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

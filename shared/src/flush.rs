@@ -1,0 +1,609 @@
+//! The flush function: loads the chunks ingest staged, in as little warehouse time as
+//! possible. An empty queue costs nothing in Snowflake: no authentication, no statement.
+//!
+//! Each staged chunk becomes one INSERT whose requestId is the chunk id (`retry=true` when the
+//! message was received before), and its message is deleted only after the INSERT succeeded,
+//! so a crash between insert and delete never loads a chunk twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{ConfigError, env_opt, env_parse, env_required};
+use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
+use crate::report::{Metric, emf_line};
+use crate::secrets::SecretSource;
+use crate::snowflake::{RetryPolicy, SnowflakeError, Statement, Table};
+use crate::staging::StagedChunk;
+
+/// SQS's most messages per ReceiveMessage.
+const RECEIVE_BATCH: i32 = 10;
+
+/// flush's settings, read once at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushConfig {
+    /// `TRACKLAYER_SECRET_ID`.
+    pub secret_id: String,
+    /// `TRACKLAYER_SECRET_TTL_SECONDS` (default 300).
+    pub secret_ttl: Duration,
+    /// `TRACKLAYER_STAGING_QUEUE_URL`.
+    pub staging_queue_url: String,
+    /// Statement size and concurrency.
+    pub load: LoadSettings,
+    /// `TRACKLAYER_FLUSH_RECEIVERS` (default 2): concurrent long-poll receivers.
+    pub receivers: usize,
+    /// `TRACKLAYER_FLUSH_MARGIN_SECONDS` (default 10): stop receiving this long before the
+    /// deadline, so statements in flight can finish.
+    pub margin: Duration,
+    /// `TRACKLAYER_VISIBILITY_SECONDS` (default 60): how long a received chunk stays hidden;
+    /// extended while its INSERT is in flight.
+    pub visibility: Duration,
+    /// `TRACKLAYER_SUSPEND_AFTER_FLUSH` (default false): suspend the warehouse after a run that
+    /// loaded data (the role needs OPERATE on it).
+    pub suspend_after_flush: bool,
+}
+
+impl FlushConfig {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let suspend =
+            match env_opt("TRACKLAYER_SUSPEND_AFTER_FLUSH").map(|v| v.to_ascii_lowercase()) {
+                None => false,
+                Some(v) if v == "true" || v == "1" => true,
+                Some(v) if v == "false" || v == "0" => false,
+                Some(v) => {
+                    return Err(ConfigError::invalid(
+                        "TRACKLAYER_SUSPEND_AFTER_FLUSH",
+                        format!("{v:?} is not true or false"),
+                    ));
+                }
+            };
+        let config = FlushConfig {
+            secret_id: env_required("TRACKLAYER_SECRET_ID")?,
+            secret_ttl: Duration::from_secs(env_parse("TRACKLAYER_SECRET_TTL_SECONDS", 300u64)?),
+            staging_queue_url: env_required("TRACKLAYER_STAGING_QUEUE_URL")?,
+            load: LoadSettings::from_env()?,
+            receivers: env_parse("TRACKLAYER_FLUSH_RECEIVERS", 2usize)?,
+            margin: Duration::from_secs(env_parse("TRACKLAYER_FLUSH_MARGIN_SECONDS", 10u64)?),
+            visibility: Duration::from_secs(env_parse("TRACKLAYER_VISIBILITY_SECONDS", 60u64)?),
+            suspend_after_flush: suspend,
+        };
+        if !(1..=16).contains(&config.receivers) {
+            return Err(ConfigError::invalid(
+                "TRACKLAYER_FLUSH_RECEIVERS",
+                "must be between 1 and 16 (default 2)",
+            ));
+        }
+        if !(10..=43_200).contains(&config.visibility.as_secs()) {
+            return Err(ConfigError::invalid(
+                "TRACKLAYER_VISIBILITY_SECONDS",
+                "must be between 10 and 43200 (default 60)",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+/// The optional invocation input: `{"max_seconds": N}` caps the run below Lambda's deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct FlushRequest {
+    /// Stop receiving after about this many seconds.
+    #[serde(default)]
+    pub max_seconds: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlushStatus {
+    /// Nothing was staged; Snowflake was not contacted.
+    #[default]
+    Empty,
+    /// Everything received was loaded and the queue was drained.
+    Loaded,
+    /// Time ran out or some chunks failed transiently; the rest waits for the next run.
+    Partial,
+    /// An error no retry fixes (credentials, grants, warehouse); every unloaded chunk stays.
+    Failed,
+}
+
+/// The run's answer, also logged as one JSON line with EMF metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlushReport {
+    /// How it ended.
+    pub status: FlushStatus,
+    /// Chunks whose rows all landed (and whose messages were deleted).
+    pub chunks_loaded: u64,
+    /// Rows inserted into RAW_EVENTS.
+    pub events_loaded: u64,
+    /// Rows inserted into RAW_EVENTS_REJECTED (validation rejects and rows Snowflake refused).
+    pub events_rejected: u64,
+    /// Snowflake statements sent.
+    pub statements: u64,
+    /// Bytes of rows sent.
+    pub bytes_sent: u64,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Whether anything at all was sent to Snowflake.
+    pub snowflake_contacted: bool,
+    /// Whether the warehouse was suspended after the run.
+    pub warehouse_suspended: bool,
+    /// Why not, when suspension was asked for and did not happen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspend_detail: Option<String>,
+    /// Messages SQS still counts on the staging queue (approximate).
+    pub leftover_estimate: u64,
+    /// Chunks that could not be loaded this run (they stay on the queue).
+    pub chunks_failed: u64,
+    /// The first error, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl FlushReport {
+    /// The report as one JSON line with EMF metrics.
+    pub fn to_line(&self) -> String {
+        let mut fields = match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        fields.insert("message".into(), Value::from("flush run summary"));
+        let metrics = [
+            Metric {
+                name: "EventsLoaded",
+                value: self.events_loaded as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "EventsRejected",
+                value: self.events_rejected as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "FailedChunks",
+                value: self.chunks_failed as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "LoadLatencyMs",
+                value: self.duration_ms as f64,
+                unit: "Milliseconds",
+            },
+        ];
+        emf_line("flush", "scheduled", fields, &metrics)
+    }
+}
+
+/// The flush handler, built once per process.
+pub struct Flush {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    loader: Loader,
+    config: FlushConfig,
+}
+
+impl std::fmt::Debug for Flush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flush")
+            .field("queue_url", &self.queue_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the receivers share during one run.
+struct Run {
+    deadline: Instant,
+    stop: AtomicBool,
+    report: Mutex<FlushReport>,
+}
+
+impl Flush {
+    /// Builds the handler from validated settings and the AWS configuration.
+    pub fn new(config: FlushConfig, aws: &aws_config::SdkConfig) -> Self {
+        let source = SecretSource::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            config.secret_id.clone(),
+            config.secret_ttl,
+            RetryPolicy::default(),
+        );
+        Flush::with_loader(
+            config,
+            aws_sdk_sqs::Client::new(aws),
+            Loader::new(source, LoadSettings::default()),
+        )
+    }
+
+    /// A handler over an existing loader and SQS client (tests, benchmarks).
+    pub fn with_loader(config: FlushConfig, sqs: aws_sdk_sqs::Client, loader: Loader) -> Self {
+        Flush {
+            queue_url: config.staging_queue_url.clone(),
+            sqs,
+            loader,
+            config,
+        }
+    }
+
+    /// One run: probe, drain until the queue is empty or the deadline nears, optionally
+    /// suspend the warehouse, report.
+    pub async fn run(&self, request: FlushRequest, lambda_deadline: Instant) -> FlushReport {
+        let started = Instant::now();
+        let mut deadline = lambda_deadline
+            .checked_sub(self.config.margin)
+            .unwrap_or(started);
+        if let Some(max) = request.max_seconds {
+            deadline = deadline.min(started + Duration::from_secs(max));
+        }
+        let run = Arc::new(Run {
+            deadline,
+            stop: AtomicBool::new(false),
+            report: Mutex::new(FlushReport::default()),
+        });
+
+        // The probe is a plain receive: if nothing waits, Snowflake is never contacted.
+        let first = match self.receive(1).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                let mut report = run.report.lock().await.clone();
+                report.status = FlushStatus::Failed;
+                report.error = Some(error);
+                report.fix = Some("check TRACKLAYER_STAGING_QUEUE_URL and that the function may receive and delete messages on it".into());
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                return report;
+            }
+        };
+        if first.is_empty() {
+            let mut report = run.report.lock().await.clone();
+            report.leftover_estimate = self.leftover().await;
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+
+        run.report.lock().await.snowflake_contacted = true;
+        if let Err(error) = self
+            .loader
+            .ensure_tables(run.deadline + self.config.margin)
+            .await
+        {
+            self.fail(&run, &error).await;
+        } else {
+            self.load_batch(&run, first).await;
+            let receivers = (0..self.config.receivers).map(|_| self.drain(&run));
+            futures_util::future::join_all(receivers).await;
+        }
+
+        let mut report = run.report.lock().await.clone();
+        if self.config.suspend_after_flush {
+            self.suspend(&mut report, lambda_deadline).await;
+        }
+        report.leftover_estimate = self.leftover().await;
+        if report.status != FlushStatus::Failed {
+            report.status = if report.chunks_failed == 0 && report.leftover_estimate == 0 {
+                FlushStatus::Loaded
+            } else {
+                FlushStatus::Partial
+            };
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// One receiver: receive, load, delete, until empty, stopped or out of time.
+    async fn drain(&self, run: &Run) {
+        while !run.stop.load(Ordering::SeqCst) && Instant::now() < run.deadline {
+            match self.receive(1).await {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => self.load_batch(run, batch).await,
+                Err(error) => {
+                    tracing::warn!(error, "receiving staged chunks failed");
+                    let mut report = run.report.lock().await;
+                    report.error.get_or_insert(error);
+                    report.chunks_failed += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn receive(&self, wait_seconds: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, String> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(RECEIVE_BATCH)
+            .wait_time_seconds(wait_seconds)
+            .visibility_timeout(self.config.visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map(|out| out.messages.unwrap_or_default())
+            .map_err(|e| {
+                format!(
+                    "cannot receive from the staging queue: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                )
+            })
+    }
+
+    /// Loads one received batch, extending visibility while the INSERTs run, and deletes the
+    /// messages whose chunks landed.
+    async fn load_batch(&self, run: &Run, messages: Vec<aws_sdk_sqs::types::Message>) {
+        let mut chunks = Vec::new();
+        let mut handles = Vec::new();
+        for message in &messages {
+            let receipt = message.receipt_handle.clone().unwrap_or_default();
+            match StagedChunk::from_message(message.body.as_deref().unwrap_or_default()) {
+                Ok(chunk) => {
+                    let received_before = message
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|n| n > 1);
+                    chunks.push((chunk, received_before));
+                    handles.push(receipt);
+                }
+                Err(error) => {
+                    // Left on the queue: after maxReceiveCount it moves to the DLQ for a person.
+                    tracing::error!(%error, message_id = ?message.message_id, "unreadable staging message; leaving it for the dead-letter queue");
+                    let mut report = run.report.lock().await;
+                    report.chunks_failed += 1;
+                    report.error.get_or_insert(error.to_string());
+                }
+            }
+        }
+        if chunks.is_empty() {
+            return;
+        }
+        let tag = "tracklayer:flush";
+        let loads: Vec<ChunkLoad<'_>> = chunks
+            .iter()
+            .map(|(chunk, received_before)| ChunkLoad {
+                table: chunk.table,
+                body: &chunk.body,
+                request_id: chunk.id,
+                resubmission: *received_before,
+                tag,
+            })
+            .collect();
+        let source_of = |index: usize, _row: usize| format!("staged:{}", chunks[index].0.id);
+        let loading =
+            self.loader
+                .load_chunks(&loads, &source_of, run.deadline + self.config.margin);
+        let outcomes = self.keep_hidden(&handles, loading).await;
+
+        let mut delete = Vec::new();
+        let mut report = run.report.lock().await;
+        for (((chunk, _), handle), outcome) in chunks.iter().zip(&handles).zip(outcomes) {
+            report.statements += u64::from(outcome.statements);
+            report.bytes_sent += chunk.body.len() as u64;
+            count_rows(&mut report, chunk.table, &outcome);
+            match outcome.error {
+                None => {
+                    report.chunks_loaded += 1;
+                    delete.push(handle.clone());
+                }
+                Some(error) => {
+                    report.chunks_failed += 1;
+                    if report.error.is_none() {
+                        tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "chunk not loaded; it stays on the queue");
+                        report.error = Some(error.to_string());
+                        report.fix = Some(error.fix().to_string());
+                    }
+                    if error.kind().stops_the_run() {
+                        report.status = FlushStatus::Failed;
+                        run.stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        drop(report);
+        self.delete(&delete).await;
+    }
+
+    /// Runs `work`, extending the messages' visibility every half period meanwhile.
+    async fn keep_hidden<F: std::future::Future<Output = Vec<ChunkOutcome>>>(
+        &self,
+        handles: &[String],
+        work: F,
+    ) -> Vec<ChunkOutcome> {
+        let period = self.config.visibility / 2;
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                outcomes = &mut work => return outcomes,
+                _ = ticker.tick() => {
+                    for handle in handles {
+                        let extended = self
+                            .sqs
+                            .change_message_visibility()
+                            .queue_url(&self.queue_url)
+                            .receipt_handle(handle)
+                            .visibility_timeout(self.config.visibility.as_secs() as i32)
+                            .send()
+                            .await;
+                        if let Err(e) = extended {
+                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend visibility of a chunk in flight");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, handles: &[String]) {
+        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+        for group in handles.chunks(10) {
+            let entries = group
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let deleted = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            // A chunk that landed but could not be deleted comes back; its requestId and
+            // retry=true keep it from loading twice.
+            match deleted {
+                Ok(out) if !out.failed.is_empty() => {
+                    tracing::warn!(
+                        failed = out.failed.len(),
+                        "some loaded chunks could not be deleted; they will be skipped by requestId next run"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting loaded chunks failed; they will be skipped by requestId next run")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn fail(&self, run: &Run, error: &SnowflakeError) {
+        tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "flush cannot load; every chunk stays on the queue");
+        let mut report = run.report.lock().await;
+        report.status = FlushStatus::Failed;
+        report.error = Some(error.to_string());
+        report.fix = Some(error.fix().to_string());
+        run.stop.store(true, Ordering::SeqCst);
+    }
+
+    async fn suspend(&self, report: &mut FlushReport, deadline: Instant) {
+        if report.events_loaded + report.events_rejected == 0 {
+            report.suspend_detail =
+                Some("nothing was loaded, so the warehouse was left alone".into());
+            return;
+        }
+        let warehouse = match self.loader.source().client().await {
+            Ok(client) => client.session().warehouse.clone(),
+            Err(e) => {
+                report.suspend_detail = Some(format!("cannot read the secret: {e}"));
+                return;
+            }
+        };
+        let Some(warehouse) = warehouse else {
+            report.suspend_detail = Some(
+                "the secret names no warehouse; add `warehouse` to suspend it after a flush".into(),
+            );
+            return;
+        };
+        let sql = format!("ALTER WAREHOUSE {} SUSPEND", quote_identifier(&warehouse));
+        report.statements += 1;
+        match self
+            .loader
+            .run(
+                Statement::new(sql).tag("tracklayer:flush:suspend"),
+                deadline,
+            )
+            .await
+        {
+            Ok(_) => report.warehouse_suspended = true,
+            Err(e) => {
+                let why = match e.code() {
+                    Some("003001") => format!(
+                        "the role lacks OPERATE on warehouse {warehouse}: GRANT OPERATE ON WAREHOUSE {warehouse} TO ROLE <loader role> ({e})"
+                    ),
+                    Some("090064") => format!("warehouse {warehouse} was already suspended"),
+                    _ => format!("suspending {warehouse} failed: {e}"),
+                };
+                tracing::warn!(detail = why, "warehouse not suspended");
+                report.suspend_detail = Some(why);
+            }
+        }
+    }
+
+    async fn leftover(&self) -> u64 {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await;
+        match attributes {
+            Ok(out) => out
+                .attributes
+                .unwrap_or_default()
+                .values()
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum(),
+            Err(_) => 0,
+        }
+    }
+}
+
+fn count_rows(report: &mut FlushReport, table: Table, outcome: &ChunkOutcome) {
+    match table {
+        Table::RawEvents => report.events_loaded += outcome.loaded,
+        Table::Rejected => report.events_rejected += outcome.loaded,
+    }
+    report.events_rejected += outcome.quarantined;
+}
+
+/// A warehouse name as a SQL identifier: plain names as they are, anything else quoted.
+fn quote_identifier(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_unusual_warehouse_names() {
+        assert_eq!(quote_identifier("ANALYTICS_WH"), "ANALYTICS_WH");
+        assert_eq!(quote_identifier("my wh\""), "\"my wh\"\"\"");
+    }
+
+    #[test]
+    fn report_line_has_the_documented_fields() {
+        let report = FlushReport {
+            status: FlushStatus::Loaded,
+            events_loaded: 10,
+            ..FlushReport::default()
+        };
+        let line: Value = serde_json::from_str(&report.to_line()).unwrap();
+        for field in [
+            "status",
+            "chunks_loaded",
+            "events_loaded",
+            "events_rejected",
+            "statements",
+            "bytes_sent",
+            "duration_ms",
+            "snowflake_contacted",
+            "warehouse_suspended",
+            "leftover_estimate",
+        ] {
+            assert!(line.get(field).is_some(), "{field}");
+        }
+        assert_eq!(line["status"], "loaded");
+        assert_eq!(line["EventsLoaded"], 10.0);
+    }
+}

@@ -1,0 +1,434 @@
+//! The flush handler against the local stack: exactly-once loading of staged chunks, an empty
+//! run that contacts nobody, crash safety, faults, poison rows and suspend-after-flush.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{Value, json};
+use tracklayer::flush::{Flush, FlushConfig, FlushReport, FlushRequest, FlushStatus};
+use tracklayer::ingest::Ingest;
+use tracklayer::load::LoadSettings;
+use tracklayer::sample::SampleStream;
+use tracklayer::staging::StagedChunk;
+use tracklayer_tests::{Emulator, aws, count, exclusive, loader, setting, sfquery, unique};
+
+fn in_minutes(n: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60 * n)
+}
+
+async fn sqs() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws().await)
+}
+
+async fn fresh_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
+        .queue_name(unique("flush-test"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// `n` generated events with event_ids `<tag>-...`, every `bad_every`-th invalid (0 = none).
+fn bodies(tag: &str, n: usize, bad_every: u32) -> Vec<String> {
+    let mut stream = SampleStream::new(n as u64).bad_every(bad_every);
+    (0..n)
+        .map(|_| {
+            stream
+                .next_event()
+                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
+        })
+        .collect()
+}
+
+/// Stages the bodies through ingest's scheduled mode, in SQS batches of up to 10,000
+/// messages with ids `<tag>-<n>`. Returns (valid, invalid) event counts.
+async fn stage_bodies(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    tag: &str,
+    bodies: &[String],
+    chunk_bytes: usize,
+) -> (usize, usize) {
+    let ingest = Ingest::scheduled(sqs.clone(), queue.to_string(), chunk_bytes);
+    let (mut valid, mut invalid) = (0, 0);
+    for (batch, slice) in bodies.chunks(10_000).enumerate() {
+        let mut event = SqsEvent::default();
+        for (i, body) in slice.iter().enumerate() {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(format!("{tag}-{}", batch * 10_000 + i));
+            message.body = Some(body.clone());
+            event.records.push(message);
+        }
+        let (response, summary) = ingest.handle(&event, "stage", in_minutes(2)).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{}",
+            summary.to_line()
+        );
+        valid += summary.events - summary.rejected;
+        invalid += summary.rejected;
+    }
+    (valid, invalid)
+}
+
+async fn stage(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    tag: &str,
+    n: usize,
+    bad_every: u32,
+    chunk_bytes: usize,
+) -> (usize, usize) {
+    stage_bodies(sqs, queue, tag, &bodies(tag, n, bad_every), chunk_bytes).await
+}
+
+fn config(queue: &str) -> FlushConfig {
+    FlushConfig {
+        secret_id: setting("TRACKLAYER_SECRET_ID"),
+        secret_ttl: Duration::from_secs(300),
+        staging_queue_url: queue.to_string(),
+        load: LoadSettings::default(),
+        receivers: 2,
+        margin: Duration::from_secs(1),
+        visibility: Duration::from_secs(30),
+        suspend_after_flush: false,
+    }
+}
+
+async fn flusher(config: FlushConfig) -> Flush {
+    Flush::with_loader(config, sqs().await, loader(LoadSettings::default()).await)
+}
+
+async fn run(flush: &Flush, request: FlushRequest) -> FlushReport {
+    flush.run(request, in_minutes(5)).await
+}
+
+fn landed(tag: &str) -> (u64, u64) {
+    let total = count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"));
+    let distinct = sfquery(&format!(
+        "SELECT COUNT(DISTINCT EVENT_ID) AS N FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"
+    ))
+    .text(0, "N")
+    .unwrap()
+    .parse()
+    .unwrap();
+    (total, distinct)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flushes_100000_staged_events_exactly_once() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("f100k");
+    let (valid, invalid) = stage(&sqs, &queue, &tag, 100_000, 100, 1_000_000).await;
+    assert_eq!(valid + invalid, 100_000);
+    assert_eq!(invalid, 1_000);
+
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let flush = flusher(config(&queue)).await;
+    let report = run(&flush, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.events_loaded, valid as u64);
+    assert_eq!(report.events_rejected, invalid as u64);
+    assert_eq!(report.leftover_estimate, 0);
+    assert!(report.snowflake_contacted);
+    assert!(
+        report.statements <= 100,
+        "{} statements for 100,000 events",
+        report.statements
+    );
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+    assert_eq!(
+        count(&format!(
+            "FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
+        )),
+        invalid as u64
+    );
+    let requests = emulator.requests().await;
+    assert_eq!(
+        requests["by_kind"]["INSERT"].as_u64(),
+        Some(report.statements)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_queue_sends_nothing_to_snowflake() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let flush = flusher(config(&queue)).await;
+    let report = run(&flush, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Empty);
+    assert!(!report.snowflake_contacted);
+    assert_eq!(report.statements, 0);
+    assert_eq!(
+        emulator.requests().await["total"],
+        0,
+        "no authentication, no statement"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fcut");
+    let (valid, _) = stage(&sqs, &queue, &tag, 3_000, 0, 20_000).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    // Every INSERT takes 400 ms, so a 1-second run cannot load ~100 chunks.
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "phase": "after_execute", "action": {"delay_ms": 400}}))
+        .await;
+    let mut settings = config(&queue);
+    settings.receivers = 1;
+    let flush = flusher(settings).await;
+    let first = run(
+        &flush,
+        FlushRequest {
+            max_seconds: Some(1),
+        },
+    )
+    .await;
+    emulator.clean().await;
+    assert_eq!(first.status, FlushStatus::Partial, "{}", first.to_line());
+    assert!(first.events_loaded > 0 && (first.events_loaded as usize) < valid);
+    assert!(first.leftover_estimate > 0);
+    let second = run(&flush, FlushRequest::default()).await;
+    assert_eq!(second.status, FlushStatus::Loaded, "{}", second.to_line());
+    assert_eq!(first.events_loaded + second.events_loaded, valid as u64);
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fcrash");
+    let (valid, _) = stage(&sqs, &queue, &tag, 500, 0, 1_000_000).await;
+    // What a flush killed between INSERT and delete leaves behind: the chunk inserted under
+    // its id, the message not deleted.
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .visibility_timeout(1)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap()[0];
+    let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(in_minutes(1)).await.unwrap();
+    loader
+        .run(chunk.statement(false), in_minutes(1))
+        .await
+        .unwrap();
+    sqs.change_message_visibility()
+        .queue_url(&queue)
+        .receipt_handle(message.receipt_handle.as_deref().unwrap())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(
+        landed(&tag),
+        (valid as u64, valid as u64),
+        "no event_id twice"
+    );
+    let statements = emulator.requests().await["statements"].clone();
+    let replay: Vec<&Value> = statements
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["request_id"] == chunk.id.to_string())
+        .collect();
+    assert_eq!(replay.len(), 1);
+    assert_eq!(
+        replay[0]["retry"], true,
+        "a chunk received before is resubmitted with retry=true"
+    );
+    assert_eq!(
+        replay[0]["executed"], false,
+        "Snowflake answered from the first execution"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_errors_drops_and_slow_answers_lose_and_double_nothing() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("ffault");
+    let (valid, _) = stage(&sqs, &queue, &tag, 4_000, 0, 100_000).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator.settings(json!({"async_threshold_ms": 100})).await;
+    let insert = json!({"statement_contains": "INSERT INTO RAW_EVENTS ("});
+    for (phase, action, n) in [
+        ("before_execute", json!({"status": 429}), 2),
+        ("after_execute", json!({"status": 503}), 2),
+        ("after_execute", json!({"drop_connection": true}), 2),
+        ("before_execute", json!({"delay_ms": 500}), 2),
+    ] {
+        emulator
+            .fault(json!({"match": insert, "count": n, "phase": phase, "action": action}))
+            .await;
+    }
+    let flush = Flush::with_loader(
+        config(&queue),
+        sqs.clone(),
+        loader(LoadSettings::default()).await,
+    );
+    let report = run(&flush, FlushRequest::default()).await;
+    let faults_left = emulator.faults().await;
+    emulator.clean().await;
+    emulator
+        .settings(json!({"async_threshold_ms": 45000}))
+        .await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(faults_left, json!([]), "every fault was met");
+    assert_eq!(report.events_loaded, valid as u64);
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_row_in_a_staged_chunk_is_quarantined_and_the_rest_load() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fpoison");
+    let events = bodies(&tag, 1_000, 0);
+    let (valid, _) = stage_bodies(&sqs, &queue, &tag, &events, 1_000_000).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let probe: Value = serde_json::from_str(&events[437]).unwrap();
+    let poison = probe["event_id"].as_str().unwrap().to_string();
+    emulator
+        .fault(json!({"match": {"binding_contains": poison, "statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "100038", "sqlState": "22018", "message": "Numeric value 'x' is not recognized"}}}))
+        .await;
+    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
+    emulator.clean().await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.events_loaded, valid as u64 - 1);
+    assert_eq!(report.events_rejected, 1);
+    assert_eq!(landed(&tag), (valid as u64 - 1, valid as u64 - 1));
+    let q = sfquery(&format!(
+        "SELECT SOURCE_MESSAGE_ID, REASON, DETAIL FROM RAW_EVENTS_REJECTED WHERE EVENT_ID = '{poison}'"
+    ));
+    assert_eq!(q.rows.len(), 1);
+    assert!(
+        q.text(0, "SOURCE_MESSAGE_ID")
+            .unwrap()
+            .starts_with("staged:")
+    );
+    assert_eq!(q.text(0, "REASON").as_deref(), Some("snowflake_rejected"));
+    assert!(q.text(0, "DETAIL").unwrap().contains("100038"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warehouse_is_suspended_only_after_a_run_that_loaded() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let mut settings = config(&queue);
+    settings.suspend_after_flush = true;
+    let flush = flusher(settings).await;
+    let empty = run(&flush, FlushRequest::default()).await;
+    assert_eq!(empty.status, FlushStatus::Empty);
+    assert!(!empty.warehouse_suspended);
+    assert_eq!(emulator.requests().await["total"], 0);
+
+    let tag = unique("fsusp");
+    stage(&sqs, &queue, &tag, 200, 0, 1_000_000).await;
+    let report = run(&flush, FlushRequest::default()).await;
+    let requests = emulator.requests().await;
+    let warehouses = reqwest::get(format!(
+        "{}/__emulator/settings",
+        setting("SNOWFLAKE_EMULATOR_URL")
+    ))
+    .await
+    .unwrap()
+    .json::<Value>()
+    .await
+    .unwrap();
+    emulator
+        .settings(json!({"warehouses": {"TRACKLAYER_WH": {"state": "STARTED"}}}))
+        .await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert!(report.warehouse_suspended, "{:?}", report.suspend_detail);
+    assert_eq!(requests["by_kind"]["ALTER"], 1, "{requests}");
+    let last = requests["statements"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "ALTER", "the suspend comes after the loads");
+    assert_eq!(
+        warehouses["warehouses"]["TRACKLAYER_WH"]["state"],
+        "SUSPENDED"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_stop_the_run_and_keep_every_chunk() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fauth");
+    stage(&sqs, &queue, &tag, 2_000, 0, 50_000).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid."}}}))
+        .await;
+    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
+    let requests = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(report.status, FlushStatus::Failed, "{}", report.to_line());
+    assert!(
+        report.fix.as_deref().unwrap().contains("JWT"),
+        "{:?}",
+        report.fix
+    );
+    assert_eq!(report.chunks_loaded, 0);
+    assert!(
+        requests["by_kind"]["INSERT"].as_u64().unwrap() <= 8,
+        "no retry storm: {requests}"
+    );
+    assert_eq!(landed(&tag), (0, 0));
+    // Every chunk is still there for the next run.
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    let waiting: u64 = attributes
+        .attributes
+        .unwrap()
+        .values()
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum();
+    assert!(waiting >= report.chunks_failed && waiting > 0);
+}
