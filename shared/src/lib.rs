@@ -4,6 +4,7 @@
 //! bound JSON array, a [`snowflake::Statement`], and a receipt.
 
 pub mod config;
+pub mod connection_test;
 pub mod event;
 pub mod flush;
 pub mod ingest;

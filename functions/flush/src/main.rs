@@ -20,8 +20,13 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let flush = flush.clone();
         async move {
-            // Scheduler payloads carry other fields; only max_seconds is ours.
-            let request: FlushRequest = serde_json::from_value(event.payload).unwrap_or_default();
+            // Other fields (a scheduler's payload) are ignored; only max_seconds is ours.
+            let request: FlushRequest = match event.payload {
+                Value::Null => FlushRequest::default(),
+                payload => serde_json::from_value(payload).map_err(|e| {
+                    format!(r#"invalid input ({e}); expected {{}} or {{"max_seconds": N}}"#)
+                })?,
+            };
             let deadline = invocation_deadline(event.context.deadline(), std::time::Duration::ZERO);
             let report = flush.run(request, deadline).await;
             println!("{}", report.to_line());

@@ -348,7 +348,9 @@ mod tests {
 
     #[test]
     fn escaping_matches_serde_json_on_random_mixes_of_special_characters() {
-        let alphabet = ['"', '\\', '\n', '\u{1}', '\u{1f}', 'a', 'Z', ' ', '/', 'é', '€', '🎉', '{', ':'];
+        let alphabet = [
+            '"', '\\', '\n', '\u{1}', '\u{1f}', 'a', 'Z', ' ', '/', 'é', '€', '🎉', '{', ':',
+        ];
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = || {
             state ^= state << 13;
@@ -361,7 +363,11 @@ mod tests {
             let text: String = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
-            assert_eq!(escaped(&text), serde_json::to_string(&text).unwrap(), "{text:?}");
+            assert_eq!(
+                escaped(&text),
+                serde_json::to_string(&text).unwrap(),
+                "{text:?}"
+            );
         }
         let quotes = "\"".repeat(64);
         assert_eq!(escaped(&quotes), serde_json::to_string(&quotes).unwrap());

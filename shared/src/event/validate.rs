@@ -123,23 +123,31 @@ fn nests_deeper_than_limit(raw: &str) -> bool {
     false
 }
 
-/// Counts `{` and `[` bytes (they differ only in bit 0x20), 16 at a time: a fixed-size sum
-/// that compilers turn into a vector compare and a horizontal add.
+/// Counts `{` and `[` bytes (they differ only in bit 0x20). Sixteen byte-wide counters take
+/// one 16-byte block per step (a vector compare and subtract once compiled) and are summed
+/// before they can overflow.
 fn count_opening_brackets(bytes: &[u8]) -> usize {
+    const LANES: usize = 16;
+    const BLOCKS_PER_ROUND: usize = 255;
     let is_opening = |b: u8| (b | 0x20) == b'{';
-    let mut blocks = bytes.chunks_exact(16);
     let mut total = 0;
-    for block in &mut blocks {
-        let block: [u8; 16] = block.try_into().unwrap_or_default();
-        let count: u8 = block.iter().map(|&b| u8::from(is_opening(b))).sum();
-        total += usize::from(count);
-    }
-    total
-        + blocks
+    for round in bytes.chunks(LANES * BLOCKS_PER_ROUND) {
+        let mut lanes = [0_u8; LANES];
+        let mut blocks = round.chunks_exact(LANES);
+        for block in &mut blocks {
+            let block: &[u8; LANES] = block.try_into().unwrap_or(&[0; LANES]);
+            for i in 0..LANES {
+                lanes[i] += u8::from(is_opening(block[i]));
+            }
+        }
+        total += lanes.iter().map(|&n| usize::from(n)).sum::<usize>();
+        total += blocks
             .remainder()
             .iter()
             .filter(|&&b| is_opening(b))
-            .count()
+            .count();
+    }
+    total
 }
 
 /// A field that breaks the contract: becomes the rejection's reason and detail.
@@ -259,33 +267,37 @@ fn required_text(
     field: Option<&Scalar<'_>>,
     max_chars: Option<usize>,
 ) -> Result<(), Problem> {
-    let expected = match max_chars {
+    let expected = || match max_chars {
         Some(max) => format!("a non-empty string of at most {max} characters"),
         None => "a non-empty string".to_owned(),
     };
     let Some(field) = field else {
         return Err(Problem::missing(format!(
-            "{name} is missing or null; expected {expected}"
+            "{name} is missing or null; expected {}",
+            expected()
         )));
     };
     let Some(text) = field.as_str() else {
         return Err(Problem::invalid(format!(
-            "{name}: {} is not a string; expected {expected}",
-            field.describe()
+            "{name}: {} is not a string; expected {}",
+            field.describe(),
+            expected()
         )));
     };
     if text.trim().is_empty() {
         return Err(Problem::invalid(format!(
-            "{name}: {} is empty or only whitespace; expected {expected}",
-            field.describe()
+            "{name}: {} is empty or only whitespace; expected {}",
+            field.describe(),
+            expected()
         )));
     }
     if let Some(max) = max_chars {
         // Bytes bound characters from above: count characters only when it can matter.
         if text.len() > max && text.chars().count() > max {
             return Err(Problem::invalid(format!(
-                "{name} is {} characters long; expected {expected}",
-                text.chars().count()
+                "{name} is {} characters long; expected {}",
+                text.chars().count(),
+                expected()
             )));
         }
     }

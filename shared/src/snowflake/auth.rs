@@ -25,6 +25,7 @@ const JWT_RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 pub struct KeyPair {
     signing_key: EncodingKey,
     fingerprint: String,
+    public_key: String,
 }
 
 impl fmt::Debug for KeyPair {
@@ -109,6 +110,7 @@ impl KeyPair {
             "SHA256:{}",
             base64::engine::general_purpose::STANDARD.encode(Sha256::digest(public_der.as_bytes()))
         );
+        let public_key = base64::engine::general_purpose::STANDARD.encode(public_der.as_bytes());
         let pkcs1 = key.to_pkcs1_der().map_err(|_| ConfigError::Invalid {
             field: "private_key",
             detail: "cannot encode the private key for signing".into(),
@@ -116,12 +118,19 @@ impl KeyPair {
         Ok(KeyPair {
             signing_key: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
             fingerprint,
+            public_key,
         })
     }
 
     /// `SHA256:<base64>`: what Snowflake shows as `RSA_PUBLIC_KEY_FP` in `DESC USER`.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The public key (base64 DER, no PEM lines), as `ALTER USER ... SET RSA_PUBLIC_KEY` takes
+    /// it. Public information.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
     }
 }
 

@@ -280,6 +280,20 @@ impl Client {
         &self.account.base_url
     }
 
+    /// Reaches the account host without credentials: any HTTP answer proves that the name
+    /// resolves and TLS (when https) works. Returns the HTTP status.
+    pub async fn probe(&self, deadline: Instant) -> Result<u16, SnowflakeError> {
+        let url = self.account.url("/");
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.http
+            .get(url.clone())
+            .timeout(remaining.clamp(Duration::from_millis(1), Duration::from_secs(15)))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| transport_error(&url, &e))
+    }
+
     /// Runs `statement` to completion before `deadline`.
     ///
     /// Transient failures (429, 5xx, dropped connections, request timeouts) are resubmitted

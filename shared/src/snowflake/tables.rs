@@ -53,35 +53,35 @@ impl Table {
         Statement::new(self.insert_sql()).bind(json_array)
     }
 
-    /// The columns the loader writes and their Snowflake types, as `DESC TABLE` would show
-    /// them; connection-test compares an existing table against this.
+    /// The columns the loader writes and their types as `INFORMATION_SCHEMA.COLUMNS.DATA_TYPE`
+    /// shows them; connection-test compares an existing table against this.
     pub fn expected_columns(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Table::RawEvents => &[
-                ("EVENT_ID", "VARCHAR"),
+                ("EVENT_ID", "TEXT"),
                 ("EVENT_TIME", "TIMESTAMP_NTZ"),
                 ("LOADED_AT", "TIMESTAMP_NTZ"),
-                ("MERCHANT_ID", "VARCHAR"),
-                ("EVENT_NAME", "VARCHAR"),
-                ("USER_ID", "VARCHAR"),
-                ("ANONYMOUS_ID", "VARCHAR"),
-                ("ORDER_ID", "VARCHAR"),
-                ("PLATFORM", "VARCHAR"),
-                ("SOURCE", "VARCHAR"),
+                ("MERCHANT_ID", "TEXT"),
+                ("EVENT_NAME", "TEXT"),
+                ("USER_ID", "TEXT"),
+                ("ANONYMOUS_ID", "TEXT"),
+                ("ORDER_ID", "TEXT"),
+                ("PLATFORM", "TEXT"),
+                ("SOURCE", "TEXT"),
                 ("VALUE", "NUMBER"),
-                ("CURRENCY", "VARCHAR"),
-                ("CONSENT_STATUS", "VARCHAR"),
+                ("CURRENCY", "TEXT"),
+                ("CONSENT_STATUS", "TEXT"),
                 ("PROPERTIES", "VARIANT"),
                 ("RAW_PAYLOAD", "VARIANT"),
             ],
             Table::Rejected => &[
                 ("REJECTED_AT", "TIMESTAMP_NTZ"),
-                ("SOURCE_MESSAGE_ID", "VARCHAR"),
-                ("EVENT_ID", "VARCHAR"),
-                ("MERCHANT_ID", "VARCHAR"),
-                ("REASON", "VARCHAR"),
-                ("DETAIL", "VARCHAR"),
-                ("RAW_TEXT", "VARCHAR"),
+                ("SOURCE_MESSAGE_ID", "TEXT"),
+                ("EVENT_ID", "TEXT"),
+                ("MERCHANT_ID", "TEXT"),
+                ("REASON", "TEXT"),
+                ("DETAIL", "TEXT"),
+                ("RAW_TEXT", "TEXT"),
             ],
         }
     }

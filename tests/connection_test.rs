@@ -1,0 +1,396 @@
+//! connection-test against the local stack: the success path, and every known failure yields
+//! the right failing check, later checks skipped, and the right fix.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracklayer::connection_test::{Mode, Report, Request, Status, run};
+use tracklayer::secrets::SecretSource;
+use tracklayer_tests::{
+    Emulator, aws, exclusive, fast_retry, openssl_rsa_key, public_pem, repo_root, setting, sfquery,
+    unique,
+};
+
+/// A registered service user with its own key, and a secret for it.
+struct Setup {
+    user: String,
+    key: String,
+    secret: Value,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let user = unique("CT").to_ascii_uppercase().replace('-', "_");
+        let key = openssl_rsa_key();
+        Emulator::default()
+            .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": user, "rsa_public_key": public_pem(&key), "pats": [{"token": format!("{user}-pat")}], "default_warehouse": "TRACKLAYER_WH"}))
+            .await;
+        let secret = json!({
+            "account": setting("SNOWFLAKE_ACCOUNT"), "user": user, "private_key": key,
+            "role": "TRACKLAYER_WRITER", "warehouse": "TRACKLAYER_WH", "database": "TRACKLAYER",
+            "schema": "EVENTS", "host": setting("SNOWFLAKE_EMULATOR_URL"),
+        });
+        Setup { user, key, secret }
+    }
+
+    async fn run(&self, mode: Mode) -> Report {
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
+        let name = unique("tracklayer/ct");
+        secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(self.secret.to_string())
+            .send()
+            .await
+            .unwrap();
+        let source = SecretSource::new(secrets, name, Duration::from_secs(300), fast_retry());
+        run(
+            &source,
+            Request { mode },
+            tokio::time::Instant::now() + Duration::from_secs(60),
+        )
+        .await
+    }
+}
+
+fn status(report: &Report, name: &str) -> Status {
+    report
+        .check(name)
+        .unwrap_or_else(|| panic!("no {name} check"))
+        .status
+}
+
+fn fix(report: &Report, name: &str) -> String {
+    report.check(name).unwrap().fix.clone()
+}
+
+/// `failed` fails, everything before it passes (or warns), everything after is skipped.
+fn assert_fails_at(report: &Report, failed: &str) {
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "secret",
+            "endpoint",
+            "authentication",
+            "role",
+            "warehouse",
+            "database",
+            "schema",
+            "table",
+            "insert",
+            "read_back"
+        ]
+    );
+    let at = names.iter().position(|n| *n == failed).unwrap();
+    for (i, check) in report.checks.iter().enumerate() {
+        let expected = match i.cmp(&at) {
+            std::cmp::Ordering::Less => vec![Status::Pass, Status::Warn],
+            std::cmp::Ordering::Equal => vec![Status::Fail],
+            std::cmp::Ordering::Greater => vec![Status::Skip],
+        };
+        assert!(
+            expected.contains(&check.status),
+            "{}: {:?} in {report:#?}",
+            check.name,
+            check.status
+        );
+    }
+    assert!(!report.ok);
+    assert!(!report.check(failed).unwrap().fix.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn success_path_passes_every_check_and_the_event_is_readable() {
+    let _guard = exclusive().await;
+    let setup = Setup::new().await;
+    let report = setup.run(Mode::TestSync).await;
+    assert!(report.ok, "{report:#?}");
+    assert!(
+        report.checks.iter().all(|c| c.status == Status::Pass),
+        "{report:#?}"
+    );
+    let secret = report.check("secret").unwrap();
+    assert!(
+        secret.detail.contains("key-pair (PKCS#8)"),
+        "{}",
+        secret.detail
+    );
+    assert!(secret.detail.contains("SHA256:"), "{}", secret.detail);
+    let id = report.test_event_id.clone().unwrap();
+    let rows = sfquery(&format!(
+        "SELECT EVENT_NAME, MERCHANT_ID FROM RAW_EVENTS WHERE EVENT_ID = '{id}'"
+    ));
+    assert_eq!(
+        rows.text(0, "EVENT_NAME").as_deref(),
+        Some("tracklayer_connection_test")
+    );
+    assert!(
+        report
+            .check("read_back")
+            .unwrap()
+            .detail
+            .contains("round trip")
+    );
+    let shown = serde_json::to_string(&report).unwrap();
+    assert!(
+        !shown.contains(setup.key.lines().nth(1).unwrap()),
+        "no key material in the report"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_mode_writes_nothing() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let report = Setup::new().await.run(Mode::Check).await;
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(status(&report, "insert"), Status::Skip);
+    assert_eq!(status(&report, "read_back"), Status::Skip);
+    assert_eq!(report.test_event_id, None);
+    let requests = emulator.requests().await;
+    assert!(requests["by_kind"].get("INSERT").is_none(), "{requests}");
+    assert!(requests["by_kind"].get("CREATE").is_none(), "{requests}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unregistered_key_names_the_fingerprint_and_the_alter_user_to_run() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    setup.secret["private_key"] = json!(openssl_rsa_key());
+    let report = setup.run(Mode::TestSync).await;
+    assert_fails_at(&report, "authentication");
+    let fix = fix(&report, "authentication");
+    assert!(
+        fix.contains(&format!(
+            "ALTER USER {} SET RSA_PUBLIC_KEY='MII",
+            setup.user
+        )),
+        "{fix}"
+    );
+    assert!(fix.contains("SHA256:"), "{fix}");
+    assert!(
+        report
+            .check("authentication")
+            .unwrap()
+            .detail
+            .contains("390144")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_token_says_to_issue_a_new_one() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    let object = setup.secret.as_object_mut().unwrap();
+    object.remove("private_key");
+    object.insert("token".into(), json!("not-a-valid-token"));
+    let report = setup.run(Mode::TestSync).await;
+    assert_fails_at(&report, "authentication");
+    assert!(
+        report
+            .check("secret")
+            .unwrap()
+            .detail
+            .contains("programmatic access token")
+    );
+    assert!(fix(&report, "authentication").contains("PROGRAMMATIC ACCESS TOKEN"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_policy_block_says_to_add_the_egress_ips() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "CURRENT_USER"}, "count": 5, "action": {"snowflake_error": {"status": 401, "code": "390422", "sqlState": "08004", "message": "IP 203.0.113.9 is not allowed to access Snowflake."}}}))
+        .await;
+    let report = Setup::new().await.run(Mode::TestSync).await;
+    emulator.clean().await;
+    assert_fails_at(&report, "authentication");
+    assert!(fix(&report, "authentication").contains("network policy"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insufficient_privileges_give_the_exact_grants() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 5, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on table 'RAW_EVENTS'"}}}))
+        .await;
+    let report = Setup::new().await.run(Mode::TestSync).await;
+    emulator.clean().await;
+    assert_fails_at(&report, "insert");
+    let fix = fix(&report, "insert");
+    for grant in [
+        "GRANT USAGE ON WAREHOUSE TRACKLAYER_WH TO ROLE TRACKLAYER_WRITER;",
+        "GRANT USAGE ON DATABASE TRACKLAYER TO ROLE TRACKLAYER_WRITER;",
+        "GRANT USAGE ON SCHEMA TRACKLAYER.EVENTS TO ROLE TRACKLAYER_WRITER;",
+        "GRANT INSERT, SELECT ON FUTURE TABLES IN SCHEMA TRACKLAYER.EVENTS TO ROLE TRACKLAYER_WRITER;",
+    ] {
+        assert!(fix.contains(grant), "{grant} missing from {fix}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_not_authorized_fails_the_table_check_with_grants() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INFORMATION_SCHEMA.COLUMNS"}, "count": 5, "action": {"snowflake_error": {"status": 422, "code": "002003", "sqlState": "42S02", "message": "Object 'TRACKLAYER.INFORMATION_SCHEMA.COLUMNS' does not exist or not authorized."}}}))
+        .await;
+    let report = Setup::new().await.run(Mode::TestSync).await;
+    emulator.clean().await;
+    assert_fails_at(&report, "table");
+    assert!(fix(&report, "table").contains("GRANT USAGE ON SCHEMA TRACKLAYER.EVENTS"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspended_warehouse_without_auto_resume_says_to_enable_it() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator
+        .settings(
+            json!({"warehouses": {"TRACKLAYER_WH": {"state": "SUSPENDED", "auto_resume": false}}}),
+        )
+        .await;
+    let report = Setup::new().await.run(Mode::TestSync).await;
+    emulator
+        .settings(json!({"warehouses": {"TRACKLAYER_WH": {"state": "STARTED", "auto_resume": true, "auto_suspend": 60}}}))
+        .await;
+    assert_fails_at(&report, "warehouse");
+    assert!(fix(&report, "warehouse").contains("SET AUTO_RESUME = TRUE"));
+    assert!(report.check("warehouse").unwrap().detail.contains("000608"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warehouse_that_never_suspends_is_a_warning_with_its_cost() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator
+        .settings(json!({"warehouses": {"TRACKLAYER_WH": {"auto_suspend": 3600}}}))
+        .await;
+    let report = Setup::new().await.run(Mode::Check).await;
+    emulator
+        .settings(json!({"warehouses": {"TRACKLAYER_WH": {"auto_suspend": 60}}}))
+        .await;
+    assert!(report.ok, "a warning is not a failure");
+    let check = report.check("warehouse").unwrap();
+    assert_eq!(check.status, Status::Warn);
+    assert!(check.detail.contains("60 minutes"), "{}", check.detail);
+    assert!(check.fix.contains("AUTO_SUSPEND = 60"), "{}", check.fix);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_table_without_create_privilege_says_grant_create_table() {
+    let _guard = exclusive().await;
+    let schema = unique("CT_EMPTY").to_ascii_uppercase().replace('-', "_");
+    sfquery(&format!("CREATE SCHEMA TRACKLAYER.{schema}"));
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "CREATE TABLE"}, "count": 5, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on schema"}}}))
+        .await;
+    let mut setup = Setup::new().await;
+    setup.secret["schema"] = json!(schema);
+    let report = setup.run(Mode::TestSync).await;
+    emulator.clean().await;
+    assert_fails_at(&report, "table");
+    assert!(fix(&report, "table").contains(&format!(
+        "GRANT CREATE TABLE ON SCHEMA TRACKLAYER.{schema} TO ROLE TRACKLAYER_WRITER"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_with_missing_and_mistyped_columns_lists_them_by_name() {
+    let _guard = exclusive().await;
+    let schema = unique("CT_BAD").to_ascii_uppercase().replace('-', "_");
+    sfquery(&format!("CREATE SCHEMA TRACKLAYER.{schema}"));
+    sfquery(&format!(
+        "CREATE TABLE TRACKLAYER.{schema}.RAW_EVENTS (EVENT_ID STRING, EVENT_TIME TIMESTAMP_NTZ, LOADED_AT TIMESTAMP_NTZ, MERCHANT_ID STRING, EVENT_NAME STRING, USER_ID STRING, ANONYMOUS_ID STRING, ORDER_ID STRING, PLATFORM STRING, SOURCE STRING, VALUE STRING, CONSENT_STATUS STRING, PROPERTIES VARIANT, RAW_PAYLOAD VARIANT)"
+    ));
+    let mut setup = Setup::new().await;
+    setup.secret["schema"] = json!(schema);
+    let report = setup.run(Mode::TestSync).await;
+    assert_fails_at(&report, "table");
+    let detail = &report.check("table").unwrap().detail;
+    assert!(
+        detail.contains("missing column CURRENCY (TEXT)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("column VALUE is TEXT, expected NUMBER"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_only_secret_says_to_switch_to_key_pair_or_token() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    let object = setup.secret.as_object_mut().unwrap();
+    object.remove("private_key");
+    object.insert(
+        "password".into(),
+        json!("replace_with_a_long_generated_secret"),
+    );
+    let report = setup.run(Mode::TestSync).await;
+    assert_fails_at(&report, "secret");
+    assert!(fix(&report, "secret").contains("key-pair"));
+    assert!(
+        !serde_json::to_string(&report)
+            .unwrap()
+            .contains("replace_with_a_long_generated_secret")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_host_fails_the_endpoint_check() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    setup.secret["host"] = json!("http://127.0.0.1:9");
+    let report = setup.run(Mode::TestSync).await;
+    assert_fails_at(&report, "endpoint");
+    assert!(fix(&report, "endpoint").contains("account identifier"));
+}
+
+#[test]
+fn the_real_binary_answers_with_the_report_through_a_lambda_runtime() {
+    let root = repo_root();
+    let binary = root.join("target/debug/connection-test");
+    assert!(
+        binary.exists(),
+        "build the workspace first (make test does)"
+    );
+    let out = std::process::Command::new(setting("PYTHON"))
+        .arg(root.join("infra/local/lambda_host.py"))
+        .args([
+            "invoke",
+            "--name",
+            "connection-test",
+            "--event",
+            r#"{"mode": "check"}"#,
+        ])
+        .arg("--binary")
+        .arg(&binary)
+        .args([
+            "--env",
+            &format!("TRACKLAYER_SECRET_ID={}", setting("TRACKLAYER_SECRET_ID")),
+        ])
+        .envs(tracklayer_tests::stack())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &summary["responses"][0];
+    assert_eq!(report["ok"], true, "{summary}");
+    assert_eq!(report["checks"][0]["name"], "secret");
+    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+}
