@@ -10,7 +10,16 @@ VENV_STAMP := $(VENV)/.installed-$(shell sha256sum $(REQUIREMENTS) 2>/dev/null |
 STACK_ENV := .local/stack.env
 CARGO ?= cargo
 
-.PHONY: help venv stack-up stack-down stack-status test test-rust test-python bench fmt lint clean
+SAM_VENV := .venv-sam
+SAM_REQUIREMENTS := infra/sam/requirements.txt
+SAM_STAMP := $(SAM_VENV)/.installed-$(shell sha256sum $(SAM_REQUIREMENTS) 2>/dev/null | cut -c1-12)
+SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
+DBT_VENV := .venv-dbt
+DBT_REQUIREMENTS := infra/dbt/requirements.txt
+DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
+
+.PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
+	demo sam-validate sam-build bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -23,6 +32,38 @@ $(VENV_STAMP): $(REQUIREMENTS)
 
 venv: $(VENV_STAMP) ## Install the pinned Python tools into .venv
 
+$(SAM_STAMP): $(SAM_REQUIREMENTS)
+	@echo "==> SAM CLI and cargo-lambda into $(SAM_VENV) (pinned in $(SAM_REQUIREMENTS))"
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(SAM_REQUIREMENTS)
+	@rm -f $(SAM_VENV)/.installed-* && touch $@
+
+venv-sam: $(SAM_STAMP) ## Install the pinned SAM CLI and cargo-lambda into .venv-sam
+
+$(DBT_STAMP): $(DBT_REQUIREMENTS)
+	@echo "==> dbt into $(DBT_VENV) (pinned in $(DBT_REQUIREMENTS))"
+	@test -x $(DBT_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(DBT_VENV)
+	@$(DBT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(DBT_REQUIREMENTS)
+	@rm -f $(DBT_VENV)/.installed-* && touch $@
+
+venv-dbt: $(DBT_STAMP) ## Install the pinned dbt-core and dbt-snowflake into .venv-dbt
+
+sam-validate: venv-sam ## Validate template.yaml with cfn-lint (offline)
+	@$(SAM) validate --lint
+
+sam-build: venv-sam ## Build the three functions for Lambda (x86_64 here; ARCH=arm64 on an arm64 toolchain)
+	@$(SAM) build --beta-features --parameter-overrides Architecture=$${ARCH:-x86_64} \
+	  SnowflakeSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:build-only
+
+demo: venv venv-dbt ## Run the whole pipeline locally: generate, ingest, flush, connection-test, queries, dbt
+	@echo "==> Building the functions"
+	@$(CARGO) build --locked -p ingest -p flush -p connection-test
+	@$(MAKE) --no-print-directory stack-up
+	@status=0; \
+	  $(PY) infra/local/demo.py || status=$$?; \
+	  $(MAKE) --no-print-directory stack-down; \
+	  exit $$status
+
 stack-up: venv ## Start moto (SQS, Secrets Manager) and the local Snowflake; writes .local/stack.env
 	@$(PY) infra/local/stack.py up
 
@@ -32,7 +73,9 @@ stack-down: ## Stop the local stack
 stack-status: ## Show what the local stack runs
 	@$(PY) infra/local/stack.py status
 
-test: venv ## Build, start the local stack, run every test, stop the stack (even on failure)
+test: venv venv-sam ## Build, start the local stack, run every test, stop the stack (even on failure)
+	@echo "==> Validating template.yaml"
+	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
 	@$(CARGO) build --workspace --all-targets --locked
 	@$(MAKE) --no-print-directory stack-up
@@ -58,4 +101,4 @@ lint: ## Formatting and clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 clean: stack-down ## Remove build output, the venv and local state
-	rm -rf target $(VENV) .local
+	rm -rf target $(VENV) $(SAM_VENV) $(DBT_VENV) .local .aws-sam

@@ -7,9 +7,9 @@
 //! integer) and anonymous ids; order ids on purchases; values with two decimals (sometimes as
 //! strings, sometimes a lower-case currency); `consent_status`; `properties` with products
 //! (ids, names with accents, emoji and escaped quotes, prices, quantities), page and UTM
-//! fields; an unknown `context` object (locale, ip, os); `event_time` as RFC 3339 in the merchant's offset,
-//! in UTC, with millisecond, microsecond or no fraction, or as epoch milliseconds. Event ids
-//! are unique within a stream.
+//! fields; an unknown `context` object (locale, ip, os); `event_time` as RFC 3339 in the
+//! merchant's offset or in UTC, with millisecond, microsecond or no fraction, or as epoch
+//! milliseconds. Event ids are unique within a stream.
 //!
 //! With [`SampleStream::bad_every`], every n-th event is invalid, cycling through the
 //! [`Defect`]s. The same seed always gives the same events (the generator is a SplitMix64
@@ -106,13 +106,14 @@ impl SampleStream {
     /// The next event, with the defect it was given, if any.
     pub fn next_sample(&mut self) -> Sample {
         self.produced += 1;
-        let defect = if self.bad_every > 0 && self.produced % u64::from(self.bad_every) == 0 {
-            let defect = Defect::ALL[self.bad_produced % Defect::ALL.len()];
-            self.bad_produced += 1;
-            Some(defect)
-        } else {
-            None
-        };
+        let defect =
+            if self.bad_every > 0 && self.produced.is_multiple_of(u64::from(self.bad_every)) {
+                let defect = Defect::ALL[self.bad_produced % Defect::ALL.len()];
+                self.bad_produced += 1;
+                Some(defect)
+            } else {
+                None
+            };
         let mut json = self.write_event(defect);
         if defect == Some(Defect::BrokenJson) {
             let mut cut = json.len() * 3 / 5;
@@ -157,6 +158,7 @@ impl SampleStream {
             .collect();
         let total_cents: u64 = products.iter().map(|(_, cents, qty)| cents * qty).sum();
 
+        // Writing into a String cannot fail, hence the ignored `write!` results.
         let mut json = String::with_capacity(900);
         let _ = write!(
             json,
@@ -195,32 +197,12 @@ impl SampleStream {
                 rng.below(100_000_000)
             );
         }
-        match defect {
-            Some(Defect::CommaDecimalValue) => {
-                let _ = write!(
-                    json,
-                    r#","value":"{},{:02}""#,
-                    total_cents / 100,
-                    total_cents % 100
-                );
-            }
-            _ if rng.below(100) < 10 => {
-                let _ = write!(
-                    json,
-                    r#","value":"{}.{:02}""#,
-                    total_cents / 100,
-                    total_cents % 100
-                );
-            }
-            _ => {
-                let _ = write!(
-                    json,
-                    r#","value":{}.{:02}"#,
-                    total_cents / 100,
-                    total_cents % 100
-                );
-            }
-        }
+        let (units, cents) = (total_cents / 100, total_cents % 100);
+        let _ = match defect {
+            Some(Defect::CommaDecimalValue) => write!(json, r#","value":"{units},{cents:02}""#),
+            _ if rng.below(100) < 10 => write!(json, r#","value":"{units}.{cents:02}""#),
+            _ => write!(json, r#","value":{units}.{cents:02}"#),
+        };
         let currency = match defect {
             Some(Defect::FourLetterCurrency) => "EURO",
             _ if rng.below(100) < 5 => merchant.currency_lower,
@@ -386,6 +368,8 @@ impl SplitMix64 {
     }
 }
 
+/// A shop: its id, domain, order-id prefix, currency (upper and lower case), locale and UTC
+/// offset in minutes.
 struct Merchant {
     id: &'static str,
     domain: &'static str,
@@ -396,73 +380,41 @@ struct Merchant {
     offset_minutes: i16,
 }
 
+const fn merchant(
+    id: &'static str,
+    domain: &'static str,
+    order_prefix: &'static str,
+    (currency, currency_lower): (&'static str, &'static str),
+    locale: &'static str,
+    offset_minutes: i16,
+) -> Merchant {
+    Merchant {
+        id,
+        domain,
+        order_prefix,
+        currency,
+        currency_lower,
+        locale,
+        offset_minutes,
+    }
+}
+
+const EUR: (&str, &str) = ("EUR", "eur");
+const USD: (&str, &str) = ("USD", "usd");
+const GBP: (&str, &str) = ("GBP", "gbp");
+
+#[rustfmt::skip]
 const MERCHANTS: &[Merchant] = &[
-    Merchant {
-        id: "mrc_nordic_outdoor",
-        domain: "nordic-outdoor.example",
-        order_prefix: "NO",
-        currency: "EUR",
-        currency_lower: "eur",
-        locale: "de-DE",
-        offset_minutes: 60,
-    },
-    Merchant {
-        id: "mrc_casa_bella",
-        domain: "casabella.example",
-        order_prefix: "CB",
-        currency: "EUR",
-        currency_lower: "eur",
-        locale: "it-IT",
-        offset_minutes: 60,
-    },
-    Merchant {
-        id: "mrc_maple_home",
-        domain: "maplehome.example",
-        order_prefix: "MH",
-        currency: "USD",
-        currency_lower: "usd",
-        locale: "en-US",
-        offset_minutes: -300,
-    },
-    Merchant {
-        id: "mrc_pacific_tech",
-        domain: "pacifictech.example",
-        order_prefix: "PT",
-        currency: "USD",
-        currency_lower: "usd",
-        locale: "en-US",
-        offset_minutes: -480,
-    },
-    Merchant {
-        id: "mrc_thames_tea",
-        domain: "thamestea.example",
-        order_prefix: "TT",
-        currency: "GBP",
-        currency_lower: "gbp",
-        locale: "en-GB",
-        offset_minutes: 0,
-    },
-    Merchant {
-        id: "mrc_sakura_living",
-        domain: "sakura-living.example",
-        order_prefix: "SL",
-        currency: "USD",
-        currency_lower: "usd",
-        locale: "ja-JP",
-        offset_minutes: 540,
-    },
-    Merchant {
-        id: "mrc_mumbai_craft",
-        domain: "mumbaicraft.example",
-        order_prefix: "MC",
-        currency: "GBP",
-        currency_lower: "gbp",
-        locale: "en-IN",
-        offset_minutes: 330,
-    },
+    merchant("mrc_nordic_outdoor", "nordic-outdoor.example", "NO", EUR, "de-DE", 60),
+    merchant("mrc_casa_bella", "casabella.example", "CB", EUR, "it-IT", 60),
+    merchant("mrc_maple_home", "maplehome.example", "MH", USD, "en-US", -300),
+    merchant("mrc_pacific_tech", "pacifictech.example", "PT", USD, "en-US", -480),
+    merchant("mrc_thames_tea", "thamestea.example", "TT", GBP, "en-GB", 0),
+    merchant("mrc_sakura_living", "sakura-living.example", "SL", USD, "ja-JP", 540),
+    merchant("mrc_mumbai_craft", "mumbaicraft.example", "MC", GBP, "en-IN", 330),
 ];
 
-/// A catalog entry; `name` is already escaped for a JSON string.
+/// A catalog entry: SKU, URL slug, name (already escaped for a JSON string), price in cents.
 struct Product {
     sku: &'static str,
     slug: &'static str,
@@ -470,79 +422,29 @@ struct Product {
     cents: u64,
 }
 
+const fn product(sku: &'static str, slug: &'static str, name: &'static str, cents: u64) -> Product {
+    Product {
+        sku,
+        slug,
+        name,
+        cents,
+    }
+}
+
+#[rustfmt::skip]
 const PRODUCTS: &[Product] = &[
-    Product {
-        sku: "SKU-10482",
-        slug: "trail-runner-gtx",
-        name: "Trail Runner GTX",
-        cents: 12_995,
-    },
-    Product {
-        sku: "SKU-20417",
-        slug: "cafe-creme-mug",
-        name: "Café crème mug ☕",
-        cents: 1_450,
-    },
-    Product {
-        sku: "SKU-31877",
-        slug: "down-jacket-nordlys",
-        name: "Down Jacket «Nordlys»",
-        cents: 24_900,
-    },
-    Product {
-        sku: "SKU-40021",
-        slug: "laptop-sleeve-15",
-        name: r#"15\" Laptop Sleeve"#,
-        cents: 3_499,
-    },
-    Product {
-        sku: "SKU-51230",
-        slug: "sencha-green-tea",
-        name: "Sencha Green Tea 100g",
-        cents: 899,
-    },
-    Product {
-        sku: "SKU-60555",
-        slug: "futon-tokyo-deluxe",
-        name: "Futon 東京 Deluxe",
-        cents: 45_000,
-    },
-    Product {
-        sku: "SKU-70310",
-        slug: "wool-socks-3-pack",
-        name: "Wool Socks (3-pack)",
-        cents: 1_995,
-    },
-    Product {
-        sku: "SKU-80999",
-        slug: "espresso-machine-pro",
-        name: "Espresso Machine Pro",
-        cents: 38_950,
-    },
-    Product {
-        sku: "SKU-91004",
-        slug: "yoga-mat-cork",
-        name: "Yoga Mat – Cork",
-        cents: 5_990,
-    },
-    Product {
-        sku: "SKU-11876",
-        slug: "pashmina-shawl",
-        name: "Pashmina Shawl 🧣",
-        cents: 7_900,
-    },
-    Product {
-        sku: "SKU-12650",
-        slug: "anc-headphones",
-        name: "Noise-cancelling Headphones",
-        cents: 19_999,
-    },
-    Product {
-        sku: "SKU-13402",
-        slug: "smorrebrod-cookbook",
-        name: "Smørrebrød Cookbook",
-        cents: 2_850,
-    },
+    product("SKU-10482", "trail-runner-gtx", "Trail Runner GTX", 12_995),
+    product("SKU-20417", "cafe-creme-mug", "Café crème mug ☕", 1_450),
+    product("SKU-31877", "down-jacket-nordlys", "Down Jacket «Nordlys»", 24_900),
+    product("SKU-40021", "laptop-sleeve-15", r#"15\" Laptop Sleeve"#, 3_499),
+    product("SKU-51230", "sencha-green-tea", "Sencha Green Tea 100g", 899),
+    product("SKU-60555", "futon-tokyo-deluxe", "Futon 東京 Deluxe", 45_000),
+    product("SKU-70310", "wool-socks-3-pack", "Wool Socks (3-pack)", 1_995),
+    product("SKU-80999", "espresso-machine-pro", "Espresso Machine Pro", 38_950),
+    product("SKU-91004", "yoga-mat-cork", "Yoga Mat – Cork", 5_990),
+    product("SKU-11876", "pashmina-shawl", "Pashmina Shawl 🧣", 7_900),
+    product("SKU-12650", "anc-headphones", "Noise-cancelling Headphones", 19_999),
+    product("SKU-13402", "smorrebrod-cookbook", "Smørrebrød Cookbook", 2_850),
 ];
 
 #[cfg(test)]

@@ -199,19 +199,20 @@ impl Drop for RestoreOnUnwind<'_> {
 
 /// Appends `input` (UTF-8) as a quoted, escaped JSON string.
 ///
-/// Raw JSON is dense with quotes, so branching per byte on "does this need escaping"
-/// mispredicts often. Eight bytes are checked at once: clean chunks are copied whole, and
-/// chunks with quotes or backslashes are written without branches, each byte preceded by a
-/// backslash when needed. Only chunks with control characters take the slow path.
+/// Eight bytes are checked at once (SWAR): clean chunks are copied whole; chunks with quotes
+/// or backslashes, frequent in raw JSON, take one step per escape rather than one per byte;
+/// only chunks with control characters go byte by byte. The output is written through a local
+/// index into zeroed room, so the vector's length is not reloaded for every byte.
 fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
     let mut written = out.len();
-    // Room for the worst case but `\u00XX` (every byte doubled), both quotes, and slack so a
-    // chunk can always be written into a 16-byte window.
-    out.resize(written + 2 * input.len() + 2 + WINDOW, 0);
+    grow(out, input.len());
     out[written] = b'"';
     written += 1;
     let mut chunks = input.chunks_exact(8);
-    for chunk in &mut chunks {
+    for (done, chunk) in (&mut chunks).enumerate() {
+        if written + CHUNK_ROOM > out.len() {
+            grow(out, input.len() - 8 * done);
+        }
         let chunk: [u8; 8] = chunk.try_into().unwrap_or_default();
         let word = u64::from_le_bytes(chunk);
         if special_bytes(word) == 0 {
@@ -225,11 +226,24 @@ fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
             }
         }
     }
+    if written + CHUNK_ROOM > out.len() {
+        grow(out, 0);
+    }
     for &byte in chunks.remainder() {
         written = write_byte(out, written, byte);
     }
     out[written] = b'"';
     out.truncate(written + 1);
+}
+
+/// Room one chunk of eight bytes (or the tail and the closing quote) may need: eight
+/// `\u00XX` escapes.
+const CHUNK_ROOM: usize = 8 * 6;
+
+/// Extends `out` with zeroed room for about `remaining` more input bytes: a quarter more for
+/// escapes, the usual case, plus one chunk's worst case.
+fn grow(out: &mut Vec<u8>, remaining: usize) {
+    out.resize(out.len() + remaining + remaining / 4 + 2 * CHUNK_ROOM, 0);
 }
 
 /// Room an eight-byte chunk is written into: up to 7 clean bytes and 8 backslashes before the
@@ -263,7 +277,7 @@ fn escape_quotes(window: &mut [u8], chunk: u64) -> usize {
 }
 
 /// Writes `byte` at `at`, escaped if needed, returning the index after it.
-fn write_byte(out: &mut Vec<u8>, at: usize, byte: u8) -> usize {
+fn write_byte(out: &mut [u8], at: usize, byte: u8) -> usize {
     let escape = ESCAPE[usize::from(byte)];
     if escape == b'u' {
         return write_unicode_escape(out, at, byte);
@@ -273,12 +287,10 @@ fn write_byte(out: &mut Vec<u8>, at: usize, byte: u8) -> usize {
     at + 1 + usize::from(escape != 0)
 }
 
-/// Writes `\u00XX` for a control character, growing `out` by the four bytes the budget of
-/// two per input byte does not cover.
+/// Writes `\u00XX` for a control character, returning the index after it.
 #[cold]
-fn write_unicode_escape(out: &mut Vec<u8>, at: usize, byte: u8) -> usize {
+fn write_unicode_escape(out: &mut [u8], at: usize, byte: u8) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.resize(out.len() + 4, 0);
     out[at..at + 6].copy_from_slice(&[
         b'\\',
         b'u',
