@@ -19,7 +19,7 @@ DBT_REQUIREMENTS := infra/dbt/requirements.txt
 DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
 
 .PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
-	demo sam-validate sam-build bench fmt lint clean
+	demo sam-validate sam-build fuzz bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -73,7 +73,7 @@ stack-down: ## Stop the local stack
 stack-status: ## Show what the local stack runs
 	@$(PY) infra/local/stack.py status
 
-test: venv venv-sam ## Build, start the local stack, run every test, stop the stack (even on failure)
+test: venv venv-sam venv-dbt ## Build, start the local stack, run every test, stop the stack (even on failure)
 	@echo "==> Validating template.yaml"
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
@@ -89,6 +89,9 @@ test-rust: ## Rust unit and integration tests (needs a running stack)
 
 test-python: ## Python tests of the local Snowflake (needs a running stack)
 	@set -a && . ./$(STACK_ENV) && set +a && $(PY) -m pytest -q tests/python
+
+fuzz: ## Property-based fuzzing of body parsing: one million inputs, release build
+	PROPTEST_CASES=$${CASES:-1000000} $(CARGO) test --release --locked -p tracklayer --test fuzz_body
 
 bench: ## Criterion benchmarks (parse + validate + encode)
 	$(CARGO) bench -p tracklayer --bench parse

@@ -101,7 +101,8 @@ Control endpoints (not counted in the request report)
   user (ACCOUNT and USER are upper-cased) and answers its key fingerprints. ``GET`` answers a
   JSON array of the users.
 * ``POST /__emulator/faults`` ``{"match": {"method"?, "path_prefix"?, "statement_contains"?, "binding_contains"?},
-  "count"?: 1, "phase"?: "before_execute" | "after_execute", "action": A}`` where A is one of
+  "count"?: 1, "phase"?: "before_execute" | "after_execute", "probability"?: 1, "seed"?: int, "action": A}``
+  where A is one of
   ``{"status": 429|500|503|..., "headers"?: {...}}`` (Snowflake-like body: 429 -> 390505, 500 ->
   000603, other -> "390<status>"), ``{"snowflake_error": {"status"?: 422, "code", "sqlState"?,
   "message"?}}`` (a 422 registers a failed statement so its handle can be polled),
@@ -112,11 +113,20 @@ Control endpoints (not counted in the request report)
   statement_contains (case-insensitive) and binding_contains (case-sensitive, in any bound
   value: targets the chunks holding one row) only match SQL API submissions. The next ``count``
   matching requests get the fault, first rule first. after_execute runs the request for real
-  first (rows are inserted), then replaces its answer. ``GET`` answers a JSON array of the rules
-  still armed (with ``remaining`` counts); ``DELETE`` clears them (``{"cleared": n}``).
-* ``POST /__emulator/settings`` ``{"async_threshold_ms"?: N, "warehouses"?: {NAME: {"state"?:
+  first (rows are inserted), then replaces its answer. ``probability`` (0 < p <= 1, default 1):
+  a matching request takes the rule only with that probability; otherwise the rule is neither
+  used nor consumed and the next rule is considered (``count`` still bounds the uses). Each
+  matching request of a rule with p < 1 draws ``rng.random() < p`` once, where rng is the rule's
+  own ``random.Random(seed)`` when the rule has a ``seed``, else the emulator's shared generator
+  (seeded by the ``seed`` setting; unseeded after start and reset). Draws follow the order in
+  which requests reach the rule, so a seeded run is reproducible when its requests arrive in the
+  same order. ``GET`` answers a JSON array of the rules still armed (with ``remaining`` counts,
+  ``probability``, ``seed`` and ``taken``, the uses so far); ``DELETE`` clears them
+  (``{"cleared": n}``).
+* ``POST /__emulator/settings`` ``{"async_threshold_ms"?: N, "seed"?: int|null, "warehouses"?: {NAME: {"state"?:
   "STARTED"|"SUSPENDED", "auto_resume"?: bool, "auto_suspend"?: int|null, "size"?: str}}}``
-  (merged; unknown warehouses are created). ``GET`` shows them.
+  (merged; unknown warehouses are created). ``seed`` reseeds the shared generator of
+  probabilistic fault rules (null: unseeded), every time it is posted. ``GET`` shows them.
 * ``GET /__emulator/requests``: ``{"total", "by_path", "by_kind", "statements": [{"request_id",
   "retry", "kind", "query_tag", "status", "bytes", "handle", "executed", "fault"}]}`` for every
   request outside /__emulator since the last reset. Paths are grouped as "/api/v2/statements",
@@ -125,7 +135,7 @@ Control endpoints (not counted in the request report)
   first keyword, "UNKNOWN" without a statement; ``executed`` is false when the answer came from a
   fault or the idempotency store). ``DELETE`` clears the report.
 * ``POST /__emulator/reset`` ``{"drop_data"?: false}`` clears faults, the report, stored
-  statements and settings (users stay registered); with drop_data it also drops every schema of
+  statements and settings, seed included (users stay registered); with drop_data it also drops every schema of
   the bootstrap database and recreates the bootstrap schema.
 
 Concurrency: SQL API statements run in a thread pool, each on a fresh fakesnow connection, one
@@ -142,6 +152,7 @@ import gzip
 import hashlib
 import json
 import logging
+import random
 import re
 import threading
 import time
@@ -446,6 +457,10 @@ class Fault:
     remaining: int
     phase: str
     action: dict[str, Any]
+    probability: float = 1.0
+    seed: int | None = None
+    taken: int = 0
+    rng: random.Random | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, fault_id: int, spec: Any) -> Fault:
@@ -466,6 +481,12 @@ class Fault:
             raise ValueError("snowflake_error needs at least a code")
         if kinds[0] == "status" and not isinstance(action["status"], int):
             raise ValueError("status must be an integer")
+        probability = spec.get("probability", 1)
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 < probability <= 1:
+            raise ValueError("probability must be a number, 0 < p <= 1")
+        seed = spec.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("seed must be an integer")
         return cls(
             id=fault_id,
             method=(match.get("method") or "").upper() or None,
@@ -475,6 +496,9 @@ class Fault:
             remaining=count,
             phase=phase,
             action=action,
+            probability=float(probability),
+            seed=seed,
+            rng=None if seed is None else random.Random(seed),
         )
 
     @property
@@ -531,6 +555,9 @@ class Fault:
             "remaining": self.remaining,
             "phase": self.phase,
             "action": self.action,
+            "probability": self.probability,
+            "seed": self.seed,
+            "taken": self.taken,
         }
 
 
@@ -555,6 +582,12 @@ class Faults:
         self._rules: list[Fault] = []
         self._next_id = 1
         self._lock = threading.Lock()
+        self._rng = random.Random()
+
+    def reseed(self, seed: int | None) -> None:
+        """Reseed the generator shared by probabilistic rules without a seed of their own."""
+        with self._lock:
+            self._rng = random.Random(seed)
 
     def add(self, spec: Any) -> Fault:
         with self._lock:
@@ -564,10 +597,13 @@ class Faults:
             return fault
 
     def take(self, method: str, path: str, statement: str | None, bindings: str | None = None) -> Fault | None:
-        """Consume one use of the first rule matching the request."""
+        """Consume one use of the first rule matching the request (and winning its draw, if p < 1)."""
         with self._lock:
             for fault in self._rules:
                 if fault.matches(method, path, statement, bindings):
+                    if fault.probability < 1 and (fault.rng or self._rng).random() >= fault.probability:
+                        continue
+                    fault.taken += 1
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._rules.remove(fault)
@@ -649,6 +685,7 @@ class Settings:
     def reset(self) -> None:
         with self.lock:
             self.async_threshold_ms = self._default_threshold_ms
+            self.seed: int | None = None
             self.warehouses = {"TRACKLAYER_WH": Warehouse("TRACKLAYER_WH")}
 
     def warehouse(self, name: str | None) -> Warehouse | None:
@@ -657,7 +694,12 @@ class Settings:
     def update(self, spec: Any) -> None:
         if not isinstance(spec, dict):
             raise ValueError("settings are a JSON object")
+        seed = spec.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("seed must be an integer or null")
         with self.lock:
+            if "seed" in spec:
+                self.seed = seed
             if "async_threshold_ms" in spec:
                 self.async_threshold_ms = int(spec["async_threshold_ms"])
             for name, wh_spec in (spec.get("warehouses") or {}).items():
@@ -667,6 +709,7 @@ class Settings:
         with self.lock:
             return {
                 "async_threshold_ms": self.async_threshold_ms,
+                "seed": self.seed,
                 "warehouses": {name: wh.describe() for name, wh in self.warehouses.items()},
             }
 
@@ -1631,7 +1674,10 @@ class Emulator:
         return {"cleared": self.faults.clear()}
 
     async def update_settings(self, request: Request) -> dict[str, Any]:
-        self.settings.update(json.loads(await request.body()))
+        spec = json.loads(await request.body())
+        self.settings.update(spec)
+        if isinstance(spec, dict) and "seed" in spec:
+            self.faults.reseed(spec["seed"])
         return self.settings.describe()
 
     async def get_settings(self, request: Request) -> dict[str, Any]:
@@ -1647,6 +1693,7 @@ class Emulator:
     async def reset(self, request: Request) -> dict[str, Any]:
         spec = json.loads(await request.body() or b"{}")
         self.faults.clear()
+        self.faults.reseed(None)
         self.report.clear()
         self.statements.clear()
         self.settings.reset()

@@ -577,7 +577,10 @@ async fn check_table(
     let mut columns = match query(client, sql.clone(), deadline).await {
         Ok(result) => result,
         Err(e) => {
-            return TableState::Broken(format!("cannot read {full}'s columns: {e}"), names.grants());
+            return TableState::Broken(
+                format!("cannot read {full}'s columns: {e}"),
+                names.grants(),
+            );
         }
     };
     let mut created = "";

@@ -407,6 +407,8 @@ def test_dbt_build_succeeds(dbt: DbtRun) -> None:
         "unique_dim_customers_customer_key",
         "relationships_fct_orders_user_id__user_id__ref_dim_customers_",
         "accepted_values_dim_customers_customer_type__prospect__one_time__repeat",
+        "assert_customer_orders_match_fct_orders",
+        "assert_funnel_rates_between_0_and_1",
     ):
         assert any(uid.split(".")[2] == name for uid in tests), name
     assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", dbt.output), dbt.output[-2000:]

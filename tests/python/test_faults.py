@@ -210,3 +210,87 @@ def test_drop_connection_on_a_poll(http: Http, api: SqlApi, control: Control) ->
     finally:
         conn.close()
     assert api.poll(handle).status == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# Probabilistic rules: "probability" and "seed"
+# ------------------------------------------------------------------------------------------------
+
+
+def probabilistic_fault(control: Control, p: float, count: int = 1000, **extra) -> dict:  # noqa: ANN003
+    spec = {"match": {"method": "POST", "path_prefix": "/api/v2/statements"}, "action": {"status": 503}}
+    return control.call("POST", "/faults", {**spec, "count": count, "probability": p, **extra})
+
+
+def statuses(api: SqlApi, requests: int) -> list[int]:
+    return [api.submit("SELECT 1").status for _ in range(requests)]
+
+
+def test_probability_with_a_rule_seed_is_exact_and_reproducible(api: SqlApi, control: Control) -> None:
+    import random
+
+    described = probabilistic_fault(control, 0.5, seed=1234)
+    assert (described["probability"], described["seed"], described["taken"]) == (0.5, 1234, 0)
+    first = statuses(api, 200)
+    rng = random.Random(1234)  # the documented draw: rng.random() < p, once per matching request
+    assert first == [503 if rng.random() < 0.5 else 200 for _ in range(200)]
+    faulted = first.count(503)
+    assert 75 <= faulted <= 125  # binomial(200, 0.5): 100 +- 3.5 sigma
+    assert set(first) == {200, 503}
+    [rule] = control.faults()
+    assert (rule["taken"], rule["remaining"]) == (faulted, 1000 - faulted)
+
+    control.call("DELETE", "/faults")
+    probabilistic_fault(control, 0.5, seed=1234)
+    assert statuses(api, 200) == first  # same seed, same requests: same faults
+    assert control.requests()["statements"][-1]["fault"] in (None, "status")
+
+
+def test_settings_seed_drives_rules_without_their_own(api: SqlApi, control: Control) -> None:
+    assert control.settings(seed=99)["seed"] == 99
+    probabilistic_fault(control, 0.25)
+    first = statuses(api, 120)
+    assert 10 <= first.count(503) <= 50  # binomial(120, 0.25): 30 +- 4 sigma
+
+    control.call("DELETE", "/faults")
+    control.settings(seed=99)  # posting the seed again restarts the sequence
+    probabilistic_fault(control, 0.25)
+    assert statuses(api, 120) == first
+
+    control.call("DELETE", "/faults")
+    control.settings(seed=100)
+    probabilistic_fault(control, 0.25)
+    assert statuses(api, 120) != first
+    assert control.settings()["seed"] == 100
+    control.reset()
+    assert control.settings()["seed"] is None
+
+
+def test_a_lost_draw_falls_through_to_the_next_rule_and_count_bounds_uses(api: SqlApi, control: Control) -> None:
+    probabilistic_fault(control, 0.5, count=5, seed=7)
+    control.fault({"status": 429}, count=1000)
+    replies = statuses(api, 60)
+    assert replies.count(503) == 5  # the rule is used up after 5 wins, then removed
+    assert replies.count(429) == 55  # every other request falls through to the second rule
+    assert [f["action"] for f in control.faults()] == [{"status": 429}]
+    assert [e["fault"] for e in control.requests()["statements"]] == ["status"] * 60
+
+
+def test_probability_one_is_the_plain_rule(api: SqlApi, control: Control) -> None:
+    probabilistic_fault(control, 1, count=3)
+    assert statuses(api, 4) == [503, 503, 503, 200]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"probability": 0}, {"probability": 1.5}, {"probability": -0.1}, {"probability": "half"}, {"seed": "x"},
+     {"probability": True}],  # fmt: skip
+)
+def test_invalid_probability_or_seed_is_rejected(http: Http, extra: dict) -> None:
+    reply = http.request("POST", "/__emulator/faults", {"action": {"status": 503}, **extra})
+    assert reply.status == 400
+    assert http.request("GET", "/__emulator/faults").body == []
+
+
+def test_invalid_settings_seed_is_rejected(http: Http) -> None:
+    assert http.request("POST", "/__emulator/settings", {"seed": "abc"}).status == 400

@@ -3,7 +3,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::validate::{not_an_object, trim_json_whitespace};
+use super::validate::{not_an_object, parse_read_event, trim_json_whitespace};
+use super::wire::Wire;
 use super::{Parsed, Reason, Rejection, parse_event};
 
 const EXPECTED_BODY: &str = "expected a JSON object, a JSON array of objects, \
@@ -31,6 +32,11 @@ pub fn parse_body(body: &str) -> Vec<Parsed<'_>> {
 }
 
 fn parse_array<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
+    parse_array_of_objects(text).unwrap_or_else(|| parse_any_array(body, text))
+}
+
+/// Any array: read whole as raw elements first, so a malformed array is one rejection.
+fn parse_any_array<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
     match serde_json::from_str::<Vec<&RawValue>>(text) {
         Ok(elements) => elements
             .into_iter()
@@ -41,6 +47,40 @@ fn parse_array<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
             format!("message body is not a valid JSON array: {error}; {EXPECTED_BODY}"),
             body,
         ))],
+    }
+}
+
+/// The common array, in one pass: every element an object that reads as an event, each parsed
+/// in place with its end found by serde_json. `None` for anything else (a non-object element,
+/// broken JSON, a repeated field), which the general path then handles, reading the array
+/// twice but reporting exactly.
+fn parse_array_of_objects(text: &str) -> Option<Vec<Parsed<'_>>> {
+    let skip_whitespace = |at: usize| {
+        at + text.as_bytes()[at..]
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .count()
+    };
+    let mut parsed = Vec::new();
+    let mut at = skip_whitespace(1);
+    if text.as_bytes().get(at) == Some(&b']') {
+        return (at + 1 == text.len()).then_some(parsed);
+    }
+    loop {
+        if text.as_bytes().get(at) != Some(&b'{') {
+            return None;
+        }
+        let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Wire<'_>>();
+        let wire = stream.next()?.ok()?;
+        let end = at + stream.byte_offset();
+        parsed.push(parse_read_event(&text[at..end], wire));
+        at = skip_whitespace(end);
+        match text.as_bytes().get(at) {
+            Some(b',') => at = skip_whitespace(at + 1),
+            // `text` is trimmed, so the closing bracket must be its last byte.
+            Some(b']') => return (at + 1 == text.len()).then_some(parsed),
+            _ => return None,
+        }
     }
 }
 
@@ -202,6 +242,40 @@ mod tests {
                 .detail
                 .starts_with("message body is not a valid JSON array: ")
         );
+    }
+
+    #[test]
+    fn one_pass_array_reading_agrees_with_the_general_path() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let arrays = [
+            "[]".to_owned(),
+            "[ \n ]".to_owned(),
+            format!("[{}]", event("a")),
+            format!("[ {} ,\r\n\t{} ]", event("a"), event("b")),
+            format!("[{},{{\"event_id\":\"z\"}},{}]", event("a"), event("c")),
+            format!("[{},{{\"event_id\":\"d\",\"x\":{deep}}}]", event("a")),
+            format!(
+                "[{{\"event_id\":\"e\\\"q\",\"merchant_id\":\"m\\u00e9\"}},{}]",
+                event("a")
+            ),
+        ];
+        for text in &arrays {
+            let one_pass = parse_array_of_objects(text).expect(text);
+            assert_eq!(one_pass, parse_any_array(text, text), "{text}");
+        }
+        let fallbacks = [
+            format!("[{},]", event("a")),
+            format!("[{}}}", event("a")),
+            format!("[{}{}]", event("a"), event("b")),
+            format!("[{}] x", event("a")),
+            format!("[{}, 42]", event("a")),
+            format!("[{{\"event_id\":\"a\",\"event_id\":\"b\"}},{}]", event("a")),
+            format!("[{}, {{\"event_id\":", event("a")),
+            "[1]".to_owned(),
+        ];
+        for text in &fallbacks {
+            assert_eq!(parse_array_of_objects(text), None, "{text}");
+        }
     }
 
     #[test]

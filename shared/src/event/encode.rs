@@ -215,11 +215,12 @@ fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
         }
         let chunk: [u8; 8] = chunk.try_into().unwrap_or_default();
         let word = u64::from_le_bytes(chunk);
-        if special_bytes(word) == 0 {
+        let (quotes, controls) = (quotes_and_backslashes(word), control_bytes(word));
+        if quotes | controls == 0 {
             out[written..written + 8].copy_from_slice(&chunk);
             written += 8;
-        } else if control_bytes(word) == 0 {
-            written += escape_quotes(&mut out[written..written + WINDOW], word);
+        } else if controls == 0 {
+            written += escape_quotes(&mut out[written..written + WINDOW], word, quotes);
         } else {
             for byte in chunk {
                 written = write_byte(out, written, byte);
@@ -251,13 +252,12 @@ fn grow(out: &mut Vec<u8>, remaining: usize) {
 const WINDOW: usize = 24;
 
 /// Writes a chunk free of control characters into `window`, a backslash before each `"` and
-/// `\\`; returns the bytes written. Each store writes all remaining bytes of the chunk, and the
-/// next escape overwrites from where it belongs.
-fn escape_quotes(window: &mut [u8], chunk: u64) -> usize {
+/// `\\` (flagged in `flags`); returns the bytes written. Each store writes all remaining bytes of
+/// the chunk, and the next escape overwrites from where it belongs.
+fn escape_quotes(window: &mut [u8], chunk: u64, mut flags: u64) -> usize {
     let Ok(window) = <&mut [u8; WINDOW]>::try_from(window) else {
         return 0;
     };
-    let mut flags = special_bytes(chunk);
     let mut rest = chunk;
     let (mut at, mut consumed) = (0_usize, 0_usize);
     while flags != 0 {
@@ -305,13 +305,11 @@ fn write_unicode_escape(out: &mut [u8], at: usize, byte: u8) -> usize {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const LOW7: u64 = ONES * 0x7f;
 
-/// Flags (sets the high bit of) each byte of `word` that is `"`, `\` or below 0x20. Exact
-/// per byte: the arithmetic never carries from one byte into the next.
-fn special_bytes(word: u64) -> u64 {
+/// Flags (sets the high bit of) each byte of `word` that is `"` or `\`. Exact per byte: the
+/// arithmetic never carries from one byte into the next.
+fn quotes_and_backslashes(word: u64) -> u64 {
     let zero = |x: u64| !(((x & LOW7) + LOW7) | x) & !LOW7;
-    let quote = zero(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
-    control_bytes(word) | quote | backslash
+    zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Flags each byte of `word` below 0x20, exactly.
@@ -324,6 +322,10 @@ mod tests {
     use super::*;
     use crate::event::{Reason, parse_body, parse_event};
     use serde_json::{Value, json};
+
+    fn special_bytes(word: u64) -> u64 {
+        quotes_and_backslashes(word) | control_bytes(word)
+    }
 
     fn escaped(text: &str) -> String {
         let mut buf = String::new();

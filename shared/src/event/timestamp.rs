@@ -17,8 +17,8 @@ const EXPECTED: &str = "expected an RFC 3339 timestamp with an offset, \
 pub(super) fn parse(raw: &RawValue) -> Result<OffsetDateTime, String> {
     let text = raw.get();
     let parsed = match text.as_bytes().first() {
-        Some(b'"') => from_rfc3339(text)?,
-        Some(b'-' | b'0'..=b'9') => from_epoch_millis(text)?,
+        Some(b'"') => from_rfc3339(raw)?,
+        Some(b'-' | b'0'..=b'9') => from_epoch_millis(raw)?,
         _ => {
             return Err(format!(
                 "event_time: {} is not a timestamp; {EXPECTED}",
@@ -30,16 +30,25 @@ pub(super) fn parse(raw: &RawValue) -> Result<OffsetDateTime, String> {
         .checked_to_offset(UtcOffset::UTC)
         .filter(|utc| (1..=9999).contains(&utc.year()))
         .ok_or_else(|| {
-            format!("event_time: {text} is outside the years 0001 to 9999 once converted to UTC")
+            format!(
+                "event_time: {} is outside the years 0001 to 9999 once converted to UTC",
+                raw_for_detail(raw)
+            )
         })?;
     Ok(truncate_to_millis(utc))
 }
 
-fn from_rfc3339(json: &str) -> Result<OffsetDateTime, String> {
+fn from_rfc3339(raw: &RawValue) -> Result<OffsetDateTime, String> {
+    let json = raw.get();
     let text: std::borrow::Cow<'_, str> = if json.contains('\\') {
         serde_json::from_str::<String>(json)
             .map(Into::into)
-            .map_err(|_| format!("event_time: {json} is not an RFC 3339 timestamp; {EXPECTED}"))?
+            .map_err(|_| {
+                format!(
+                    "event_time: {} is not an RFC 3339 timestamp; {EXPECTED}",
+                    raw_for_detail(raw)
+                )
+            })?
     } else {
         json[1..json.len() - 1].into()
     };
@@ -54,11 +63,13 @@ fn from_rfc3339(json: &str) -> Result<OffsetDateTime, String> {
     }
 }
 
-fn from_epoch_millis(json: &str) -> Result<OffsetDateTime, String> {
+fn from_epoch_millis(raw: &RawValue) -> Result<OffsetDateTime, String> {
+    let json = raw.get();
     let digits = json.strip_prefix('-').unwrap_or(json);
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "event_time: {json} is not a whole number of epoch milliseconds; {EXPECTED}"
+            "event_time: {} is not a whole number of epoch milliseconds; {EXPECTED}",
+            raw_for_detail(raw)
         ));
     }
     json.parse::<i64>()
@@ -67,7 +78,10 @@ fn from_epoch_millis(json: &str) -> Result<OffsetDateTime, String> {
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
         })
         .ok_or_else(|| {
-            format!("event_time: {json} epoch milliseconds is outside the years 0001 to 9999")
+            format!(
+                "event_time: {} epoch milliseconds is outside the years 0001 to 9999",
+                raw_for_detail(raw)
+            )
         })
 }
 

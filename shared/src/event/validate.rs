@@ -20,14 +20,7 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
         return Err(not_an_object(raw));
     }
     if nests_deeper_than_limit(raw) {
-        return Err(Rejection::unreadable(
-            Reason::InvalidJson,
-            format!(
-                "event nests objects or arrays more than {MAX_NESTING_DEPTH} levels deep; \
-                 flatten the payload"
-            ),
-            raw,
-        ));
+        return Err(too_deep(raw));
     }
     match serde_json::from_str::<Wire<'_>>(raw) {
         Ok(wire) => validate(raw, wire),
@@ -37,6 +30,26 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
             raw,
         )),
     }
+}
+
+/// Validates an event already read from `raw`, its JSON text (an object), as [`parse_event`]
+/// would.
+pub(super) fn parse_read_event<'a>(raw: &'a str, wire: Wire<'a>) -> Parsed<'a> {
+    if nests_deeper_than_limit(raw) {
+        return Err(too_deep(raw));
+    }
+    validate(raw, wire)
+}
+
+fn too_deep(raw: &str) -> Rejection<'_> {
+    Rejection::unreadable(
+        Reason::InvalidJson,
+        format!(
+            "event nests objects or arrays more than {MAX_NESTING_DEPTH} levels deep; \
+             flatten the payload"
+        ),
+        raw,
+    )
 }
 
 /// `text` without leading and trailing JSON whitespace (space, tab, CR, LF; narrower than
@@ -728,6 +741,49 @@ mod tests {
         }
         assert_eq!(rejection_reason("nonsense"), Reason::InvalidJson);
         assert_eq!(rejection_reason(r#"{"event_id":"#), Reason::InvalidJson);
+    }
+
+    #[test]
+    fn details_quote_at_most_an_excerpt_of_huge_values() {
+        let digits = "9".repeat(100_000);
+        for (field, json) in [
+            ("value", digits.clone()),
+            ("value", format!("\"{digits},5\"")),
+            ("event_time", format!("{digits}.5")),
+            ("event_time", digits.clone()),
+            ("event_time", format!("\"{digits}\"")),
+            ("currency", format!("\"{digits}\"")),
+            ("event_id", format!("\"{digits}\"")),
+            ("user_id", format!("[\"{digits}\"]")),
+            ("user_id", format!("{}.5", &digits[..300])),
+        ] {
+            let text = with(field, Some(&json));
+            let rejection = rejection(&text);
+            assert_eq!(rejection.reason, Reason::InvalidField, "{field}");
+            assert!(
+                rejection.detail.len() < 400,
+                "{field}: {}",
+                rejection.detail.len()
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_f64_in_string_fields_are_invalid_json() {
+        // serde_json cannot read such a number as a value of any type; `value` takes its text.
+        let text = with("user_id", Some("1e400"));
+        let rejection = rejection(&text);
+        assert_eq!(rejection.reason, Reason::InvalidJson);
+        assert!(
+            rejection.detail.contains("number out of range"),
+            "{}",
+            rejection.detail
+        );
+        assert_eq!(
+            rejection_reason(&with("value", Some("1e400"))),
+            Reason::InvalidField
+        );
+        assert!(parse_event(&with("extra", Some("1e400"))).is_ok());
     }
 
     #[test]

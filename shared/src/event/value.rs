@@ -23,7 +23,7 @@ const EXPECTED: &str = "expected a JSON number or a numeric string such as 19.99
 pub(super) fn parse(raw: &RawValue) -> Result<Decimal, String> {
     let json = raw.get();
     let (text, quoted) = match json.as_bytes().first() {
-        Some(b'"') => (unquote(json)?, true),
+        Some(b'"') => (unquote(raw)?, true),
         Some(b'-' | b'0'..=b'9') => (json.into(), false),
         _ => {
             return Err(format!(
@@ -36,7 +36,7 @@ pub(super) fn parse(raw: &RawValue) -> Result<Decimal, String> {
         if quoted {
             quote_for_detail(&text)
         } else {
-            json.to_owned()
+            raw_for_detail(raw)
         }
     };
     match parse_decimal(&text) {
@@ -53,11 +53,17 @@ pub(super) fn parse(raw: &RawValue) -> Result<Decimal, String> {
     }
 }
 
-fn unquote(json: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+fn unquote(raw: &RawValue) -> Result<std::borrow::Cow<'_, str>, String> {
+    let json = raw.get();
     if json.contains('\\') {
         serde_json::from_str::<String>(json)
             .map(Into::into)
-            .map_err(|_| format!("value: {json} is not a decimal number; {EXPECTED}"))
+            .map_err(|_| {
+                format!(
+                    "value: {} is not a decimal number; {EXPECTED}",
+                    raw_for_detail(raw)
+                )
+            })
     } else {
         Ok(json[1..json.len() - 1].into())
     }
@@ -68,12 +74,14 @@ fn malformed_detail(shown: &str, text: &str) -> String {
     let digits_and_commas = text
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b',' | b'.' | b'-'));
-    if commas == 1 && !text.contains('.') && digits_and_commas {
+    // Suggestions repeat the value, so only for values short enough to read.
+    let suggest = text.len() <= 32 && digits_and_commas;
+    if commas == 1 && !text.contains('.') && suggest {
         let with_dot = text.replace(',', ".");
         format!(
             "value: {shown} is not a decimal number (use a dot as decimal separator, e.g. {with_dot})"
         )
-    } else if commas > 0 && digits_and_commas {
+    } else if commas > 0 && suggest {
         let without = text.replace(',', "");
         format!(
             "value: {shown} is not a decimal number (remove the thousands separators, e.g. {without})"

@@ -1,0 +1,1187 @@
+"""`make demo`: a realistic ecommerce event stream through the real Lambda binaries into the local Snowflake.
+
+    .venv/bin/python infra/local/demo.py [--events 20000] [--seed 7] [--env-file .local/stack.env]
+        [--dbt .venv-dbt/bin/dbt] [--target-dir target/debug] [--batch-size 1000]
+
+Needs a running local stack (`.venv/bin/python infra/local/stack.py up`) and the debug binaries
+(`cargo build -p ingest -p flush -p connection-test`). Steps:
+
+1. generate a deterministic stream (by ``--seed``): four merchants (USD, EUR, GBP), web/ios/android
+   sessions walking view_content -> add_to_cart -> begin_checkout -> purchase with drop-off, known
+   and anonymous visitors, repeat customers over ~6 months, ~0.5% broken events; packed into SQS
+   message bodies as producers do (mostly one event, some JSON arrays, a few NDJSON bodies);
+2. send them to the events queue (SendMessageBatch);
+3. run ``ingest`` in scheduled mode through lambda_host's SQS event source mapping emulator;
+4. run ``flush`` (again while it reports ``partial``);
+5. run ``connection-test`` (``test_sync``);
+6. account for every event: sent == loaded (RAW_EVENTS) + quarantined (RAW_EVENTS_REJECTED);
+7. run the guide's sample queries (infra/sql/sample_queries.sql);
+8. ``dbt build`` of infra/dbt (skipped, with a note, when the dbt venv is missing).
+
+Exit status 0 when every step worked and every event is accounted for; 1 otherwise; 2 for a usage
+or setup error (no stack, no binaries). The functions' logs go to ``$STACK_DIR/logs/demo-*.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+import unicodedata
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_client  # noqa: E402
+
+GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
+DBT_PROJECT = REPO / "infra" / "dbt"
+DBT_VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
+STEPS = 8
+INGEST_TIMEOUT_S = 60  # template.yaml defaults: IngestTimeoutSeconds, FlushTimeoutSeconds, MemorySize
+FLUSH_TIMEOUT_S = 300
+MEMORY_MB = 256
+MAX_FLUSH_RUNS = 5
+TABLE_ROWS = 10
+
+# The product guide's sample queries, used when infra/sql/sample_queries.sql is missing.
+GUIDE_QUERIES = {
+    "Revenue by platform": """
+SELECT
+platform,
+currency,
+DATE_TRUNC('day', event_time) AS event_day,
+SUM(value) AS revenue,
+COUNT(DISTINCT order_id) AS orders
+FROM tracklayer.events.raw_events
+WHERE event_name = 'purchase'
+GROUP BY 1, 2, 3
+ORDER BY event_day DESC, revenue DESC""",
+    "Funnel rates": """
+WITH user_steps AS (
+SELECT
+merchant_id,
+user_id,
+MAX(IFF(event_name = 'view_content', 1, 0)) AS viewed,
+MAX(IFF(event_name = 'add_to_cart', 1, 0)) AS added,
+MAX(IFF(event_name = 'begin_checkout', 1, 0)) AS checked_out,
+MAX(IFF(event_name = 'purchase', 1, 0)) AS purchased
+FROM tracklayer.events.raw_events
+WHERE event_time >= DATEADD('day', -30, CURRENT_TIMESTAMP())
+GROUP BY 1, 2
+)
+SELECT
+merchant_id,
+AVG(added) AS add_to_cart_rate,
+AVG(checked_out) AS checkout_rate,
+AVG(purchased) AS purchase_rate
+FROM user_steps
+WHERE viewed = 1
+GROUP BY 1""",
+    "Cohort LTV": """
+WITH first_purchase AS (
+SELECT
+merchant_id,
+user_id,
+DATE_TRUNC('month', MIN(event_time)) AS cohort_month
+FROM tracklayer.events.raw_events
+WHERE event_name = 'purchase'
+GROUP BY 1, 2
+)
+SELECT
+f.merchant_id,
+f.cohort_month,
+DATEDIFF('month', f.cohort_month, DATE_TRUNC('month', e.event_time)) AS month_number,
+SUM(e.value) AS cohort_revenue,
+COUNT(DISTINCT f.user_id) AS customers,
+SUM(e.value) / NULLIF(COUNT(DISTINCT f.user_id), 0) AS ltv
+FROM first_purchase f
+JOIN tracklayer.events.raw_events e
+ON e.merchant_id = f.merchant_id
+AND e.user_id = f.user_id
+WHERE e.event_name = 'purchase'
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3""",
+}
+
+
+class DemoError(Exception):
+    """A setup problem reported as one line (exit status 2)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def step(number: int, title: str) -> None:
+    say()
+    say(f"[{number}/{STEPS}] {title} ...")
+
+
+def fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def fmt_cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, datetime):
+        if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
+            return value.strftime("%Y-%m-%d")
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def print_table(columns: list[str], rows: list[list[Any]], indent: str = "    ", limit: int | None = None) -> None:
+    shown = rows if limit is None else rows[:limit]
+    cells = [[fmt_cell(v) for v in row] for row in shown]
+    numeric = [
+        all(isinstance(row[i], (int, float, Decimal)) and not isinstance(row[i], bool) for row in shown if row[i] is not None)
+        and any(row[i] is not None for row in shown)
+        for i in range(len(columns))
+    ]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        parts = [v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return (indent + "  ".join(parts)).rstrip()
+
+    say(line([c.lower() for c in columns]))
+    say(indent + "  ".join("-" * w for w in widths))
+    for row in cells:
+        say(line(row))
+    if limit is not None and len(rows) > limit:
+        say(f"{indent}… {len(rows) - limit:,} more rows ({len(rows):,} in all)")
+    elif not rows:
+        say(f"{indent}(no rows)")
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. The event stream
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    slug: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Merchant:
+    merchant_id: str
+    currency: str
+    domain: str
+    app: str
+    # (offset in minutes, share of events) for the shoppers' clocks; the rest send UTC or epoch ms
+    offsets: tuple[tuple[int, int], ...]
+    products: tuple[Product, ...]
+    order_prefix: str
+    weight: int  # share of the traffic
+
+
+def _p(sku: str, name: str, price: str) -> Product:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return Product(sku, name, slug, Decimal(price))
+
+
+MERCHANTS = (
+    Merchant(
+        "mrc_casa_bella",
+        "EUR",
+        "www.casabella.example",
+        "casabella",
+        ((60, 55), (120, 45)),
+        (
+            _p("CB-1001", "Tazza Caffè Crema ☕", "14.90"),
+            _p("CB-1002", "Plaid en laine « Hiver »", "79.00"),
+            _p("CB-1003", "Bougie crème brûlée 🕯️", "24.50"),
+            _p("CB-1004", "Servierbrett Eiche, geölt", "39.95"),
+            _p("CB-1005", "Jarrón cerámica azul", "54.00"),
+            _p("CB-1006", "Set 6 verres Évian", "32.00"),
+            _p("CB-1007", "Lampe de chevet laiton ✨", "119.00"),
+            _p("CB-1008", "Coussin lin naturel", "29.90"),
+        ),
+        "CB",
+        30,
+    ),
+    Merchant(
+        "mrc_northwind_outdoor",
+        "USD",
+        "shop.northwind-outdoor.example",
+        "northwind",
+        ((-300, 45), (-240, 15), (-480, 25), (-420, 15)),
+        (
+            _p("NW-200", "Trail Runner GTX 🥾", "149.99"),
+            _p("NW-201", "Ñandú merino socks (3-pack)", "24.00"),
+            _p("NW-202", "Summit 35L backpack", "129.50"),
+            _p("NW-203", "Rain shell \"Cascade\"", "189.00"),
+            _p("NW-204", "Titanium spork", "12.95"),
+            _p("NW-205", "Headlamp 400 lm 🔦", "39.99"),
+            _p("NW-206", "Down jacket Ultralight", "229.00"),
+            _p("NW-207", "Water filter bottle", "44.90"),
+        ),
+        "NW",
+        35,
+    ),
+    Merchant(
+        "mrc_bramble_and_oak",
+        "GBP",
+        "www.brambleandoak.example",
+        "bramble",
+        ((0, 40), (60, 60)),
+        (
+            _p("BO-01", "Earl Grey loose leaf 250 g", "8.50"),
+            _p("BO-02", "Scone mix — clotted cream edition", "6.25"),
+            _p("BO-03", "Teapot, Brown Betty 🫖", "34.00"),
+            _p("BO-04", "Marmalade Seville 340 g", "5.75"),
+            _p("BO-05", "Shortbread tin (Highland)", "12.00"),
+            _p("BO-06", "Crumpet rings, set of 4", "9.99"),
+        ),
+        "BO",
+        20,
+    ),
+    Merchant(
+        "mrc_atelier_lumiere",
+        "EUR",
+        "atelier-lumiere.example",
+        "lumiere",
+        ((60, 50), (120, 50)),
+        (
+            _p("AL-10", "Sérum éclat vitamine C", "42.00"),
+            _p("AL-11", "Crème de nuit à l'iris 🌙", "58.00"),
+            _p("AL-12", "Huile sèche « Soleil »", "36.50"),
+            _p("AL-13", "Brume d'oreiller lavande", "19.90"),
+            _p("AL-14", "Coffret découverte 🎁", "89.00"),
+        ),
+        "AL",
+        15,
+    ),
+)
+
+PLATFORMS = (("web", "shopify-web", 55), ("ios", "ios-sdk", 28), ("android", "android-sdk", 17))
+CAMPAIGNS = (  # (utm_source, utm_medium, utm_campaign, weight); None: direct / organic
+    (None, None, None, 45),
+    ("google", "cpc", "brand_search", 14),
+    ("google", "cpc", "shopping_feed", 8),
+    ("newsletter", "email", "weekly_picks", 10),
+    ("instagram", "social", "spring_drop", 8),
+    ("facebook", "paid_social", "retargeting_cart", 7),
+    ("tiktok", "paid_social", "ugc_creators", 5),
+    ("affiliate", "referral", "blogger_gift_guide", 3),
+)
+CONSENT = (("granted", 84), ("denied", 6), ("not_required", 7), (None, 3))
+# Funnel drop-off per session: of the sessions that reached a step, the share that goes on.
+P_ADD_TO_CART, P_CHECKOUT, P_PURCHASE = 0.35, 0.60, 0.70
+HISTORY_DAYS = 182
+DEFECTS = ("missing_merchant_id", "comma_decimal_value", "four_letter_currency", "invalid_json", "properties_array")
+DEFECT_REASON = {
+    "missing_merchant_id": "missing_field",
+    "comma_decimal_value": "invalid_field",
+    "four_letter_currency": "invalid_field",
+    "invalid_json": "invalid_json",
+    "properties_array": "invalid_field",
+}
+BAD_SHARE = 0.005
+
+
+def pick(rng: random.Random, weighted: tuple) -> Any:  # items end with their weight
+    item = rng.choices(weighted, weights=[w[-1] for w in weighted])[0]
+    return item
+
+
+@dataclass
+class Visitor:
+    merchant: Merchant
+    user_id: str | int | None
+    anonymous_id: str
+    platform: tuple[str, str, int]
+    first_seen: datetime
+    loyalty: float  # relative chance of coming back
+
+
+@dataclass
+class DemoEvent:
+    event_id: str
+    text: str  # the JSON text as sent
+    merchant_id: str | None
+    defect: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return DEFECT_REASON[self.defect] if self.defect else None
+
+
+@dataclass
+class Stream:
+    events: list[DemoEvent]
+    bodies: list[tuple[str, list[DemoEvent]]]  # message body, the events in it
+    shapes: Counter = field(default_factory=Counter)
+    sessions: int = 0
+    visitors: int = 0
+    known_users: int = 0
+    orders: int = 0
+
+
+NUM = "\u0000num:"  # marker for numbers that must keep their two decimals in the JSON text
+
+
+def money(value: Decimal) -> str:
+    return f"{NUM}{value.quantize(Decimal('0.01'))}"
+
+
+def to_json(obj: dict[str, Any]) -> str:
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return re.sub(r'"\\u0000num:([0-9.]+)"', r"\1", text)
+
+
+def event_time_value(rng: random.Random, when: datetime, merchant: Merchant) -> Any:
+    """RFC 3339 in the shopper's offset (various), in UTC (Z), or epoch milliseconds."""
+    style = rng.random()
+    if style < 0.12:
+        return int(when.timestamp() * 1000)
+    if style < 0.32:
+        offset = 0
+    else:
+        offset = pick(rng, merchant.offsets)[0]
+    local = when.astimezone(timezone(timedelta(minutes=offset)))
+    fraction = rng.random()
+    if fraction < 0.6:
+        text = local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+    elif fraction < 0.75:
+        text = local.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    else:
+        text = local.strftime("%Y-%m-%dT%H:%M:%S")
+    if offset == 0 and style < 0.26:
+        return text + "Z"
+    sign = "-" if offset < 0 else "+"
+    return text + f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+
+
+def make_uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def generate(total: int, seed: int, now: datetime) -> Stream:
+    rng = random.Random(seed)
+    n_bad = max(5, round(total * BAD_SHARE)) if total >= 200 else max(0, min(5, total // 20))
+    n_good = total - n_bad
+    start = now - timedelta(days=HISTORY_DAYS)
+
+    # The visitors: per merchant a pool of returning visitors (signed-in customers, some loyal, and
+    # anonymous devices); a share of the sessions comes from one-off anonymous visitors.
+    visitors: list[Visitor] = []
+    weights: list[float] = []
+    for merchant in MERCHANTS:
+        pool = max(20, round(n_good * merchant.weight / 100 / 14))
+        for i in range(pool):
+            known = rng.random() < 0.6
+            first_seen = start + timedelta(seconds=rng.random() * HISTORY_DAYS * 86400 * 0.95)
+            user_id = None
+            if known:  # an SDK user id; a few shops send their numeric customer ids
+                user_id = f"usr_{merchant.order_prefix.lower()}_{i:05d}" if rng.random() < 0.9 else 100000 + i
+            loyalty = rng.paretovariate(1.5) if known else 1.0
+            visitors.append(
+                Visitor(merchant, user_id, f"anon_{rng.getrandbits(64):016x}", pick(rng, PLATFORMS), first_seen, loyalty)
+            )
+            weights.append(merchant.weight * loyalty / pool)
+    cum_weights = list(itertools.accumulate(weights))
+    merchant_weights = [m.weight for m in MERCHANTS]
+
+    # Sessions until enough events: each walks the funnel with drop-off.
+    sessions: list[tuple[datetime, list[dict[str, Any]]]] = []
+    produced = 0
+    order_numbers: dict[str, int] = defaultdict(lambda: 100000)
+    seen_visitors: set[int] = set()
+    one_off = 0
+    while produced < n_good:
+        if rng.random() < 0.3:
+            merchant = rng.choices(MERCHANTS, weights=merchant_weights)[0]
+            first_seen = start + timedelta(seconds=rng.random() * HISTORY_DAYS * 86400)
+            visitor = Visitor(merchant, None, f"anon_{rng.getrandbits(64):016x}", pick(rng, PLATFORMS), first_seen, 0)
+            one_off += 1
+        else:
+            index = rng.choices(range(len(visitors)), cum_weights=cum_weights)[0]
+            visitor = visitors[index]
+            seen_visitors.add(index)
+        m = visitor.merchant
+        span = (now - visitor.first_seen).total_seconds()
+        # recent activity is a bit denser (the store is growing)
+        when = visitor.first_seen + timedelta(seconds=span * (rng.random() ** 0.8))
+        when = min(when, now - timedelta(minutes=30))
+        session_start = when
+        platform, source, _ = visitor.platform if rng.random() < 0.85 else pick(rng, PLATFORMS)
+        utm_source, utm_medium, utm_campaign, _ = pick(rng, CAMPAIGNS)
+        consent = pick(rng, CONSENT)[0]
+        session_id = f"ses_{rng.getrandbits(48):012x}"
+        lower_currency = rng.random() < 0.04
+        steps: list[dict[str, Any]] = []
+
+        def event(name: str, products: list[tuple[Product, int]], extra: dict[str, Any] | None = None) -> None:
+            nonlocal when
+            when = when + timedelta(seconds=rng.randint(8, 150), milliseconds=rng.randint(0, 999))
+            lines = [(p, q) for p, q in products]
+            total_value = sum((p.price * q for p, q in lines), Decimal("0"))
+            slug = lines[0][0].slug
+            if platform == "web":
+                url = f"https://{m.domain}/products/{slug}"
+                if utm_source:
+                    url += f"?utm_source={utm_source}&utm_medium={utm_medium}&utm_campaign={utm_campaign}"
+            else:
+                url = f"{m.app}://products/{slug}"
+            if name == "begin_checkout":
+                url = f"https://{m.domain}/checkout" if platform == "web" else f"{m.app}://checkout"
+            elif name == "purchase":
+                url = f"https://{m.domain}/checkout/thank-you" if platform == "web" else f"{m.app}://order-confirmation"
+            properties: dict[str, Any] = {
+                "page_url": url,
+                "session_id": session_id,
+                "products": [
+                    {"product_id": p.sku, "name": p.name, "quantity": q, "price": money(p.price)} for p, q in lines
+                ],
+            }
+            if utm_source:
+                properties.update(utm_source=utm_source, utm_medium=utm_medium, utm_campaign=utm_campaign)
+            body: dict[str, Any] = {
+                "event_id": make_uuid(rng),
+                "event_time": event_time_value(rng, when, m),
+                "merchant_id": m.merchant_id,
+                "event_name": name,
+            }
+            if visitor.user_id is not None:
+                body["user_id"] = visitor.user_id
+            body["anonymous_id"] = visitor.anonymous_id
+            if extra:
+                body.update(extra)
+            body["platform"] = platform
+            body["source"] = source
+            value = money(total_value)
+            body["value"] = value if rng.random() > 0.08 else value[len(NUM) :]  # some SDKs send a string
+            body["currency"] = m.currency.lower() if lower_currency else m.currency
+            if consent is not None:
+                body["consent_status"] = consent
+            body["properties"] = properties
+            steps.append(body)
+
+        viewed = rng.sample(m.products, k=min(len(m.products), 1 + min(3, int(rng.expovariate(0.9)))))
+        for product in viewed:
+            event("view_content", [(product, 1)])
+        if rng.random() < P_ADD_TO_CART:
+            cart = [(p, 1 if rng.random() < 0.8 else rng.randint(2, 3)) for p in viewed[: rng.randint(1, len(viewed))]]
+            for line in cart:
+                event("add_to_cart", [line])
+            if rng.random() < P_CHECKOUT:
+                event("begin_checkout", cart)
+                if rng.random() < P_PURCHASE:
+                    order_numbers[m.merchant_id] += rng.randint(1, 3)
+                    event("purchase", cart, {"order_id": f"{m.order_prefix}-{order_numbers[m.merchant_id]}"})
+        sessions.append((session_start, steps))
+        produced += len(steps)
+
+    sessions.sort(key=lambda s: s[0])
+    bodies_good = [b for _, steps in sessions for b in steps][:n_good]
+    events = [DemoEvent(b["event_id"], to_json(b), b["merchant_id"]) for b in bodies_good]
+
+    # Broken events, as buggy producers send them: copies of real events with one defect each.
+    bad: list[DemoEvent] = []
+    for i in range(n_bad):
+        defect = DEFECTS[i % len(DEFECTS)]
+        template = dict(rng.choice(bodies_good))
+        template["event_id"] = make_uuid(rng)
+        merchant_id = template["merchant_id"]
+        if defect == "missing_merchant_id":
+            del template["merchant_id"]
+            merchant_id = None
+        elif defect == "comma_decimal_value":
+            template["value"] = template["value"].replace(NUM, "").replace(".", ",")
+        elif defect == "four_letter_currency":
+            template["currency"] = "EURO"
+        elif defect == "properties_array":
+            template["properties"] = template["properties"]["products"]
+        text = to_json(template)
+        if defect == "invalid_json":  # cut off part-way, as by a client killed mid-send
+            text = text[: len(text) * 3 // 5]
+        bad.append(DemoEvent(template["event_id"], text, merchant_id, defect))
+
+    # Insert the bad ones at random places, then pack into message bodies.
+    for b in bad:
+        events.insert(rng.randrange(len(events) + 1), b)
+    bodies: list[tuple[str, list[DemoEvent]]] = []
+    shapes: Counter = Counter()
+    i = 0
+    while i < len(events):
+        r = rng.random()
+        if r < 0.05:  # mobile SDK flush: a JSON array of a few events
+            n = rng.randint(2, 10)
+            group = events[i : i + n]
+            if any(e.defect == "invalid_json" for e in group[1:]) or (group and group[0].defect == "invalid_json"):
+                group = events[i : i + 1]  # a broken element would spoil the whole array: send it alone
+                bodies.append((group[0].text, group))
+                shapes["single"] += 1
+            else:
+                bodies.append(("[" + ",".join(e.text for e in group) + "]", group))
+                shapes["array"] += 1
+        elif r < 0.07:  # a server-side import: NDJSON
+            n = rng.randint(3, 20)
+            group = events[i : i + n]
+            if len(group) >= 2 and group[0].defect != "invalid_json":
+                bodies.append(("\n".join(e.text for e in group) + "\n", group))
+                shapes["ndjson"] += 1
+            else:
+                group = events[i : i + 1]
+                bodies.append((group[0].text, group))
+                shapes["single"] += 1
+        else:
+            group = events[i : i + 1]
+            bodies.append((group[0].text, group))
+            shapes["single"] += 1
+        i += len(group)
+
+    stream = Stream(events, bodies, shapes)
+    stream.sessions = len(sessions)
+    stream.visitors = len(seen_visitors) + one_off
+    stream.known_users = len({visitors[i].user_id for i in seen_visitors if visitors[i].user_id})
+    stream.orders = sum(1 for e in events if e.defect is None and '"event_name":"purchase"' in e.text)
+    return stream
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Sending
+# ------------------------------------------------------------------------------------------------
+
+
+def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]]) -> dict[str, list[DemoEvent]]:  # noqa: ANN001
+    """SendMessageBatch of 10 (at most 200 kB each), 8 in flight; returns message id -> its events."""
+    batches: list[list[tuple[str, list[DemoEvent]]]] = []
+    current: list[tuple[str, list[DemoEvent]]] = []
+    size = 0
+    for body in bodies:
+        length = len(body[0].encode())
+        if current and (len(current) == 10 or size + length > 200_000):
+            batches.append(current)
+            current, size = [], 0
+        current.append(body)
+        size += length
+    if current:
+        batches.append(current)
+
+    sent: dict[str, list[DemoEvent]] = {}
+    lock = threading.Lock()
+    done = [0]
+    started = time.monotonic()
+    next_report = [0.25]
+    tty = sys.stdout.isatty()
+
+    def one(batch: list[tuple[str, list[DemoEvent]]]) -> None:
+        pending = {str(i): item for i, item in enumerate(batch)}
+        for _attempt in range(5):
+            result = sqs.send_message_batch(
+                QueueUrl=queue_url, Entries=[{"Id": k, "MessageBody": v[0]} for k, v in pending.items()]
+            )
+            with lock:
+                for ok in result.get("Successful", []):
+                    sent[ok["MessageId"]] = pending.pop(ok["Id"])[1]
+            if not pending:
+                break
+            time.sleep(0.2)
+        if pending:
+            raise RuntimeError(f"SendMessageBatch kept failing: {result.get('Failed')}")
+        with lock:
+            done[0] += len(batch)
+            share = done[0] / len(bodies)
+            if tty:
+                print(f"\r    sent {fmt_int(done[0])} / {fmt_int(len(bodies))} messages ({share:.0%})", end="", flush=True)
+            elif share >= next_report[0]:
+                rate = done[0] / max(time.monotonic() - started, 1e-3)
+                say(f"    sent {fmt_int(done[0])} / {fmt_int(len(bodies))} messages ({share:.0%}, {rate:,.0f}/s)")
+                while next_report[0] <= share:
+                    next_report[0] += 0.25
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(one, b) for b in batches]:
+            future.result()
+    if tty:
+        print(flush=True)
+    return sent
+
+
+def queue_depth(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", 0)), int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Snowflake (the drivers' protocol, as sfquery.py)
+# ------------------------------------------------------------------------------------------------
+
+
+class Warehouse:
+    def __init__(self, port: int) -> None:
+        import snowflake.connector
+
+        self.conn = snowflake.connector.connect(
+            account="fakesnow",
+            user="demo",
+            password="local",
+            host="127.0.0.1",
+            port=port,
+            protocol="http",
+            database="TRACKLAYER",
+            schema="EVENTS",
+            login_timeout=10,
+            network_timeout=120,
+        )
+
+    def query(self, sql: str, params: tuple | None = None) -> tuple[list[str], list[list[Any]]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            columns = [d.name for d in cur.description]
+            return columns, [list(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def table_missing(error: Exception) -> bool:
+    return "does not exist" in str(error)
+
+
+def id_counts(wh: Warehouse, merchants: list[str]) -> Counter:
+    """Rows per event id of these merchants (empty before the loader first created RAW_EVENTS)."""
+    marks = ", ".join(["%s"] * len(merchants))
+    try:
+        _, rows = wh.query(
+            f"SELECT EVENT_ID, COUNT(*) AS N FROM RAW_EVENTS WHERE MERCHANT_ID IN ({marks}) GROUP BY EVENT_ID",
+            tuple(merchants),
+        )
+    except Exception as e:  # noqa: BLE001 - the connector's ProgrammingError
+        if table_missing(e):
+            return Counter()
+        raise
+    return Counter({r[0]: int(r[1]) for r in rows})
+
+
+def rejected_rows(wh: Warehouse) -> list[tuple[str, str, str | None]]:
+    try:
+        _, rows = wh.query("SELECT SOURCE_MESSAGE_ID, REASON, DETAIL FROM RAW_EVENTS_REJECTED")
+    except Exception as e:  # noqa: BLE001
+        if table_missing(e):
+            return []
+        raise
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def sample_queries() -> tuple[str, list[tuple[str, str]]]:
+    """(where they come from, [(title, sql)])."""
+    if GUIDE_QUERIES_FILE.is_file():
+        queries = []
+        for chunk in GUIDE_QUERIES_FILE.read_text().split(";"):
+            title, sql_lines = None, []
+            for line in chunk.splitlines():
+                if line.strip().startswith("--"):
+                    if not sql_lines:
+                        title = line.strip().lstrip("-").strip()
+                elif line.strip() or sql_lines:
+                    sql_lines.append(line)
+            sql = "\n".join(sql_lines).strip()
+            if sql:
+                queries.append((title or f"query {len(queries) + 1}", sql))
+        if queries:
+            return str(GUIDE_QUERIES_FILE.relative_to(REPO)), queries
+    return "the product guide (embedded)", list(GUIDE_QUERIES.items())
+
+
+# ------------------------------------------------------------------------------------------------
+# The steps
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    args: argparse.Namespace
+    env: dict[str, str]
+    stack_dir: Path
+    timings: list[tuple[str, float, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def binary(self, name: str) -> Path:
+        path = Path(self.args.target_dir)
+        path = path if path.is_absolute() else REPO / path
+        return path / name
+
+    def log(self, name: str) -> Path:
+        return self.stack_dir / "logs" / f"demo-{name}.log"
+
+    def function_env(self, **extra: str) -> dict[str, str]:
+        env = dict(self.env)
+        env.setdefault("RUST_LOG", "info")
+        env.update(extra)
+        return env
+
+    def timed(self, label: str, started: float, outcome: str) -> None:
+        self.timings.append((label, time.monotonic() - started, outcome))
+
+
+def check_setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
+    if args.env_file:
+        env_path = Path(args.env_file)
+    else:
+        stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
+        env_path = (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
+    if not env_path.is_file():
+        raise DemoError(
+            f"{env_path} does not exist: start the local stack first (`make stack-up`, or "
+            "`.venv/bin/python infra/local/stack.py up`)"
+        )
+    env = read_env_file(str(env_path))
+    for key in ("AWS_ENDPOINT_URL", "TRACKLAYER_EVENTS_QUEUE_URL", "TRACKLAYER_STAGING_QUEUE_URL",
+                "TRACKLAYER_SECRET_ID", "SNOWFLAKE_EMULATOR_URL"):
+        if not env.get(key):
+            raise DemoError(f"{env_path} has no {key}; restart the stack (`make stack-up`)")
+    import urllib.error
+    import urllib.request
+
+    for name, url in (("moto", env["AWS_ENDPOINT_URL"] + "/moto-api/"),
+                      ("local Snowflake", env["SNOWFLAKE_EMULATOR_URL"] + "/__emulator/health")):
+        try:
+            with urllib.request.urlopen(url, timeout=3):
+                pass
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:
+                raise DemoError(f"{name} at {url} answers {e.code}; restart the stack (`make stack-up`)") from e
+        except OSError as e:
+            raise DemoError(f"{name} does not answer at {url} ({e}); start the stack (`make stack-up`)") from e
+    return env, env_path.parent
+
+
+def run_ingest(demo: Demo, sqs) -> dict[str, Any]:  # noqa: ANN001
+    log = demo.log("ingest")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    env = demo.function_env(
+        TRACKLAYER_LOAD_MODE="scheduled", TRACKLAYER_STAGING_QUEUE_URL=demo.env["TRACKLAYER_STAGING_QUEUE_URL"]
+    )
+    totals: Counter = Counter()
+    offset = [0]
+
+    def progress(line: str) -> None:
+        if not line.startswith("batch "):
+            if line != "queue is empty":
+                say(f"    lambda_host: {line}")
+            return
+        # add what the function said about this batch (its summary line in the log)
+        summary: dict[str, Any] = {}
+        with open(log, encoding="utf-8", errors="replace") as f:
+            f.seek(offset[0])
+            chunk = f.read()
+            offset[0] = f.tell()
+        for text in chunk.splitlines():
+            if "ingest invocation summary" in text:
+                try:
+                    summary = json.loads(text[text.index("{"):])
+                except ValueError:
+                    pass
+        number, _, rest = line.partition(":")
+        if summary:
+            staged = summary.get("EventsStaged", summary.get("events", 0) - summary.get("rejected", 0))
+            for key in ("messages", "events", "rejected", "chunks", "failures"):
+                totals[key] += int(summary.get(key, 0))
+            totals["staged"] += int(staged)
+            ms = host.durations_ms[-1] if host.durations_ms else summary.get("duration_ms")
+            say(
+                f"    {number}: {summary.get('messages', 0):>5} messages -> {summary.get('events', 0):>5} events, "
+                f"{int(staged):>5} staged in {summary.get('chunks', 0)} chunks, {summary.get('rejected', 0):>2} rejected, "
+                f"{summary.get('failures', 0)} failed  ({ms:.0f} ms)"
+            )
+        else:
+            say(f"    {number}:{rest}")
+
+    with LambdaHost(
+        demo.binary("ingest"), "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=MEMORY_MB, log=log,
+        progress=progress,
+    ) as host:
+        stats = run_sqs(
+            host, demo.env["TRACKLAYER_EVENTS_QUEUE_URL"], batch_size=demo.args.batch_size, until_empty=True,
+            wait=0, sqs=sqs, progress=progress,
+        )
+    stats["totals"] = dict(totals)
+    return stats
+
+
+def run_flush(demo: Demo) -> list[dict[str, Any]]:
+    log = demo.log("flush")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = demo.function_env(TRACKLAYER_STAGING_QUEUE_URL=demo.env["TRACKLAYER_STAGING_QUEUE_URL"])
+    reports: list[dict[str, Any]] = []
+    with LambdaHost(demo.binary("flush"), "flush", env=env, timeout=FLUSH_TIMEOUT_S, memory_mb=MEMORY_MB, log=log) as host:
+        for run in range(1, MAX_FLUSH_RUNS + 1):
+            ok, report = host.invoke({})
+            if not ok:
+                report = {"status": "error", **report}
+            reports.append(report)
+            status = report.get("status")
+            say(
+                f"    run {run}: {status}: {fmt_int(report.get('events_loaded', 0))} events loaded, "
+                f"{fmt_int(report.get('events_rejected', 0))} quarantined, {report.get('chunks_loaded', 0)} chunks, "
+                f"{report.get('statements', 0)} statements ({host.durations_ms[-1] / 1000:.1f} s)"
+            )
+            if status != "partial":
+                break
+    return reports
+
+
+def run_connection_test(demo: Demo) -> tuple[bool, dict[str, Any]]:
+    log = demo.log("connection-test")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with LambdaHost(demo.binary("connection-test"), "connection-test", env=demo.function_env(), timeout=60,
+                    memory_mb=MEMORY_MB, log=log) as host:
+        return host.invoke({"mode": "test_sync"})
+
+
+def run_dbt(demo: Demo, dbt: Path) -> tuple[bool, str, list[dict[str, Any]], str]:
+    work = demo.stack_dir / "dbt-demo"
+    port = demo.env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1]
+    schema = os.environ.get("DBT_SCHEMA") or "ANALYTICS"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")}
+    env.update(
+        DBT_TARGET="local", DBT_SCHEMA=schema, SNOWFLAKE_HOST="127.0.0.1", SNOWFLAKE_PORT=port,
+        DO_NOT_TRACK="1", DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    command = [
+        str(dbt), "build", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT), "--target", "local",
+        "--target-path", str(work / "target"), "--log-path", str(work / "logs"), "--no-use-colors",
+    ]
+    say(f"    $ {dbt.relative_to(REPO) if dbt.is_relative_to(REPO) else dbt} build --project-dir infra/dbt "
+        f"--profiles-dir infra/dbt --target local   (SNOWFLAKE_PORT={port}, schema {schema})")
+    lines: list[str] = []
+    process = subprocess.Popen(
+        command, cwd=DBT_PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    assert process.stdout is not None
+    progress = re.compile(r"(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP)\b")
+    shown = 0.0
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        text = line.rstrip()
+        m = progress.search(text)
+        if m and (" model " in text or m.group(3) not in ("OK", "PASS")):
+            say("    " + re.sub(r"^\d\d:\d\d:\d\d\s+", "", text).strip())  # models, and anything not passing
+        elif m and time.monotonic() - shown > 3:
+            say(f"    … {m.group(1)} of {m.group(2)} done")
+            shown = time.monotonic()
+    status = process.wait()
+    output = "\n".join(lines)
+    (demo.stack_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (demo.stack_dir / "logs" / "demo-dbt.log").write_text(output + "\n")
+    results_file = work / "target" / "run_results.json"
+    results = json.loads(results_file.read_text()).get("results", []) if results_file.exists() else []
+    return status == 0, output, results, schema
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events to send (20000)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed: the same seed, the same stream (7)")
+    parser.add_argument("--env-file", help="the stack's settings (default $STACK_DIR/stack.env, .local/stack.env)")
+    parser.add_argument("--dbt", default=str(REPO / ".venv-dbt" / "bin" / "dbt"), help="the dbt executable")
+    parser.add_argument("--target-dir", default="target/debug", help="where the built binaries are (target/debug)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="SQS messages per ingest invocation (1000)")
+    args = parser.parse_args(argv)
+    if args.events < 1:
+        parser.error("--events must be at least 1")
+
+    demo_started = time.monotonic()
+    try:
+        env, stack_dir = check_setup(args)
+    except DemoError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
+    demo = Demo(args, env, stack_dir)
+    missing = [n for n in ("ingest", "flush", "connection-test") if not demo.binary(n).is_file()]
+    if missing:
+        print(f"demo: {', '.join(str(demo.binary(n)) for n in missing)} missing: build them first "
+              f"(`cargo build -p ingest -p flush -p connection-test`)", file=sys.stderr)
+        return 2
+
+    say("TrackLayer -> Snowflake demo: a synthetic ecommerce stream through the real Lambda binaries")
+    say(f"  stack: {env['AWS_ENDPOINT_URL']} (SQS, Secrets Manager), local Snowflake {env['SNOWFLAKE_EMULATOR_URL']}")
+    say(f"  binaries: {demo.binary('ingest').parent}; function logs: {stack_dir / 'logs'}/demo-*.log")
+
+    sqs = sqs_client(env)
+    sqs_client_with_pool = sqs  # boto3 clients are thread-safe
+    port = int(env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
+    wh = Warehouse(port)
+    merchants = [m.merchant_id for m in MERCHANTS]
+
+    # ---- 1. generate
+    step(1, f"generate {fmt_int(args.events)} events (seed {args.seed})")
+    t = time.monotonic()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    stream = generate(args.events, args.seed, now)
+    by_name = Counter(json.loads(e.text).get("event_name") for e in stream.events if e.defect is None)
+    by_defect = Counter(e.defect for e in stream.events if e.defect)
+    per_merchant = Counter(e.merchant_id for e in stream.events if e.defect is None)
+    say(f"    {fmt_int(stream.sessions)} sessions of {fmt_int(stream.visitors)} visitors "
+        f"({fmt_int(stream.known_users)} signed-in customers, the rest anonymous), "
+        f"{fmt_int(stream.orders)} orders, over the last {HISTORY_DAYS} days")
+    say("    funnel: " + ", ".join(f"{n} {fmt_int(by_name[n])}" for n in
+                                   ("view_content", "add_to_cart", "begin_checkout", "purchase")))
+    say("    merchants: " + ", ".join(f"{m.merchant_id} ({m.currency}) {fmt_int(per_merchant[m.merchant_id])}"
+                                      for m in MERCHANTS))
+    say(f"    broken on purpose: {sum(by_defect.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(by_defect.items())) + ")")
+    say(f"    packed into {fmt_int(len(stream.bodies))} SQS messages: {fmt_int(stream.shapes['single'])} single events, "
+        f"{stream.shapes['array']} JSON arrays, {stream.shapes['ndjson']} NDJSON bodies "
+        f"({sum(len(b.encode()) for b, _ in stream.bodies) / 1e6:.1f} MB)")
+    demo.timed("1 generate", t, f"{fmt_int(len(stream.events))} events")
+
+    before = id_counts(wh, merchants)
+    if before:
+        demo.notes.append(
+            f"RAW_EVENTS already held {fmt_int(sum(before.values()))} rows of the demo merchants (an earlier demo "
+            "on this stack); the accounting counts this run only, the sample queries and dbt see both "
+            "(restart the stack for a clean slate)"
+        )
+    rejected_before = {r[0] for r in rejected_rows(wh)}
+    waiting, inflight = queue_depth(sqs, env["TRACKLAYER_EVENTS_QUEUE_URL"])
+    if waiting or inflight:
+        demo.notes.append(f"the events queue already held {waiting + inflight} messages; ingest consumed them too")
+
+    # ---- 2. send
+    step(2, f"send to the events queue ({env['TRACKLAYER_EVENTS_QUEUE_URL'].rsplit('/', 1)[-1]})")
+    t = time.monotonic()
+    sent = send(sqs_client_with_pool, env["TRACKLAYER_EVENTS_QUEUE_URL"], stream.bodies)
+    elapsed = time.monotonic() - t
+    say(f"    {fmt_int(len(sent))} messages ({fmt_int(len(stream.events))} events) in {elapsed:.1f} s "
+        f"with SendMessageBatch")
+    demo.timed("2 send", t, f"{fmt_int(len(sent))} messages")
+
+    # ---- 3. ingest
+    step(3, f"ingest (scheduled mode): the SQS event source mapping, batches of up to {args.batch_size}")
+    t = time.monotonic()
+    try:
+        stats = run_ingest(demo, sqs)
+    except HostError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
+    totals = stats["totals"]
+    say(f"    {stats['batches']} invocations: {fmt_int(stats['messages_deleted'])} messages done, "
+        f"{fmt_int(totals.get('staged', 0))} events staged for flush, {totals.get('rejected', 0)} rejected "
+        f"(staged for quarantine), {stats['messages_failed']} messages left for redelivery; "
+        f"cold start {stats['cold_start_ms'] or 0:.0f} ms, CPU {stats['cpu_ms'] or 0:.0f} ms, "
+        f"peak RSS {(stats['peak_rss_kb'] or 0) / 1024:.0f} MB")
+    if stats["invocation_errors"] or stats["init_error"]:
+        demo.problems.append(f"ingest: {stats['invocation_errors']} failed invocations {stats['init_error'] or ''}"
+                             f" (see {demo.log('ingest')})")
+    staged_waiting, _ = queue_depth(sqs, env["TRACKLAYER_STAGING_QUEUE_URL"])
+    say(f"    staging queue: {staged_waiting} chunks waiting for flush; Snowflake not contacted yet")
+    demo.timed("3 ingest", t, f"{stats['batches']} invocations")
+
+    # ---- 4. flush
+    step(4, "flush: load the staged chunks into RAW_EVENTS / RAW_EVENTS_REJECTED")
+    t = time.monotonic()
+    reports = run_flush(demo)
+    report = reports[-1]
+    say("    report:")
+    for key, value in report.items():
+        say(f"      {key:<20} {value}")
+    if report.get("status") not in ("loaded", "empty"):
+        demo.problems.append(f"flush ended {report.get('status')}: {report.get('error') or report.get('errorMessage')}"
+                             f" {report.get('fix') or ''}".rstrip())
+    demo.timed("4 flush", t, f"{len(reports)} run(s), {report.get('status')}")
+
+    # ---- 5. connection-test
+    step(5, 'connection-test {"mode": "test_sync"}')
+    t = time.monotonic()
+    ok, answer = run_connection_test(demo)
+    if ok:
+        rows = [[c.get("name"), c.get("status"), c.get("detail", ""), c.get("fix", "")] for c in answer.get("checks", [])]
+        print_table(["check", "status", "detail", "fix"], rows)
+        say(f"    ok: {answer.get('ok')}; test event {answer.get('test_event_id')} "
+            "(event_name tracklayer_connection_test, merchant tracklayer; dbt staging drops it)")
+        if not answer.get("ok"):
+            demo.problems.append("connection-test reported a failing check")
+    else:
+        say(f"    invocation failed: {answer}")
+        demo.problems.append("connection-test did not answer")
+    demo.timed("5 connection-test", t, "ok" if ok and answer.get("ok") else "FAILED")
+
+    # ---- 6. accounting
+    step(6, "account for every event: sent == loaded + quarantined")
+    t = time.monotonic()
+    after = id_counts(wh, merchants)
+    run_rows = after - before
+    valid_ids = {e.event_id for e in stream.events if e.defect is None}
+    loaded = sum(1 for i in valid_ids if run_rows.get(i, 0) > 0)
+    duplicated = sum(n - 1 for i, n in run_rows.items() if i in valid_ids and n > 1)
+    unexpected = sum(n for i, n in run_rows.items() if i not in valid_ids)
+    rejections = [r for r in rejected_rows(wh) if r[0] in sent and r[0] not in rejected_before]
+    quarantined = len(rejections)
+    expected_reasons = Counter(e.reason for e in stream.events if e.defect)
+    got_reasons = Counter(r[1] for r in rejections)
+    n_sent = len(stream.events)
+    print_table(
+        ["", "events"],
+        [["sent", n_sent], ["loaded (distinct event ids in RAW_EVENTS)", loaded],
+         ["quarantined (RAW_EVENTS_REJECTED)", quarantined], ["loaded + quarantined", loaded + quarantined]],
+    )
+    say("    quarantine by reason (expected from the broken events we made):")
+    print_table(
+        ["reason", "rows", "expected", "example detail"],
+        [[reason, got_reasons.get(reason, 0), expected_reasons.get(reason, 0),
+          next((r[2] for r in rejections if r[1] == reason), "")]
+         for reason in sorted(set(got_reasons) | set(expected_reasons))],
+        indent="      ",
+    )
+    problems_before = len(demo.problems)
+    if loaded + quarantined == n_sent and loaded == len(valid_ids):
+        say(f"    OK: every one of the {fmt_int(n_sent)} events is accounted for")
+    else:
+        diff = n_sent - loaded - quarantined
+        say("    " + "!" * 72)
+        say(f"    MISMATCH: sent {fmt_int(n_sent)} != loaded {fmt_int(loaded)} + quarantined {fmt_int(quarantined)}"
+            f" (difference {diff:+,}); {fmt_int(len(valid_ids) - loaded)} valid events are not in RAW_EVENTS")
+        say("    " + "!" * 72)
+        demo.problems.append(f"{diff:+,} events unaccounted for (sent - loaded - quarantined)")
+    if duplicated:
+        say(f"    !! {fmt_int(duplicated)} events were loaded more than once")
+        demo.problems.append(f"{duplicated} duplicate rows in RAW_EVENTS")
+    if unexpected:
+        say(f"    note: {fmt_int(unexpected)} rows of the demo merchants that this run did not send")
+    if got_reasons != expected_reasons:
+        demo.problems.append(f"quarantine reasons {dict(got_reasons)} != expected {dict(expected_reasons)}")
+    for name, url in (("events DLQ", env.get("TRACKLAYER_EVENTS_DLQ_URL")),
+                      ("staging DLQ", env.get("TRACKLAYER_STAGING_DLQ_URL"))):
+        if url:
+            depth = sum(queue_depth(sqs, url))
+            if depth:
+                say(f"    !! {name}: {depth} messages")
+                demo.problems.append(f"{name} holds {depth} messages")
+    demo.timed("6 accounting", t, "OK" if len(demo.problems) == problems_before else "MISMATCH")
+
+    # ---- 7. sample queries
+    origin, queries = sample_queries()
+    step(7, f"the guide's sample queries (from {origin})")
+    t = time.monotonic()
+    failed_queries = 0
+    for title, sql in queries:
+        q_started = time.monotonic()
+        try:
+            columns, rows = wh.query(sql)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            say(f"    -- {title}: FAILED: {e}")
+            failed_queries += 1
+            continue
+        say(f"    -- {title}: {fmt_int(len(rows))} rows in {time.monotonic() - q_started:.2f} s")
+        print_table(columns, rows, indent="      ", limit=TABLE_ROWS)
+    if failed_queries:
+        demo.problems.append(f"{failed_queries} sample queries failed")
+    demo.timed("7 sample queries", t, f"{len(queries) - failed_queries}/{len(queries)} ran")
+
+    # ---- 8. dbt
+    step(8, "dbt build (infra/dbt: staging -> marts)")
+    t = time.monotonic()
+    dbt = Path(args.dbt)
+    dbt = dbt if dbt.is_absolute() else REPO / dbt
+    if not dbt.is_file():
+        say(f"    SKIPPED: {dbt} is missing. Create the dbt venv with:")
+        say(f"      {DBT_VENV_HINT}")
+        demo.notes.append("dbt build skipped (no dbt venv)")
+        demo.timed("8 dbt build", t, "skipped")
+    elif not DBT_PROJECT.joinpath("dbt_project.yml").is_file():
+        say(f"    SKIPPED: {DBT_PROJECT}/dbt_project.yml is missing")
+        demo.timed("8 dbt build", t, "skipped")
+    else:
+        ok, output, results, schema = run_dbt(demo, dbt)
+        summary = re.findall(r"Done\. PASS=\d+.*", output)
+        say(f"    {summary[-1] if summary else '(no summary line)'}")
+        if not ok:
+            say("    dbt build FAILED; the end of its output:")
+            for line in output.splitlines()[-25:]:
+                say("      " + line)
+            demo.problems.append(f"dbt build failed (full output: {stack_dir / 'logs' / 'demo-dbt.log'})")
+        else:
+            models = [r["unique_id"].split(".")[-1] for r in results if r["unique_id"].startswith("model.")]
+            counts = []
+            for model in models:
+                try:
+                    _, rows = wh.query(f"SELECT COUNT(*) AS N FROM TRACKLAYER.{schema}.{model.upper()}")
+                    counts.append([f"TRACKLAYER.{schema}.{model.upper()}", rows[0][0]])
+                except Exception as e:  # noqa: BLE001
+                    counts.append([f"TRACKLAYER.{schema}.{model.upper()}", f"? ({e})"])
+            say("    what dbt built:")
+            print_table(["model", "rows"], counts, indent="      ")
+            if "dim_customers" in models:
+                try:
+                    columns, rows = wh.query(
+                        f"SELECT MERCHANT_ID, CUSTOMER_TYPE, COUNT(*) AS CUSTOMERS, SUM(ORDERS) AS ORDERS, "
+                        f"SUM(LIFETIME_REVENUE) AS REVENUE, MIN(CURRENCY) AS CURRENCY "
+                        f"FROM TRACKLAYER.{schema}.DIM_CUSTOMERS GROUP BY 1, 2 ORDER BY 1, 2"
+                    )
+                    say("    customers by type (DIM_CUSTOMERS):")
+                    print_table(columns, rows, indent="      ", limit=16)
+                except Exception as e:  # noqa: BLE001 - a preview only
+                    say(f"    (customer preview unavailable: {e})")
+        demo.timed("8 dbt build", t, "OK" if ok else "FAILED")
+    wh.close()
+
+    # ---- summary
+    total = time.monotonic() - demo_started
+    say()
+    say("Summary")
+    print_table(["step", "seconds", "outcome"], [[label, round(s, 1), outcome] for label, s, outcome in demo.timings]
+                + [["total", round(total, 1), ""]], indent="  ")
+    for note in demo.notes:
+        say(f"  note: {note}")
+    if demo.problems:
+        say()
+        say("DEMO FAILED:")
+        for problem in demo.problems:
+            say(f"  - {problem}")
+        return 1
+    say()
+    say(f"Demo OK: {fmt_int(n_sent)} events sent, {fmt_int(loaded)} loaded, {fmt_int(quarantined)} quarantined, "
+        f"none lost, in {total:.0f} s.")
+    say("Explore while the stack runs: .venv/bin/python infra/local/sfquery.py --port "
+        f"{port} \"SELECT * FROM RAW_EVENTS_REJECTED LIMIT 5\"")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
