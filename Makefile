@@ -19,7 +19,7 @@ DBT_REQUIREMENTS := infra/dbt/requirements.txt
 DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
 
 .PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
-	demo sam-validate sam-build fuzz bench fmt lint clean
+	demo sam-validate sam-build deny deny-advisories fuzz bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -78,6 +78,7 @@ test: venv venv-sam venv-dbt ## Build, start the local stack, run every test, st
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
 	@$(CARGO) build --workspace --all-targets --locked
+	@$(MAKE) --no-print-directory deny
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
 	  $(MAKE) --no-print-directory test-rust test-python || status=$$?; \
@@ -89,6 +90,18 @@ test-rust: ## Rust unit and integration tests (needs a running stack)
 
 test-python: ## Python tests of the local Snowflake (needs a running stack)
 	@set -a && . ./$(STACK_ENV) && set +a && $(PY) -m pytest -q tests/python
+
+CARGO_DENY := .local/tools/bin/cargo-deny
+
+$(CARGO_DENY):
+	@echo "==> cargo-deny into .local/tools (built from crates.io)"
+	@$(CARGO) install --quiet --locked cargo-deny@0.20.2 --root .local/tools
+
+deny: $(CARGO_DENY) ## Licenses, banned/duplicate crates and sources (offline)
+	@$(CARGO_DENY) check licenses bans sources
+
+deny-advisories: $(CARGO_DENY) ## RustSec advisories (needs GitHub to fetch the database)
+	@$(CARGO_DENY) check advisories
 
 fuzz: ## Property-based fuzzing of body parsing: one million inputs, release build
 	PROPTEST_CASES=$${CASES:-1000000} $(CARGO) test --release --locked -p tracklayer --test fuzz_body
