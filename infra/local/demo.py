@@ -25,6 +25,7 @@ or setup error (no stack, no binaries). The functions' logs go to ``$STACK_DIR/l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -53,7 +54,7 @@ from lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_clien
 GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
 DBT_PROJECT = REPO / "infra" / "dbt"
 DBT_VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
-STEPS = 8
+STEPS = 7
 INGEST_TIMEOUT_S = 60  # template.yaml defaults: IngestTimeoutSeconds, FlushTimeoutSeconds, MemorySize
 FLUSH_TIMEOUT_S = 300
 MEMORY_MB = 256
@@ -581,8 +582,8 @@ def generate(total: int, seed: int, now: datetime) -> Stream:
 # ------------------------------------------------------------------------------------------------
 
 
-def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]]) -> dict[str, list[DemoEvent]]:  # noqa: ANN001
-    """SendMessageBatch of 10 (at most 200 kB each), 8 in flight; returns message id -> its events."""
+def send_batches(bodies: list[tuple[str, list[DemoEvent]]]) -> list[list[tuple[str, list[DemoEvent]]]]:
+    """SendMessageBatch calls: 10 messages, at most 200 kB, each."""
     batches: list[list[tuple[str, list[DemoEvent]]]] = []
     current: list[tuple[str, list[DemoEvent]]] = []
     size = 0
@@ -595,16 +596,17 @@ def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]]) -> dict
         size += length
     if current:
         batches.append(current)
+    return batches
 
+
+def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]], pool: ThreadPoolExecutor) -> dict[str, list[DemoEvent]]:  # noqa: ANN001, E501
+    """Sends with SendMessageBatch, a few calls in flight; returns message id -> its events."""
     sent: dict[str, list[DemoEvent]] = {}
     lock = threading.Lock()
-    done = [0]
-    started = time.monotonic()
-    next_report = [0.25]
-    tty = sys.stdout.isatty()
 
     def one(batch: list[tuple[str, list[DemoEvent]]]) -> None:
         pending = {str(i): item for i, item in enumerate(batch)}
+        result: dict[str, Any] = {}
         for _attempt in range(5):
             result = sqs.send_message_batch(
                 QueueUrl=queue_url, Entries=[{"Id": k, "MessageBody": v[0]} for k, v in pending.items()]
@@ -613,26 +615,12 @@ def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]]) -> dict
                 for ok in result.get("Successful", []):
                     sent[ok["MessageId"]] = pending.pop(ok["Id"])[1]
             if not pending:
-                break
+                return
             time.sleep(0.2)
-        if pending:
-            raise RuntimeError(f"SendMessageBatch kept failing: {result.get('Failed')}")
-        with lock:
-            done[0] += len(batch)
-            share = done[0] / len(bodies)
-            if tty:
-                print(f"\r    sent {fmt_int(done[0])} / {fmt_int(len(bodies))} messages ({share:.0%})", end="", flush=True)
-            elif share >= next_report[0]:
-                rate = done[0] / max(time.monotonic() - started, 1e-3)
-                say(f"    sent {fmt_int(done[0])} / {fmt_int(len(bodies))} messages ({share:.0%}, {rate:,.0f}/s)")
-                while next_report[0] <= share:
-                    next_report[0] += 0.25
+        raise RuntimeError(f"SendMessageBatch kept failing: {result.get('Failed')}")
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for future in [pool.submit(one, b) for b in batches]:
-            future.result()
-    if tty:
-        print(flush=True)
+    for future in [pool.submit(one, b) for b in send_batches(bodies)]:
+        future.result()
     return sent
 
 
@@ -791,58 +779,110 @@ def check_setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
     return env, env_path.parent
 
 
-def run_ingest(demo: Demo, sqs) -> dict[str, Any]:  # noqa: ANN001
+@dataclass
+class StreamResult:
+    sent: dict[str, list[DemoEvent]] = field(default_factory=dict)  # message id -> its events
+    totals: Counter = field(default_factory=Counter)  # from ingest's summary lines
+    batches: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    messages_deleted: int = 0
+    messages_failed: int = 0
+    invocation_errors: int = 0
+    send_s: float = 0.0
+    ingest_s: float = 0.0
+    host: dict[str, Any] = field(default_factory=dict)
+
+
+def stream_through_ingest(demo: Demo, sqs, bodies: list[tuple[str, list[DemoEvent]]]) -> StreamResult:  # noqa: ANN001
+    """Producers send in waves; after each, the event source mapping drains the queue through ingest.
+
+    The local SQS (moto) pays for every message sent or received in proportion to the messages
+    in the queue, so 14,000 messages sent at once would take it many minutes. In waves the queue
+    stays as short as it is in production, where ingest keeps up with the producers.
+    """
     log = demo.log("ingest")
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     env = demo.function_env(
         TRACKLAYER_LOAD_MODE="scheduled", TRACKLAYER_STAGING_QUEUE_URL=demo.env["TRACKLAYER_STAGING_QUEUE_URL"]
     )
-    totals: Counter = Counter()
+    queue_url = demo.env["TRACKLAYER_EVENTS_QUEUE_URL"]
+    result = StreamResult()
     offset = [0]
+    verbose = demo.args.verbose
 
-    def progress(line: str) -> None:
+    def on_batch(line: str) -> None:
         if not line.startswith("batch "):
             if line != "queue is empty":
                 say(f"    lambda_host: {line}")
             return
-        # add what the function said about this batch (its summary line in the log)
         summary: dict[str, Any] = {}
-        with open(log, encoding="utf-8", errors="replace") as f:
+        with open(log, encoding="utf-8", errors="replace") as f:  # the function's summary line of this batch
             f.seek(offset[0])
             chunk = f.read()
             offset[0] = f.tell()
         for text in chunk.splitlines():
             if "ingest invocation summary" in text:
-                try:
-                    summary = json.loads(text[text.index("{"):])
-                except ValueError:
-                    pass
-        number, _, rest = line.partition(":")
-        if summary:
-            staged = summary.get("EventsStaged", summary.get("events", 0) - summary.get("rejected", 0))
-            for key in ("messages", "events", "rejected", "chunks", "failures"):
-                totals[key] += int(summary.get(key, 0))
-            totals["staged"] += int(staged)
-            ms = host.durations_ms[-1] if host.durations_ms else summary.get("duration_ms")
-            say(
-                f"    {number}: {summary.get('messages', 0):>5} messages -> {summary.get('events', 0):>5} events, "
-                f"{int(staged):>5} staged in {summary.get('chunks', 0)} chunks, {summary.get('rejected', 0):>2} rejected, "
-                f"{summary.get('failures', 0)} failed  ({ms:.0f} ms)"
-            )
-        else:
-            say(f"    {number}:{rest}")
+                with contextlib.suppress(ValueError):
+                    summary = json.loads(text[text.index("{") :])
+        staged = int(summary.get("EventsStaged", summary.get("events", 0) - summary.get("rejected", 0)))
+        for key in ("messages", "events", "rejected", "chunks", "failures"):
+            result.totals[key] += int(summary.get(key, 0))
+        result.totals["staged"] += staged
+        result.batch_sizes.append(int(summary.get("messages", 0)))
+        if verbose:
+            say(f"      ingest {line.split(':')[0]}: {summary.get('messages', 0)} messages -> "
+                f"{summary.get('events', 0)} events, {staged} staged in {summary.get('chunks', 0)} chunks, "
+                f"{summary.get('rejected', 0)} rejected, {summary.get('failures', 0)} failed "
+                f"({summary.get('duration_ms', 0)} ms)")
 
-    with LambdaHost(
+    waves = [bodies[i : i + demo.args.wave] for i in range(0, len(bodies), demo.args.wave)]
+    next_report = 0.0
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool, LambdaHost(
         demo.binary("ingest"), "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=MEMORY_MB, log=log,
-        progress=progress,
+        progress=on_batch,
     ) as host:
-        stats = run_sqs(
-            host, demo.env["TRACKLAYER_EVENTS_QUEUE_URL"], batch_size=demo.args.batch_size, until_empty=True,
-            wait=0, sqs=sqs, progress=progress,
-        )
-    stats["totals"] = dict(totals)
-    return stats
+        say(f"    ingest started (pid {host.pid}), cold start {host.cold_starts_ms[0] if host.cold_starts_ms else 0:.0f} ms"
+            if host.wait_ready() else "    ingest did not start")
+        sent_messages = sent_events = 0
+        for number, wave in enumerate(waves, 1):
+            t = time.monotonic()
+            result.sent.update(send(sqs, queue_url, wave, pool))
+            result.send_s += time.monotonic() - t
+            sent_messages += len(wave)
+            sent_events += sum(len(events) for _, events in wave)
+            t = time.monotonic()
+            stats = run_sqs(
+                host, queue_url, batch_size=demo.args.batch_size, until_empty=True, wait=0, sqs=sqs, progress=on_batch
+            )
+            result.ingest_s += time.monotonic() - t
+            result.batches += stats["batches"]
+            result.messages_deleted += stats["messages_deleted"]
+            result.messages_failed += stats["messages_failed"]
+            result.invocation_errors += stats["invocation_errors"]
+            if stats["init_error"]:
+                say(f"    ingest could not start: {stats['init_error']}")
+                break
+            share = number / len(waves)
+            if share >= next_report or number == len(waves):
+                tot = result.totals
+                say(
+                    f"    {share:4.0%}  sent {fmt_int(sent_messages):>6} messages ({fmt_int(sent_events):>6} events)"
+                    f" | ingest: {result.batches:>3} invocations, {fmt_int(tot['staged']):>6} staged, "
+                    f"{tot['rejected']:>3} rejected, {result.messages_failed} failed"
+                    f" | {time.monotonic() - started:5.1f} s"
+                )
+                next_report = share + 0.1
+        # whatever failed and came back (or reached the queue late) is drained too
+        stats = run_sqs(host, queue_url, batch_size=demo.args.batch_size, until_empty=True, wait=0, sqs=sqs,
+                        progress=on_batch)
+        result.batches += stats["batches"]
+        result.messages_deleted += stats["messages_deleted"]
+        result.messages_failed += stats["messages_failed"]
+        result.invocation_errors += stats["invocation_errors"]
+        result.host = host.summary()
+    return result
 
 
 def run_flush(demo: Demo) -> list[dict[str, Any]]:
@@ -923,6 +963,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dbt", default=str(REPO / ".venv-dbt" / "bin" / "dbt"), help="the dbt executable")
     parser.add_argument("--target-dir", default="target/debug", help="where the built binaries are (target/debug)")
     parser.add_argument("--batch-size", type=int, default=1000, help="SQS messages per ingest invocation (1000)")
+    parser.add_argument("--wave", type=int, default=250, help="messages sent before ingest drains the queue (250)")
+    parser.add_argument("--verbose", action="store_true", help="one line per ingest invocation")
     args = parser.parse_args(argv)
     if args.events < 1:
         parser.error("--events must be at least 1")
@@ -945,7 +987,6 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  binaries: {demo.binary('ingest').parent}; function logs: {stack_dir / 'logs'}/demo-*.log")
 
     sqs = sqs_client(env)
-    sqs_client_with_pool = sqs  # boto3 clients are thread-safe
     port = int(env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
     wh = Warehouse(port)
     merchants = [m.merchant_id for m in MERCHANTS]
@@ -983,38 +1024,38 @@ def main(argv: list[str] | None = None) -> int:
     if waiting or inflight:
         demo.notes.append(f"the events queue already held {waiting + inflight} messages; ingest consumed them too")
 
-    # ---- 2. send
-    step(2, f"send to the events queue ({env['TRACKLAYER_EVENTS_QUEUE_URL'].rsplit('/', 1)[-1]})")
-    t = time.monotonic()
-    sent = send(sqs_client_with_pool, env["TRACKLAYER_EVENTS_QUEUE_URL"], stream.bodies)
-    elapsed = time.monotonic() - t
-    say(f"    {fmt_int(len(sent))} messages ({fmt_int(len(stream.events))} events) in {elapsed:.1f} s "
-        f"with SendMessageBatch")
-    demo.timed("2 send", t, f"{fmt_int(len(sent))} messages")
-
-    # ---- 3. ingest
-    step(3, f"ingest (scheduled mode): the SQS event source mapping, batches of up to {args.batch_size}")
+    # ---- 2. send + ingest
+    queue_name = env["TRACKLAYER_EVENTS_QUEUE_URL"].rsplit("/", 1)[-1]
+    step(2, f"send to {queue_name} in waves of {args.wave} messages; ingest (scheduled mode) drains each wave "
+            f"through the SQS event source mapping (batch size {args.batch_size})")
     t = time.monotonic()
     try:
-        stats = run_ingest(demo, sqs)
+        streamed = stream_through_ingest(demo, sqs, stream.bodies)
     except HostError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 2
-    totals = stats["totals"]
-    say(f"    {stats['batches']} invocations: {fmt_int(stats['messages_deleted'])} messages done, "
-        f"{fmt_int(totals.get('staged', 0))} events staged for flush, {totals.get('rejected', 0)} rejected "
-        f"(staged for quarantine), {stats['messages_failed']} messages left for redelivery; "
-        f"cold start {stats['cold_start_ms'] or 0:.0f} ms, CPU {stats['cpu_ms'] or 0:.0f} ms, "
-        f"peak RSS {(stats['peak_rss_kb'] or 0) / 1024:.0f} MB")
-    if stats["invocation_errors"] or stats["init_error"]:
-        demo.problems.append(f"ingest: {stats['invocation_errors']} failed invocations {stats['init_error'] or ''}"
+    sent = streamed.sent
+    totals = streamed.totals
+    host = streamed.host
+    sizes = streamed.batch_sizes or [0]
+    say(f"    sent: {fmt_int(len(sent))} messages with SendMessageBatch in {streamed.send_s:.1f} s")
+    say(f"    ingest: {streamed.batches} invocations of {min(sizes)}-{max(sizes)} messages in {streamed.ingest_s:.1f} s: "
+        f"{fmt_int(totals['events'])} events, {fmt_int(totals['staged'])} staged for flush in "
+        f"{fmt_int(totals['chunks'])} chunks, {totals['rejected']} rejected (staged for the quarantine), "
+        f"{streamed.messages_failed} messages left for redelivery")
+    durations = sorted(host.get("durations_ms") or [0])
+    say(f"    ingest function: cold start {host.get('cold_start_ms') or 0:.0f} ms, median invocation "
+        f"{durations[len(durations) // 2]:.0f} ms, CPU {host.get('cpu_ms') or 0:.0f} ms in all, "
+        f"peak RSS {(host.get('peak_rss_kb') or 0) / 1024:.0f} MB")
+    if streamed.invocation_errors or host.get("init_error"):
+        demo.problems.append(f"ingest: {streamed.invocation_errors} failed invocations {host.get('init_error') or ''}"
                              f" (see {demo.log('ingest')})")
     staged_waiting, _ = queue_depth(sqs, env["TRACKLAYER_STAGING_QUEUE_URL"])
     say(f"    staging queue: {staged_waiting} chunks waiting for flush; Snowflake not contacted yet")
-    demo.timed("3 ingest", t, f"{stats['batches']} invocations")
+    demo.timed("2 send + ingest", t, f"send {streamed.send_s:.0f} s, ingest {streamed.ingest_s:.0f} s")
 
-    # ---- 4. flush
-    step(4, "flush: load the staged chunks into RAW_EVENTS / RAW_EVENTS_REJECTED")
+    # ---- 3. flush
+    step(3, "flush: load the staged chunks into RAW_EVENTS / RAW_EVENTS_REJECTED")
     t = time.monotonic()
     reports = run_flush(demo)
     report = reports[-1]
@@ -1024,10 +1065,10 @@ def main(argv: list[str] | None = None) -> int:
     if report.get("status") not in ("loaded", "empty"):
         demo.problems.append(f"flush ended {report.get('status')}: {report.get('error') or report.get('errorMessage')}"
                              f" {report.get('fix') or ''}".rstrip())
-    demo.timed("4 flush", t, f"{len(reports)} run(s), {report.get('status')}")
+    demo.timed("3 flush", t, f"{len(reports)} run(s), {report.get('status')}")
 
-    # ---- 5. connection-test
-    step(5, 'connection-test {"mode": "test_sync"}')
+    # ---- 4. connection-test
+    step(4, 'connection-test {"mode": "test_sync"}')
     t = time.monotonic()
     ok, answer = run_connection_test(demo)
     if ok:
@@ -1040,10 +1081,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         say(f"    invocation failed: {answer}")
         demo.problems.append("connection-test did not answer")
-    demo.timed("5 connection-test", t, "ok" if ok and answer.get("ok") else "FAILED")
+    demo.timed("4 connection-test", t, "ok" if ok and answer.get("ok") else "FAILED")
 
-    # ---- 6. accounting
-    step(6, "account for every event: sent == loaded + quarantined")
+    # ---- 5. accounting
+    step(5, "account for every event: sent == loaded + quarantined")
     t = time.monotonic()
     after = id_counts(wh, merchants)
     run_rows = after - before
@@ -1093,11 +1134,11 @@ def main(argv: list[str] | None = None) -> int:
             if depth:
                 say(f"    !! {name}: {depth} messages")
                 demo.problems.append(f"{name} holds {depth} messages")
-    demo.timed("6 accounting", t, "OK" if len(demo.problems) == problems_before else "MISMATCH")
+    demo.timed("5 accounting", t, "OK" if len(demo.problems) == problems_before else "MISMATCH")
 
-    # ---- 7. sample queries
+    # ---- 6. sample queries
     origin, queries = sample_queries()
-    step(7, f"the guide's sample queries (from {origin})")
+    step(6, f"the guide's sample queries (from {origin})")
     t = time.monotonic()
     failed_queries = 0
     for title, sql in queries:
@@ -1112,10 +1153,10 @@ def main(argv: list[str] | None = None) -> int:
         print_table(columns, rows, indent="      ", limit=TABLE_ROWS)
     if failed_queries:
         demo.problems.append(f"{failed_queries} sample queries failed")
-    demo.timed("7 sample queries", t, f"{len(queries) - failed_queries}/{len(queries)} ran")
+    demo.timed("6 sample queries", t, f"{len(queries) - failed_queries}/{len(queries)} ran")
 
-    # ---- 8. dbt
-    step(8, "dbt build (infra/dbt: staging -> marts)")
+    # ---- 7. dbt
+    step(7, "dbt build (infra/dbt: staging -> marts)")
     t = time.monotonic()
     dbt = Path(args.dbt)
     dbt = dbt if dbt.is_absolute() else REPO / dbt
@@ -1123,10 +1164,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"    SKIPPED: {dbt} is missing. Create the dbt venv with:")
         say(f"      {DBT_VENV_HINT}")
         demo.notes.append("dbt build skipped (no dbt venv)")
-        demo.timed("8 dbt build", t, "skipped")
+        demo.timed("7 dbt build", t, "skipped")
     elif not DBT_PROJECT.joinpath("dbt_project.yml").is_file():
         say(f"    SKIPPED: {DBT_PROJECT}/dbt_project.yml is missing")
-        demo.timed("8 dbt build", t, "skipped")
+        demo.timed("7 dbt build", t, "skipped")
     else:
         ok, output, results, schema = run_dbt(demo, dbt)
         summary = re.findall(r"Done\. PASS=\d+.*", output)
@@ -1158,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
                     print_table(columns, rows, indent="      ", limit=16)
                 except Exception as e:  # noqa: BLE001 - a preview only
                     say(f"    (customer preview unavailable: {e})")
-        demo.timed("8 dbt build", t, "OK" if ok else "FAILED")
+        demo.timed("7 dbt build", t, "OK" if ok else "FAILED")
     wh.close()
 
     # ---- summary

@@ -15,7 +15,7 @@ use crate::load::{Chunk, ChunkLoad, Chunker, LoadSettings, Loader, MessageRows};
 use crate::report::{Metric, emf_line};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
-use crate::staging::{SQS_MAX_MESSAGE_BYTES, StagedChunk};
+use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message};
 
 /// Namespace of stream-mode requestIds: a chunk's id is derived from its content, so the same
 /// messages redelivered in the same batch resubmit the same id and cannot load twice.
@@ -401,7 +401,7 @@ async fn stage(
     let budget = SQS_MAX_MESSAGE_BYTES - 16 * 1024;
     let mut pending: Vec<(usize, String)> = Vec::new();
     for (index, chunk) in chunks.iter().enumerate() {
-        let body = StagedChunk::new(chunk.table, chunk.rows, chunk.body.clone()).to_message();
+        let body = encode_message(Uuid::new_v4(), chunk.table, chunk.rows, &chunk.body);
         if body.len() > budget {
             let error = format!(
                 "a staged chunk of {} rows compresses to {} bytes, over SQS's message limit; lower TRACKLAYER_MAX_STATEMENT_BYTES",

@@ -83,22 +83,7 @@ impl StagedChunk {
 
     /// The SQS message body: the envelope with the gzip+base64 payload.
     pub fn to_message(&self) -> String {
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(self.body.len() / 4),
-            Compression::fast(),
-        );
-        gz.write_all(self.body.as_bytes())
-            .expect("writing to memory cannot fail");
-        let compressed = gz.finish().expect("writing to memory cannot fail");
-        let envelope = Envelope {
-            v: FORMAT_VERSION,
-            id: self.id,
-            table: self.table,
-            rows: self.rows,
-            bytes: self.body.len(),
-            gz: &base64::engine::general_purpose::STANDARD.encode(compressed),
-        };
-        serde_json::to_string(&envelope).expect("envelope serializes")
+        encode_message(self.id, self.table, self.rows, &self.body)
     }
 
     /// Reads a staging message body back.
@@ -137,6 +122,24 @@ impl StagedChunk {
             body,
         })
     }
+}
+
+/// The staging message for a chunk body, without copying the body into a [`StagedChunk`].
+pub fn encode_message(id: Uuid, table: Table, rows: usize, body: &str) -> String {
+    let mut gz =
+        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    gz.write_all(body.as_bytes())
+        .expect("writing to memory cannot fail");
+    let compressed = gz.finish().expect("writing to memory cannot fail");
+    let envelope = Envelope {
+        v: FORMAT_VERSION,
+        id,
+        table,
+        rows,
+        bytes: body.len(),
+        gz: &base64::engine::general_purpose::STANDARD.encode(compressed),
+    };
+    serde_json::to_string(&envelope).expect("envelope serializes")
 }
 
 #[cfg(test)]
