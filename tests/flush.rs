@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 use tracklayer::flush::{Flush, FlushConfig, FlushReport, FlushRequest, FlushStatus};
 use tracklayer::ingest::Ingest;
 use tracklayer::load::LoadSettings;
-use tracklayer::sample::SampleStream;
 use tracklayer::staging::StagedChunk;
-use tracklayer_tests::{Emulator, aws, count, exclusive, loader, setting, sfquery, unique};
+use tracklayer_tests::{
+    Emulator, aws, count, exclusive, loader, setting, sfquery, tagged_events, unique,
+};
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(60 * n)
@@ -28,18 +29,6 @@ async fn fresh_queue(sqs: &aws_sdk_sqs::Client) -> String {
         .unwrap()
         .queue_url
         .unwrap()
-}
-
-/// `n` generated events with event_ids `<tag>-...`, every `bad_every`-th invalid (0 = none).
-fn bodies(tag: &str, n: usize, bad_every: u32) -> Vec<String> {
-    let mut stream = SampleStream::new(n as u64).bad_every(bad_every);
-    (0..n)
-        .map(|_| {
-            stream
-                .next_event()
-                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
-        })
-        .collect()
 }
 
 /// Stages the bodies through ingest's scheduled mode, in SQS batches of up to 10,000
@@ -81,7 +70,14 @@ async fn stage(
     bad_every: u32,
     chunk_bytes: usize,
 ) -> (usize, usize) {
-    stage_bodies(sqs, queue, tag, &bodies(tag, n, bad_every), chunk_bytes).await
+    stage_bodies(
+        sqs,
+        queue,
+        tag,
+        &tagged_events(tag, n, n as u64, bad_every),
+        chunk_bytes,
+    )
+    .await
 }
 
 fn config(queue: &str) -> FlushConfig {
@@ -311,7 +307,7 @@ async fn poison_row_in_a_staged_chunk_is_quarantined_and_the_rest_load() {
     let sqs = sqs().await;
     let queue = fresh_queue(&sqs).await;
     let tag = unique("fpoison");
-    let events = bodies(&tag, 1_000, 0);
+    let events = tagged_events(&tag, 1_000, 1_000, 0);
     let (valid, _) = stage_bodies(&sqs, &queue, &tag, &events, 1_000_000).await;
     let emulator = Emulator::default();
     emulator.clean().await;

@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 use tracklayer::event::parse_body;
 use tracklayer::ingest::Ingest;
 use tracklayer::load::LoadSettings;
-use tracklayer::sample::SampleStream;
 use tracklayer::staging::StagedChunk;
-use tracklayer_tests::{Emulator, aws, count, exclusive, loader, sfquery, unique};
+use tracklayer_tests::{
+    Emulator, assert_row_is, aws, count, event_rows, exclusive, loader, sfquery, tagged_events,
+    unique,
+};
 
 fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(120)
@@ -32,17 +34,6 @@ fn sqs_event(tag: &str, bodies: &[String]) -> SqsEvent {
     event
 }
 
-fn tagged_samples(tag: &str, n: usize, seed: u64) -> Vec<String> {
-    let mut stream = SampleStream::new(seed);
-    (0..n)
-        .map(|_| {
-            stream
-                .next_event()
-                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
-        })
-        .collect()
-}
-
 fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> BTreeSet<String> {
     response
         .batch_item_failures
@@ -55,7 +46,7 @@ fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> BTree
 async fn stream_batch_of_10000_messages_lands_exactly() {
     let _guard = exclusive().await;
     let tag = unique("ing10k");
-    let bodies = tagged_samples(&tag, 10_000, 21);
+    let bodies = tagged_events(&tag, 10_000, 21, 0);
     let ingest = Ingest::stream(loader(LoadSettings::default()).await);
     let (response, summary) = ingest
         .handle(&sqs_event(&tag, &bodies), "req-10k", deadline())
@@ -70,66 +61,13 @@ async fn stream_batch_of_10000_messages_lands_exactly() {
     assert_eq!(summary.loaded, 10_000);
     assert_eq!(summary.rejected, 0);
 
-    let rows = sfquery(&format!(
-        "SELECT EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"
-    ));
-    assert_eq!(rows.rows.len(), 10_000);
-    let by_id: BTreeMap<String, usize> = (0..rows.rows.len())
-        .map(|i| (rows.text(i, "EVENT_ID").unwrap(), i))
-        .collect();
-    assert_eq!(by_id.len(), 10_000, "no event twice");
+    let (rows, by_id) = event_rows(&tag);
+    assert_eq!(by_id.len(), 10_000, "every event once");
     for body in &bodies {
         let parsed = parse_body(body);
         let event = parsed[0].as_ref().unwrap();
-        let i = by_id[event.event_id()];
-        let t = event.event_time();
-        let expected_time = format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        );
-        assert_eq!(rows.text(i, "EVENT_TIME").unwrap(), expected_time);
-        assert_eq!(
-            rows.text(i, "MERCHANT_ID").as_deref(),
-            Some(event.merchant_id())
-        );
-        assert_eq!(
-            rows.text(i, "EVENT_NAME").as_deref(),
-            Some(event.event_name())
-        );
-        assert_eq!(rows.text(i, "USER_ID").as_deref(), event.user_id());
-        assert_eq!(
-            rows.text(i, "ANONYMOUS_ID").as_deref(),
-            event.anonymous_id()
-        );
-        assert_eq!(rows.text(i, "ORDER_ID").as_deref(), event.order_id());
-        assert_eq!(rows.text(i, "PLATFORM").as_deref(), event.platform());
-        assert_eq!(rows.text(i, "SOURCE").as_deref(), event.source());
-        assert_eq!(
-            rows.text(i, "CONSENT_STATUS").as_deref(),
-            event.consent_status()
-        );
-        assert_eq!(rows.text(i, "CURRENCY").as_deref(), event.currency());
-        assert_eq!(
-            rows.text(i, "VALUE"),
-            event.value().map(|v| format!("{:.4}", v))
-        );
-        let props = rows
-            .text(i, "PROPERTIES")
-            .map(|p| serde_json::from_str::<Value>(&p).unwrap());
-        assert_eq!(
-            props,
-            event
-                .properties()
-                .map(|p| serde_json::from_str::<Value>(p).unwrap())
-        );
-        let raw: Value = serde_json::from_str(&rows.text(i, "RAW_PAYLOAD").unwrap()).unwrap();
-        assert_eq!(raw, Value::String(body.clone()));
+        assert_row_is(&rows, by_id[event.event_id()], event);
+        assert_eq!(event.raw(), body, "the whole body is the event's raw text");
     }
 }
 
@@ -253,7 +191,7 @@ async fn persistent_503_on_one_chunk_fails_only_its_messages() {
     loader.ensure_tables(deadline()).await.unwrap();
     emulator.clean().await;
     let tag = unique("p503");
-    let bodies = tagged_samples(&tag, 200, 31);
+    let bodies = tagged_events(&tag, 200, 31, 0);
     let victim = format!("{tag}-");
     // Every attempt at the chunk holding message 0's event fails with 503.
     let first_event_id = serde_json::from_str::<Value>(&bodies[0]).unwrap()["event_id"]
@@ -295,7 +233,7 @@ async fn row_refused_by_snowflake_is_isolated_and_the_rest_land() {
     loader.ensure_tables(deadline()).await.unwrap();
     emulator.clean().await;
     let tag = unique("poison");
-    let bodies = tagged_samples(&tag, 300, 41);
+    let bodies = tagged_events(&tag, 300, 41, 0);
     let poison_id = serde_json::from_str::<Value>(&bodies[137]).unwrap()["event_id"]
         .as_str()
         .unwrap()
@@ -350,7 +288,7 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
         .queue_url
         .unwrap();
     let tag = unique("sched");
-    let mut bodies = tagged_samples(&tag, 3_000, 51);
+    let mut bodies = tagged_events(&tag, 3_000, 51, 0);
     bodies.push("{broken".into());
     let ingest = Ingest::scheduled(sqs.clone(), queue.clone(), 200_000);
     let (response, summary) = ingest
@@ -414,7 +352,7 @@ async fn refused_credentials_fail_every_message_with_the_fix_and_retry_once() {
         .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [394304 FINGERPRINT_MISMATCH]"}}}))
         .await;
     let tag = unique("auth");
-    let bodies = tagged_samples(&tag, 50, 61);
+    let bodies = tagged_events(&tag, 50, 61, 0);
     let ingest = Ingest::stream(loader);
     let (response, summary) = ingest
         .handle(&sqs_event(&tag, &bodies), "req-auth", deadline())

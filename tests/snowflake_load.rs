@@ -6,9 +6,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tracklayer::event::{Parsed, parse_body};
 use tracklayer::load::{Chunk, Chunker, LoadSettings, MessageRows};
-use tracklayer::sample::SampleStream;
 use tracklayer::snowflake::ErrorKind;
-use tracklayer_tests::{Emulator, count, exclusive, loader, setting, sfquery, unique};
+use tracklayer_tests::{
+    Emulator, assert_row_is, count, event_rows, exclusive, loader, setting, sfquery, tagged_events,
+    unique,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -30,18 +32,6 @@ fn messages<'a>(tag: &str, bodies: &'a [String], ids: &'a mut Vec<String>) -> Ve
         .collect()
 }
 
-/// Generated realistic events whose event_ids start with `tag`.
-fn generated(tag: &str, n: usize, seed: u64, bad_every: u32) -> Vec<String> {
-    let mut stream = SampleStream::new(seed).bad_every(bad_every);
-    (0..n)
-        .map(|_| {
-            stream
-                .next_event()
-                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
-        })
-        .collect()
-}
-
 async fn insert(chunks: &[Chunk]) -> u64 {
     let loader = loader(LoadSettings::default()).await;
     loader.ensure_tables(deadline()).await.unwrap();
@@ -53,25 +43,11 @@ async fn insert(chunks: &[Chunk]) -> u64 {
     inserted
 }
 
-fn utc_text(event: &tracklayer::event::Event<'_>) -> String {
-    let t = event.event_time();
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_batch_of_5000_reads_back_with_exact_values() {
     let _guard = exclusive().await;
     let tag = unique("mix");
-    let mut bodies = generated(&tag, 4_990, 7, 50);
+    let mut bodies = tagged_events(&tag, 4_990, 7, 50);
     // Hand-written edge cases whose stored values we know without our own parser.
     let edge = [
         (
@@ -154,47 +130,11 @@ async fn mixed_batch_of_5000_reads_back_with_exact_values() {
     assert_eq!(inserted, all.len() as u64);
 
     // Every valid event landed once, with exactly our values.
-    let rows = sfquery(&format!(
-        "SELECT EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD, LOADED_AT FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' ORDER BY EVENT_ID"
-    ));
-    assert_eq!(rows.rows.len(), valid.len());
-    let mut by_id = std::collections::HashMap::new();
-    for i in 0..rows.rows.len() {
-        by_id.insert(rows.text(i, "EVENT_ID").unwrap(), i);
-    }
-    assert_eq!(by_id.len(), valid.len(), "no event_id twice");
+    let (rows, by_id) = event_rows(&tag);
+    assert_eq!(by_id.len(), valid.len());
     for event in &valid {
         let i = by_id[event.event_id()];
-        assert_eq!(rows.text(i, "EVENT_TIME").unwrap(), utc_text(event));
-        assert_eq!(
-            rows.text(i, "MERCHANT_ID").as_deref(),
-            Some(event.merchant_id())
-        );
-        assert_eq!(
-            rows.text(i, "EVENT_NAME").as_deref(),
-            Some(event.event_name())
-        );
-        assert_eq!(rows.text(i, "USER_ID").as_deref(), event.user_id());
-        assert_eq!(rows.text(i, "ORDER_ID").as_deref(), event.order_id());
-        assert_eq!(rows.text(i, "PLATFORM").as_deref(), event.platform());
-        assert_eq!(rows.text(i, "CURRENCY").as_deref(), event.currency());
-        assert_eq!(
-            rows.text(i, "VALUE"),
-            event.value().map(|v| format!("{:.4}", v.round_dp(4)))
-        );
-        let raw: Value = serde_json::from_str(&rows.text(i, "RAW_PAYLOAD").unwrap()).unwrap();
-        assert_eq!(
-            raw,
-            Value::String(event.raw().to_string()),
-            "raw payload byte for byte"
-        );
-        let stored_props = rows
-            .text(i, "PROPERTIES")
-            .map(|p| serde_json::from_str::<Value>(&p).unwrap());
-        let sent_props = event
-            .properties()
-            .map(|p| serde_json::from_str::<Value>(p).unwrap());
-        assert_eq!(stored_props, sent_props);
+        assert_row_is(&rows, i, event);
         assert!(rows.text(i, "LOADED_AT").is_some());
     }
     for (body, (time, name, value, currency)) in &edge {
@@ -249,7 +189,7 @@ async fn faults_are_retried_and_never_insert_twice() {
     loader.ensure_tables(deadline()).await.unwrap();
     emulator.clean().await;
     let tag = unique("fault");
-    let bodies = generated(&tag, 300, 11, 0);
+    let bodies = tagged_events(&tag, 300, 11, 0);
     let mut ids = Vec::new();
     let parsed = messages(&tag, &bodies, &mut ids);
     let chunks = Chunker::new(1_000_000).chunk(&parsed);
@@ -318,7 +258,7 @@ async fn slow_statement_answers_202_and_is_polled_to_completion() {
         .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 700}}))
         .await;
     let tag = unique("slow");
-    let bodies = generated(&tag, 50, 3, 0);
+    let bodies = tagged_events(&tag, 50, 3, 0);
     let mut ids = Vec::new();
     let parsed = messages(&tag, &bodies, &mut ids);
     let chunks = Chunker::new(1_000_000).chunk(&parsed);
@@ -352,7 +292,7 @@ async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
     loader.ensure_tables(deadline()).await.unwrap();
     emulator.clean().await;
     let tag = unique("split");
-    let bodies = generated(&tag, 2_000, 5, 0);
+    let bodies = tagged_events(&tag, 2_000, 5, 0);
     let mut ids = Vec::new();
     let parsed = messages(&tag, &bodies, &mut ids);
     let limit = 100_000;
@@ -475,7 +415,7 @@ async fn unrecoverable_errors_stop_the_batch_without_hammering() {
         .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 100, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "Insufficient privileges to operate on table 'RAW_EVENTS'"}}}))
         .await;
     let tag = unique("perm");
-    let bodies = generated(&tag, 400, 9, 0);
+    let bodies = tagged_events(&tag, 400, 9, 0);
     let mut ids = Vec::new();
     let parsed = messages(&tag, &bodies, &mut ids);
     let chunks = Chunker::new(50_000).chunk(&parsed);

@@ -1,7 +1,8 @@
 """Benchmark the real ingest binary on a big SQS batch against the local stack.
 
     .venv/bin/python infra/local/bench_ingest.py [--binary target/release/ingest] [--runs 5]
-        [--messages 10000] [--body-bytes 600] [--modes scheduled,stream] [--json FILE]
+        [--messages 10000] [--body-bytes 600] [--events-per-message 1] [--modes scheduled,stream]
+        [--memory 128] [--json FILE]
 
 Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and a built binary (``cargo build --release -p ingest``).
@@ -10,8 +11,9 @@ It generates one realistic SQS event: ``--messages`` records (default 10,000) of
 event each (view_content / add_to_cart / begin_checkout / purchase across merchants, platforms
 and currencies, values with 2 decimals, properties with products and UTM tags), ``--body-bytes``
 on average (default 600, so ~6 MB of bodies; an event is never shorter than ~500 bytes), 1% of
-them invalid (bad JSON, a missing or bad field). Then, for each mode, it starts the binary under
-``lambda_host`` (scheduled: a fresh staging queue, emptied after every run and deleted at the
+them invalid (bad JSON, a missing or bad field); with ``--events-per-message N`` each body is
+NDJSON of N such events (each its own id; the invalid 1% are lines inside the bodies). Then, for
+each mode, it starts the binary under ``lambda_host`` (scheduled: a fresh staging queue, emptied after every run and deleted at the
 end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
 Snowflake), sends one small warm-up event, and then ``--runs`` timed invocations of the big
 event, with fresh event ids each time (stream mode inserts new rows every run). Measured per
@@ -19,6 +21,9 @@ invocation: the binary's CPU time (user + system of the process, /proc/<pid>/sta
 before the invocation to 0.2 s after its answer; clock-tick resolution, usually 10 ms) and the
 wall time (event handed over to answer, Lambda's Duration); per mode: the process's peak RSS
 (VmHWM) after the warm-up and at the end.
+
+In scheduled mode the staged SQS messages are counted and their bodies' bytes summed (gzip +
+base64 envelopes: what SQS bills, by 64 KB chunk) while the queue is emptied after each run.
 
 Prints progress on stderr, then a JSON result and a Markdown table (medians, min-max) with the
 targets of the issue: <= 100 ms client CPU for the batch in scheduled mode, peak RSS <= 64 MB.
@@ -148,17 +153,30 @@ def invalid_body(rng: random.Random, event: dict[str, Any], kind: int) -> str:
     return json.dumps(broken, separators=(",", ":"))
 
 
-def make_templates(messages: int, body_bytes: int, seed: int) -> tuple[list[str], int]:
-    """Message bodies with EVENT_ID_SLOT in place of the event id, and how many are invalid."""
+def make_templates(
+    messages: int, body_bytes: int, seed: int, events_per_message: int = 1
+) -> tuple[list[str], int]:
+    """Message bodies with EVENT_ID_SLOT in the event ids, and how many events are invalid.
+
+    One event per body, or NDJSON of `events_per_message` events whose ids are the slot plus
+    the line number (`@@EVENT_ID@@-007`), so every event of a run has its own id.
+    """
     rng = random.Random(seed)
     bodies, invalid = [], 0
-    for index in range(messages):
-        event = ecommerce_event(rng, index, body_bytes)
-        if index % 100 == 50:  # 1%
-            bodies.append(invalid_body(rng, event, invalid % 4))
-            invalid += 1
-        else:
-            bodies.append(json.dumps(event, separators=(",", ":")))
+    index = 0
+    for _ in range(messages):
+        lines = []
+        for line in range(events_per_message):
+            event = ecommerce_event(rng, index, body_bytes)
+            if events_per_message > 1:
+                event["event_id"] = f"{EVENT_ID_SLOT}-{line:03d}"
+            if index % 100 == 50:  # 1%
+                lines.append(invalid_body(rng, event, invalid % 4))
+                invalid += 1
+            else:
+                lines.append(json.dumps(event, separators=(",", ":")))
+            index += 1
+        bodies.append("\n".join(lines))
     return bodies, invalid
 
 
@@ -222,15 +240,20 @@ def queue_count(sqs, url: str) -> int:  # noqa: ANN001
     return sum(int(attributes[n]) for n in names)
 
 
-def empty_queue(sqs, url: str) -> int:  # noqa: ANN001
-    """Receives and deletes every message (PurgeQueue is allowed once a minute); returns how many."""
-    deleted = 0
+def empty_queue(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
+    """Receives and deletes every message (PurgeQueue is allowed once a minute).
+
+    Returns how many messages were deleted and the UTF-8 bytes of their bodies.
+    """
+    deleted = body_bytes = 0
     while True:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
         if not got:
-            return deleted
+            return deleted, body_bytes
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-        deleted += len(sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Successful", []))
+        done = {e["Id"] for e in sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Successful", [])}
+        deleted += len(done)
+        body_bytes += sum(len(m.get("Body", "").encode()) for i, m in enumerate(got) if str(i) in done)
 
 
 def spread(values: list[float]) -> dict[str, float | None]:
@@ -310,7 +333,7 @@ def run_mode(
             elif line.get("error"):
                 run["error"] = line["error"]
             if staging:
-                run["staged_messages"] = empty_queue(sqs, staging)
+                run["staged_messages"], run["staged_message_bytes"] = empty_queue(sqs, staging)
             runs.append(run)
             progress(
                 f"{mode} run {number}/{args.runs}: cpu {cpu} ms, wall {wall} ms, "
@@ -354,7 +377,8 @@ def span(values: dict[str, float | None]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     batch = result["batch"]
     lines = [
-        f"Batch: {batch['messages']:,} messages ({batch['invalid']} invalid), "
+        f"Batch: {batch['messages']:,} messages of {batch['events_per_message']} event(s) "
+        f"({batch['invalid']} invalid events), "
         f"bodies {batch['body_bytes'] / 1e6:.2f} MB (avg {batch['avg_body_bytes']} B), "
         f"SQS event {batch['event_bytes'] / 1e6:.2f} MB; {result['runs']} timed runs per mode after one warm-up; "
         f"binary `{result['binary']}`.",
@@ -401,6 +425,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5, help="timed invocations per mode (5)")
     parser.add_argument("--messages", type=int, default=10_000, help="records in the batch (10000)")
     parser.add_argument("--body-bytes", type=int, default=600, help="average message body size (600)")
+    parser.add_argument(
+        "--events-per-message", type=int, default=1, help="events per body, NDJSON when > 1 (1)"
+    )
     parser.add_argument("--modes", default="scheduled,stream", help="comma-separated (scheduled,stream)")
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     parser.add_argument("--timeout", type=float, default=120.0, help="function timeout per invocation, s (120)")
@@ -412,8 +439,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.mode_list or any(m not in ("scheduled", "stream") for m in args.mode_list):
         parser.error("--modes: scheduled and/or stream")
-    if args.runs < 1 or args.messages < 10 or args.body_bytes < 200:
-        parser.error("--runs >= 1, --messages >= 10, --body-bytes >= 200")
+    if args.runs < 1 or args.messages < 10 or args.body_bytes < 200 or not 1 <= args.events_per_message <= 1000:
+        parser.error("--runs >= 1, --messages >= 10, --body-bytes >= 200, --events-per-message 1..1000")
     return args
 
 
@@ -427,24 +454,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stack = read_env_file(str(args.env_file))
     started = time.monotonic()
-    templates, invalid = make_templates(args.messages, args.body_bytes, args.seed)
+    templates, invalid = make_templates(args.messages, args.body_bytes, args.seed, args.events_per_message)
+    events = args.messages * args.events_per_message
     sample_event = make_event(templates, "b0000000000")
     body_bytes = sum(len(t.replace(EVENT_ID_SLOT, "b0000000000-00000").encode()) for t in templates)
     batch = {
         "messages": args.messages,
+        "events_per_message": args.events_per_message,
+        "events": events,
         "invalid": invalid,
         "body_bytes": body_bytes,
         "avg_body_bytes": round(body_bytes / args.messages),
         "event_bytes": len(sample_event),
     }
     progress(
-        f"batch: {args.messages} messages, {invalid} invalid, bodies {body_bytes / 1e6:.2f} MB, "
+        f"batch: {args.messages} messages, {events} events, {invalid} invalid, bodies {body_bytes / 1e6:.2f} MB, "
         f"event {len(sample_event) / 1e6:.2f} MB"
     )
     modes = []
     for mode in args.mode_list:
         progress(f"{mode}: starting {args.binary}")
-        modes.append(run_mode(mode, args, stack, templates, args.messages - invalid))
+        modes.append(run_mode(mode, args, stack, templates, events - invalid))
     result = {
         "command": command_line(),
         "binary": shown_path(args.binary),

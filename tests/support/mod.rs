@@ -271,3 +271,80 @@ pub fn openssl_rsa_key() -> String {
 pub fn public_pem(private_pem: &str) -> String {
     openssl(&["pkey", "-pubout"], Some(private_pem))
 }
+
+/// `n` realistic generated events (every `bad_every`-th invalid; 0 = none) whose event_ids
+/// start with `<tag>-`, so a test can find exactly its rows.
+pub fn tagged_events(tag: &str, n: usize, seed: u64, bad_every: u32) -> Vec<String> {
+    let mut stream = tracklayer::sample::SampleStream::new(seed).bad_every(bad_every);
+    (0..n)
+        .map(|_| {
+            stream
+                .next_event()
+                .replacen("\"event_id\":\"", &format!("\"event_id\":\"{tag}-"), 1)
+        })
+        .collect()
+}
+
+/// The RAW_EVENTS columns the loader writes, for `SELECT {EVENT_COLUMNS} FROM RAW_EVENTS`.
+pub const EVENT_COLUMNS: &str = "EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD";
+
+/// Rows of RAW_EVENTS whose event_id starts with `<tag>-`, by event_id; panics on a duplicate.
+pub fn event_rows(tag: &str) -> (Rows, HashMap<String, usize>) {
+    let rows = sfquery(&format!(
+        "SELECT {EVENT_COLUMNS}, LOADED_AT FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"
+    ));
+    let mut by_id = HashMap::new();
+    for i in 0..rows.rows.len() {
+        let id = rows.text(i, "EVENT_ID").unwrap();
+        assert!(by_id.insert(id.clone(), i).is_none(), "{id} landed twice");
+    }
+    (rows, by_id)
+}
+
+/// Asserts that row `i` holds exactly what the validated `event` says, every column.
+pub fn assert_row_is(rows: &Rows, i: usize, event: &tracklayer::event::Event<'_>) {
+    let t = event.event_time();
+    let time = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    );
+    let id = event.event_id();
+    assert_eq!(rows.text(i, "EVENT_ID").as_deref(), Some(id));
+    assert_eq!(rows.text(i, "EVENT_TIME"), Some(time), "{id}");
+    let strings = [
+        ("MERCHANT_ID", Some(event.merchant_id())),
+        ("EVENT_NAME", Some(event.event_name())),
+        ("USER_ID", event.user_id()),
+        ("ANONYMOUS_ID", event.anonymous_id()),
+        ("ORDER_ID", event.order_id()),
+        ("PLATFORM", event.platform()),
+        ("SOURCE", event.source()),
+        ("CONSENT_STATUS", event.consent_status()),
+        ("CURRENCY", event.currency()),
+    ];
+    for (column, expected) in strings {
+        assert_eq!(rows.text(i, column).as_deref(), expected, "{id} {column}");
+    }
+    assert_eq!(
+        rows.text(i, "VALUE"),
+        event.value().map(|v| format!("{v:.4}")),
+        "{id} VALUE"
+    );
+    let json = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    assert_eq!(
+        rows.text(i, "PROPERTIES").as_deref().map(json),
+        event.properties().map(json),
+        "{id} PROPERTIES"
+    );
+    assert_eq!(
+        rows.text(i, "RAW_PAYLOAD").as_deref().map(json),
+        Some(Value::String(event.raw().to_string())),
+        "{id} RAW_PAYLOAD byte for byte"
+    );
+}

@@ -103,7 +103,7 @@ fn parse_object_or_lines<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
 
 fn parse_lines(text: &str) -> Vec<Parsed<'_>> {
     // Sized up front: growing a vector of ~300-byte results would copy them repeatedly.
-    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let lines = text.split('\n').count();
     let mut parsed = Vec::with_capacity(lines);
     parsed.extend(
         text.split('\n')

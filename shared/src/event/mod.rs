@@ -34,7 +34,8 @@ pub type Parsed<'a> = Result<Event<'a>, Rejection<'a>>;
 pub const MAX_EVENT_ID_CHARS: usize = 1024;
 
 /// Deepest accepted nesting of objects and arrays in one event (the event object counts as
-/// one level); the same limit serde_json enforces, checked up front so it holds everywhere.
+/// one level): the limit serde_json enforces, checked separately because skipped values are
+/// read without it.
 pub const MAX_NESTING_DEPTH: usize = 127;
 
 /// A validated event: the columns of one `RAW_EVENTS` row, borrowing from the message body.

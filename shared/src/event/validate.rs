@@ -19,11 +19,10 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
     if !raw.starts_with('{') {
         return Err(not_an_object(raw));
     }
-    if nests_deeper_than_limit(raw) {
-        return Err(too_deep(raw));
-    }
+    // Reading nests no deeper than the event object itself (nested values are skipped
+    // iteratively), so the depth limit can be checked once the text is known to be one object.
     match serde_json::from_str::<Wire<'_>>(raw) {
-        Ok(wire) => validate(raw, wire),
+        Ok(wire) => parse_read_event(raw, wire),
         Err(error) => Err(Rejection::unreadable(
             Reason::InvalidJson,
             format!("event is not valid JSON: {error}"),

@@ -1,0 +1,413 @@
+"""Benchmark the real flush binary: load 100,000 staged events into the local Snowflake.
+
+    .venv/bin/python infra/local/bench_flush.py [--flush target/release/flush]
+        [--ingest target/release/ingest] [--events 100000] [--ingest-batch 1000]
+        [--body-bytes 600] [--runs 3] [--memory 256] [--reset-emulator] [--json FILE]
+
+Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
+``$STACK_DIR/stack.env``) and both release binaries (``cargo build --release -p ingest -p flush``).
+
+Each run starts from a fresh staging queue and stages ``--events`` events the way production
+does: the real ``ingest`` binary in scheduled mode, invoked through ``lambda_host`` with SQS
+events of ``--ingest-batch`` messages (the template's ``IngestBatchSize`` is 1000; ~4,300 ~600-byte
+messages is the most a 6 MB Lambda event holds), one realistic ecommerce event per message (the
+generator of ``bench_ingest.py``: ~600 bytes, 1% invalid), fresh event ids every run. Staging
+chunks are cut per ingest invocation, so the batch size decides how many chunks (and so how many
+flush INSERTs) there are.
+
+Then the emulator's request report is cleared and the real ``flush`` binary is started in a new
+process (as an hourly Lambda usually is: cold) and invoked once with ``{}``. Measured:
+
+* wall time of the invocation (Lambda's Duration) and events/s;
+* client CPU: the flush process's user + system time from ready to 0.2 s after its answer
+  (``/proc/<pid>/stat``, 10 ms ticks), and its initialisation CPU separately;
+* statements: flush's own report (``statements``) and the emulator's request report (every SQL
+  API submission and how many were INSERTs, with their request bytes), per 100,000 events;
+* bytes of rows sent (flush's ``bytes_sent``) and of SQL API request bodies (emulator);
+* peak RSS (VmHWM) of the flush process; its cold start.
+
+A run fails unless flush answered ``status: loaded``, loaded every valid event, quarantined every
+invalid one, left nothing on the queue, and ``RAW_EVENTS`` (read back through
+snowflake-connector-python) holds exactly the run's valid events. ``--reset-emulator`` drops the
+local Snowflake's data before each run (``POST /__emulator/reset {"drop_data": true}``) so every
+run loads into empty tables: only for a stack of your own.
+
+Prints progress on stderr, then a JSON result and a Markdown table (medians, min-max) against the
+targets (<= 100 statements per 100,000 events, peak RSS <= 64 MB). Exit status 0 when every run
+succeeded (targets are reported, not enforced), 1 otherwise, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_ingest import make_event, make_templates  # noqa: E402
+from lambda_host import LambdaHost, read_env_file, sqs_client  # noqa: E402
+
+STATEMENTS_TARGET = 100  # per 100,000 events
+RSS_TARGET_KB = 64 * 1024
+SETTLE_S = 0.2
+
+
+def progress(line: str) -> None:
+    print(f"bench_flush: {line}", file=sys.stderr, flush=True)
+
+
+def emulator(stack: dict[str, str], method: str, path: str, body: dict | None = None) -> Any:
+    url = stack["SNOWFLAKE_EMULATOR_URL"].rstrip("/") + path
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - the local emulator
+        text = answer.read()
+    return json.loads(text) if text else None
+
+
+def count_rows(stack: dict[str, str], table: str, column: str, prefix: str) -> int:
+    """Rows of `table` whose `column` starts with `prefix`, read through the drivers' protocol."""
+    import snowflake.connector
+
+    port = int(stack["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1].split("/")[0])
+    conn = snowflake.connector.connect(
+        account="fakesnow", user="bench", password="bench", host="127.0.0.1", port=port,
+        protocol="http", database="TRACKLAYER", schema="EVENTS", login_timeout=10, network_timeout=120,
+    )  # fmt: skip
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT COUNT(*) AS N FROM {table} WHERE {column} LIKE %s", (prefix + "%",))
+        return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def queue_count(sqs, url: str) -> int:  # noqa: ANN001
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[n]) for n in names)
+
+
+def ingest_summaries(log: Path, offset: int) -> list[dict[str, Any]]:
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode("utf-8", errors="replace")
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{") and "ingest invocation summary" in line:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None}
+    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+
+
+def stage(
+    args: argparse.Namespace, stack: dict[str, str], sqs, staging: str, tag: str, templates: list[str]  # noqa: ANN001
+) -> dict[str, Any]:
+    """Stages args.events events through the real ingest binary; returns what it did."""
+    env = {**stack, "TRACKLAYER_LOAD_MODE": "scheduled", "TRACKLAYER_STAGING_QUEUE_URL": staging}
+    log = args.log_dir / "bench-flush-ingest.log"
+    offset = log.stat().st_size if log.exists() else 0
+    batches = (args.events + args.ingest_batch - 1) // args.ingest_batch
+    started = time.monotonic()
+    with LambdaHost(args.ingest, "ingest", env=env, timeout=120, memory_mb=args.memory, log=log) as host:
+        for number in range(batches):
+            size = min(args.ingest_batch, args.events - number * args.ingest_batch)
+            ok, payload = host.invoke(make_event(templates[:size], f"{tag}-{number:03d}"))
+            if not ok or (payload or {}).get("batchItemFailures"):
+                raise RuntimeError(f"staging batch {number} failed: {str(payload)[:500]}; log {log}")
+        summary = host.summary()
+    lines = ingest_summaries(log, offset)
+    return {
+        "invocations": batches,
+        "staged_events": sum(line.get("EventsStaged", 0) for line in lines),
+        "rejected_events": sum(line.get("rejected", 0) for line in lines),
+        "chunks": sum(line.get("chunks", 0) for line in lines),
+        "send_message_batch_calls": sum(line.get("statements", 0) for line in lines),
+        "staged_messages": queue_count(sqs, staging),
+        "ingest_cpu_ms": summary["cpu_ms"],
+        "ingest_peak_rss_kb": summary["peak_rss_kb"],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def flush_once(args: argparse.Namespace, stack: dict[str, str], staging: str, number: int) -> dict[str, Any]:
+    env = {
+        **stack,
+        "TRACKLAYER_STAGING_QUEUE_URL": staging,
+        "TRACKLAYER_SECRET_ID": stack.get("TRACKLAYER_SECRET_ID", "tracklayer/snowflake"),
+    }
+    log = args.log_dir / "bench-flush.log"
+    host = LambdaHost(args.flush, "flush", env=env, timeout=args.timeout, memory_mb=args.memory, log=log)
+    try:
+        host.start()
+        if not host.wait_ready():
+            raise RuntimeError(f"flush did not start: {host.init_error or host.log_tail()}")
+        pid = host.pid
+        init_cpu = host.cpu_ms()
+        ok, payload = host.invoke({})
+        time.sleep(SETTLE_S)
+        after = host.cpu_ms()
+        cpu = round(after - init_cpu, 1) if host.pid == pid and None not in (init_cpu, after) else None
+        wall = host.durations_ms[-1]
+    finally:
+        host.close()
+    summary = host.summary()
+    return {
+        "ok": ok,
+        "report": payload,
+        "wall_ms": wall,
+        "cpu_ms": cpu,
+        "init_cpu_ms": init_cpu,
+        "cold_start_ms": summary["cold_start_ms"],
+        "peak_rss_kb": summary["peak_rss_kb"],
+        "log": str(log),
+    }
+
+
+def invalid_among(n: int) -> int:
+    """How many of the first `n` generated bodies are invalid (one at every index % 100 == 50)."""
+    return sum(1 for index in range(n) if index % 100 == 50)
+
+
+def run_once(args: argparse.Namespace, stack: dict[str, str], templates: list[str], number: int) -> dict[str, Any]:
+    sqs = sqs_client(stack)
+    if args.reset_emulator:
+        emulator(stack, "POST", "/__emulator/reset", {"drop_data": True})
+    staging = sqs.create_queue(
+        QueueName=f"bench-flush-{uuid.uuid4().hex[:10]}", Attributes={"VisibilityTimeout": "600"}
+    )["QueueUrl"]
+    tag = f"f{uuid.uuid4().hex[:9]}"
+    batches = (args.events + args.ingest_batch - 1) // args.ingest_batch
+    invalid = sum(invalid_among(min(args.ingest_batch, args.events - n * args.ingest_batch)) for n in range(batches))
+    valid = args.events - invalid
+    try:
+        staged = stage(args, stack, sqs, staging, tag, templates)
+        progress(
+            f"run {number}: staged {staged['staged_events']} events in {staged['chunks']} chunks "
+            f"({staged['staged_messages']} messages, {staged['invocations']} ingest invocations, {staged['seconds']} s)"
+        )
+        if staged["staged_events"] != valid:
+            raise RuntimeError(f"staged {staged['staged_events']} events, expected {valid}")
+        emulator(stack, "DELETE", "/__emulator/requests")
+        flushed = flush_once(args, stack, staging, number)
+        report_sf = emulator(stack, "GET", "/__emulator/requests")
+        left = queue_count(sqs, staging)
+    finally:
+        sqs.delete_queue(QueueUrl=staging)
+    report = flushed["report"] if isinstance(flushed["report"], dict) else {}
+    statements = report_sf.get("statements", [])
+    inserts = [s for s in statements if s.get("kind") == "INSERT"]
+    rows = count_rows(stack, "RAW_EVENTS", "EVENT_ID", tag + "-")
+    wall_s = flushed["wall_ms"] / 1000
+    loaded = report.get("events_loaded") or 0
+    run = {
+        "run": number,
+        "events": args.events,
+        "valid": valid,
+        "invalid": invalid,
+        "staging": staged,
+        "wall_ms": flushed["wall_ms"],
+        "events_per_s": round(loaded / wall_s) if wall_s > 0 else None,
+        "cpu_ms": flushed["cpu_ms"],
+        "init_cpu_ms": flushed["init_cpu_ms"],
+        "cpu_ms_per_million": round(flushed["cpu_ms"] * 1e6 / args.events, 1) if flushed["cpu_ms"] is not None else None,
+        "cold_start_ms": flushed["cold_start_ms"],
+        "peak_rss_kb": flushed["peak_rss_kb"],
+        "status": report.get("status"),
+        "events_loaded": loaded,
+        "events_rejected": report.get("events_rejected"),
+        "chunks_loaded": report.get("chunks_loaded"),
+        "statements_reported": report.get("statements"),
+        "bytes_sent": report.get("bytes_sent"),
+        "function_duration_ms": report.get("duration_ms"),
+        "sql_api_requests": report_sf.get("total"),
+        "sql_api_statements": len(statements),
+        "sql_api_by_kind": report_sf.get("by_kind"),
+        "inserts": len(inserts),
+        "insert_request_bytes": sum(s.get("bytes") or 0 for s in inserts),
+        "statements_per_100k": round(len(statements) * 100_000 / args.events, 1),
+        "inserts_per_100k": round(len(inserts) * 100_000 / args.events, 1),
+        "left_on_queue": left,
+        "rows_in_raw_events": rows,
+        "log": flushed["log"],
+    }
+    problems = []
+    if not flushed["ok"]:
+        problems.append(f"invocation failed: {str(flushed['report'])[:300]}")
+    if report.get("status") != "loaded":
+        problems.append(f"status {report.get('status')!r} ({report.get('error')})")
+    if loaded != valid or rows != valid:
+        problems.append(f"loaded {loaded} / {rows} rows in RAW_EVENTS, expected {valid}")
+    if report.get("events_rejected") != invalid:
+        problems.append(f"quarantined {report.get('events_rejected')}, expected {invalid}")
+    if left:
+        problems.append(f"{left} messages left on the staging queue")
+    run["ok"] = not problems
+    if problems:
+        run["problems"] = problems
+    progress(
+        f"run {number}: {'ok' if run['ok'] else 'FAILED ' + '; '.join(problems)}: wall {run['wall_ms']} ms, "
+        f"{run['events_per_s']} events/s, cpu {run['cpu_ms']} ms, {run['inserts']} INSERTs "
+        f"({run['sql_api_statements']} statements), peak RSS {(run['peak_rss_kb'] or 0) / 1024:.1f} MB"
+    )
+    return run
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def pick(key: str) -> dict[str, float | None]:
+        return spread([r[key] for r in runs if r.get(key) is not None])
+
+    return {
+        key: pick(key)
+        for key in (
+            "wall_ms", "events_per_s", "cpu_ms", "init_cpu_ms", "cpu_ms_per_million", "cold_start_ms",
+            "peak_rss_kb", "inserts", "sql_api_statements", "statements_reported", "statements_per_100k",
+            "inserts_per_100k", "bytes_sent", "insert_request_bytes",
+        )
+    }  # fmt: skip
+
+
+def span(values: dict[str, float | None], scale: float = 1.0, digits: int = 1) -> str:
+    if values["median"] is None:
+        return "n/a"
+    f = lambda v: f"{v / scale:,.{digits}f}"  # noqa: E731
+    return f"{f(values['median'])} ({f(values['min'])}-{f(values['max'])})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    per100k = s["statements_per_100k"]["median"]
+    rss = s["peak_rss_kb"]["max"]
+    first = result["runs"][0] if result["runs"] else {}
+    lines = [
+        f"{result['events']:,} events (~{result['body_bytes']} B, 1% invalid) staged by `{result['ingest']}` in "
+        f"batches of {result['ingest_batch']:,} messages ({first.get('staging', {}).get('chunks')} chunks), "
+        f"then one `{result['flush']}` invocation; {len(result['runs'])} runs, fresh stage each.",
+        "",
+        "| figure | median (min-max) |",
+        "| --- | --- |",
+        f"| wall time, ms | {span(s['wall_ms'])} |",
+        f"| events/s | {span(s['events_per_s'], digits=0)} |",
+        f"| client CPU of the invocation, ms | {span(s['cpu_ms'])} (init {span(s['init_cpu_ms'])}) |",
+        f"| client CPU per million events, ms | {span(s['cpu_ms_per_million'])} |",
+        f"| SQL API statements (INSERTs) | {span(s['sql_api_statements'], digits=0)} ({span(s['inserts'], digits=0)}) |",
+        f"| statements per 100,000 events | {span(s['statements_per_100k'])} |",
+        f"| bytes of rows sent, MB | {span(s['bytes_sent'], 1e6, 2)} |",
+        f"| peak RSS, MB | {span(s['peak_rss_kb'], 1024)} |",
+        f"| cold start, ms | {span(s['cold_start_ms'])} |",
+        "",
+        f"Targets: <= {STATEMENTS_TARGET} statements per 100,000 events: "
+        f"{'pass' if per100k is not None and per100k <= STATEMENTS_TARGET else 'FAIL'}; "
+        f"peak RSS <= 64 MB: {'pass' if rss is not None and rss <= RSS_TARGET_KB else 'FAIL'}.",
+        "",
+        f"Command: `{result['command']}`",
+    ]
+    return "\n".join(lines)
+
+
+def command_line() -> str:
+    python = Path(sys.executable)
+    with_repo = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
+    script = Path(sys.argv[0]).resolve()
+    script_text = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
+    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
+    return prefix + shlex.join([with_repo, script_text, *sys.argv[1:]])
+
+
+def shown(path: Path) -> str:
+    full = path.resolve()
+    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
+    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
+    release = REPO / "target" / "release"
+    parser = argparse.ArgumentParser(prog="bench_flush.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--flush", type=Path, default=release / "flush")
+    parser.add_argument("--ingest", type=Path, default=release / "ingest")
+    parser.add_argument("--events", type=int, default=100_000, help="events staged per run (100000)")
+    parser.add_argument("--ingest-batch", type=int, default=1000, help="messages per ingest invocation (1000)")
+    parser.add_argument("--body-bytes", type=int, default=600, help="average event size (600)")
+    parser.add_argument("--runs", type=int, default=3, help="runs, each with a fresh stage (3)")
+    parser.add_argument("--memory", type=int, default=256, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB (256)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="flush's function timeout, s (300)")
+    parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
+    parser.add_argument("--reset-emulator", action="store_true", help="drop the local Snowflake's data before each run")
+    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
+    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the function logs go")
+    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.events < 100 or not 10 <= args.ingest_batch <= 10_000:
+        parser.error("--runs >= 1, --events >= 100, --ingest-batch 10..10000")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    for binary, package in ((args.flush, "flush"), (args.ingest, "ingest")):
+        if not binary.is_file():
+            print(f"bench_flush: {binary} is not built (cargo build --release -p {package})", file=sys.stderr)
+            return 2
+    if not args.env_file.is_file():
+        print(f"bench_flush: {args.env_file} missing: start the stack (infra/local/stack.py up)", file=sys.stderr)
+        return 2
+    stack = read_env_file(str(args.env_file))
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("bench-flush.log", "bench-flush-ingest.log"):
+        (args.log_dir / name).unlink(missing_ok=True)
+    started = time.monotonic()
+    size = min(args.ingest_batch, args.events)
+    templates, _ = make_templates(size, args.body_bytes, args.seed)
+    runs = []
+    for number in range(1, args.runs + 1):
+        try:
+            runs.append(run_once(args, stack, templates, number))
+        except RuntimeError as e:
+            progress(f"run {number} FAILED: {e}")
+            runs.append({"run": number, "ok": False, "problems": [str(e)]})
+    good = [r for r in runs if r.get("ok")]
+    body_bytes = round(sum(len(t.encode()) for t in templates) / len(templates))
+    result = {
+        "command": command_line(),
+        "flush": shown(args.flush),
+        "ingest": shown(args.ingest),
+        "events": args.events,
+        "ingest_batch": args.ingest_batch,
+        "body_bytes": body_bytes,
+        "memory_mb": args.memory,
+        "targets": {"statements_per_100k": STATEMENTS_TARGET, "peak_rss_kb": RSS_TARGET_KB},
+        "runs": runs,
+        "summary": summarise(good),
+        "all_ok": len(good) == len(runs),
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    print()
+    print(markdown(result))
+    return 0 if result["all_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

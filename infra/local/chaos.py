@@ -1,0 +1,889 @@
+"""The chaos test: real ingest and flush binaries against a local Snowflake that fails on purpose.
+
+    .venv/bin/python infra/local/chaos.py [--events 100000] [--seed 20261127] [--fault-rate 0.10]
+        [--statement-bytes 250000] [--json FILE] [--events-sqs private|stack] [--keep-queues]
+
+Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``, default
+``$STACK_DIR/stack.env``) and the debug binaries (``cargo build -p ingest -p flush``).
+
+1. Generates ``--events`` realistic ecommerce events (~600 bytes, unique event ids
+   ``chaos<10 hex>-v<n>`` for valid and ``-b<n>`` for bad ones, 1% bad: cut-off JSON, no
+   merchant_id, value "12,50", currency "EURO", event_time "02/11/2026"). About 92% of the SQS
+   messages hold one event, the rest a JSON array of 2-12 (an array never holds the cut-off JSON,
+   which would reject the whole array).
+2. Creates a fresh events queue with its DLQ (maxReceiveCount 5) and a fresh staging queue with
+   its DLQ (maxReceiveCount 5, as template.yaml), and feeds the events through the real ``ingest``
+   binary in scheduled mode with ``lambda_host.run_sqs(batch_size=1000, until_empty=True)``, in
+   waves of two batches (the queue stays short, as when ingest keeps up with producers).
+3. Arms chaos in the local Snowflake, for INSERT submissions only: probabilistic fault rules
+   (seeded) that together hit ``--fault-rate`` of them: 429, 503 and 500 before execution; 503,
+   500 and a dropped connection after execution (the rows landed, the answer is lost); and slow
+   statements (1.2 s late with the async threshold lowered to 200 ms: 202 and polling).
+4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
+   ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run and then, after each completed run, a
+   run with probability ``--kill-probability`` (0.8) is SIGKILLed 0.05-2 s after it got its
+   invocation (seeded), so chunks it inserted are left undeleted and come back with
+   ``retry=true``. A run after a kill completes, and no run is killed again until a completed run
+   started after the killed run's chunks became visible again: a chunk is killed at most once, so
+   it never reaches the DLQ through our kills alone (5 receives). Completed runs get
+   ``{"max_seconds": 3..8}`` so there are many runs. The loop ends when the staging queue is
+   empty, in flight included, and the last (completed) run reported "loaded" or "empty" with
+   nothing left; it gives up after ``--flush-budget`` seconds.
+5. Disarms (clears the faults, restores the async threshold and the seed), reads the results
+   back through snowflake-connector-python (COUNT(*), COUNT(DISTINCT EVENT_ID); the quarantine
+   rows are matched by the run's prefix in RAW_TEXT and their SOURCE_MESSAGE_ID checked against
+   the SQS message ids of the bad events), takes the fault counts from the emulator's request
+   report, prints a table, and exits 1 if an event was lost, an event id was loaded twice, the
+   quarantine does not hold exactly the bad events, a bad event was loaded, a DLQ is not empty,
+   a queue was left with messages, or the flush loop did not finish (2: usage, no stack, no
+   binaries).
+
+The events queue pair lives, by default (``--events-sqs private``), on a private moto server
+(moto of the stack's version) that this script starts on a free port with three speed patches:
+moto pays, for every message sent or received, a few clock reads per message in the queue, which
+makes 100,000 messages through the stack's moto take hours. The patches (a cheap clock, one pass
+to count a queue's messages, an O(1) retention check) keep its behaviour. The staging queue, the
+secret and Snowflake are the stack's. ``--events-sqs stack`` puts the events queues on the stack's
+moto too (fine for a few thousand events).
+
+The fault rules and the async threshold are global to the local Snowflake: do not run other tests
+against the same stack at the same time. Faults armed before are cleared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+MAX_RECEIVE_COUNT = 5
+BATCH_SIZE = 1000
+EVENT_BYTES = 600
+BAD_EVERY = 100  # 1%: index % 100 == 50
+ARRAY_SHARE = 0.08  # share of messages holding a JSON array
+ARRAY_SIZES = (2, 12)
+ASYNC_THRESHOLD_MS = 200
+SLOW_MS = 1200
+VISIBILITY_S = 10
+INGEST_TIMEOUT_S = 60
+FLUSH_TIMEOUT_S = 120
+KILL_DELAY_S = (0.05, 2.0)
+RUN_SECONDS = (3, 8)
+
+# (label, share of the faults, phase, action)
+FAULT_MIX = [
+    ("429 before execution", 0.20, "before_execute", {"status": 429}),
+    ("503 before execution", 0.12, "before_execute", {"status": 503}),
+    ("500 before execution", 0.08, "before_execute", {"status": 500}),
+    ("503 after execution", 0.12, "after_execute", {"status": 503}),
+    ("500 after execution", 0.08, "after_execute", {"status": 500}),
+    ("dropped connection after execution", 0.20, "after_execute", {"drop_connection": True}),
+    (f"slow ({SLOW_MS} ms: 202 + polling)", 0.20, "before_execute", {"delay_ms": SLOW_MS}),
+]
+
+# bad event kinds: (name, expected reason, allowed inside an array)
+BAD_KINDS = [
+    ("cut-off JSON", "invalid_json", False),
+    ("no merchant_id", "missing_field", True),
+    ('value "12,50"', "invalid_field", True),
+    ('currency "EURO"', "invalid_field", True),
+    ('event_time "02/11/2026"', "invalid_field", True),
+]
+
+
+def progress(line: str) -> None:
+    print(f"chaos: {line}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# A private, faster moto for the events queue pair
+# ------------------------------------------------------------------------------------------------
+
+
+def patch_moto() -> None:
+    """Three speed patches for moto's SQS (same behaviour).
+
+    moto computes a queue's attributes, message counts included, for every message sent and for
+    every message received (its retention check), each count reading the clock once or twice per
+    message in the queue through a slow datetime helper.
+    """
+    import functools
+
+    import moto.sqs.models as models
+
+    slow_unix_time = models.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else slow_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else slow_unix_time(dt) * 1000.0
+
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+    models.camelcase_to_underscores = functools.lru_cache(maxsize=4096)(models.camelcase_to_underscores)
+
+    def counts(queue: Any) -> tuple[int, int, int]:
+        """(visible and not delayed, delayed, not visible), one pass, one clock read."""
+        now = time.time() * 1000.0
+        available = delayed = hidden = 0
+        for message in queue._messages:
+            visible = now > message.visible_at
+            late = now < message.delayed_until
+            if visible and not late:
+                available += 1
+            if late:
+                delayed += 1
+            if not visible:
+                hidden += 1
+        return available, delayed, hidden
+
+    models.Queue.approximate_number_of_messages = property(lambda self: counts(self)[0])
+    models.Queue.approximate_number_of_messages_delayed = property(lambda self: counts(self)[1])
+    models.Queue.approximate_number_of_messages_not_visible = property(lambda self: counts(self)[2])
+
+    def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
+
+    models.SQSBackend.is_message_valid_based_on_retention_period = retention_ok
+
+
+def serve_sqs(port: int) -> None:
+    patch_moto()
+    from moto.server import main as moto_main
+
+    moto_main(["-H", "127.0.0.1", "-p", str(port)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateSqs:
+    """The patched moto in a child process (its own process group), stopped by its pid."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.popen: subprocess.Popen | None = None
+
+    def __enter__(self) -> PrivateSqs:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--serve-sqs", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"the private SQS server exited ({self.popen.returncode}); see {self.log}")
+            try:
+                with urllib.request.urlopen(self.url + "/moto-api/", timeout=2):
+                    return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError(f"the private SQS server did not answer on {self.url}; see {self.log}")
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Events
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    body: str
+    valid: int = 0
+    bad: list[str] = field(default_factory=list)  # bad kind names
+    message_id: str | None = None
+
+
+@dataclass
+class Plan:
+    prefix: str
+    messages: list[Message]
+    events: int
+    valid: int
+    bad: int
+    bad_by_kind: collections.Counter
+    bad_by_reason: collections.Counter
+    array_messages: int
+    body_bytes: int
+
+
+def bad_text(event: dict[str, Any], kind: str) -> str:
+    broken = dict(event)
+    if kind == "cut-off JSON":
+        text = json.dumps(event, separators=(",", ":"))
+        return text[: len(text) // 2]  # event_id comes first, so the prefix is in the raw text
+    if kind == "no merchant_id":
+        del broken["merchant_id"]
+    elif kind.startswith("value"):
+        broken["value"] = "12,50"
+    elif kind.startswith("currency"):
+        broken["currency"] = "EURO"
+    else:
+        broken["event_time"] = "02/11/2026"
+    return json.dumps(broken, separators=(",", ":"))
+
+
+def generate(events: int, seed: int, prefix: str) -> Plan:
+    from bench_ingest import ecommerce_event
+
+    rng = random.Random(seed)
+    messages: list[Message] = []
+    by_kind: collections.Counter = collections.Counter()
+    by_reason: collections.Counter = collections.Counter()
+    single_kinds = [k for k in BAD_KINDS]
+    array_kinds = [k for k in BAD_KINDS if k[2]]
+    index = arrays = 0
+    bad_seen = 0
+    while index < events:
+        size = 1
+        if events - index >= 2 and rng.random() < ARRAY_SHARE:
+            size = min(rng.randint(*ARRAY_SIZES), events - index)
+        message = Message("")
+        texts = []
+        for i in range(index, index + size):
+            bad = i % BAD_EVERY == BAD_EVERY // 2
+            event = ecommerce_event(rng, i, EVENT_BYTES)
+            event["event_id"] = f"{prefix}-{'b' if bad else 'v'}{i:07d}"
+            if bad:
+                kinds = single_kinds if size == 1 else array_kinds
+                name, reason, _ = kinds[bad_seen % len(kinds)]
+                bad_seen += 1
+                texts.append(bad_text(event, name))
+                message.bad.append(name)
+                by_kind[name] += 1
+                by_reason[reason] += 1
+            else:
+                texts.append(json.dumps(event, separators=(",", ":")))
+                message.valid += 1
+        message.body = texts[0] if size == 1 else "[" + ",".join(texts) + "]"
+        arrays += size > 1
+        messages.append(message)
+        index += size
+    bad = sum(by_kind.values())
+    return Plan(
+        prefix=prefix,
+        messages=messages,
+        events=events,
+        valid=events - bad,
+        bad=bad,
+        bad_by_kind=by_kind,
+        bad_by_reason=by_reason,
+        array_messages=arrays,
+        body_bytes=sum(len(m.body.encode()) for m in messages),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Queues
+# ------------------------------------------------------------------------------------------------
+
+
+def create_pair(sqs, name: str, visibility: int) -> tuple[str, str]:  # noqa: ANN001
+    """A queue and its DLQ (maxReceiveCount 5)."""
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+    main = sqs.create_queue(
+        QueueName=name, Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
+    )["QueueUrl"]
+    return main, dlq
+
+
+def depth(sqs, url: str) -> dict[str, int]:  # noqa: ANN001
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    visible, hidden, delayed = (int(attributes.get(n, 0)) for n in names)
+    return {"visible": visible, "in_flight": hidden, "delayed": delayed, "total": visible + hidden + delayed}
+
+
+def send_wave(sqs, url: str, messages: list[Message], pool: ThreadPoolExecutor) -> None:  # noqa: ANN001
+    """SendMessageBatch calls of 10, a few in flight; sets each message's MessageId."""
+
+    def one(batch: list[Message]) -> None:
+        pending = {str(i): m for i, m in enumerate(batch)}
+        for _attempt in range(5):
+            result = sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": k, "MessageBody": m.body} for k, m in pending.items()]
+            )
+            for ok in result.get("Successful", []):
+                pending.pop(ok["Id"]).message_id = ok["MessageId"]
+            if not pending:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"SendMessageBatch kept failing: {result.get('Failed')}")
+
+    batches = [messages[i : i + 10] for i in range(0, len(messages), 10)]
+    for future in [pool.submit(one, b) for b in batches]:
+        future.result()
+
+
+# ------------------------------------------------------------------------------------------------
+# The local Snowflake's control endpoints
+# ------------------------------------------------------------------------------------------------
+
+
+class Control:
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/") + "/__emulator"
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+
+def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
+    """The rules, first first: each one's probability is its share of `rate` among the requests
+    the rules before it let through, so the unconditional rates add up to `rate`."""
+    rules, left = [], 1.0
+    for label, share, phase, action in FAULT_MIX:
+        p = min(1.0, rate * share / left)
+        left -= rate * share
+        match = {"method": "POST", "path_prefix": "/api/v2/statements", "statement_contains": "INSERT INTO"}
+        rules.append((label, {"match": match, "count": 1_000_000, "phase": phase, "probability": p, "action": action}))
+    return rules
+
+
+# ------------------------------------------------------------------------------------------------
+# Running the binaries
+# ------------------------------------------------------------------------------------------------
+
+
+def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, url: str) -> dict[str, Any]:  # noqa: ANN001
+    from lambda_host import LambdaHost, run_sqs
+
+    totals = collections.Counter()
+    wave = 2 * BATCH_SIZE
+    started = time.monotonic()
+    log = args.log_dir / "chaos-ingest.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    send_s = 0.0
+    with ThreadPoolExecutor(max_workers=4) as pool, LambdaHost(
+        args.ingest_binary, "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=256, log=log
+    ) as host:
+        if not host.wait_ready():
+            raise RuntimeError(f"ingest did not start: {host.init_error or host.log_tail()}")
+        waves = [plan.messages[i : i + wave] for i in range(0, len(plan.messages), wave)]
+        for number, messages in enumerate(waves, 1):
+            t = time.monotonic()
+            send_wave(sqs, url, messages, pool)
+            send_s += time.monotonic() - t
+            stats = run_sqs(host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None)
+            for key in ("batches", "messages_received", "messages_deleted", "messages_failed", "invocation_errors"):
+                totals[key] += stats[key]
+            if stats["init_error"]:
+                raise RuntimeError(f"ingest could not start: {stats['init_error']}")
+            if number % max(1, len(waves) // 10) == 0 or number == len(waves):
+                progress(
+                    f"ingest: {number}/{len(waves)} waves, {totals['messages_deleted']:,} messages done, "
+                    f"{totals['messages_failed']} failed, {time.monotonic() - started:.0f} s"
+                )
+        # failed messages come back at once (visibility 0): drain them too
+        stats = run_sqs(host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None)
+        for key in ("batches", "messages_received", "messages_deleted", "messages_failed", "invocation_errors"):
+            totals[key] += stats[key]
+        summary = host.summary()
+    return {
+        **totals,
+        "send_s": round(send_s, 1),
+        "seconds": round(time.monotonic() - started, 1),
+        "restarts": summary["restarts"],
+        "log": str(log),
+    }
+
+
+@dataclass
+class FlushRun:
+    number: int
+    planned_kill_s: float | None
+    max_seconds: int | None
+    killed: bool = False
+    ok: bool = False
+    status: str | None = None
+    chunks_loaded: int = 0
+    events_loaded: int = 0
+    events_rejected: int = 0
+    leftover: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def flush_once(host: Any, run: FlushRun) -> FlushRun:
+    """One invocation; SIGKILL the process `planned_kill_s` after it got the event, if still busy."""
+    host.start()
+    if not host.wait_ready():
+        run.error = f"flush did not start: {host.init_error or host.log_tail()}"
+        return run
+    pid = host.pid
+    box: dict[str, Any] = {}
+    event = {} if run.max_seconds is None else {"max_seconds": run.max_seconds}
+    worker = threading.Thread(target=lambda: box.setdefault("result", host.invoke(event)), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    sent_kill = False
+    if run.planned_kill_s is not None:
+        worker.join(run.planned_kill_s)
+        if worker.is_alive() and pid is not None and host.pid == pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                sent_kill = True
+    worker.join(FLUSH_TIMEOUT_S + 30)
+    run.seconds = round(time.monotonic() - started, 2)
+    ok, payload = box.get("result", (False, {"errorType": "Chaos.NoAnswer"}))
+    run.ok = ok
+    if ok and isinstance(payload, dict):
+        run.status = payload.get("status")
+        run.chunks_loaded = int(payload.get("chunks_loaded") or 0)
+        run.events_loaded = int(payload.get("events_loaded") or 0)
+        run.events_rejected = int(payload.get("events_rejected") or 0)
+        run.leftover = payload.get("leftover_estimate")
+        run.error = payload.get("error")
+    else:
+        kind = payload.get("errorType") if isinstance(payload, dict) else None
+        run.killed = sent_kill and kind == "Runtime.ExitError"
+        run.status = "killed" if run.killed else f"error ({kind})"
+        if not run.killed:
+            run.error = str(payload)[:300]
+    return run
+
+
+def flush_loop(args: argparse.Namespace, env: dict[str, str], sqs, staging: str) -> tuple[list[FlushRun], bool]:  # noqa: ANN001
+    from lambda_host import LambdaHost
+
+    rng = random.Random(args.seed + 1)
+    runs: list[FlushRun] = []
+    log = args.log_dir / "chaos-flush.log"
+    log.write_text("")
+    give_up = time.monotonic() + args.flush_budget
+    cleared_after: float | None = None  # a completed run must start after this before the next kill
+    finished = False
+    with LambdaHost(args.flush_binary, "flush", env=env, timeout=FLUSH_TIMEOUT_S, memory_mb=256, log=log) as host:
+        while time.monotonic() < give_up:
+            queue = depth(sqs, staging)
+            last = runs[-1] if runs else None
+            if (
+                last is not None
+                and not last.killed
+                and last.status in ("loaded", "empty")
+                and not last.leftover
+                and queue["total"] == 0
+            ):
+                finished = True
+                break
+            if last is not None and queue["visible"] == 0 and queue["total"] > 0:
+                # only chunks in flight (a killed run's, or failed ones): wait until they come back
+                while time.monotonic() < give_up:
+                    queue = depth(sqs, staging)
+                    if queue["visible"] > 0 or queue["total"] == 0:
+                        break
+                    time.sleep(0.5)
+                continue
+            now = time.monotonic()
+            may_kill = cleared_after is None and (last is None or not last.killed) and queue["visible"] > 0
+            kill = may_kill and (not runs or rng.random() < args.kill_probability)
+            number = len(runs) + 1
+            if kill:
+                run = FlushRun(number, round(rng.uniform(*KILL_DELAY_S), 3), None)
+            else:
+                run = FlushRun(number, None, rng.randint(*RUN_SECONDS))
+                if cleared_after is not None and now >= cleared_after:
+                    cleared_after = None  # this run receives the killed chunks again and loads them
+            flush_once(host, run)
+            if run.killed:
+                # its chunks were received at most planned_kill_s ago: visible again after this
+                cleared_after = time.monotonic() + VISIBILITY_S + 0.5
+            runs.append(run)
+            progress(
+                f"flush run {number}: {run.status}"
+                + (f" after {run.planned_kill_s} s" if run.killed else "")
+                + (f" (max_seconds {run.max_seconds})" if run.max_seconds else "")
+                + f", {run.chunks_loaded} chunks, {run.events_loaded:,} events + {run.events_rejected} rejected"
+                + f", {run.seconds} s; queue {queue['visible']} visible, {queue['in_flight']} in flight before"
+                + (f"; error: {run.error[:160]}" if run.error else "")
+            )
+    return runs, finished
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading back
+# ------------------------------------------------------------------------------------------------
+
+
+def sql(port: int, statement: str) -> list[list[Any]]:
+    from sfquery import query
+
+    return query(statement, port, "TRACKLAYER", "EVENTS")["rows"]
+
+
+def report_figures(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fault and retry figures from the emulator's request report (this run's INSERTs)."""
+    inserts = [s for s in statements if s.get("kind") == "INSERT"]
+    faults = collections.Counter(s["fault"] for s in inserts if s.get("fault"))
+    by_request: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for entry in inserts:
+        by_request[entry["request_id"]].append(entry)
+    resent_after_answer = 0
+    for entries in by_request.values():
+        # A submission whose answer reached the client (200 or 202, no fault replacing it) and
+        # that is submitted again was re-sent by a later process: the one that had the answer
+        # died (was killed) before deleting its message.
+        answered = False
+        for entry in entries:
+            if answered and entry.get("retry") and not entry.get("executed"):
+                resent_after_answer += 1
+                break
+            if entry.get("status") in (200, 202) and entry.get("fault") in (None, "delay_ms"):
+                answered = True
+    return {
+        "insert_submissions": len(inserts),
+        "chunks_submitted": len(by_request),
+        "faults": sum(faults.values()),
+        "faults_by_kind": dict(faults),
+        "async_202": sum(1 for s in inserts if s.get("status") == 202),
+        "retry_submissions": sum(1 for s in inserts if s.get("retry")),
+        "answered_from_store": sum(
+            1 for s in inserts if s.get("retry") and not s.get("executed") and s.get("status") in (200, 202)
+        ),
+        "executions": sum(1 for s in inserts if s.get("executed")),
+        "chunks_resent_after_kill": resent_after_answer,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
+    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
+    parser = argparse.ArgumentParser(prog="chaos.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events to send (100000)")
+    parser.add_argument("--seed", type=int, default=20261127, help="seed of events, faults and kills")
+    parser.add_argument("--fault-rate", type=float, default=0.10, help="share of INSERT submissions that fail (0.10)")
+    parser.add_argument(
+        "--statement-bytes", type=int, default=250_000,
+        help="TRACKLAYER_MAX_STATEMENT_BYTES of both binaries (250000; production: 1000000): smaller "
+        "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
+    )  # fmt: skip
+    parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run after a completed one (0.8)")
+    parser.add_argument("--flush-budget", type=float, default=900, help="give the flush loop up after N s (900)")
+    parser.add_argument("--events-sqs", choices=("private", "stack"), default="private",
+                        help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip
+    parser.add_argument("--ingest-binary", type=Path, default=REPO / "target" / "debug" / "ingest")
+    parser.add_argument("--flush-binary", type=Path, default=REPO / "target" / "debug" / "flush")
+    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
+    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the functions' logs go")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep-queues", action="store_true", help="do not delete the run's queues")
+    args = parser.parse_args(argv)
+    if args.events < 100 or not 0 < args.fault_rate < 1 or not 0 <= args.kill_probability <= 1:
+        parser.error("--events >= 100, 0 < --fault-rate < 1, 0 <= --kill-probability <= 1")
+    if args.statement_bytes < 10_000:
+        parser.error("--statement-bytes >= 10000 (the binaries' minimum)")
+    return args
+
+
+def command_line(argv: list[str]) -> str:
+    python = Path(sys.executable)
+    shown = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
+    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
+    return prefix + shlex.join([shown, "infra/local/chaos.py", *argv])
+
+
+def table(rows: list[tuple[str, Any, str]]) -> str:
+    lines = ["| figure | value | check |", "| --- | --- | --- |"]
+    for name, value, check in rows:
+        text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        lines.append(f"| {name} | {text} | {check} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-sqs"]:
+        serve_sqs(int(argv[1]))
+        return 0
+    args = parse_args(argv)
+    for binary in (args.ingest_binary, args.flush_binary):
+        if not binary.is_file():
+            progress(f"{binary} is not built (cargo build -p ingest -p flush)")
+            return 2
+    if not args.env_file.is_file():
+        progress(f"{args.env_file} missing: start the stack (infra/local/stack.py up)")
+        return 2
+    from lambda_host import read_env_file, sqs_client
+
+    stack = read_env_file(str(args.env_file))
+    control = Control(stack["SNOWFLAKE_EMULATOR_URL"])
+    try:
+        control.call("GET", "/health")
+    except OSError as e:
+        progress(f"the local Snowflake does not answer at {stack['SNOWFLAKE_EMULATOR_URL']}: {e}")
+        return 2
+    port = int(stack["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:10]
+    prefix = f"chaos{run_id}"
+
+    plan = generate(args.events, args.seed, prefix)
+    progress(
+        f"{plan.events:,} events ({plan.bad} bad) in {len(plan.messages):,} messages "
+        f"({plan.array_messages:,} arrays), {plan.body_bytes / 1e6:.1f} MB, prefix {prefix}; "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+    stack_sqs = sqs_client(stack)
+    figures: dict[str, Any] = {"command": command_line(argv), "prefix": prefix, "seed": args.seed}
+    private = PrivateSqs(args.log_dir / "chaos-sqs.log") if args.events_sqs == "private" else None
+    settings_before = control.call("GET", "/settings")
+    queues: list[tuple[Any, str]] = []
+    statements_from = 0
+    armed = False
+    try:
+        if private is not None:
+            private.__enter__()
+            events_sqs = sqs_client({**stack, "AWS_ENDPOINT_URL": private.url})
+        else:
+            events_sqs = stack_sqs
+        events_url, events_dlq = create_pair(events_sqs, f"chaos-{run_id}-events", 60)
+        staging_url, staging_dlq = create_pair(stack_sqs, f"chaos-{run_id}-staging", 60)
+        queues = [(events_sqs, events_url), (events_sqs, events_dlq), (stack_sqs, staging_url), (stack_sqs, staging_dlq)]
+        common = {
+            **stack,
+            "TRACKLAYER_STAGING_QUEUE_URL": staging_url,
+            "TRACKLAYER_MAX_STATEMENT_BYTES": str(args.statement_bytes),
+            "TRACKLAYER_MAX_CONCURRENT_STATEMENTS": "4",
+        }
+
+        # 1-2: events through ingest (scheduled mode: Snowflake is not contacted)
+        ingest = ingest_all(args, plan, {**common, "TRACKLAYER_LOAD_MODE": "scheduled"}, events_sqs, events_url)
+        staged = depth(stack_sqs, staging_url)["total"]
+        progress(f"ingest done in {ingest['seconds']} s: {staged} chunks staged")
+
+        # 3: chaos on
+        control.call("DELETE", "/faults")
+        control.call("POST", "/settings", {"async_threshold_ms": ASYNC_THRESHOLD_MS, "seed": args.seed})
+        armed = True
+        rules = []
+        for label, spec in fault_rules(args.fault_rate):
+            rules.append((label, control.call("POST", "/faults", spec)["id"]))
+        statements_from = len(control.call("GET", "/requests")["statements"])
+
+        # 4: flush, killed now and then
+        flush_started = time.monotonic()
+        flush_env = {
+            **common,
+            "TRACKLAYER_SECRET_ID": stack.get("TRACKLAYER_SECRET_ID", "tracklayer/snowflake"),
+            "TRACKLAYER_VISIBILITY_SECONDS": str(VISIBILITY_S),
+            "TRACKLAYER_FLUSH_MARGIN_SECONDS": "1",
+            "TRACKLAYER_FLUSH_RECEIVERS": "2",
+        }
+        runs, finished = flush_loop(args, flush_env, stack_sqs, staging_url)
+        flush_s = time.monotonic() - flush_started
+
+        # 5: chaos off, then read back
+        taken = {f["id"]: f["taken"] for f in control.call("GET", "/faults")}
+        report = control.call("GET", "/requests")["statements"][statements_from:]
+        control.call("DELETE", "/faults")
+        control.call("POST", "/settings", {"async_threshold_ms": settings_before["async_threshold_ms"],
+                                           "seed": settings_before.get("seed")})  # fmt: skip
+        armed = False
+
+        loaded_rows, loaded_distinct = (
+            int(v) for v in sql(port, f"SELECT COUNT(*) AS n, COUNT(DISTINCT EVENT_ID) AS d FROM RAW_EVENTS "
+                                      f"WHERE EVENT_ID LIKE '{prefix}-v%'")[0]  # fmt: skip
+        )
+        bad_loaded = int(sql(port, f"SELECT COUNT(*) AS n FROM RAW_EVENTS WHERE EVENT_ID LIKE '{prefix}-b%'")[0][0])
+        quarantine = sql(
+            port,
+            f"SELECT REASON, SOURCE_MESSAGE_ID, COUNT(*) AS n, COUNT(DISTINCT RAW_TEXT) AS d "
+            f"FROM RAW_EVENTS_REJECTED WHERE RAW_TEXT LIKE '%{prefix}-%' GROUP BY REASON, SOURCE_MESSAGE_ID",
+        )
+        quarantined = sum(int(r[2]) for r in quarantine)
+        quarantined_distinct = sum(int(r[3]) for r in quarantine)
+        by_reason = collections.Counter()
+        for reason, _message_id, n, _d in quarantine:
+            by_reason[reason] += int(n)
+        bad_ids = collections.Counter({m.message_id: len(m.bad) for m in plan.messages if m.bad})
+        seen_ids = collections.Counter()
+        for _reason, message_id, n, _d in quarantine:
+            seen_ids[message_id] += int(n)
+        wrong_message_ids = sum(n for mid, n in seen_ids.items() if mid not in bad_ids)
+        per_message_mismatch = sum(1 for mid, n in bad_ids.items() if seen_ids.get(mid, 0) != n)
+
+        left = {
+            "events_queue": depth(events_sqs, events_url)["total"],
+            "events_dlq": depth(events_sqs, events_dlq)["total"],
+            "staging_queue": depth(stack_sqs, staging_url)["total"],
+            "staging_dlq": depth(stack_sqs, staging_dlq)["total"],
+        }
+    finally:
+        if armed:
+            with contextlib.suppress(Exception):
+                control.call("DELETE", "/faults")
+                control.call("POST", "/settings", {"async_threshold_ms": settings_before["async_threshold_ms"],
+                                                   "seed": settings_before.get("seed")})  # fmt: skip
+        if not args.keep_queues:
+            for client, url in queues:
+                with contextlib.suppress(Exception):
+                    client.delete_queue(QueueUrl=url)
+        if private is not None:
+            private.__exit__()
+
+    chaos = report_figures(report)
+    lost = plan.valid - loaded_distinct
+    duplicates = loaded_rows - loaded_distinct
+    kills = sum(1 for r in runs if r.killed)
+    statuses = collections.Counter(r.status for r in runs)
+    figures.update(
+        {
+            "events_sent": plan.events,
+            "messages_sent": len(plan.messages),
+            "array_messages": plan.array_messages,
+            "valid_sent": plan.valid,
+            "bad_sent": plan.bad,
+            "bad_sent_by_kind": dict(plan.bad_by_kind),
+            "bad_sent_by_reason": dict(plan.bad_by_reason),
+            "loaded_distinct": loaded_distinct,
+            "loaded_rows": loaded_rows,
+            "bad_loaded": bad_loaded,
+            "quarantined": quarantined,
+            "quarantined_distinct": quarantined_distinct,
+            "quarantined_by_reason": dict(by_reason),
+            "quarantine_wrong_message_ids": wrong_message_ids,
+            "quarantine_messages_mismatched": per_message_mismatch,
+            "lost": lost,
+            "duplicates": duplicates,
+            "left": left,
+            "ingest": ingest,
+            "chunks_staged": staged,
+            "fault_rate": args.fault_rate,
+            "fault_rules": {label: taken.get(rule_id, 0) for label, rule_id in rules},
+            **chaos,
+            "flush_runs": len(runs),
+            "flush_kills": kills,
+            "flush_statuses": dict(statuses),
+            "flush_runs_detail": [r.__dict__ for r in runs],
+            "flush_finished": finished,
+            "flush_s": round(flush_s, 1),
+            "total_s": round(time.monotonic() - started, 1),
+            "events_sqs": args.events_sqs,
+            "statement_bytes": args.statement_bytes,
+        }
+    )
+    checks = {
+        "no event lost": lost == 0,
+        "no duplicate": duplicates == 0,
+        "quarantine == bad sent": quarantined == plan.bad
+        and quarantined_distinct == plan.bad
+        and wrong_message_ids == 0
+        and per_message_mismatch == 0
+        and dict(by_reason) == dict(plan.bad_by_reason),
+        "no bad event loaded": bad_loaded == 0,
+        "DLQs empty": left["events_dlq"] == 0 and left["staging_dlq"] == 0,
+        "queues drained": left["events_queue"] == 0 and left["staging_queue"] == 0,
+        "flush loop finished": finished,
+    }
+    figures["checks"] = checks
+    figures["passed"] = all(checks.values())
+
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "**FAIL**"
+
+    rows = [
+        ("events sent (messages, of which arrays)", f"{plan.events:,} ({len(plan.messages):,}, {plan.array_messages:,})", ""),
+        ("valid events sent", plan.valid, ""),
+        ("bad events sent", plan.bad, ", ".join(f"{k} {v}" for k, v in sorted(plan.bad_by_reason.items()))),
+        ("distinct valid event_ids in RAW_EVENTS", loaded_distinct, ""),
+        ("rows in RAW_EVENTS for the run", loaded_rows, ""),
+        ("rows quarantined (RAW_EVENTS_REJECTED)", quarantined,
+         mark(checks["quarantine == bad sent"]) + " = bad sent, by reason and SQS message id"),
+        ("events lost (valid sent - distinct loaded)", lost, mark(checks["no event lost"])),
+        ("duplicate event_ids (rows - distinct)", duplicates, mark(checks["no duplicate"])),
+        ("bad events in RAW_EVENTS", bad_loaded, mark(checks["no bad event loaded"])),
+        ("messages left in the events DLQ / staging DLQ", f"{left['events_dlq']} / {left['staging_dlq']}",
+         mark(checks["DLQs empty"])),
+        ("messages left in the events queue / staging queue", f"{left['events_queue']} / {left['staging_queue']}",
+         mark(checks["queues drained"])),
+        ("ingest invocations (messages failed)", f"{ingest['batches']} ({ingest['messages_failed']})", ""),
+        ("chunks staged", staged, ""),
+        ("INSERT submissions (distinct chunks)", f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})", ""),
+        ("faults injected (statements with a fault)", chaos["faults"],
+         ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items()))),
+        ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
+        ("answers 202 (slow statements, polled)", chaos["async_202"], ""),
+        ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
+        ("chunks inserted by a killed flush, re-sent, not re-run", chaos["chunks_resent_after_kill"], ""),
+        ("flush runs / killed", f"{len(runs)} / {kills}",
+         ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0])))),
+        ("time: total / ingest / flush loop", f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",
+         mark(finished)),
+    ]  # fmt: skip
+    print(table(rows))
+    print()
+    print(f"{'PASSED' if figures['passed'] else 'FAILED'}: {', '.join(k for k, v in checks.items() if not v) or 'every check'}"
+          f"{' failed' if not figures['passed'] else ' passed'}")  # fmt: skip
+    print(f"Command: `{figures['command']}`")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return 0 if figures["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
