@@ -223,10 +223,7 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
     let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
     let loader = loader(LoadSettings::default()).await;
     loader.ensure_tables(in_minutes(1)).await.unwrap();
-    loader
-        .run(chunk.statement(false), in_minutes(1))
-        .await
-        .unwrap();
+    loader.run(chunk.statement(), in_minutes(1)).await.unwrap();
     sqs.change_message_visibility()
         .queue_url(&queue)
         .receipt_handle(message.receipt_handle.as_deref().unwrap())
@@ -255,7 +252,7 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
     assert_eq!(replay.len(), 1);
     assert_eq!(
         replay[0]["retry"], true,
-        "a chunk received before is resubmitted with retry=true"
+        "staged chunks always go with retry=true"
     );
     assert_eq!(
         replay[0]["executed"], false,
@@ -427,4 +424,58 @@ async fn refused_credentials_stop_the_run_and_keep_every_chunk() {
         .map(|v| v.parse::<u64>().unwrap())
         .sum();
     assert!(waiting >= report.chunks_failed && waiting > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_delivered_twice_at_once_loads_once() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("ftwice");
+    let (valid, _) = stage(&sqs, &queue, &tag, 2_000, 0, 100_000).await;
+    // Every staged message twice, as SQS's at-least-once delivery may hand them out.
+    let mut copies = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for message in messages {
+            copies.push(message.body.unwrap());
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(message.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let chunks = copies.len();
+    for body in copies.iter().chain(copies.iter()) {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(
+        report.chunks_loaded as usize, chunks,
+        "copies are not counted twice"
+    );
+    assert_eq!(report.events_loaded, valid as u64);
+    assert_eq!(
+        landed(&tag),
+        (valid as u64, valid as u64),
+        "each chunk landed once"
+    );
 }

@@ -119,7 +119,12 @@ def spread(values: list[float]) -> dict[str, float | None]:
 
 
 def stage(
-    args: argparse.Namespace, stack: dict[str, str], sqs, staging: str, tag: str, templates: list[str]  # noqa: ANN001
+    args: argparse.Namespace,
+    stack: dict[str, str],
+    sqs,
+    staging: str,
+    tag: str,
+    templates: list[str],  # noqa: ANN001
 ) -> dict[str, Any]:
     """Stages args.events events through the real ingest binary; returns what it did."""
     env = {**stack, "TRACKLAYER_LOAD_MODE": "scheduled", "TRACKLAYER_STAGING_QUEUE_URL": staging}
@@ -228,7 +233,9 @@ def run_once(args: argparse.Namespace, stack: dict[str, str], templates: list[st
         "events_per_s": round(loaded / wall_s) if wall_s > 0 else None,
         "cpu_ms": flushed["cpu_ms"],
         "init_cpu_ms": flushed["init_cpu_ms"],
-        "cpu_ms_per_million": round(flushed["cpu_ms"] * 1e6 / args.events, 1) if flushed["cpu_ms"] is not None else None,
+        "cpu_ms_per_million": round(flushed["cpu_ms"] * 1e6 / args.events, 1)
+        if flushed["cpu_ms"] is not None
+        else None,
         "cold_start_ms": flushed["cold_start_ms"],
         "peak_rss_kb": flushed["peak_rss_kb"],
         "status": report.get("status"),

@@ -153,9 +153,7 @@ def invalid_body(rng: random.Random, event: dict[str, Any], kind: int) -> str:
     return json.dumps(broken, separators=(",", ":"))
 
 
-def make_templates(
-    messages: int, body_bytes: int, seed: int, events_per_message: int = 1
-) -> tuple[list[str], int]:
+def make_templates(messages: int, body_bytes: int, seed: int, events_per_message: int = 1) -> tuple[list[str], int]:
     """Message bodies with EVENT_ID_SLOT in the event ids, and how many events are invalid.
 
     One event per body, or NDJSON of `events_per_message` events whose ids are the slot plus
@@ -425,9 +423,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5, help="timed invocations per mode (5)")
     parser.add_argument("--messages", type=int, default=10_000, help="records in the batch (10000)")
     parser.add_argument("--body-bytes", type=int, default=600, help="average message body size (600)")
-    parser.add_argument(
-        "--events-per-message", type=int, default=1, help="events per body, NDJSON when > 1 (1)"
-    )
+    parser.add_argument("--events-per-message", type=int, default=1, help="events per body, NDJSON when > 1 (1)")
     parser.add_argument("--modes", default="scheduled,stream", help="comma-separated (scheduled,stream)")
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     parser.add_argument("--timeout", type=float, default=120.0, help="function timeout per invocation, s (120)")

@@ -289,7 +289,9 @@ def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
                 f"wall {measured['wall_ms']} ms, peak RSS {measured['peak_rss_kb'] / 1024:.1f} MB, "
                 f"{measured['rows']} rows {'ok' if measured['ok'] else 'WRONG (expected ' + str(valid) + ')'}"
             )
-        run["cpu_ratio"] = round(run["ours"]["cpu_ms"] / run["python"]["cpu_ms"], 4) if run["python"]["cpu_ms"] else None
+        run["cpu_ratio"] = (
+            round(run["ours"]["cpu_ms"] / run["python"]["cpu_ms"], 4) if run["python"]["cpu_ms"] else None
+        )
         runs.append(run)
 
     def side(name: str, key: str) -> dict[str, float | None]:
@@ -331,7 +333,10 @@ def markdown(result: dict[str, Any]) -> str:
         "| loader | client CPU, ms | CPU per event, us | peak RSS, MB | wall, ms (mostly the local server) |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for name, label in (("python", "Python: snowflake-connector-python executemany"), ("ours", "ours: ingest, stream mode")):
+    for name, label in (
+        ("python", "Python: snowflake-connector-python executemany"),
+        ("ours", "ours: ingest, stream mode"),
+    ):
         lines.append(
             f"| {label} | {span(s[name]['cpu_ms'])} | {span(s[name]['cpu_us_per_event'], digits=2)} | "
             f"{span(s[name]['peak_rss_kb'], 1024)} | {span(s[name]['wall_ms'], digits=0)} |"

@@ -14,19 +14,20 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
 2. Creates a fresh events queue with its DLQ (maxReceiveCount 5) and a fresh staging queue with
    its DLQ (maxReceiveCount 5, as template.yaml), and feeds the events through the real ``ingest``
    binary in scheduled mode with ``lambda_host.run_sqs(batch_size=1000, until_empty=True)``, in
-   waves of two batches (the queue stays short, as when ingest keeps up with producers).
+   waves of one batch (the queue stays short, as when ingest keeps up with producers).
 3. Arms chaos in the local Snowflake, for INSERT submissions only: probabilistic fault rules
    (seeded) that together hit ``--fault-rate`` of them: 429, 503 and 500 before execution; 503,
    500 and a dropped connection after execution (the rows landed, the answer is lost); and slow
    statements (1.2 s late with the async threshold lowered to 200 ms: 202 and polling).
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
-   ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run and then, after each completed run, a
-   run with probability ``--kill-probability`` (0.8) is SIGKILLed 0.05-2 s after it got its
-   invocation (seeded), so chunks it inserted are left undeleted and come back with
-   ``retry=true``. A run after a kill completes, and no run is killed again until a completed run
-   started after the killed run's chunks became visible again: a chunk is killed at most once, so
-   it never reaches the DLQ through our kills alone (5 receives). Completed runs get
-   ``{"max_seconds": 3..8}`` so there are many runs. The loop ends when the staging queue is
+   ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
+   ``--kill-probability`` (0.6), is SIGKILLed 0.05-2 s after it got its invocation (seeded), so
+   chunks it inserted are left undeleted and come back with ``retry=true``; the others complete.
+   A run is killed only if it is over before the chunks of earlier killed runs can be visible
+   again, until a completed run that started after they came back has received them (moto hands
+   out the oldest messages first): no chunk is received by two killed runs, so our kills alone
+   never push one to the DLQ (5 receives). Completed runs get ``{"max_seconds": 3..8}`` so there
+   are many runs. The loop ends when the staging queue is
    empty, in flight included, and the last (completed) run reported "loaded" or "empty" with
    nothing left; it gives up after ``--flush-budget`` seconds.
 5. Disarms (clears the faults, restores the async threshold and the seed), reads the results
@@ -122,12 +123,14 @@ def progress(line: str) -> None:
 
 
 def patch_moto() -> None:
-    """Three speed patches for moto's SQS (same behaviour).
+    """Speed patches for moto's SQS, same behaviour (moto of the version requirements.txt pins).
 
-    moto computes a queue's attributes, message counts included, for every message sent and for
-    every message received (its retention check), each count reading the clock once or twice per
-    message in the queue through a slow datetime helper.
+    moto computes a queue's attributes, its three message counts included, for every message sent
+    and three times for every message received (its retention check); each count reads the clock
+    through a slow datetime helper once or twice per message in the queue. A receipt handle is
+    185 random.choice() calls, and a delete walks the queue twice building a list per message.
     """
+    import base64
     import functools
 
     import moto.sqs.models as models
@@ -143,9 +146,17 @@ def patch_moto() -> None:
     models.unix_time = unix_time
     models.unix_time_millis = unix_time_millis
     models.camelcase_to_underscores = functools.lru_cache(maxsize=4096)(models.camelcase_to_underscores)
+    # opaque 185-character handles, as moto's, from os.urandom
+    models.generate_receipt_handle = lambda: base64.b32encode(os.urandom(120)).decode().lower()[:185]
+
+    building = threading.local()  # the counts of the attributes dict this thread is building
 
     def counts(queue: Any) -> tuple[int, int, int]:
-        """(visible and not delayed, delayed, not visible), one pass, one clock read."""
+        """(visible and not delayed, delayed, not visible): one pass, one clock read, memoised
+        while one attributes dict is being built (per thread: the server is threaded)."""
+        memo = getattr(building, "counts", None)
+        if memo is not None and memo[0] is queue:
+            return memo[1]
         now = time.time() * 1000.0
         available = delayed = hidden = 0
         for message in queue._messages:
@@ -162,12 +173,36 @@ def patch_moto() -> None:
     models.Queue.approximate_number_of_messages = property(lambda self: counts(self)[0])
     models.Queue.approximate_number_of_messages_delayed = property(lambda self: counts(self)[1])
     models.Queue.approximate_number_of_messages_not_visible = property(lambda self: counts(self)[2])
+    slow_attributes = models.Queue.attributes.fget
+
+    def attributes(self: Any) -> dict[str, Any]:
+        outer = getattr(building, "counts", None)
+        building.counts = (self, counts(self))
+        try:
+            return slow_attributes(self)
+        finally:
+            building.counts = outer
+
+    models.Queue.attributes = property(attributes)
 
     def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
         queue = self.get_queue(queue_name)
         return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
 
     models.SQSBackend.is_message_valid_based_on_retention_period = retention_ok
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # deleted before: fine, as in moto
+        for index, message in enumerate(self._messages):
+            if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
+                del self._messages[index]
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+                return
+        raise models.ReceiptHandleIsInvalid()
+
+    models.Queue.delete_message = delete_message
 
 
 def serve_sqs(port: int) -> None:
@@ -194,13 +229,12 @@ class PrivateSqs:
 
     def __enter__(self) -> PrivateSqs:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
+        with open(self.log, "ab") as out:  # in our process group: a signal to the group stops it too
             self.popen = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--serve-sqs", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -217,13 +251,11 @@ class PrivateSqs:
     def __exit__(self, *_exc: object) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
+        self.popen.terminate()
         try:
             self.popen.wait(5)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.kill()
             self.popen.wait(5)
 
 
@@ -346,6 +378,24 @@ def depth(sqs, url: str) -> dict[str, int]:  # noqa: ANN001
     return {"visible": visible, "in_flight": hidden, "delayed": delayed, "total": visible + hidden + delayed}
 
 
+def sender(sqs):  # noqa: ANN001, ANN201
+    """A client like `sqs` that never resends a SendMessageBatch by itself: a call the server
+    answered with an error may have queued some of its messages, and an automatic retry would
+    queue them twice (send_wave resends only the entries that did not succeed)."""
+    import boto3
+    from botocore.config import Config
+
+    credentials = sqs._request_signer._credentials
+    return boto3.client(
+        "sqs",
+        endpoint_url=sqs.meta.endpoint_url,
+        region_name=sqs.meta.region_name,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=8),
+    )
+
+
 def send_wave(sqs, url: str, messages: list[Message], pool: ThreadPoolExecutor) -> None:  # noqa: ANN001
     """SendMessageBatch calls of 10, a few in flight; sets each message's MessageId."""
 
@@ -406,12 +456,13 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
     from lambda_host import LambdaHost, run_sqs
 
     totals = collections.Counter()
-    wave = 2 * BATCH_SIZE
+    wave = BATCH_SIZE
     started = time.monotonic()
     log = args.log_dir / "chaos-ingest.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     send_s = 0.0
+    send_sqs = sender(sqs)
     with ThreadPoolExecutor(max_workers=4) as pool, LambdaHost(
         args.ingest_binary, "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=256, log=log
     ) as host:
@@ -420,11 +471,13 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
         waves = [plan.messages[i : i + wave] for i in range(0, len(plan.messages), wave)]
         for number, messages in enumerate(waves, 1):
             t = time.monotonic()
-            send_wave(sqs, url, messages, pool)
+            send_wave(send_sqs, url, messages, pool)
             send_s += time.monotonic() - t
             stats = run_sqs(host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None)
             for key in ("batches", "messages_received", "messages_deleted", "messages_failed", "invocation_errors"):
                 totals[key] += stats[key]
+            if stats.get("interrupted"):  # run_sqs took our Ctrl-C / SIGTERM: pass it on
+                raise KeyboardInterrupt
             if stats["init_error"]:
                 raise RuntimeError(f"ingest could not start: {stats['init_error']}")
             if number % max(1, len(waves) // 10) == 0 or number == len(waves):
@@ -460,6 +513,17 @@ class FlushRun:
     leftover: int | None = None
     error: str | None = None
     seconds: float = 0.0
+    report_from: int = 0  # the emulator's request report length before and after the run
+    report_to: int | None = None
+
+
+def shifted(run: FlushRun, offset: int) -> FlushRun:
+    return FlushRun(**{**run.__dict__, "report_from": run.report_from - offset,
+                       "report_to": None if run.report_to is None else run.report_to - offset})  # fmt: skip
+
+
+def report_length(control: Control) -> int:
+    return len(control.call("GET", "/requests")["statements"])
 
 
 def flush_once(host: Any, run: FlushRun) -> FlushRun:
@@ -501,7 +565,9 @@ def flush_once(host: Any, run: FlushRun) -> FlushRun:
     return run
 
 
-def flush_loop(args: argparse.Namespace, env: dict[str, str], sqs, staging: str) -> tuple[list[FlushRun], bool]:  # noqa: ANN001
+def flush_loop(
+    args: argparse.Namespace, env: dict[str, str], sqs, staging: str, control: Control  # noqa: ANN001
+) -> tuple[list[FlushRun], bool]:
     from lambda_host import LambdaHost
 
     rng = random.Random(args.seed + 1)
@@ -509,7 +575,10 @@ def flush_loop(args: argparse.Namespace, env: dict[str, str], sqs, staging: str)
     log = args.log_dir / "chaos-flush.log"
     log.write_text("")
     give_up = time.monotonic() + args.flush_budget
-    cleared_after: float | None = None  # a completed run must start after this before the next kill
+    # Killed runs whose chunks have not been loaded since: (when the run got its event, when its
+    # chunks are all visible again). Their chunks were received after the first and before the
+    # kill, so they stay hidden until first + VISIBILITY_S and are back by kill + VISIBILITY_S.
+    outstanding: list[tuple[float, float]] = []
     finished = False
     with LambdaHost(args.flush_binary, "flush", env=env, timeout=FLUSH_TIMEOUT_S, memory_mb=256, log=log) as host:
         while time.monotonic() < give_up:
@@ -533,19 +602,25 @@ def flush_loop(args: argparse.Namespace, env: dict[str, str], sqs, staging: str)
                     time.sleep(0.5)
                 continue
             now = time.monotonic()
-            may_kill = cleared_after is None and (last is None or not last.killed) and queue["visible"] > 0
+            # A run may be killed only if it is over (killed) before any outstanding killed chunk
+            # can come back: no chunk is ever received by two killed runs.
+            may_kill = queue["visible"] > 0 and all(
+                now + KILL_DELAY_S[1] + 1.0 < hidden_until for hidden_until, _ in outstanding
+            )
             kill = may_kill and (not runs or rng.random() < args.kill_probability)
             number = len(runs) + 1
             if kill:
                 run = FlushRun(number, round(rng.uniform(*KILL_DELAY_S), 3), None)
             else:
                 run = FlushRun(number, None, rng.randint(*RUN_SECONDS))
-                if cleared_after is not None and now >= cleared_after:
-                    cleared_after = None  # this run receives the killed chunks again and loads them
+                if outstanding and now >= max(back for _, back in outstanding):
+                    outstanding = []  # this run receives the killed chunks first (oldest) and loads them
+            run.report_from = report_length(control)
+            got_event = time.monotonic()
             flush_once(host, run)
+            run.report_to = report_length(control)
             if run.killed:
-                # its chunks were received at most planned_kill_s ago: visible again after this
-                cleared_after = time.monotonic() + VISIBILITY_S + 0.5
+                outstanding.append((got_event + VISIBILITY_S, time.monotonic() + VISIBILITY_S + 0.5))
             runs.append(run)
             progress(
                 f"flush run {number}: {run.status}"
@@ -569,37 +644,42 @@ def sql(port: int, statement: str) -> list[list[Any]]:
     return query(statement, port, "TRACKLAYER", "EVENTS")["rows"]
 
 
-def report_figures(statements: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fault and retry figures from the emulator's request report (this run's INSERTs)."""
-    inserts = [s for s in statements if s.get("kind") == "INSERT"]
-    faults = collections.Counter(s["fault"] for s in inserts if s.get("fault"))
-    by_request: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    for entry in inserts:
-        by_request[entry["request_id"]].append(entry)
-    resent_after_answer = 0
-    for entries in by_request.values():
-        # A submission whose answer reached the client (200 or 202, no fault replacing it) and
-        # that is submitted again was re-sent by a later process: the one that had the answer
-        # died (was killed) before deleting its message.
-        answered = False
-        for entry in entries:
-            if answered and entry.get("retry") and not entry.get("executed"):
-                resent_after_answer += 1
-                break
-            if entry.get("status") in (200, 202) and entry.get("fault") in (None, "delay_ms"):
-                answered = True
+def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> dict[str, Any]:
+    """Fault and retry figures from the emulator's request report (the flush loop's part)."""
+    inserts = [(i, s) for i, s in enumerate(statements) if s.get("kind") == "INSERT"]
+    faults = collections.Counter(s["fault"] for _, s in inserts if s.get("fault"))
+    # Chunks whose INSERT ran while a killed run was alive (entries are recorded when answered,
+    # so each run's entries lie between its two report marks): the statement ran and its rows
+    # landed, even if the answer was a 202 the dead run never polled. Those submitted again later
+    # with retry=true and answered from the store (executed false) were not inserted twice.
+    killed_windows = [(r.report_from, r.report_to) for r in runs if r.killed and r.report_to is not None]
+    inserted_by_killed: dict[str, int] = {}
+    for index, entry in inserts:
+        ran = entry.get("executed") and entry.get("status") not in (None, 400, 401, 422)
+        if ran and any(a <= index < b for a, b in killed_windows):
+            inserted_by_killed.setdefault(entry["request_id"], index)
+    resent = {
+        entry["request_id"]
+        for index, entry in inserts
+        if entry["request_id"] in inserted_by_killed
+        and index > inserted_by_killed[entry["request_id"]]
+        and entry.get("retry")
+        and not entry.get("executed")
+        and entry.get("status") in (200, 202)
+    }
     return {
         "insert_submissions": len(inserts),
-        "chunks_submitted": len(by_request),
+        "chunks_submitted": len({s["request_id"] for _, s in inserts}),
         "faults": sum(faults.values()),
         "faults_by_kind": dict(faults),
-        "async_202": sum(1 for s in inserts if s.get("status") == 202),
-        "retry_submissions": sum(1 for s in inserts if s.get("retry")),
+        "async_202": sum(1 for _, s in inserts if s.get("status") == 202),
+        "retry_submissions": sum(1 for _, s in inserts if s.get("retry")),
         "answered_from_store": sum(
-            1 for s in inserts if s.get("retry") and not s.get("executed") and s.get("status") in (200, 202)
+            1 for _, s in inserts if s.get("retry") and not s.get("executed") and s.get("status") in (200, 202)
         ),
-        "executions": sum(1 for s in inserts if s.get("executed")),
-        "chunks_resent_after_kill": resent_after_answer,
+        "executions": sum(1 for _, s in inserts if s.get("executed")),
+        "chunks_inserted_by_killed_runs": len(inserted_by_killed),
+        "chunks_resent_after_kill": len(resent),
     }
 
 
@@ -620,7 +700,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="TRACKLAYER_MAX_STATEMENT_BYTES of both binaries (250000; production: 1000000): smaller "
         "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
     )  # fmt: skip
-    parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run after a completed one (0.8)")
+    parser.add_argument("--kill-probability", type=float, default=0.6, help="kill a run when allowed (0.6)")
     parser.add_argument("--flush-budget", type=float, default=900, help="give the flush loop up after N s (900)")
     parser.add_argument("--events-sqs", choices=("private", "stack"), default="private",
                         help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip
@@ -653,12 +733,17 @@ def table(rows: list[tuple[str, Any, str]]) -> str:
     return "\n".join(lines)
 
 
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve-sqs"]:
         serve_sqs(int(argv[1]))
         return 0
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
     for binary in (args.ingest_binary, args.flush_binary):
         if not binary.is_file():
             progress(f"{binary} is not built (cargo build -p ingest -p flush)")
@@ -734,12 +819,12 @@ def main(argv: list[str] | None = None) -> int:
             "TRACKLAYER_FLUSH_MARGIN_SECONDS": "1",
             "TRACKLAYER_FLUSH_RECEIVERS": "2",
         }
-        runs, finished = flush_loop(args, flush_env, stack_sqs, staging_url)
+        runs, finished = flush_loop(args, flush_env, stack_sqs, staging_url, control)
         flush_s = time.monotonic() - flush_started
 
         # 5: chaos off, then read back
         taken = {f["id"]: f["taken"] for f in control.call("GET", "/faults")}
-        report = control.call("GET", "/requests")["statements"][statements_from:]
+        report = control.call("GET", "/requests")["statements"]
         control.call("DELETE", "/faults")
         control.call("POST", "/settings", {"async_threshold_ms": settings_before["async_threshold_ms"],
                                            "seed": settings_before.get("seed")})  # fmt: skip
@@ -786,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         if private is not None:
             private.__exit__()
 
-    chaos = report_figures(report)
+    chaos = report_figures(report[statements_from:], [shifted(r, statements_from) for r in runs])
     lost = plan.valid - loaded_distinct
     duplicates = loaded_rows - loaded_distinct
     kills = sum(1 for r in runs if r.killed)
@@ -869,7 +954,8 @@ def main(argv: list[str] | None = None) -> int:
         ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
         ("answers 202 (slow statements, polled)", chaos["async_202"], ""),
         ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
-        ("chunks inserted by a killed flush, re-sent, not re-run", chaos["chunks_resent_after_kill"], ""),
+        ("chunks inserted while a killed flush ran / re-sent with retry=true, not re-run",
+         f"{chaos['chunks_inserted_by_killed_runs']} / {chaos['chunks_resent_after_kill']}", ""),
         ("flush runs / killed", f"{len(runs)} / {kills}",
          ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0])))),
         ("time: total / ingest / flush loop", f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",

@@ -1,25 +1,30 @@
 """`make demo`: a realistic ecommerce event stream through the real Lambda binaries into the local Snowflake.
 
     .venv/bin/python infra/local/demo.py [--events 20000] [--seed 7] [--env-file .local/stack.env]
-        [--dbt .venv-dbt/bin/dbt] [--target-dir target/debug] [--batch-size 1000]
+        [--dbt .venv-dbt/bin/dbt] [--target-dir target/debug] [--batch-size 1000] [--wave 50] [--verbose]
 
 Needs a running local stack (`.venv/bin/python infra/local/stack.py up`) and the debug binaries
 (`cargo build -p ingest -p flush -p connection-test`). Steps:
 
-1. generate a deterministic stream (by ``--seed``): four merchants (USD, EUR, GBP), web/ios/android
-   sessions walking view_content -> add_to_cart -> begin_checkout -> purchase with drop-off, known
-   and anonymous visitors, repeat customers over ~6 months, ~0.5% broken events; packed into SQS
-   message bodies as producers do (mostly one event, some JSON arrays, a few NDJSON bodies);
-2. send them to the events queue (SendMessageBatch);
-3. run ``ingest`` in scheduled mode through lambda_host's SQS event source mapping emulator;
-4. run ``flush`` (again while it reports ``partial``);
-5. run ``connection-test`` (``test_sync``);
-6. account for every event: sent == loaded (RAW_EVENTS) + quarantined (RAW_EVENTS_REJECTED);
-7. run the guide's sample queries (infra/sql/sample_queries.sql);
-8. ``dbt build`` of infra/dbt (skipped, with a note, when the dbt venv is missing).
+1. generate a stream, the same for the same ``--seed`` (times relative to now): four merchants
+   (USD, EUR, GBP), web/ios/android sessions walking view_content -> add_to_cart ->
+   begin_checkout -> purchase with drop-off (35% / 60% / 70%), signed-in and anonymous visitors,
+   repeat customers over ~6 months, ~0.5% broken events; packed into SQS message bodies as
+   producers do (mostly one event, some JSON arrays, a few NDJSON bodies);
+2. send them to the events queue (SendMessageBatch) in waves of ``--wave`` messages; after each
+   wave lambda_host's SQS event source mapping runs ``ingest`` in scheduled mode on what is
+   waiting (the local SQS, moto, pays for every message in proportion to the queue's length, so
+   the queue is kept short, as it is when ingest keeps up with live traffic);
+3. run ``flush`` (again while it reports ``partial``);
+4. run ``connection-test`` (``test_sync``);
+5. account for every event: sent == loaded (distinct event ids in RAW_EVENTS) + quarantined
+   (RAW_EVENTS_REJECTED rows of this run's messages), per reason;
+6. run the guide's sample queries (infra/sql/sample_queries.sql, else the guide's text);
+7. ``dbt build`` of infra/dbt (skipped, with a note, when the dbt executable is missing).
 
-Exit status 0 when every step worked and every event is accounted for; 1 otherwise; 2 for a usage
-or setup error (no stack, no binaries). The functions' logs go to ``$STACK_DIR/logs/demo-*.log``.
+Exit status 0 when every step worked and every event is accounted for (duplicates are reported
+loudly but do not fail the demo); 1 otherwise; 2 for a setup error (no stack, no binaries). The
+functions' logs go to ``$STACK_DIR/logs/demo-*.log``, dbt's output to ``demo-dbt.log`` there.
 """
 
 from __future__ import annotations
@@ -154,7 +159,7 @@ def fmt_cell(value: Any, column: str = "", max_width: int = 60) -> str:
     if isinstance(value, (float, Decimal)):
         return f"{value:,.2f}"
     if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10000 else str(value)
+        return f"{value:,}"
     if isinstance(value, datetime):
         if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
             return value.strftime("%Y-%m-%d")
@@ -703,6 +708,48 @@ def rejected_rows(wh: Warehouse) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in rows]
 
 
+@dataclass
+class Accounting:
+    sent: int
+    valid_ids: set[str]
+    loaded: int  # valid events of this run in RAW_EVENTS (distinct event ids)
+    loaded_twice: int  # extra rows beyond one per event id
+    unexpected: int  # rows of the demo merchants this run did not send
+    quarantined: int  # distinct quarantined events from this run's messages
+    quarantined_twice: int
+    reasons: Counter
+    expected_reasons: Counter
+    fields: dict[str, Counter]
+    examples: dict[str, str]
+
+
+def account(wh: Warehouse, stream: Stream, sent: dict[str, list[DemoEvent]], before: Counter) -> Accounting:
+    """What became of this run's events: rows are counted against the ids and message ids it sent."""
+    run_rows = id_counts(wh, [m.merchant_id for m in MERCHANTS]) - before
+    valid_ids = {e.event_id for e in stream.events if e.defect is None}
+    rejections = [r for r in rejected_rows(wh) if r[0] in sent]  # this run's messages only
+    distinct = {(r[0], r[1], r[3], r[4]): r for r in rejections}  # message, reason, event id, text
+    fields: dict[str, Counter] = defaultdict(Counter)
+    examples: dict[str, str] = {}
+    for _message, reason, detail, _event_id, _text in distinct.values():
+        examples.setdefault(reason, detail or "")
+        if reason in ("invalid_field", "missing_field"):
+            fields[reason][re.match(r"[\w.]*", detail or "").group(0) or "?"] += 1
+    return Accounting(
+        sent=len(stream.events),
+        valid_ids=valid_ids,
+        loaded=sum(1 for i in valid_ids if run_rows.get(i, 0) > 0),
+        loaded_twice=sum(n - 1 for i, n in run_rows.items() if i in valid_ids and n > 1),
+        unexpected=sum(n for i, n in run_rows.items() if i not in valid_ids),
+        quarantined=len(distinct),
+        quarantined_twice=len(rejections) - len(distinct),
+        reasons=Counter(r[1] for r in distinct.values()),
+        expected_reasons=Counter(e.reason for e in stream.events if e.defect),
+        fields=dict(fields),
+        examples=examples,
+    )
+
+
 def sample_queries() -> tuple[str, list[tuple[str, str]]]:
     """(where they come from, [(title, sql)])."""
     if GUIDE_QUERIES_FILE.is_file():
@@ -747,10 +794,7 @@ class Demo:
         return self.stack_dir / "logs" / f"demo-{name}.log"
 
     def function_env(self, **extra: str) -> dict[str, str]:
-        env = dict(self.env)
-        env.setdefault("RUST_LOG", "info")
-        env.update(extra)
-        return env
+        return {**self.env, **extra}
 
     def timed(self, label: str, started: float, outcome: str) -> None:
         self.timings.append((label, time.monotonic() - started, outcome))
@@ -910,6 +954,10 @@ def run_flush(demo: Demo) -> list[dict[str, Any]]:
                 f"{fmt_int(report.get('events_rejected', 0))} quarantined, {report.get('chunks_loaded', 0)} chunks, "
                 f"{report.get('statements', 0)} statements ({host.durations_ms[-1] / 1000:.1f} s)"
             )
+            if report.get("error"):
+                say(f"      error: {report['error']}")
+                if report.get("fix"):
+                    say(f"      fix: {report['fix']}")
             if status != "partial":
                 break
     return reports
@@ -944,7 +992,7 @@ def run_dbt(demo: Demo, dbt: Path) -> tuple[bool, str, list[dict[str, Any]], str
     )
     assert process.stdout is not None
     progress = re.compile(r"(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP)\b")
-    shown = 0.0
+    shown = time.monotonic()
     for line in process.stdout:
         lines.append(line.rstrip("\n"))
         text = line.rstrip()
@@ -971,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dbt", default=str(REPO / ".venv-dbt" / "bin" / "dbt"), help="the dbt executable")
     parser.add_argument("--target-dir", default="target/debug", help="where the built binaries are (target/debug)")
     parser.add_argument("--batch-size", type=int, default=1000, help="SQS messages per ingest invocation (1000)")
-    parser.add_argument("--wave", type=int, default=100, help="messages sent before ingest drains the queue (100)")
+    parser.add_argument("--wave", type=int, default=50, help="messages sent before ingest drains the queue (50)")
     parser.add_argument("--verbose", action="store_true", help="one line per ingest invocation")
     args = parser.parse_args(argv)
     if args.events < 1:
@@ -1014,7 +1062,8 @@ def main(argv: list[str] | None = None) -> int:
                                    ("view_content", "add_to_cart", "begin_checkout", "purchase")))
     say("    merchants: " + ", ".join(f"{m.merchant_id} ({m.currency}) {fmt_int(per_merchant[m.merchant_id])}"
                                       for m in MERCHANTS))
-    say(f"    broken on purpose: {sum(by_defect.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(by_defect.items())) + ")")
+    say(f"    broken on purpose: {sum(by_defect.values())}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by_defect.items())) + ")" if by_defect else ""))
     say(f"    packed into {fmt_int(len(stream.bodies))} SQS messages: {fmt_int(stream.shapes['single'])} single events, "
         f"{stream.shapes['array']} JSON arrays, {stream.shapes['ndjson']} NDJSON bodies "
         f"({sum(len(b.encode()) for b, _ in stream.bodies) / 1e6:.1f} MB)")
@@ -1069,22 +1118,39 @@ def main(argv: list[str] | None = None) -> int:
     step(3, "flush: load the staged chunks into RAW_EVENTS / RAW_EVENTS_REJECTED")
     t = time.monotonic()
     reports = run_flush(demo)
-    report = reports[-1]
-    say("    report:")
+    report = reports[0]
+    say("    report of run 1:" if len(reports) > 1 else "    report:")
     for key, value in report.items():
         say(f"      {key:<20} {value}")
-    if report.get("status") not in ("loaded", "empty"):
-        demo.problems.append(f"flush ended {report.get('status')}: {report.get('error') or report.get('errorMessage')}"
-                             f" {report.get('fix') or ''}".rstrip())
-    demo.timed("3 flush", t, f"{len(reports)} run(s), {report.get('status')}")
+    statuses = [r.get("status") for r in reports]
+    last = reports[-1]
+    if last.get("status") != "loaded" and statuses != ["empty"]:
+        errors = "; ".join(f"{r.get('error') or r.get('errorMessage')} ({r.get('fix')})" if r.get("fix")
+                           else str(r.get("error") or r.get("errorMessage") or "") for r in reports
+                           if r.get("error") or r.get("errorMessage"))
+        leftover = last.get("leftover_estimate")
+        say(f"    !! flush runs ended {' -> '.join(map(str, statuses))}; about {leftover} chunks are still on the "
+            "staging queue (failed chunks stay invisible until their visibility timeout ends, then the next "
+            "scheduled flush retries them)")
+        demo.problems.append(f"flush did not load everything ({' -> '.join(map(str, statuses))}): {errors}")
+    demo.timed("3 flush", t, f"{len(reports)} run(s): {' -> '.join(map(str, statuses))}")
 
     # ---- 4. connection-test
     step(4, 'connection-test {"mode": "test_sync"}')
     t = time.monotonic()
     ok, answer = run_connection_test(demo)
     if ok:
-        rows = [[c.get("name"), c.get("status"), c.get("detail", ""), c.get("fix", "")] for c in answer.get("checks", [])]
-        print_table(["check", "status", "detail", "fix"], rows, max_width=110)
+        checks = answer.get("checks", [])
+        rows = [[c.get("name"), c.get("status"), c.get("detail", ""), c.get("fix", "")] for c in checks]
+        if any(c.get("fix") for c in checks):
+            print_table(["check", "status", "detail", "fix"], rows, max_width=80)
+            for c in checks:
+                if c.get("status") not in ("pass", "skip"):
+                    say(f"    {c.get('name')} ({c.get('status')}): {c.get('detail')}")
+                    if c.get("fix"):
+                        say(f"      fix: {c.get('fix')}")
+        else:  # every check passed: no fixes to show
+            print_table(["check", "status", "detail"], [row[:3] for row in rows], max_width=110)
         say(f"    ok: {answer.get('ok')}; test event {answer.get('test_event_id')} "
             "(event_name tracklayer_connection_test, merchant tracklayer; dbt staging drops it)")
         if not answer.get("ok"):
@@ -1097,19 +1163,10 @@ def main(argv: list[str] | None = None) -> int:
     # ---- 5. accounting
     step(5, "account for every event: sent == loaded + quarantined")
     t = time.monotonic()
-    after = id_counts(wh, merchants)
-    run_rows = after - before
-    valid_ids = {e.event_id for e in stream.events if e.defect is None}
-    loaded = sum(1 for i in valid_ids if run_rows.get(i, 0) > 0)
-    loaded_twice = sum(n - 1 for i, n in run_rows.items() if i in valid_ids and n > 1)
-    unexpected = sum(n for i, n in run_rows.items() if i not in valid_ids)
-    rejections = [r for r in rejected_rows(wh) if r[0] in sent]  # this run's messages only
-    distinct_rejections = {(r[0], r[1], r[3], r[4]): r for r in rejections}  # message, reason, event id, text
-    quarantined = len(distinct_rejections)
-    quarantined_twice = len(rejections) - quarantined
-    expected_reasons = Counter(e.reason for e in stream.events if e.defect)
-    got_reasons = Counter(r[1] for r in distinct_rejections.values())
-    n_sent = len(stream.events)
+    acc = account(wh, stream, sent, before)
+    loaded, quarantined, n_sent = acc.loaded, acc.quarantined, acc.sent
+    loaded_twice, quarantined_twice, unexpected = acc.loaded_twice, acc.quarantined_twice, acc.unexpected
+    valid_ids, got_reasons, expected_reasons = acc.valid_ids, acc.reasons, acc.expected_reasons
     print_table(
         ["", "events"],
         [["sent", n_sent], ["loaded (distinct event ids in RAW_EVENTS)", loaded],
@@ -1117,11 +1174,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     say("    quarantined by reason (expected: the broken events step 1 made):")
     print_table(
-        ["reason", "events", "expected", "example detail"],
+        ["reason", "events", "expected", "by field", "example detail"],
         [[reason, got_reasons.get(reason, 0), expected_reasons.get(reason, 0),
-          next((r[2] for r in distinct_rejections.values() if r[1] == reason), "")]
+          ", ".join(f"{f} {n}" for f, n in sorted(acc.fields.get(reason, Counter()).items())), acc.examples.get(reason, "")]
          for reason in sorted(set(got_reasons) | set(expected_reasons))],
-        indent="      ", max_width=100,
+        indent="      ", max_width=90,
     )
     problems_before = len(demo.problems)
     if loaded + quarantined == n_sent and loaded == len(valid_ids):
@@ -1133,8 +1190,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"    MISMATCH: sent {fmt_int(n_sent)} != loaded {fmt_int(loaded)} + quarantined {fmt_int(quarantined)}"
             f" (difference {diff:+,}); {fmt_int(len(valid_ids) - loaded)} valid events are not in RAW_EVENTS")
         say("    " + "!" * 80)
-        what = "lost" if diff > 0 else "too many"
-        demo.problems.append(f"{abs(diff):,} events {what}: sent {n_sent:,} - loaded {loaded:,} - quarantined {quarantined:,}")
+        what = "missing (neither in RAW_EVENTS nor in the quarantine)" if diff > 0 else "too many"
+        demo.problems.append(f"{abs(diff):,} events {what}: sent {n_sent:,}, loaded {loaded:,}, "
+                             f"quarantined {quarantined:,}")
         outcome = f"MISMATCH {diff:+,}"
     if loaded_twice or quarantined_twice:
         say("    " + "!" * 80)
@@ -1214,7 +1272,7 @@ def main(argv: list[str] | None = None) -> int:
             if "dim_customers" in models:
                 try:
                     columns, rows = wh.query(
-                        f"SELECT MERCHANT_ID, CUSTOMER_TYPE, COUNT(*) AS CUSTOMERS, SUM(ORDERS) AS ORDERS, "
+                        f"SELECT MERCHANT_ID, CUSTOMER_TYPE, COUNT(*) AS CUSTOMERS, CAST(SUM(ORDERS) AS INTEGER) AS ORDERS, "
                         f"SUM(LIFETIME_REVENUE) AS REVENUE, MIN(CURRENCY) AS CURRENCY "
                         f"FROM TRACKLAYER.{schema}.DIM_CUSTOMERS GROUP BY 1, 2 ORDER BY 1, 2"
                     )

@@ -1,19 +1,23 @@
 //! The flush function: loads the chunks ingest staged, in as little warehouse time as
 //! possible. An empty queue costs nothing in Snowflake: no authentication, no statement.
 //!
-//! Each staged chunk becomes one INSERT whose requestId is the chunk id (`retry=true` when the
-//! message was received before), and its message is deleted only after the INSERT succeeded,
-//! so a crash between insert and delete never loads a chunk twice.
+//! Each staged chunk becomes one INSERT whose requestId is the chunk id, always sent with
+//! `retry=true`, and its message is deleted only after the INSERT succeeded: a chunk delivered
+//! twice (at once to two receivers, or again after a crash between insert and delete) is
+//! never loaded twice.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::config::{ConfigError, env_opt, env_parse, env_required};
 use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
@@ -204,6 +208,8 @@ struct Run {
     deadline: Instant,
     stop: AtomicBool,
     report: Mutex<FlushReport>,
+    /// Chunk ids taken this run, and whether they landed: SQS may deliver a message twice.
+    chunks: Mutex<HashMap<Uuid, bool>>,
 }
 
 impl Flush {
@@ -246,6 +252,7 @@ impl Flush {
             deadline,
             stop: AtomicBool::new(false),
             report: Mutex::new(FlushReport::default()),
+            chunks: Mutex::new(HashMap::new()),
         });
 
         // The probe is a plain receive: if nothing waits, Snowflake is never contacted.
@@ -320,7 +327,6 @@ impl Flush {
             .max_number_of_messages(RECEIVE_BATCH)
             .wait_time_seconds(wait_seconds)
             .visibility_timeout(self.config.visibility.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .map(|out| out.messages.unwrap_or_default())
@@ -337,19 +343,25 @@ impl Flush {
     async fn load_batch(&self, run: &Run, messages: Vec<aws_sdk_sqs::types::Message>) {
         let mut chunks = Vec::new();
         let mut handles = Vec::new();
+        let mut landed_copies = Vec::new();
         for message in &messages {
             let receipt = message.receipt_handle.clone().unwrap_or_default();
             match StagedChunk::from_message(message.body.as_deref().unwrap_or_default()) {
-                Ok(chunk) => {
-                    let received_before = message
-                        .attributes
-                        .as_ref()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|n| n > 1);
-                    chunks.push((chunk, received_before));
-                    handles.push(receipt);
-                }
+                Ok(chunk) => match run.chunks.lock().await.entry(chunk.id) {
+                    // A second delivery of a chunk that landed this run: only delete it.
+                    Entry::Occupied(landed) if *landed.get() => landed_copies.push(receipt),
+                    // One still in flight here: load it too (retry=true makes Snowflake answer
+                    // from the first execution) but count its rows once.
+                    Entry::Occupied(_) => {
+                        chunks.push((chunk, false));
+                        handles.push(receipt);
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(false);
+                        chunks.push((chunk, true));
+                        handles.push(receipt);
+                    }
+                },
                 Err(error) => {
                     // Left on the queue: after maxReceiveCount it moves to the DLQ for a person.
                     tracing::error!(%error, message_id = ?message.message_id, "unreadable staging message; leaving it for the dead-letter queue");
@@ -359,17 +371,19 @@ impl Flush {
                 }
             }
         }
+        self.delete(&landed_copies).await;
         if chunks.is_empty() {
             return;
         }
         let tag = "tracklayer:flush";
         let loads: Vec<ChunkLoad<'_>> = chunks
             .iter()
-            .map(|(chunk, received_before)| ChunkLoad {
+            .map(|(chunk, _)| ChunkLoad {
                 table: chunk.table,
                 body: &chunk.body,
+                // As StagedChunk::statement: the chunk id, always with retry=true.
                 request_id: chunk.id,
-                resubmission: *received_before,
+                resubmission: true,
                 tag,
             })
             .collect();
@@ -381,13 +395,16 @@ impl Flush {
 
         let mut delete = Vec::new();
         let mut report = run.report.lock().await;
-        for (((chunk, _), handle), outcome) in chunks.iter().zip(&handles).zip(outcomes) {
+        for (((chunk, first), handle), outcome) in chunks.iter().zip(&handles).zip(outcomes) {
             report.statements += u64::from(outcome.statements);
             report.bytes_sent += chunk.body.len() as u64;
-            count_rows(&mut report, chunk.table, &outcome);
             match outcome.error {
                 None => {
-                    report.chunks_loaded += 1;
+                    if *first {
+                        report.chunks_loaded += 1;
+                        count_rows(&mut report, chunk.table, &outcome);
+                    }
+                    run.chunks.lock().await.insert(chunk.id, true);
                     delete.push(handle.clone());
                 }
                 Some(error) => {

@@ -71,13 +71,15 @@ impl StagedChunk {
         }
     }
 
-    /// The INSERT for this chunk, idempotent by chunk id. `received_before` (the message's
-    /// receive count is above one) sends `retry=true` at once, so a chunk whose INSERT
-    /// succeeded before a crash is not executed again.
-    pub fn statement(&self, received_before: bool) -> Statement {
+    /// The INSERT for this chunk, idempotent by chunk id. It always carries `retry=true`: SQS
+    /// may hand the same message to two receivers at once (or again after a crash between
+    /// insert and delete), and only `retry=true` makes Snowflake answer a second submission of
+    /// the id from the first instead of running it again. The cost is one history lookup per
+    /// chunk, a few dozen per 100,000 events.
+    pub fn statement(&self) -> Statement {
         let mut statement = self.table.insert(self.body.clone());
         statement.request_id = self.id;
-        statement.resubmission = received_before;
+        statement.resubmission = true;
         statement
     }
 
@@ -169,12 +171,11 @@ mod tests {
     }
 
     #[test]
-    fn statement_uses_chunk_id_as_request_id() {
+    fn statement_uses_chunk_id_as_request_id_with_retry() {
         let chunk = StagedChunk::new(Table::Rejected, 1, "[]".into());
-        let first = chunk.statement(false);
-        assert_eq!(first.request_id, chunk.id);
-        assert!(!first.resubmission);
-        assert!(chunk.statement(true).resubmission);
+        let statement = chunk.statement();
+        assert_eq!(statement.request_id, chunk.id);
+        assert!(statement.resubmission, "every delivery may be a second one");
     }
 
     #[test]
