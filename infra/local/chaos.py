@@ -21,13 +21,13 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    statements (1.2 s late with the async threshold lowered to 200 ms: 202 and polling).
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
    ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
-   ``--kill-probability`` (0.6), is SIGKILLed 0.05-2 s after it got its invocation (seeded), so
+   ``--kill-probability`` (0.8) when allowed, is SIGKILLed 0.05-2 s after it got its invocation (seeded), so
    chunks it inserted are left undeleted and come back with ``retry=true``; the others complete.
    A run is killed only if it is over before the chunks of earlier killed runs can be visible
    again, until a completed run that started after they came back has received them (moto hands
    out the oldest messages first): no chunk is received by two killed runs, so our kills alone
-   never push one to the DLQ (5 receives). Completed runs get ``{"max_seconds": 3..8}`` so there
-   are many runs. The loop ends when the staging queue is
+   never push one to the DLQ (5 receives). Completed runs get ``{"max_seconds": 2..6}`` so there
+   are many runs (a run meant to be killed that finishes first counts as completed). The loop ends when the staging queue is
    empty, in flight included, and the last (completed) run reported "loaded" or "empty" with
    nothing left; it gives up after ``--flush-budget`` seconds.
 5. Disarms (clears the faults, restores the async threshold and the seed), reads the results
@@ -90,7 +90,7 @@ VISIBILITY_S = 10
 INGEST_TIMEOUT_S = 60
 FLUSH_TIMEOUT_S = 120
 KILL_DELAY_S = (0.05, 2.0)
-RUN_SECONDS = (3, 8)
+RUN_SECONDS = (2, 6)
 
 # (label, share of the faults, phase, action)
 FAULT_MIX = [
@@ -625,6 +625,8 @@ def flush_loop(
             progress(
                 f"flush run {number}: {run.status}"
                 + (f" after {run.planned_kill_s} s" if run.killed else "")
+                + (f" (kill at {run.planned_kill_s} s planned, it finished first)"
+                   if run.planned_kill_s is not None and not run.killed else "")
                 + (f" (max_seconds {run.max_seconds})" if run.max_seconds else "")
                 + f", {run.chunks_loaded} chunks, {run.events_loaded:,} events + {run.events_rejected} rejected"
                 + f", {run.seconds} s; queue {queue['visible']} visible, {queue['in_flight']} in flight before"
@@ -700,7 +702,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="TRACKLAYER_MAX_STATEMENT_BYTES of both binaries (250000; production: 1000000): smaller "
         "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
     )  # fmt: skip
-    parser.add_argument("--kill-probability", type=float, default=0.6, help="kill a run when allowed (0.6)")
+    parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run when allowed (0.8)")
     parser.add_argument("--flush-budget", type=float, default=900, help="give the flush loop up after N s (900)")
     parser.add_argument("--events-sqs", choices=("private", "stack"), default="private",
                         help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip
@@ -952,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
         ("faults injected (statements with a fault)", chaos["faults"],
          ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items()))),
         ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
-        ("answers 202 (slow statements, polled)", chaos["async_202"], ""),
+        ("answers 202 (async threshold 200 ms), polled", chaos["async_202"], ""),
         ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
         ("chunks inserted while a killed flush ran / re-sent with retry=true, not re-run",
          f"{chaos['chunks_inserted_by_killed_runs']} / {chaos['chunks_resent_after_kill']}", ""),

@@ -394,6 +394,7 @@ impl Flush {
         let outcomes = self.keep_hidden(&handles, loading).await;
 
         let mut delete = Vec::new();
+        let mut release = Vec::new();
         let mut report = run.report.lock().await;
         for (((chunk, first), handle), outcome) in chunks.iter().zip(&handles).zip(outcomes) {
             report.statements += u64::from(outcome.statements);
@@ -409,6 +410,8 @@ impl Flush {
                 }
                 Some(error) => {
                     report.chunks_failed += 1;
+                    run.chunks.lock().await.remove(&chunk.id);
+                    release.push(handle.clone());
                     if report.error.is_none() {
                         tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "chunk not loaded; it stays on the queue");
                         report.error = Some(error.to_string());
@@ -423,6 +426,25 @@ impl Flush {
         }
         drop(report);
         self.delete(&delete).await;
+        self.release(&release).await;
+    }
+
+    /// Makes chunks that did not load visible again at once, so the next run (or another
+    /// receiver of this one) retries them without waiting out the visibility timeout.
+    async fn release(&self, handles: &[String]) {
+        for handle in handles {
+            let released = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot release a chunk that did not load; it returns after its visibility timeout");
+            }
+        }
     }
 
     /// Runs `work`, extending the messages' visibility every half period meanwhile.
