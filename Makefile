@@ -19,7 +19,7 @@ DBT_REQUIREMENTS := infra/dbt/requirements.txt
 DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
 
 .PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
-	demo sam-validate sam-build deny deny-advisories fuzz bench fmt lint clean
+	demo sam-validate sam-build deny deny-advisories fuzz bench chaos fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -106,8 +106,17 @@ deny-advisories: $(CARGO_DENY) ## RustSec advisories (needs GitHub to fetch the 
 fuzz: ## Property-based fuzzing of body parsing: one million inputs, release build
 	PROPTEST_CASES=$${CASES:-1000000} $(CARGO) test --release --locked -p tracklayer --test fuzz_body
 
-bench: ## Criterion benchmarks (parse + validate + encode)
-	$(CARGO) bench -p tracklayer --bench parse
+bench: venv ## Every benchmark (parse, ingest, flush, cold start, Python side by side, cost); writes BENCHMARKS.md
+	@$(CARGO) build --release --locked -p ingest -p flush -p connection-test
+	@$(PY) infra/local/bench.py
+
+chaos: venv ## 100,000 events through ingest and flush with injected failures and killed flushes; prints the accounting
+	@$(CARGO) build --locked -p ingest -p flush
+	@$(MAKE) --no-print-directory stack-up
+	@status=0; \
+	  $(PY) infra/local/chaos.py --events $${EVENTS:-100000} || status=$$?; \
+	  $(MAKE) --no-print-directory stack-down; \
+	  exit $$status
 
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all

@@ -1,7 +1,8 @@
 """The chaos test: real ingest and flush binaries against a local Snowflake that fails on purpose.
 
     .venv/bin/python infra/local/chaos.py [--events 100000] [--seed 20261127] [--fault-rate 0.10]
-        [--statement-bytes 250000] [--json FILE] [--events-sqs private|stack] [--keep-queues]
+        [--statement-bytes 250000] [--kill-probability 0.8] [--flush-budget 900] [--json FILE]
+        [--events-sqs private|stack] [--keep-queues]
 
 Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and the debug binaries (``cargo build -p ingest -p flush``).
@@ -21,15 +22,18 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    statements (1.2 s late with the async threshold lowered to 200 ms: 202 and polling).
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
    ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
-   ``--kill-probability`` (0.8) when allowed, is SIGKILLed 0.05-2 s after it got its invocation (seeded), so
-   chunks it inserted are left undeleted and come back with ``retry=true``; the others complete.
-   A run is killed only if it is over before the chunks of earlier killed runs can be visible
-   again, until a completed run that started after they came back has received them (moto hands
-   out the oldest messages first): no chunk is received by two killed runs, so our kills alone
-   never push one to the DLQ (5 receives). Completed runs get ``{"max_seconds": 2..6}`` so there
-   are many runs (a run meant to be killed that finishes first counts as completed). The loop ends when the staging queue is
-   empty, in flight included, and the last (completed) run reported "loaded" or "empty" with
-   nothing left; it gives up after ``--flush-budget`` seconds.
+   ``--kill-probability`` (0.8) when allowed, is SIGKILLed at a seeded random point: 70% of the
+   kills 0-0.3 s after the run's 1st-10th INSERT was answered (the first kill: 1st-3rd; seen in
+   the emulator's request report; 3 s after the event at the latest), while chunks are inserted
+   and not yet deleted; the others 0.05-2 s after the run got its event (maybe before any INSERT).
+   Chunks a killed run inserted stay on the queue and come back with ``retry=true``. The other
+   runs complete: each drains the queue (no ``max_seconds``: with a 1 s margin a bounded run
+   leaves its last chunks unloaded at its deadline, and each such miss is one more receive). A
+   run is killed only if it is over before chunks of earlier killed runs can be visible again,
+   until a completed run that started after they came back has loaded them: no chunk is received
+   by two killed runs, so the kills never push one to the DLQ (5 receives). The loop ends when
+   the staging queue is empty, in flight included, and the last (completed) run reported
+   "loaded" or "empty" with nothing left; it gives up after ``--flush-budget`` seconds.
 5. Disarms (clears the faults, restores the async threshold and the seed), reads the results
    back through snowflake-connector-python (COUNT(*), COUNT(DISTINCT EVENT_ID); the quarantine
    rows are matched by the run's prefix in RAW_TEXT and their SOURCE_MESSAGE_ID checked against
@@ -40,12 +44,13 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    binaries).
 
 The events queue pair lives, by default (``--events-sqs private``), on a private moto server
-(moto of the stack's version) that this script starts on a free port with three speed patches:
-moto pays, for every message sent or received, a few clock reads per message in the queue, which
-makes 100,000 messages through the stack's moto take hours. The patches (a cheap clock, one pass
-to count a queue's messages, an O(1) retention check) keep its behaviour. The staging queue, the
-secret and Snowflake are the stack's. ``--events-sqs stack`` puts the events queues on the stack's
-moto too (fine for a few thousand events).
+(the stack's moto, ``chaos.py --serve-sqs PORT``) that this script starts on a free port with
+speed patches (``patch_moto``): moto pays, for every message sent or received, a few clock reads
+per message in the queue, which makes 100,000 messages through the stack's moto take hours. The
+patches (a cheap clock, one pass to count a queue's messages, an O(1) retention check, cheap
+receipt handles, a one-pass delete) keep its behaviour. The staging queue, the secret and
+Snowflake are the stack's. ``--events-sqs stack`` puts the events queues on the stack's moto too
+(fine for a few thousand events).
 
 The fault rules and the async threshold are global to the local Snowflake: do not run other tests
 against the same stack at the same time. Faults armed before are cleared.
@@ -89,8 +94,11 @@ SLOW_MS = 1200
 VISIBILITY_S = 10
 INGEST_TIMEOUT_S = 60
 FLUSH_TIMEOUT_S = 120
-KILL_DELAY_S = (0.05, 2.0)
-RUN_SECONDS = (2, 6)
+KILL_DELAY_S = (0.05, 2.0)  # "timer" kills: this long after the run got its event
+KILL_AFTER_INSERTS = (1, 10)  # "inserts" kills: after this many of the run's INSERTs were answered,
+KILL_JITTER_S = (0.0, 0.3)  # plus this
+KILL_LATEST_S = 3.0  # ... or at the latest this long after the run got its event
+TIMER_KILLS = 0.3  # share of kills by timer (the first kill is an "inserts" one)
 
 # (label, share of the faults, phase, action)
 FAULT_MIX = [
@@ -502,8 +510,9 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
 @dataclass
 class FlushRun:
     number: int
-    planned_kill_s: float | None
+    kill: tuple[str, float, float] | None  # ("timer", seconds, 0) | ("inserts", count, jitter s)
     max_seconds: int | None
+    killed_at_s: float | None = None
     killed: bool = False
     ok: bool = False
     status: str | None = None
@@ -522,12 +531,26 @@ def shifted(run: FlushRun, offset: int) -> FlushRun:
                        "report_to": None if run.report_to is None else run.report_to - offset})  # fmt: skip
 
 
+def describe_kill(kill: tuple[str, float, float] | None) -> str:
+    if kill is None:
+        return "none"
+    mode, value, jitter = kill
+    if mode == "timer":
+        return f"timer {value} s"
+    return f"after {int(value)} INSERT answer(s) + {jitter} s, at {KILL_LATEST_S} s at the latest"
+
+
 def report_length(control: Control) -> int:
     return len(control.call("GET", "/requests")["statements"])
 
 
-def flush_once(host: Any, run: FlushRun) -> FlushRun:
-    """One invocation; SIGKILL the process `planned_kill_s` after it got the event, if still busy."""
+def inserts_answered(control: Control, since: int) -> int:
+    statements = control.call("GET", "/requests")["statements"][since:]
+    return sum(1 for s in statements if s.get("kind") == "INSERT" and s.get("executed") and s.get("status") in (200, 202))
+
+
+def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
+    """One invocation; SIGKILL the process at the run's kill point (if planned and still busy)."""
     host.start()
     if not host.wait_ready():
         run.error = f"flush did not start: {host.init_error or host.log_tail()}"
@@ -539,12 +562,22 @@ def flush_once(host: Any, run: FlushRun) -> FlushRun:
     started = time.monotonic()
     worker.start()
     sent_kill = False
-    if run.planned_kill_s is not None:
-        worker.join(run.planned_kill_s)
+    if run.kill is not None:
+        mode, value, jitter = run.kill
+        if mode == "timer":
+            worker.join(value)
+        else:
+            latest = started + KILL_LATEST_S
+            while worker.is_alive() and time.monotonic() < latest:
+                if inserts_answered(control, run.report_from) >= value:
+                    time.sleep(jitter)
+                    break
+                worker.join(0.05)
         if worker.is_alive() and pid is not None and host.pid == pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 sent_kill = True
+                run.killed_at_s = round(time.monotonic() - started, 3)
     worker.join(FLUSH_TIMEOUT_S + 30)
     run.seconds = round(time.monotonic() - started, 2)
     ok, payload = box.get("result", (False, {"errorType": "Chaos.NoAnswer"}))
@@ -605,28 +638,33 @@ def flush_loop(
             # A run may be killed only if it is over (killed) before any outstanding killed chunk
             # can come back: no chunk is ever received by two killed runs.
             may_kill = queue["visible"] > 0 and all(
-                now + KILL_DELAY_S[1] + 1.0 < hidden_until for hidden_until, _ in outstanding
+                now + KILL_LATEST_S + KILL_JITTER_S[1] + 1.0 < hidden_until for hidden_until, _ in outstanding
             )
             kill = may_kill and (not runs or rng.random() < args.kill_probability)
             number = len(runs) + 1
             if kill:
-                run = FlushRun(number, round(rng.uniform(*KILL_DELAY_S), 3), None)
+                if runs and rng.random() < TIMER_KILLS:
+                    plan = ("timer", round(rng.uniform(*KILL_DELAY_S), 3), 0.0)
+                else:  # the first kill comes early in a batch of 10 chunks: some inserted, none deleted
+                    after = rng.randint(*KILL_AFTER_INSERTS) if runs else rng.randint(1, 3)
+                    plan = ("inserts", after, round(rng.uniform(*KILL_JITTER_S), 3))
+                run = FlushRun(number, plan, None)
             else:
-                run = FlushRun(number, None, rng.randint(*RUN_SECONDS))
+                run = FlushRun(number, None, None)
                 if outstanding and now >= max(back for _, back in outstanding):
-                    outstanding = []  # this run receives the killed chunks first (oldest) and loads them
+                    outstanding = []  # this run drains the queue: the killed chunks are loaded
             run.report_from = report_length(control)
             got_event = time.monotonic()
-            flush_once(host, run)
+            flush_once(host, run, control)
             run.report_to = report_length(control)
             if run.killed:
                 outstanding.append((got_event + VISIBILITY_S, time.monotonic() + VISIBILITY_S + 0.5))
             runs.append(run)
             progress(
                 f"flush run {number}: {run.status}"
-                + (f" after {run.planned_kill_s} s" if run.killed else "")
-                + (f" (kill at {run.planned_kill_s} s planned, it finished first)"
-                   if run.planned_kill_s is not None and not run.killed else "")
+                + (f" {run.killed_at_s} s in ({describe_kill(run.kill)})" if run.killed else "")
+                + (f" (kill {describe_kill(run.kill)} planned, it finished first)"
+                   if run.kill is not None and not run.killed else "")
                 + (f" (max_seconds {run.max_seconds})" if run.max_seconds else "")
                 + f", {run.chunks_loaded} chunks, {run.events_loaded:,} events + {run.events_rejected} rejected"
                 + f", {run.seconds} s; queue {queue['visible']} visible, {queue['in_flight']} in flight before"
@@ -669,8 +707,16 @@ def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> di
         and not entry.get("executed")
         and entry.get("status") in (200, 202)
     }
+    # In how many runs a chunk was submitted: a lower bound of its receives (the DLQ takes it at 5)
+    windows = [(r.report_from, r.report_to) for r in runs if r.report_to is not None]
+    runs_of: dict[str, set[int]] = collections.defaultdict(set)
+    for index, entry in inserts:
+        for number, (a, b) in enumerate(windows):
+            if a <= index < b:
+                runs_of[entry["request_id"]].add(number)
     return {
         "insert_submissions": len(inserts),
+        "most_runs_submitting_one_chunk": max((len(v) for v in runs_of.values()), default=0),
         "chunks_submitted": len({s["request_id"] for _, s in inserts}),
         "faults": sum(faults.values()),
         "faults_by_kind": dict(faults),
@@ -958,6 +1004,8 @@ def main(argv: list[str] | None = None) -> int:
         ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
         ("chunks inserted while a killed flush ran / re-sent with retry=true, not re-run",
          f"{chaos['chunks_inserted_by_killed_runs']} / {chaos['chunks_resent_after_kill']}", ""),
+        ("most flush runs that sent one chunk (the DLQ takes a chunk after 5 receives)",
+         chaos["most_runs_submitting_one_chunk"], ""),
         ("flush runs / killed", f"{len(runs)} / {kills}",
          ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0])))),
         ("time: total / ingest / flush loop", f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",

@@ -199,81 +199,89 @@ impl Drop for RestoreOnUnwind<'_> {
 
 /// Appends `input` (UTF-8) as a quoted, escaped JSON string.
 ///
-/// Eight bytes are checked at once (SWAR): clean chunks are copied whole; chunks with quotes
-/// or backslashes, frequent in raw JSON, take one step per escape rather than one per byte;
-/// only chunks with control characters go byte by byte. The output is written through a local
-/// index into zeroed room, so the vector's length is not reloaded for every byte.
+/// Sixteen bytes are checked at once (two SWAR words, gathered into a bit mask): each block is
+/// copied whole and then once more per quote or backslash, frequent in raw JSON, rather than
+/// handled byte by byte; only blocks with control characters, and the last few bytes, go byte
+/// by byte. The output is written through a local index into zeroed room, so the vector's
+/// length is not reloaded for every byte.
 fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
     let mut written = out.len();
     grow(out, input.len());
     out[written] = b'"';
     written += 1;
-    let mut chunks = input.chunks_exact(8);
-    for (done, chunk) in (&mut chunks).enumerate() {
-        if written + CHUNK_ROOM > out.len() {
-            grow(out, input.len() - 8 * done);
+    let mut at = 0;
+    // Sixteen bytes per step, while a 16-byte copy from anywhere in the step stays in `input`.
+    while let Some(ahead) = input.get(at..at + 32) {
+        if written + BLOCK_ROOM > out.len() {
+            grow(out, input.len() - at);
         }
-        let chunk: [u8; 8] = chunk.try_into().unwrap_or_default();
-        let word = u64::from_le_bytes(chunk);
-        let (quotes, controls) = (quotes_and_backslashes(word), control_bytes(word));
-        if quotes | controls == 0 {
-            out[written..written + 8].copy_from_slice(&chunk);
-            written += 8;
-        } else if controls == 0 {
-            written += escape_quotes(&mut out[written..written + WINDOW], word, quotes);
+        let Ok(ahead) = <&[u8; 32]>::try_from(ahead) else {
+            break;
+        };
+        let words = [word_at(ahead, 0), word_at(ahead, 8)];
+        if control_bytes(words[0]) | control_bytes(words[1]) == 0 {
+            let escapes = byte_mask(quotes_and_backslashes(words[0]))
+                | byte_mask(quotes_and_backslashes(words[1])) << 8;
+            written += escape_block(&mut out[written..written + BLOCK_ROOM], ahead, escapes);
         } else {
-            for byte in chunk {
+            for &byte in &ahead[..16] {
                 written = write_byte(out, written, byte);
             }
         }
+        at += 16;
     }
-    if written + CHUNK_ROOM > out.len() {
-        grow(out, 0);
+    if written + BLOCK_ROOM > out.len() {
+        grow(out, input.len() - at);
     }
-    for &byte in chunks.remainder() {
+    for &byte in &input[at..] {
         written = write_byte(out, written, byte);
     }
     out[written] = b'"';
     out.truncate(written + 1);
 }
 
-/// Room one chunk of eight bytes (or the tail and the closing quote) may need: eight
-/// `\u00XX` escapes.
-const CHUNK_ROOM: usize = 8 * 6;
+/// Room one step of `escape_into` may take: 16 bytes as `\u00XX` escapes (96), or 16 bytes
+/// with escapes plus the 16-byte copies that follow each one (48).
+const BLOCK_ROOM: usize = 16 * 6;
+
+/// Writes the first 16 bytes of `ahead` into `window`, a backslash before each byte flagged in
+/// `escapes` (bit i for byte i); returns the bytes written. After each backslash the rest of
+/// the block is copied again, shifted by one; bytes past the end are overwritten by the next
+/// step.
+fn escape_block(window: &mut [u8], ahead: &[u8; 32], mut escapes: u32) -> usize {
+    let Ok(window) = <&mut [u8; BLOCK_ROOM]>::try_from(window) else {
+        return 0;
+    };
+    window[..16].copy_from_slice(&ahead[..16]);
+    let mut shift = 0;
+    while escapes != 0 {
+        let at = escapes.trailing_zeros() as usize & 15;
+        // At most `at` escapes come before byte `at`, so `at + shift` stays below 31.
+        let to = (at + shift) & 31;
+        window[to] = b'\\';
+        window[to + 1..to + 17].copy_from_slice(&ahead[at..at + 16]);
+        shift += 1;
+        escapes &= escapes - 1;
+    }
+    16 + shift
+}
+
+/// The little-endian word of `bytes` starting at `at`.
+fn word_at(bytes: &[u8; 32], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Gathers the high bit of each byte of `flags` into bit i for byte i.
+fn byte_mask(flags: u64) -> u32 {
+    ((flags >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
 
 /// Extends `out` with zeroed room for about `remaining` more input bytes: a quarter more for
 /// escapes, the usual case, plus one chunk's worst case.
 fn grow(out: &mut Vec<u8>, remaining: usize) {
-    out.resize(out.len() + remaining + remaining / 4 + 2 * CHUNK_ROOM, 0);
-}
-
-/// Room an eight-byte chunk is written into: up to 7 clean bytes and 8 backslashes before the
-/// last eight-byte store.
-const WINDOW: usize = 24;
-
-/// Writes a chunk free of control characters into `window`, a backslash before each `"` and
-/// `\\` (flagged in `flags`); returns the bytes written. Each store writes all remaining bytes of
-/// the chunk, and the next escape overwrites from where it belongs.
-fn escape_quotes(window: &mut [u8], chunk: u64, mut flags: u64) -> usize {
-    let Ok(window) = <&mut [u8; WINDOW]>::try_from(window) else {
-        return 0;
-    };
-    let mut rest = chunk;
-    let (mut at, mut consumed) = (0_usize, 0_usize);
-    while flags != 0 {
-        let special = (flags.trailing_zeros() / 8) as usize;
-        let clean = special - consumed;
-        let store = at & 15;
-        window[store..store + 8].copy_from_slice(&rest.to_le_bytes());
-        window[(store + clean) & 15] = b'\\';
-        at = store + clean + 1;
-        rest >>= 8 * clean;
-        consumed = special;
-        flags &= flags - 1;
-    }
-    let store = at & 15;
-    window[store..store + 8].copy_from_slice(&rest.to_le_bytes());
-    store + 8 - consumed
+    out.resize(out.len() + remaining + remaining / 4 + 2 * BLOCK_ROOM, 0);
 }
 
 /// Writes `byte` at `at`, escaped if needed, returning the index after it.
@@ -373,7 +381,7 @@ mod tests {
             state
         };
         for _ in 0..20_000 {
-            let len = (next() % 40) as usize;
+            let len = (next() % 120) as usize;
             let text: String = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();

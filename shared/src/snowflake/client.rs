@@ -564,7 +564,10 @@ mod tests {
         for switch in ["danger_accept_invalid", "tls_danger", "dangerous"] {
             assert!(!code.contains(switch), "{switch} in the client");
         }
-        assert!(code.contains(".https_only("), "http is refused unless the URL is loopback http");
+        assert!(
+            code.contains(".https_only("),
+            "http is refused unless the URL is loopback http"
+        );
     }
 
     #[test]
