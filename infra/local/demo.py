@@ -19,7 +19,7 @@ Needs a running local stack (`.venv/bin/python infra/local/stack.py up`) and the
 4. run ``connection-test`` (``test_sync``);
 5. account for every event: sent == loaded (distinct event ids in RAW_EVENTS) + quarantined
    (RAW_EVENTS_REJECTED rows of this run's messages), per reason;
-6. run the guide's sample queries (infra/sql/sample_queries.sql, else the guide's text);
+6. run the guide's sample queries (infra/sql/sample_queries.sql);
 7. ``dbt build`` of infra/dbt (skipped, with a note, when the dbt executable is missing).
 
 Exit status 0 when every step worked and every event is accounted for (duplicates are reported
@@ -65,67 +65,6 @@ FLUSH_TIMEOUT_S = 300
 MEMORY_MB = 256
 MAX_FLUSH_RUNS = 5
 TABLE_ROWS = 10
-
-# The product guide's sample queries, used when infra/sql/sample_queries.sql is missing.
-GUIDE_QUERIES = {
-    "Revenue by platform": """
-SELECT
-platform,
-currency,
-DATE_TRUNC('day', event_time) AS event_day,
-SUM(value) AS revenue,
-COUNT(DISTINCT order_id) AS orders
-FROM tracklayer.events.raw_events
-WHERE event_name = 'purchase'
-GROUP BY 1, 2, 3
-ORDER BY event_day DESC, revenue DESC""",
-    "Funnel rates": """
-WITH user_steps AS (
-SELECT
-merchant_id,
-user_id,
-MAX(IFF(event_name = 'view_content', 1, 0)) AS viewed,
-MAX(IFF(event_name = 'add_to_cart', 1, 0)) AS added,
-MAX(IFF(event_name = 'begin_checkout', 1, 0)) AS checked_out,
-MAX(IFF(event_name = 'purchase', 1, 0)) AS purchased
-FROM tracklayer.events.raw_events
-WHERE event_time >= DATEADD('day', -30, CURRENT_TIMESTAMP())
-GROUP BY 1, 2
-)
-SELECT
-merchant_id,
-AVG(added) AS add_to_cart_rate,
-AVG(checked_out) AS checkout_rate,
-AVG(purchased) AS purchase_rate
-FROM user_steps
-WHERE viewed = 1
-GROUP BY 1""",
-    "Cohort LTV": """
-WITH first_purchase AS (
-SELECT
-merchant_id,
-user_id,
-DATE_TRUNC('month', MIN(event_time)) AS cohort_month
-FROM tracklayer.events.raw_events
-WHERE event_name = 'purchase'
-GROUP BY 1, 2
-)
-SELECT
-f.merchant_id,
-f.cohort_month,
-DATEDIFF('month', f.cohort_month, DATE_TRUNC('month', e.event_time)) AS month_number,
-SUM(e.value) AS cohort_revenue,
-COUNT(DISTINCT f.user_id) AS customers,
-SUM(e.value) / NULLIF(COUNT(DISTINCT f.user_id), 0) AS ltv
-FROM first_purchase f
-JOIN tracklayer.events.raw_events e
-ON e.merchant_id = f.merchant_id
-AND e.user_id = f.user_id
-WHERE e.event_name = 'purchase'
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-}
-
 
 class DemoError(Exception):
     """A setup problem reported as one line (exit status 2)."""
@@ -753,7 +692,7 @@ def account(wh: Warehouse, stream: Stream, sent: dict[str, list[DemoEvent]], bef
 def sample_queries() -> tuple[str, list[tuple[str, str]]]:
     """(where they come from, [(title, sql)])."""
     if GUIDE_QUERIES_FILE.is_file():
-        queries = []
+        queries: list[tuple[str, str]] = []
         for chunk in GUIDE_QUERIES_FILE.read_text().split(";"):
             title, sql_lines = None, []
             for line in chunk.splitlines():
@@ -767,7 +706,7 @@ def sample_queries() -> tuple[str, list[tuple[str, str]]]:
                 queries.append((title or f"query {len(queries) + 1}", sql))
         if queries:
             return str(GUIDE_QUERIES_FILE.relative_to(REPO)), queries
-    return "the product guide (embedded)", list(GUIDE_QUERIES.items())
+    raise DemoError(f"{GUIDE_QUERIES_FILE} holds no queries")
 
 
 # ------------------------------------------------------------------------------------------------
