@@ -72,13 +72,8 @@ fn body() -> impl Strategy<Value = String> {
         prop::collection::vec(event_object(), 1..6).prop_map(|e| e.join("\n")),
         (event_object(), any::<prop::sample::Index>()).prop_map(|(e, cut)| {
             let at = cut.index(e.len() + 1);
-            e.char_indices()
-                .map(|(i, _)| i)
-                .chain([e.len()])
-                .filter(|&i| i <= at)
-                .last()
-                .map(|i| e[..i].to_string())
-                .unwrap_or_default()
+            let end = (0..=at).rev().find(|&i| e.is_char_boundary(i)).unwrap_or(0);
+            e[..end].to_string()
         }),
         "\\PC{0,64}",
         any::<String>(),

@@ -33,6 +33,14 @@ impl JsonArray {
         JsonArray { buf, elements: 0 }
     }
 
+    /// An empty array in `buf`'s allocation (its text is discarded): a buffer whose statement
+    /// has been sent can carry the next one without allocating and faulting in fresh memory.
+    pub fn reuse(mut buf: String) -> Self {
+        buf.clear();
+        buf.push('[');
+        JsonArray { buf, elements: 0 }
+    }
+
     /// Appends one `RAW_EVENTS` element.
     pub fn push_event(&mut self, event: &Event<'_>) {
         push_event(&mut self.buf, event);
@@ -530,6 +538,29 @@ mod tests {
         assert_eq!(array.len(), 2);
         assert_eq!(array.finish().len(), expected_len);
         assert_eq!(JsonArray::new().finish(), "[]");
+    }
+
+    #[test]
+    fn reused_buffer_starts_a_fresh_array() {
+        let event = parse_event(EVENT).unwrap();
+        let mut first = JsonArray::with_capacity(4096);
+        first.push_event(&event);
+        let text = first.finish();
+        let capacity = text.capacity();
+        let mut second = JsonArray::reuse(text);
+        assert!(second.is_empty());
+        assert_eq!(second.len_bytes(), 2);
+        second.push_event(&event);
+        let text = second.finish();
+        assert_eq!(text.capacity(), capacity);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

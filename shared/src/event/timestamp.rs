@@ -92,14 +92,16 @@ fn truncate_to_millis(time: OffsetDateTime) -> OffsetDateTime {
 
 /// Appends `time` (already UTC) as `YYYY-MM-DD HH:MM:SS.mmm`, the TIMESTAMP_NTZ input format.
 pub(super) fn push_ntz(buf: &mut String, time: OffsetDateTime) {
+    let (year, month, day) = time.to_calendar_date();
+    let (hour, minute, second, millisecond) = time.to_hms_milli();
     let mut text = *b"0000-00-00 00:00:00.000";
-    put_digits(&mut text[0..4], time.year().unsigned_abs());
-    put_digits(&mut text[5..7], u32::from(u8::from(time.month())));
-    put_digits(&mut text[8..10], u32::from(time.day()));
-    put_digits(&mut text[11..13], u32::from(time.hour()));
-    put_digits(&mut text[14..16], u32::from(time.minute()));
-    put_digits(&mut text[17..19], u32::from(time.second()));
-    put_digits(&mut text[20..23], u32::from(time.millisecond()));
+    put_digits(&mut text[0..4], year.unsigned_abs());
+    put_digits(&mut text[5..7], u32::from(u8::from(month)));
+    put_digits(&mut text[8..10], u32::from(day));
+    put_digits(&mut text[11..13], u32::from(hour));
+    put_digits(&mut text[14..16], u32::from(minute));
+    put_digits(&mut text[17..19], u32::from(second));
+    put_digits(&mut text[20..23], u32::from(millisecond));
     buf.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
