@@ -72,6 +72,41 @@ async fn stream_batch_of_10000_messages_lands_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn redelivered_messages_in_a_new_batch_do_not_land_twice() {
+    let _guard = exclusive().await;
+    let tag = unique("redeliv");
+    let bodies = tagged_events(&tag, 150, 41, 0);
+    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    let (response, _) = ingest
+        .handle(&sqs_event(&tag, &bodies[..100]), "req-a", deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    // Messages 50..100 come back (as after a lost answer), batched with 50 new ones: a chunk
+    // of another composition, so another requestId.
+    let mut again = sqs_event(&tag, &bodies);
+    again.records.drain(..50);
+    for record in &mut again.records[..50] {
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "2".into());
+    }
+    let (response, summary) = ingest.handle(&again, "req-b", deadline()).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.loaded, 50, "only the new events inserted");
+    let (_, by_id) = event_rows(&tag);
+    assert_eq!(by_id.len(), 150);
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        150,
+        "the 50 redelivered events are not inserted again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn every_bad_input_is_accounted_for_with_its_reason() {
     let _guard = exclusive().await;
     let tag = unique("bad");

@@ -26,7 +26,8 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    kills 0-0.3 s after the run's 1st-10th INSERT was answered (the first kill: 1st-3rd; seen in
    the emulator's request report; 3 s after the event at the latest), while chunks are inserted
    and not yet deleted; the others 0.05-2 s after the run got its event (maybe before any INSERT).
-   Chunks a killed run inserted stay on the queue and come back with ``retry=true``. The other
+   Chunks a killed run inserted stay on the queue and come back to a later run, which loads them
+   with statements that skip rows already in the table (its report counts them). The other
    runs complete: each drains the queue (no ``max_seconds``: with a 1 s margin a bounded run
    leaves its last chunks unloaded at its deadline, and each such miss is one more receive). A
    run is killed only if it is over before chunks of earlier killed runs can be visible again,
@@ -519,6 +520,8 @@ class FlushRun:
     chunks_loaded: int = 0
     events_loaded: int = 0
     events_rejected: int = 0
+    chunks_redelivered: int = 0  # chunks SQS had delivered before (loaded skipping rows already there)
+    rows_already_loaded: int = 0  # rows of those that were already in the table
     leftover: int | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -587,6 +590,8 @@ def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
         run.chunks_loaded = int(payload.get("chunks_loaded") or 0)
         run.events_loaded = int(payload.get("events_loaded") or 0)
         run.events_rejected = int(payload.get("events_rejected") or 0)
+        run.chunks_redelivered = int(payload.get("chunks_redelivered") or 0)
+        run.rows_already_loaded = int(payload.get("rows_already_loaded") or 0)
         run.leftover = payload.get("leftover_estimate")
         run.error = payload.get("error")
     else:
@@ -688,10 +693,11 @@ def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> di
     """Fault and retry figures from the emulator's request report (the flush loop's part)."""
     inserts = [(i, s) for i, s in enumerate(statements) if s.get("kind") == "INSERT"]
     faults = collections.Counter(s["fault"] for _, s in inserts if s.get("fault"))
-    # Chunks whose INSERT ran while a killed run was alive (entries are recorded when answered,
-    # so each run's entries lie between its two report marks): the statement ran and its rows
-    # landed, even if the answer was a 202 the dead run never polled. Those submitted again later
-    # with retry=true and answered from the store (executed false) were not inserted twice.
+    # INSERTs that ran while a killed run was alive (entries are recorded when answered, so each
+    # run's entries lie between its two report marks): the statement ran and its rows landed,
+    # even if the answer was a 202 the dead run never polled. Their chunks come back to a later
+    # run, which loads them with statements that skip rows already there (the runs' reports count
+    # those rows); an INSERT re-sent with its requestId and retry=true is answered from the store.
     killed_windows = [(r.report_from, r.report_to) for r in runs if r.killed and r.report_to is not None]
     inserted_by_killed: dict[str, int] = {}
     for index, entry in inserts:
@@ -726,8 +732,10 @@ def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> di
             1 for _, s in inserts if s.get("retry") and not s.get("executed") and s.get("status") in (200, 202)
         ),
         "executions": sum(1 for _, s in inserts if s.get("executed")),
-        "chunks_inserted_by_killed_runs": len(inserted_by_killed),
-        "chunks_resent_after_kill": len(resent),
+        "statements_landed_by_killed_runs": len(inserted_by_killed),
+        "statements_resent_after_kill": len(resent),
+        "chunks_redelivered": sum(r.chunks_redelivered for r in runs),
+        "rows_already_loaded": sum(r.rows_already_loaded for r in runs),
     }
 
 
@@ -996,15 +1004,16 @@ def main(argv: list[str] | None = None) -> int:
          mark(checks["queues drained"])),
         ("ingest invocations (messages failed)", f"{ingest['batches']} ({ingest['messages_failed']})", ""),
         ("chunks staged", staged, ""),
-        ("INSERT submissions (distinct chunks)", f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})", ""),
+        ("INSERT submissions (distinct requestIds)", f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})", ""),
         ("faults injected (statements with a fault)", chaos["faults"],
          ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items()))),
         ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
         ("answers 202 (async threshold 200 ms), polled", chaos["async_202"], ""),
         ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
-        ("chunks inserted while a killed flush ran / re-sent with retry=true, not re-run",
-         f"{chaos['chunks_inserted_by_killed_runs']} / {chaos['chunks_resent_after_kill']}", ""),
-        ("most flush runs that sent one chunk (the DLQ takes a chunk after 5 receives)",
+        ("INSERTs that landed while a killed flush ran", chaos["statements_landed_by_killed_runs"], ""),
+        ("chunks delivered again / their rows found already loaded, not inserted again",
+         f"{chaos['chunks_redelivered']} / {chaos['rows_already_loaded']:,}", ""),
+        ("most flush runs that sent one statement (requestId)",
          chaos["most_runs_submitting_one_chunk"], ""),
         ("flush runs / killed", f"{len(runs)} / {kills}",
          ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0])))),

@@ -1,23 +1,32 @@
 //! The flush function: loads the chunks ingest staged, in as little warehouse time as
 //! possible. An empty queue costs nothing in Snowflake: no authentication, no statement.
 //!
-//! Each staged chunk becomes one INSERT whose requestId is the chunk id, always sent with
-//! `retry=true`, and its message is deleted only after the INSERT succeeded: a chunk delivered
-//! twice (at once to two receivers, or again after a crash between insert and delete) is
-//! never loaded twice.
+//! Staged chunks are not loaded one INSERT each: their rows are packed into statements filled
+//! near `max_statement_bytes` (`flush/pack.rs`), so small ingest batches and their tiny reject chunks
+//! do not multiply statements. A staged message is deleted only after every statement holding
+//! its rows succeeded. Exactly once holds without tying a chunk to one statement:
+//!
+//! - within a run, a statement resubmitted after a timeout, 5xx, 429 or dropped connection
+//!   reuses its requestId with `retry=true`, and a second delivery of a chunk taken this run
+//!   is not packed again;
+//! - a chunk SQS delivered before (a run died between INSERT and delete, or a statement failed)
+//!   goes into statements that skip rows already in the table (same event id, merchant,
+//!   name, time and raw payload; for rejections, same message, reason and text).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+mod pack;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use crate::config::{ConfigError, env_opt, env_parse, env_required};
 use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
@@ -25,6 +34,7 @@ use crate::report::{Metric, emf_line};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Statement, Table};
 use crate::staging::StagedChunk;
+use pack::{Ledger, Packed, Packer, Settled, Taken};
 
 /// SQS's most messages per ReceiveMessage.
 const RECEIVE_BATCH: i32 = 10;
@@ -145,6 +155,11 @@ pub struct FlushReport {
     pub leftover_estimate: u64,
     /// Chunks that could not be loaded this run (they stay on the queue).
     pub chunks_failed: u64,
+    /// Chunks SQS had delivered before (a run died or failed before deleting them); their rows
+    /// went to statements that skip rows already loaded.
+    pub chunks_redelivered: u64,
+    /// Rows of those chunks that were already in the table, so not inserted again.
+    pub rows_already_loaded: u64,
     /// The first error, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -203,14 +218,23 @@ impl std::fmt::Debug for Flush {
     }
 }
 
-/// What the receivers share during one run.
+/// What the receivers and the packer share during one run.
 struct Run {
     deadline: Instant,
     stop: AtomicBool,
     report: Mutex<FlushReport>,
-    /// Chunk ids taken this run, and whether they landed: SQS may deliver a message twice.
-    chunks: Mutex<HashMap<Uuid, bool>>,
+    /// Staged chunks taken this run: SQS may deliver a message twice, and a message is
+    /// deleted only when every statement holding its rows landed.
+    ledger: Ledger,
 }
+
+/// The four kinds of statement: per table, and whether rows already loaded are skipped.
+const KINDS: [(Table, bool); 4] = [
+    (Table::RawEvents, false),
+    (Table::Rejected, false),
+    (Table::RawEvents, true),
+    (Table::Rejected, true),
+];
 
 impl Flush {
     /// Builds the handler from validated settings and the AWS configuration.
@@ -221,10 +245,11 @@ impl Flush {
             config.secret_ttl,
             RetryPolicy::default(),
         );
+        let load = config.load;
         Flush::with_loader(
             config,
             aws_sdk_sqs::Client::new(aws),
-            Loader::new(source, LoadSettings::default()),
+            Loader::new(source, load),
         )
     }
 
@@ -252,7 +277,7 @@ impl Flush {
             deadline,
             stop: AtomicBool::new(false),
             report: Mutex::new(FlushReport::default()),
-            chunks: Mutex::new(HashMap::new()),
+            ledger: Ledger::default(),
         });
 
         // The probe is a plain receive: if nothing waits, Snowflake is never contacted.
@@ -282,9 +307,7 @@ impl Flush {
         {
             self.fail(&run, &error).await;
         } else {
-            self.load_batch(&run, first).await;
-            let receivers = (0..self.config.receivers).map(|_| self.drain(&run));
-            futures_util::future::join_all(receivers).await;
+            self.keep_hidden(&run, self.drain(&run, first)).await;
         }
 
         let mut report = run.report.lock().await.clone();
@@ -303,12 +326,29 @@ impl Flush {
         report
     }
 
-    /// One receiver: receive, load, delete, until empty, stopped or out of time.
-    async fn drain(&self, run: &Run) {
+    /// Drains the queue: receivers feed received messages to one packer, which fills
+    /// statements near the size bound and keeps `max_concurrent_statements` of them in flight.
+    async fn drain(&self, run: &Run, first: Vec<Message>) {
+        let (sender, receiver) = mpsc::channel(self.config.receivers);
+        // Cannot fail: the receiving end is alive and the channel has room for one batch.
+        let _ = sender.send(first).await;
+        let receivers = futures_util::future::join_all(
+            (0..self.config.receivers).map(|_| self.receive_into(run, sender.clone())),
+        );
+        drop(sender);
+        tokio::join!(receivers, self.pack_and_load(run, receiver));
+    }
+
+    /// One receiver: receives until the queue is empty, the run stops or time runs out.
+    async fn receive_into(&self, run: &Run, sender: mpsc::Sender<Vec<Message>>) {
         while !run.stop.load(Ordering::SeqCst) && Instant::now() < run.deadline {
             match self.receive(1).await {
                 Ok(batch) if batch.is_empty() => return,
-                Ok(batch) => self.load_batch(run, batch).await,
+                Ok(batch) => {
+                    if sender.send(batch).await.is_err() {
+                        return;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(error, "receiving staged chunks failed");
                     let mut report = run.report.lock().await;
@@ -320,6 +360,209 @@ impl Flush {
         }
     }
 
+    /// Packs received chunks into statements and loads them, at most
+    /// `max_concurrent_statements` at once; a full statement waits for a free slot, so memory
+    /// stays bounded however much is staged.
+    async fn pack_and_load(&self, run: &Run, mut received: mpsc::Receiver<Vec<Message>>) {
+        let settings = self.loader.settings();
+        let mut packers: Vec<Packer> = KINDS
+            .iter()
+            .map(|&(table, skip)| Packer::new(table, skip, settings.max_statement_bytes))
+            .collect();
+        let mut ready: VecDeque<Packed> = VecDeque::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            if run.stop.load(Ordering::SeqCst) {
+                for packed in ready.drain(..) {
+                    self.settle(run, &packed, false).await;
+                }
+            }
+            while in_flight.len() < settings.max_concurrent_statements {
+                let Some(packed) = ready.pop_front() else {
+                    break;
+                };
+                in_flight.push(self.load_packed(run, packed));
+            }
+            if !open {
+                if in_flight.next().await.is_none() {
+                    break;
+                }
+                continue;
+            }
+            if in_flight.len() >= settings.max_concurrent_statements {
+                in_flight.next().await;
+                continue;
+            }
+            tokio::select! {
+                batch = received.recv() => match batch {
+                    Some(batch) => self.take(run, batch, &mut packers, &mut ready).await,
+                    None => {
+                        open = false;
+                        ready.extend(packers.iter_mut().filter_map(Packer::finish));
+                    }
+                },
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            }
+        }
+        // Chunks never packed because the run stopped go back for the next run.
+        let unsettled = run.ledger.unsettled();
+        if !unsettled.is_empty() {
+            run.report.lock().await.chunks_failed += unsettled.len() as u64;
+            self.release(&unsettled).await;
+        }
+    }
+
+    /// Takes a received batch: unreadable messages are left for the dead-letter queue, copies
+    /// of chunks taken this run are not packed again, and the rest go to the packers. Once time
+    /// is up, nothing more is packed: the messages are released for the next run.
+    async fn take(
+        &self,
+        run: &Run,
+        batch: Vec<Message>,
+        packers: &mut [Packer],
+        ready: &mut VecDeque<Packed>,
+    ) {
+        let (mut delete, mut release) = (Vec::new(), Vec::new());
+        let late = run.stop.load(Ordering::SeqCst) || Instant::now() >= run.deadline;
+        for message in batch {
+            let receipt = message.receipt_handle.clone().unwrap_or_default();
+            if late {
+                release.push(receipt);
+                continue;
+            }
+            let chunk = match StagedChunk::from_message(message.body.as_deref().unwrap_or_default())
+            {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    // Left on the queue: after maxReceiveCount it moves to the DLQ for a person.
+                    tracing::error!(%error, message_id = ?message.message_id, "unreadable staging message; leaving it for the dead-letter queue");
+                    let mut report = run.report.lock().await;
+                    report.chunks_failed += 1;
+                    report.error.get_or_insert(error.to_string());
+                    continue;
+                }
+            };
+            match run.ledger.take(chunk.id, receipt.clone()) {
+                Taken::New => {}
+                Taken::Copy => continue,
+                Taken::Done { landed: true } => {
+                    delete.push(receipt);
+                    continue;
+                }
+                // Failed this run: it comes back for the next one.
+                Taken::Done { landed: false } => continue,
+            }
+            // A message received before may have been loaded, in part or whole, by a run that
+            // died before deleting it: its rows go to statements that skip rows already there.
+            let skip_loaded = received_before(&message);
+            if skip_loaded {
+                run.report.lock().await.chunks_redelivered += 1;
+            }
+            let kind = KINDS
+                .iter()
+                .position(|&k| k == (chunk.table, skip_loaded))
+                .unwrap_or_default();
+            let mut full = Vec::new();
+            let settled = match packers[kind].add(chunk.id, &chunk.body, chunk.rows, &mut full) {
+                Ok(parts) => run.ledger.seal(chunk.id, parts, true),
+                Err(error) => {
+                    tracing::error!(%error, "staged chunk cannot be packed; it stays on the queue");
+                    run.report.lock().await.error.get_or_insert(error);
+                    run.ledger.seal(chunk.id, 0, false)
+                }
+            };
+            ready.extend(full);
+            match settled {
+                Some(Settled::Landed(receipts)) => delete.extend(receipts),
+                Some(Settled::Failed(receipts)) => {
+                    run.report.lock().await.chunks_failed += 1;
+                    release.extend(receipts);
+                }
+                None => {}
+            }
+        }
+        self.delete(&delete).await;
+        self.release(&release).await;
+    }
+
+    /// Loads one packed statement (isolating rows Snowflake refuses), then deletes the staged
+    /// messages whose rows have all landed and releases those that failed.
+    async fn load_packed(&self, run: &Run, packed: Packed) {
+        let load = ChunkLoad {
+            table: packed.table,
+            body: &packed.body,
+            request_id: packed.request_id(),
+            resubmission: false,
+            tag: "tracklayer:flush",
+            skip_loaded: packed.skip_loaded,
+        };
+        let source_of = |_: usize, row: usize| match packed.chunk_of(row) {
+            Some(chunk) => format!("staged:{chunk}"),
+            None => "staged".to_string(),
+        };
+        let outcome = self
+            .loader
+            .load_chunks(
+                std::slice::from_ref(&load),
+                &source_of,
+                run.deadline + self.config.margin,
+            )
+            .await
+            .pop()
+            .unwrap_or_default();
+        let landed = {
+            let mut report = run.report.lock().await;
+            report.statements += u64::from(outcome.statements);
+            report.bytes_sent += packed.body.len() as u64;
+            count_rows(&mut report, packed.table, &outcome);
+            match &outcome.error {
+                None => {
+                    if packed.skip_loaded {
+                        let rows: usize = packed.segments.iter().map(|&(_, rows)| rows).sum();
+                        report.rows_already_loaded +=
+                            (rows as u64).saturating_sub(outcome.loaded + outcome.quarantined);
+                    }
+                    true
+                }
+                Some(error) => {
+                    if report.error.is_none() {
+                        tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "statement failed; its chunks stay on the queue");
+                        report.error = Some(error.to_string());
+                        report.fix = Some(error.fix().to_string());
+                    }
+                    if error.kind().stops_the_run() {
+                        report.status = FlushStatus::Failed;
+                        run.stop.store(true, Ordering::SeqCst);
+                    }
+                    false
+                }
+            }
+        };
+        self.settle(run, &packed, landed).await;
+    }
+
+    /// Records that a statement answered (or was dropped), deleting or releasing the staged
+    /// messages it was the last part of.
+    async fn settle(&self, run: &Run, packed: &Packed, landed: bool) {
+        let (mut delete, mut release) = (Vec::new(), Vec::new());
+        for &(chunk, _) in &packed.segments {
+            match run.ledger.part_done(chunk, landed) {
+                Some(Settled::Landed(receipts)) => {
+                    run.report.lock().await.chunks_loaded += 1;
+                    delete.extend(receipts);
+                }
+                Some(Settled::Failed(receipts)) => {
+                    run.report.lock().await.chunks_failed += 1;
+                    release.extend(receipts);
+                }
+                None => {}
+            }
+        }
+        self.delete(&delete).await;
+        self.release(&release).await;
+    }
+
     async fn receive(&self, wait_seconds: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, String> {
         self.sqs
             .receive_message()
@@ -327,6 +570,7 @@ impl Flush {
             .max_number_of_messages(RECEIVE_BATCH)
             .wait_time_seconds(wait_seconds)
             .visibility_timeout(self.config.visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .map(|out| out.messages.unwrap_or_default())
@@ -336,97 +580,6 @@ impl Flush {
                     aws_sdk_sqs::error::DisplayErrorContext(&e)
                 )
             })
-    }
-
-    /// Loads one received batch, extending visibility while the INSERTs run, and deletes the
-    /// messages whose chunks landed.
-    async fn load_batch(&self, run: &Run, messages: Vec<aws_sdk_sqs::types::Message>) {
-        let mut chunks = Vec::new();
-        let mut handles = Vec::new();
-        let mut landed_copies = Vec::new();
-        for message in &messages {
-            let receipt = message.receipt_handle.clone().unwrap_or_default();
-            match StagedChunk::from_message(message.body.as_deref().unwrap_or_default()) {
-                Ok(chunk) => match run.chunks.lock().await.entry(chunk.id) {
-                    // A second delivery of a chunk that landed this run: only delete it.
-                    Entry::Occupied(landed) if *landed.get() => landed_copies.push(receipt),
-                    // One still in flight here: load it too (retry=true makes Snowflake answer
-                    // from the first execution) but count its rows once.
-                    Entry::Occupied(_) => {
-                        chunks.push((chunk, false));
-                        handles.push(receipt);
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(false);
-                        chunks.push((chunk, true));
-                        handles.push(receipt);
-                    }
-                },
-                Err(error) => {
-                    // Left on the queue: after maxReceiveCount it moves to the DLQ for a person.
-                    tracing::error!(%error, message_id = ?message.message_id, "unreadable staging message; leaving it for the dead-letter queue");
-                    let mut report = run.report.lock().await;
-                    report.chunks_failed += 1;
-                    report.error.get_or_insert(error.to_string());
-                }
-            }
-        }
-        self.delete(&landed_copies).await;
-        if chunks.is_empty() {
-            return;
-        }
-        let tag = "tracklayer:flush";
-        let loads: Vec<ChunkLoad<'_>> = chunks
-            .iter()
-            .map(|(chunk, _)| ChunkLoad {
-                table: chunk.table,
-                body: &chunk.body,
-                // As StagedChunk::statement: the chunk id, always with retry=true.
-                request_id: chunk.id,
-                resubmission: true,
-                tag,
-            })
-            .collect();
-        let source_of = |index: usize, _row: usize| format!("staged:{}", chunks[index].0.id);
-        let loading =
-            self.loader
-                .load_chunks(&loads, &source_of, run.deadline + self.config.margin);
-        let outcomes = self.keep_hidden(&handles, loading).await;
-
-        let mut delete = Vec::new();
-        let mut release = Vec::new();
-        let mut report = run.report.lock().await;
-        for (((chunk, first), handle), outcome) in chunks.iter().zip(&handles).zip(outcomes) {
-            report.statements += u64::from(outcome.statements);
-            report.bytes_sent += chunk.body.len() as u64;
-            match outcome.error {
-                None => {
-                    if *first {
-                        report.chunks_loaded += 1;
-                        count_rows(&mut report, chunk.table, &outcome);
-                    }
-                    run.chunks.lock().await.insert(chunk.id, true);
-                    delete.push(handle.clone());
-                }
-                Some(error) => {
-                    report.chunks_failed += 1;
-                    run.chunks.lock().await.remove(&chunk.id);
-                    release.push(handle.clone());
-                    if report.error.is_none() {
-                        tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "chunk not loaded; it stays on the queue");
-                        report.error = Some(error.to_string());
-                        report.fix = Some(error.fix().to_string());
-                    }
-                    if error.kind().stops_the_run() {
-                        report.status = FlushStatus::Failed;
-                        run.stop.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
-        }
-        drop(report);
-        self.delete(&delete).await;
-        self.release(&release).await;
     }
 
     /// Makes chunks that did not load visible again at once, so the next run (or another
@@ -447,30 +600,38 @@ impl Flush {
         }
     }
 
-    /// Runs `work`, extending the messages' visibility every half period meanwhile.
-    async fn keep_hidden<F: std::future::Future<Output = Vec<ChunkOutcome>>>(
-        &self,
-        handles: &[String],
-        work: F,
-    ) -> Vec<ChunkOutcome> {
+    /// Runs `work`, extending the visibility of every chunk in flight every half period.
+    async fn keep_hidden<F: std::future::Future<Output = ()>>(&self, run: &Run, work: F) {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
         let period = self.config.visibility / 2;
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         tokio::pin!(work);
         loop {
             tokio::select! {
-                outcomes = &mut work => return outcomes,
+                () = &mut work => return,
                 _ = ticker.tick() => {
-                    for handle in handles {
+                    for group in run.ledger.in_flight_receipts().chunks(10) {
+                        let entries = group
+                            .iter()
+                            .enumerate()
+                            .map(|(i, handle)| {
+                                ChangeMessageVisibilityBatchRequestEntry::builder()
+                                    .id(i.to_string())
+                                    .receipt_handle(handle)
+                                    .visibility_timeout(self.config.visibility.as_secs() as i32)
+                                    .build()
+                                    .expect("id and receipt handle are set")
+                            })
+                            .collect();
                         let extended = self
                             .sqs
-                            .change_message_visibility()
+                            .change_message_visibility_batch()
                             .queue_url(&self.queue_url)
-                            .receipt_handle(handle)
-                            .visibility_timeout(self.config.visibility.as_secs() as i32)
+                            .set_entries(Some(entries))
                             .send()
                             .await;
                         if let Err(e) = extended {
-                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend visibility of a chunk in flight");
+                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend visibility of chunks in flight");
                         }
                     }
                 }
@@ -588,6 +749,16 @@ impl Flush {
             Err(_) => 0,
         }
     }
+}
+
+/// Whether SQS delivered the message before (a run may have loaded it and died).
+fn received_before(message: &Message) -> bool {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse::<u32>().ok())
+        .is_some_and(|count| count > 1)
 }
 
 fn count_rows(report: &mut FlushReport, table: Table, outcome: &ChunkOutcome) {

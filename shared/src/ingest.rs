@@ -342,12 +342,18 @@ async fn stream(
     let tag = format!("tracklayer:ingest:{request_id}");
     let loads: Vec<ChunkLoad<'_>> = chunks
         .iter()
-        .map(|chunk| ChunkLoad {
-            table: chunk.table,
-            body: &chunk.body,
-            request_id: Uuid::new_v5(&CHUNK_NAMESPACE, chunk.body.as_bytes()),
-            resubmission: chunk.messages.iter().any(|&m| received_before(&records[m])),
-            tag: &tag,
+        .map(|chunk| {
+            // A message received before may have landed in a chunk of another composition
+            // (another requestId): its rows are inserted only where they are not there yet.
+            let again = chunk.messages.iter().any(|&m| received_before(&records[m]));
+            ChunkLoad {
+                table: chunk.table,
+                body: &chunk.body,
+                request_id: Uuid::new_v5(&CHUNK_NAMESPACE, chunk.body.as_bytes()),
+                resubmission: again,
+                tag: &tag,
+                skip_loaded: again,
+            }
         })
         .collect();
     let source_of =

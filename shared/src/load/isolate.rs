@@ -42,11 +42,18 @@ pub struct ChunkLoad<'a> {
     pub resubmission: bool,
     /// query_tag for every statement.
     pub tag: &'a str,
+    /// Skip rows already in the table (see [`Table::insert_skipping_loaded`]): for rows a
+    /// dead run may have loaded under other requestIds.
+    pub skip_loaded: bool,
 }
 
 impl ChunkLoad<'_> {
     fn statement(&self, body: String, request_id: Uuid) -> Statement {
-        let mut statement = self.table.insert(body);
+        let mut statement = if self.skip_loaded {
+            self.table.insert_skipping_loaded(body)
+        } else {
+            self.table.insert(body)
+        };
         statement.request_id = request_id;
         statement.resubmission = self.resubmission;
         statement.query_tag = Some(self.tag.to_string());

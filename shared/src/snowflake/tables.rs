@@ -48,9 +48,26 @@ impl Table {
         }
     }
 
+    /// The INSERT that loads one bound JSON array but skips rows already in the table: for
+    /// rows that may have landed before (see [`Table::insert_skipping_loaded`]).
+    pub fn insert_sql_skipping_loaded(self) -> &'static str {
+        match self {
+            Table::RawEvents => INSERT_RAW_EVENTS_SKIPPING_LOADED,
+            Table::Rejected => INSERT_REJECTED_SKIPPING_LOADED,
+        }
+    }
+
     /// A statement inserting the rows of `json_array` (built by [`crate::event::encode`]).
     pub fn insert(self, json_array: String) -> Statement {
         Statement::new(self.insert_sql()).bind(json_array)
+    }
+
+    /// A statement inserting the rows of `json_array` that are not in the table yet: the same
+    /// event (id, merchant, name, time and exact raw payload) or rejection (message, reason and
+    /// text) already there is skipped. It costs a join against the table, so flush uses it only
+    /// for staged chunks delivered more than once, whose rows a dead run may have loaded.
+    pub fn insert_skipping_loaded(self, json_array: String) -> Statement {
+        Statement::new(self.insert_sql_skipping_loaded()).bind(json_array)
     }
 
     /// The columns the loader writes and their types as `INFORMATION_SCHEMA.COLUMNS.DATA_TYPE`
@@ -96,13 +113,43 @@ pub const RAW_EVENTS_REJECTED_DDL: &str =
 /// Elements carry the raw event text in `r` (parsed once server-side into `p`, from which the
 /// plain fields are read, so no field is sent twice) and the normalized values the validator
 /// computed: `t` UTC time, `n` trimmed name, `v` decimal text, `c` upper-case currency.
-const INSERT_RAW_EVENTS: &str = "INSERT INTO RAW_EVENTS (EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD) \
+macro_rules! insert_raw_events {
+    () => {
+        "INSERT INTO RAW_EVENTS (EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD) \
 SELECT e.p:event_id::STRING, e.value:t::TIMESTAMP_NTZ, e.p:merchant_id::STRING, e.value:n::STRING, e.p:user_id::STRING, e.p:anonymous_id::STRING, e.p:order_id::STRING, e.p:platform::STRING, e.p:source::STRING, e.value:v::NUMBER(18, 4), e.value:c::STRING, e.p:consent_status::STRING, e.p:properties, TO_VARIANT(e.value:r::STRING) \
-FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING) AS p FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e";
+FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING) AS p FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e"
+    };
+}
 
-const INSERT_REJECTED: &str = "INSERT INTO RAW_EVENTS_REJECTED (SOURCE_MESSAGE_ID, EVENT_ID, MERCHANT_ID, REASON, DETAIL, RAW_TEXT) \
+macro_rules! insert_rejected {
+    () => {
+        "INSERT INTO RAW_EVENTS_REJECTED (SOURCE_MESSAGE_ID, EVENT_ID, MERCHANT_ID, REASON, DETAIL, RAW_TEXT) \
 SELECT f.value:m::STRING, f.value:e::STRING, f.value:mi::STRING, f.value:re::STRING, f.value:d::STRING, f.value:r::STRING \
-FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f";
+FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f"
+    };
+}
+
+const INSERT_RAW_EVENTS: &str = insert_raw_events!();
+const INSERT_REJECTED: &str = insert_rejected!();
+
+/// The same INSERT, but a row whose event is already in the table (same id, merchant, time
+/// and exact raw payload) is skipped: for staged rows that may have landed before, in a run
+/// that died between its INSERT and deleting the staged message. The `EVENT_NAME` match lets
+/// Snowflake prune by the table's clustering key.
+const INSERT_RAW_EVENTS_SKIPPING_LOADED: &str = concat!(
+    insert_raw_events!(),
+    " WHERE NOT EXISTS (SELECT 1 FROM RAW_EVENTS l WHERE l.MERCHANT_ID = e.p:merchant_id::STRING \
+AND l.EVENT_NAME = e.value:n::STRING AND l.EVENT_ID = e.p:event_id::STRING \
+AND l.EVENT_TIME = e.value:t::TIMESTAMP_NTZ AND l.RAW_PAYLOAD = TO_VARIANT(e.value:r::STRING))"
+);
+
+/// The quarantine's counterpart: a rejection already recorded for the same message, reason and
+/// text is skipped.
+const INSERT_REJECTED_SKIPPING_LOADED: &str = concat!(
+    insert_rejected!(),
+    " WHERE NOT EXISTS (SELECT 1 FROM RAW_EVENTS_REJECTED l WHERE l.SOURCE_MESSAGE_ID = f.value:m::STRING \
+AND l.REASON = f.value:re::STRING AND l.RAW_TEXT = f.value:r::STRING)"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,458 @@
+//! Packing the rows of staged chunks into statements filled near the size bound, and the
+//! ledger that deletes a staged message only once every statement holding its rows landed.
+//!
+//! Ingest stages one chunk per table per invocation, so a small SQS batch leaves a chunk far
+//! below the statement bound, and its rejections a tiny one. Flush therefore does not send one
+//! INSERT per staged chunk: it streams their rows into statements of up to
+//! `max_statement_bytes`, splitting a chunk between two statements where one fills up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::snowflake::Table;
+
+/// Namespace of packed statements' requestIds.
+const PACK_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_4d1e_58a2_4b7e_9a31_2f6d_8e0b_7c45);
+
+/// Rows of one or more staged chunks, bound to one INSERT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Packed {
+    /// Destination table.
+    pub table: Table,
+    /// Whether rows already in the table are skipped (chunks delivered more than once).
+    pub skip_loaded: bool,
+    /// The bound JSON array.
+    pub body: String,
+    /// The chunks whose rows `body` holds, in order, with how many rows of each.
+    pub segments: Vec<(Uuid, usize)>,
+}
+
+impl Packed {
+    fn new(table: Table, skip_loaded: bool) -> Self {
+        Packed {
+            table,
+            skip_loaded,
+            body: String::from("["),
+            segments: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Appends elements' text (`a,b,...`, no brackets) holding `rows` rows of `chunk`.
+    fn push(&mut self, chunk: Uuid, elements: &str, rows: usize) {
+        if !self.is_empty() {
+            self.body.push(',');
+        }
+        self.body.push_str(elements);
+        match self.segments.last_mut() {
+            Some((id, n)) if *id == chunk => *n += rows,
+            _ => self.segments.push((chunk, rows)),
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        self.body.push(']');
+        self
+    }
+
+    /// The statement's requestId: derived from the chunks and rows it holds, so a retry within
+    /// the run reuses it. (A later run packs differently; it skips rows already loaded instead.)
+    pub fn request_id(&self) -> Uuid {
+        let mut name = format!("{}:{}:", self.table.name(), self.skip_loaded);
+        for (chunk, rows) in &self.segments {
+            name.push_str(&format!("{chunk}/{rows},"));
+        }
+        Uuid::new_v5(&PACK_NAMESPACE, name.as_bytes())
+    }
+
+    /// The staged chunk that row `row` of the statement came from.
+    pub fn chunk_of(&self, row: usize) -> Option<Uuid> {
+        let mut end = 0;
+        self.segments.iter().find_map(|&(chunk, rows)| {
+            end += rows;
+            (row < end).then_some(chunk)
+        })
+    }
+}
+
+/// Fills statements of one kind (table, and whether rows already loaded are skipped).
+#[derive(Debug)]
+pub(super) struct Packer {
+    /// Room for elements: the bound minus the SQL text and the brackets.
+    room: usize,
+    current: Packed,
+}
+
+impl Packer {
+    /// A packer for statements of at most `max_statement_bytes` (SQL text plus bound array).
+    pub fn new(table: Table, skip_loaded: bool, max_statement_bytes: usize) -> Self {
+        let sql = if skip_loaded {
+            table.insert_sql_skipping_loaded()
+        } else {
+            table.insert_sql()
+        };
+        Packer {
+            room: max_statement_bytes.saturating_sub(sql.len() + 2),
+            current: Packed::new(table, skip_loaded),
+        }
+    }
+
+    /// Whether `bytes` more of elements fit in the statement being filled.
+    fn fits(&self, bytes: usize) -> bool {
+        let used = self.current.body.len() - 1;
+        let comma = usize::from(!self.current.is_empty());
+        used + comma + bytes <= self.room
+    }
+
+    fn cut(&mut self, full: &mut Vec<Packed>) {
+        let next = Packed::new(self.current.table, self.current.skip_loaded);
+        full.push(std::mem::replace(&mut self.current, next).finish());
+    }
+
+    /// Adds the rows of a staged chunk (`body`, a JSON array of `rows` elements). Statements
+    /// that fill up go to `full`. Returns in how many statements the chunk's rows now are
+    /// (0 for an empty chunk). An element larger than the bound gets a statement of its own.
+    pub fn add(
+        &mut self,
+        chunk: Uuid,
+        body: &str,
+        rows: usize,
+        full: &mut Vec<Packed>,
+    ) -> Result<usize, String> {
+        let inner = body
+            .trim()
+            .strip_prefix('[')
+            .and_then(|b| b.strip_suffix(']'))
+            .ok_or_else(|| format!("staged chunk {chunk} is not a JSON array"))?;
+        if inner.trim().is_empty() {
+            return Ok(0);
+        }
+        if self.fits(inner.len()) {
+            self.current.push(chunk, inner, rows);
+            return Ok(1);
+        }
+        let elements: Vec<&RawValue> = serde_json::from_str(body)
+            .map_err(|e| format!("staged chunk {chunk} is not a JSON array: {e}"))?;
+        let mut parts = 0;
+        let mut in_current = false;
+        for element in elements {
+            if !self.current.is_empty() && !self.fits(element.get().len()) {
+                self.cut(full);
+                in_current = false;
+            }
+            if !in_current {
+                parts += 1;
+                in_current = true;
+            }
+            self.current.push(chunk, element.get(), 1);
+        }
+        Ok(parts)
+    }
+
+    /// The statement being filled, if it holds any rows.
+    pub fn finish(&mut self) -> Option<Packed> {
+        if self.current.is_empty() {
+            return None;
+        }
+        let mut full = Vec::new();
+        self.cut(&mut full);
+        full.pop()
+    }
+}
+
+/// What became of a staged chunk once its last statement answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// Every row landed: delete the message (every receipt of it).
+    Landed(Vec<String>),
+    /// Some rows may not have landed: release the message for a later run.
+    Failed(Vec<String>),
+}
+
+/// How a received staging message relates to the chunks taken this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// First seen this run: pack it.
+    New,
+    /// Another delivery of a chunk in flight: its receipt joins the chunk's.
+    Copy,
+    /// A chunk that landed this run, or failed and stays for a later run: delete the copy if
+    /// it landed, otherwise leave it alone.
+    Done {
+        /// Whether it landed.
+        landed: bool,
+    },
+}
+
+#[derive(Debug)]
+enum Entry {
+    InFlight {
+        receipts: Vec<String>,
+        parts: usize,
+        sealed: bool,
+        failed: bool,
+    },
+    Done {
+        landed: bool,
+    },
+}
+
+/// The staged chunks taken this run: a message is deleted only after every statement holding
+/// some of its rows succeeded, and released if any failed.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    chunks: Mutex<HashMap<Uuid, Entry>>,
+}
+
+impl Ledger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a delivery of `chunk`.
+    pub fn take(&self, chunk: Uuid, receipt: String) -> Taken {
+        let mut chunks = self.lock();
+        match chunks.get_mut(&chunk) {
+            None => {
+                chunks.insert(
+                    chunk,
+                    Entry::InFlight {
+                        receipts: vec![receipt],
+                        parts: 0,
+                        sealed: false,
+                        failed: false,
+                    },
+                );
+                Taken::New
+            }
+            Some(Entry::InFlight { receipts, .. }) => {
+                receipts.push(receipt);
+                Taken::Copy
+            }
+            Some(Entry::Done { landed }) => Taken::Done { landed: *landed },
+        }
+    }
+
+    /// All of `chunk`'s rows are now in `parts` statements (or it could not be packed).
+    pub fn seal(&self, chunk: Uuid, parts: usize, packed: bool) -> Option<Settled> {
+        let mut chunks = self.lock();
+        if let Some(Entry::InFlight {
+            parts: p,
+            sealed,
+            failed,
+            ..
+        }) = chunks.get_mut(&chunk)
+        {
+            *p += parts;
+            *sealed = true;
+            *failed |= !packed;
+        }
+        settle(&mut chunks, chunk)
+    }
+
+    /// A statement holding some of `chunk`'s rows answered.
+    pub fn part_done(&self, chunk: Uuid, landed: bool) -> Option<Settled> {
+        let mut chunks = self.lock();
+        if let Some(Entry::InFlight { parts, failed, .. }) = chunks.get_mut(&chunk) {
+            *parts = parts.saturating_sub(1);
+            *failed |= !landed;
+        }
+        settle(&mut chunks, chunk)
+    }
+
+    /// Receipts of the chunks still in flight (to extend their visibility).
+    pub fn in_flight_receipts(&self) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter_map(|e| match e {
+                Entry::InFlight { receipts, .. } => Some(receipts.clone()),
+                Entry::Done { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Receipts of chunks never settled (the run stopped): they are released.
+    pub fn unsettled(&self) -> Vec<String> {
+        let mut chunks = self.lock();
+        let mut receipts = Vec::new();
+        for entry in chunks.values_mut() {
+            if let Entry::InFlight { receipts: r, .. } = entry {
+                receipts.append(r);
+                *entry = Entry::Done { landed: false };
+            }
+        }
+        receipts
+    }
+}
+
+fn settle(chunks: &mut HashMap<Uuid, Entry>, chunk: Uuid) -> Option<Settled> {
+    let entry = chunks.get_mut(&chunk)?;
+    let Entry::InFlight {
+        receipts,
+        parts: 0,
+        sealed: true,
+        failed,
+    } = entry
+    else {
+        return None;
+    };
+    let (receipts, landed) = (std::mem::take(receipts), !*failed);
+    *entry = Entry::Done { landed };
+    Some(if landed {
+        Settled::Landed(receipts)
+    } else {
+        Settled::Failed(receipts)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_body(prefix: &str, rows: usize) -> String {
+        let elements: Vec<String> = (0..rows)
+            .map(|i| format!(r#"{{"r":"{prefix}-{i:04}"}}"#))
+            .collect();
+        format!("[{}]", elements.join(","))
+    }
+
+    fn rows_of(packed: &Packed) -> Vec<String> {
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&packed.body).unwrap();
+        rows.iter()
+            .map(|r| r["r"].as_str().unwrap().into())
+            .collect()
+    }
+
+    #[test]
+    fn small_chunks_share_one_statement() {
+        let mut packer = Packer::new(Table::Rejected, false, 100_000);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut full = Vec::new();
+        assert_eq!(packer.add(a, &chunk_body("a", 3), 3, &mut full), Ok(1));
+        assert_eq!(packer.add(b, &chunk_body("b", 2), 2, &mut full), Ok(1));
+        assert!(full.is_empty());
+        let packed = packer.finish().unwrap();
+        assert_eq!(packed.segments, vec![(a, 3), (b, 2)]);
+        assert_eq!(
+            rows_of(&packed),
+            ["a-0000", "a-0001", "a-0002", "b-0000", "b-0001"]
+        );
+        assert_eq!(packed.chunk_of(2), Some(a));
+        assert_eq!(packed.chunk_of(3), Some(b));
+        assert_eq!(packed.chunk_of(5), None);
+        assert!(packer.finish().is_none());
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_fit_is_split_at_an_element_and_nothing_exceeds_the_bound() {
+        let bound = Table::RawEvents.insert_sql().len() + 2 + 1_000;
+        let mut packer = Packer::new(Table::RawEvents, false, bound);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut full = Vec::new();
+        // 40 elements of 15 bytes (+1 comma) each: 600 bytes; then 60 more.
+        assert_eq!(packer.add(a, &chunk_body("a", 40), 40, &mut full), Ok(1));
+        assert_eq!(packer.add(b, &chunk_body("b", 60), 60, &mut full), Ok(2));
+        let mut all = full.clone();
+        all.extend(packer.finish());
+        assert_eq!(all.len(), 2);
+        for packed in &all {
+            assert!(
+                Table::RawEvents.insert_sql().len() + packed.body.len() <= bound,
+                "{}",
+                packed.body.len()
+            );
+        }
+        let rows: Vec<String> = all.iter().flat_map(rows_of).collect();
+        let expected: Vec<String> = (0..40)
+            .map(|i| format!("a-{i:04}"))
+            .chain((0..60).map(|i| format!("b-{i:04}")))
+            .collect();
+        assert_eq!(rows, expected, "every row once, in order");
+        assert_eq!(all[0].segments[0], (a, 40));
+        assert_eq!(all[0].segments[1].0, b);
+        assert_eq!(all[0].segments[1].1 + all[1].segments[0].1, 60);
+        assert_ne!(all[0].request_id(), all[1].request_id());
+    }
+
+    #[test]
+    fn an_oversized_element_gets_a_statement_of_its_own() {
+        let mut packer = Packer::new(Table::Rejected, false, 10);
+        let a = Uuid::new_v4();
+        let mut full = Vec::new();
+        assert_eq!(packer.add(a, &chunk_body("a", 2), 2, &mut full), Ok(2));
+        assert_eq!(full.len(), 1);
+        let b = Uuid::new_v4();
+        assert_eq!(packer.add(b, &chunk_body("b", 2), 2, &mut full), Ok(2));
+        full.extend(packer.finish());
+        let rows: Vec<Vec<String>> = full.iter().map(rows_of).collect();
+        assert_eq!(rows, [["a-0000"], ["a-0001"], ["b-0000"], ["b-0001"]]);
+    }
+
+    #[test]
+    fn empty_and_malformed_chunks() {
+        let mut packer = Packer::new(Table::Rejected, true, 100_000);
+        let mut full = Vec::new();
+        assert_eq!(packer.add(Uuid::new_v4(), "[]", 0, &mut full), Ok(0));
+        assert!(packer.add(Uuid::new_v4(), "{}", 1, &mut full).is_err());
+        assert!(packer.finish().is_none());
+    }
+
+    #[test]
+    fn request_id_depends_on_the_rows_held() {
+        let a = Uuid::new_v4();
+        let mut one = Packed::new(Table::RawEvents, false);
+        one.push(a, "1", 1);
+        let mut same = Packed::new(Table::RawEvents, false);
+        same.push(a, "1", 1);
+        let mut skipping = Packed::new(Table::RawEvents, true);
+        skipping.push(a, "1", 1);
+        assert_eq!(one.request_id(), same.request_id());
+        assert_ne!(one.request_id(), skipping.request_id());
+    }
+
+    #[test]
+    fn a_chunk_settles_when_its_last_statement_answers() {
+        let ledger = Ledger::default();
+        let a = Uuid::new_v4();
+        assert_eq!(ledger.take(a, "r1".into()), Taken::New);
+        assert_eq!(ledger.take(a, "r2".into()), Taken::Copy);
+        assert_eq!(ledger.seal(a, 2, true), None);
+        assert_eq!(ledger.in_flight_receipts(), ["r1", "r2"]);
+        assert_eq!(ledger.part_done(a, true), None);
+        assert_eq!(
+            ledger.part_done(a, true),
+            Some(Settled::Landed(vec!["r1".into(), "r2".into()]))
+        );
+        assert_eq!(ledger.take(a, "r3".into()), Taken::Done { landed: true });
+        assert!(ledger.in_flight_receipts().is_empty());
+    }
+
+    #[test]
+    fn one_failed_part_fails_the_chunk_and_empty_chunks_land_at_once() {
+        let ledger = Ledger::default();
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        ledger.take(a, "a".into());
+        ledger.seal(a, 2, true);
+        assert_eq!(ledger.part_done(a, false), None);
+        assert_eq!(
+            ledger.part_done(a, true),
+            Some(Settled::Failed(vec!["a".into()]))
+        );
+        assert_eq!(ledger.take(a, "a2".into()), Taken::Done { landed: false });
+        ledger.take(b, "b".into());
+        assert_eq!(
+            ledger.seal(b, 0, true),
+            Some(Settled::Landed(vec!["b".into()]))
+        );
+        ledger.take(c, "c".into());
+        assert_eq!(ledger.unsettled(), ["c"]);
+        assert!(ledger.unsettled().is_empty());
+    }
+}
