@@ -619,7 +619,10 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
                     sqs_requests += stage_sends + flush_receives + flush_deletes
                     sqs_requests += FLUSHES_PER_DAY * FLUSH_OVERHEAD_REQUESTS
                     per_run = volume / FLUSHES_PER_DAY
-                    statements_run = staged_day / FLUSHES_PER_DAY + FLUSH_SETUP_STATEMENTS
+                    # flush packs the staged rows into statements near the bound: the events'
+                    # bytes of a run over the bound, one part-filled statement, one of rejects.
+                    row_bytes_run = big["row_bytes_per_event"] * per_run
+                    statements_run = math.ceil(row_bytes_run / MAX_STATEMENT_BYTES) + 1 + FLUSH_SETUP_STATEMENTS
                     load_s = model["per_event_s"] * per_run + model["per_statement_s"] * statements_run
                     warehouse_s = FLUSHES_PER_DAY * max(RESUME_MINIMUM_S, load_s + AUTO_SUSPEND_S)
                     flush_ms = load_s * 1000 + model["cpu_per_event_ms"] * per_run * (FULL_VCPU_MB / MEMORY_MB - 1)
@@ -1098,11 +1101,11 @@ def cost_markdown(cost: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "  them; each run resumes the warehouse once and it bills max(60 s, load time + AUTO_SUSPEND)",
         "  (with TRACKLAYER_SUSPEND_AFTER_FLUSH the idle AUTO_SUSPEND is saved, down to the 60 s minimum).",
         f"  Load time = {model['per_event_s'] * 1e6:.0f} ms per 1,000 events + {model['per_statement_s'] * 1000:.0f} ms per statement, fitted to",
-        "  the two flush measurements above (same events, different numbers of chunks): the local",
-        "  Snowflake stands in for Snowflake's speed. Statements per run: one INSERT per staged chunk",
-        "  plus 2 CREATE TABLE IF NOT EXISTS; ingest stages per invocation one RAW_EVENTS chunk per",
-        f"  {MAX_STATEMENT_BYTES / 1e6:.0f} MB of rows (at least one) and, when the batch holds an invalid event ({INVALID_SHARE:.0%} of",
-        "  events here), one RAW_EVENTS_REJECTED chunk: small batches make many small chunks.",
+        "  the two flush measurements above (when both send the same number of statements, time per",
+        "  event alone): the local Snowflake stands in for Snowflake's speed. Statements per run: flush",
+        f"  packs the staged rows into INSERTs near the {MAX_STATEMENT_BYTES / 1e6:.0f} MB bound whatever the ingest batch size,",
+        "  so the run's row bytes over the bound, plus one part-filled INSERT, one INSERT of rejects",
+        "  and 2 CREATE TABLE IF NOT EXISTS.",
         "",
     ]
     rows = []

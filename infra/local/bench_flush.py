@@ -12,8 +12,9 @@ does: the real ``ingest`` binary in scheduled mode, invoked through ``lambda_hos
 events of ``--ingest-batch`` messages (the template's ``IngestBatchSize`` is 1000; ~4,300 ~600-byte
 messages is the most a 6 MB Lambda event holds), one realistic ecommerce event per message (the
 generator of ``bench_ingest.py``: ~600 bytes, 1% invalid), fresh event ids every run. Staging
-chunks are cut per ingest invocation, so the batch size decides how many chunks (and so how many
-flush INSERTs) there are.
+chunks are cut per ingest invocation, so the batch size decides how many staged chunks there are;
+flush packs their rows into statements near the size bound, so it should not decide how many
+INSERTs there are.
 
 Then the emulator's request report is cleared and the real ``flush`` binary is started in a new
 process (as an hourly Lambda usually is: cold) and invoked once with ``{}``. Measured:

@@ -15,7 +15,7 @@
 
 mod pack;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -50,7 +50,9 @@ pub struct FlushConfig {
     pub staging_queue_url: String,
     /// Statement size and concurrency.
     pub load: LoadSettings,
-    /// `TRACKLAYER_FLUSH_RECEIVERS` (default 2): concurrent long-poll receivers.
+    /// `TRACKLAYER_FLUSH_RECEIVERS` (default 1): concurrent long-poll receivers feeding the
+    /// packer. One keeps up with it (the statements are the slow part) and holds the least
+    /// memory.
     pub receivers: usize,
     /// `TRACKLAYER_FLUSH_MARGIN_SECONDS` (default 10): stop receiving this long before the
     /// deadline, so statements in flight can finish.
@@ -83,7 +85,7 @@ impl FlushConfig {
             secret_ttl: Duration::from_secs(env_parse("TRACKLAYER_SECRET_TTL_SECONDS", 300u64)?),
             staging_queue_url: env_required("TRACKLAYER_STAGING_QUEUE_URL")?,
             load: LoadSettings::from_env()?,
-            receivers: env_parse("TRACKLAYER_FLUSH_RECEIVERS", 2usize)?,
+            receivers: env_parse("TRACKLAYER_FLUSH_RECEIVERS", 1usize)?,
             margin: Duration::from_secs(env_parse("TRACKLAYER_FLUSH_MARGIN_SECONDS", 10u64)?),
             visibility: Duration::from_secs(env_parse("TRACKLAYER_VISIBILITY_SECONDS", 60u64)?),
             suspend_after_flush: suspend,
@@ -91,7 +93,7 @@ impl FlushConfig {
         if !(1..=16).contains(&config.receivers) {
             return Err(ConfigError::invalid(
                 "TRACKLAYER_FLUSH_RECEIVERS",
-                "must be between 1 and 16 (default 2)",
+                "must be between 1 and 16 (default 1)",
             ));
         }
         if !(10..=43_200).contains(&config.visibility.as_secs()) {
@@ -329,7 +331,7 @@ impl Flush {
     /// Drains the queue: receivers feed received messages to one packer, which fills
     /// statements near the size bound and keeps `max_concurrent_statements` of them in flight.
     async fn drain(&self, run: &Run, first: Vec<Message>) {
-        let (sender, receiver) = mpsc::channel(self.config.receivers);
+        let (sender, receiver) = mpsc::channel(1);
         // Cannot fail: the receiving end is alive and the channel has room for one batch.
         let _ = sender.send(first).await;
         let receivers = futures_util::future::join_all(
@@ -361,14 +363,15 @@ impl Flush {
     }
 
     /// Packs received chunks into statements and loads them, at most
-    /// `max_concurrent_statements` at once; a full statement waits for a free slot, so memory
-    /// stays bounded however much is staged.
+    /// `max_concurrent_statements` at once. A message is unpacked only when no full statement
+    /// waits for a slot, so memory stays bounded however much is staged.
     async fn pack_and_load(&self, run: &Run, mut received: mpsc::Receiver<Vec<Message>>) {
         let settings = self.loader.settings();
         let mut packers: Vec<Packer> = KINDS
             .iter()
             .map(|&(table, skip)| Packer::new(table, skip, settings.max_statement_bytes))
             .collect();
+        let mut backlog: VecDeque<Message> = VecDeque::new();
         let mut ready: VecDeque<Packed> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
@@ -384,25 +387,25 @@ impl Flush {
                 };
                 in_flight.push(self.load_packed(run, packed));
             }
-            if !open {
+            if !ready.is_empty() {
+                in_flight.next().await;
+            } else if let Some(message) = backlog.pop_front() {
+                self.take(run, message, &mut packers, &mut ready).await;
+            } else if !open {
                 if in_flight.next().await.is_none() {
                     break;
                 }
-                continue;
-            }
-            if in_flight.len() >= settings.max_concurrent_statements {
-                in_flight.next().await;
-                continue;
-            }
-            tokio::select! {
-                batch = received.recv() => match batch {
-                    Some(batch) => self.take(run, batch, &mut packers, &mut ready).await,
-                    None => {
-                        open = false;
-                        ready.extend(packers.iter_mut().filter_map(Packer::finish));
-                    }
-                },
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            } else {
+                tokio::select! {
+                    batch = received.recv() => match batch {
+                        Some(batch) => backlog.extend(batch),
+                        None => {
+                            open = false;
+                            ready.extend(packers.iter_mut().filter_map(Packer::finish));
+                        }
+                    },
+                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                }
             }
         }
         // Chunks never packed because the run stopped go back for the next run.
@@ -413,77 +416,68 @@ impl Flush {
         }
     }
 
-    /// Takes a received batch: unreadable messages are left for the dead-letter queue, copies
-    /// of chunks taken this run are not packed again, and the rest go to the packers. Once time
-    /// is up, nothing more is packed: the messages are released for the next run.
+    /// Takes one received message: an unreadable one is left for the dead-letter queue, a copy
+    /// of a chunk taken this run is not packed again, and the rest go to the packers. Once time
+    /// is up, nothing more is packed: the message is released for the next run.
     async fn take(
         &self,
         run: &Run,
-        batch: Vec<Message>,
+        message: Message,
         packers: &mut [Packer],
         ready: &mut VecDeque<Packed>,
     ) {
-        let (mut delete, mut release) = (Vec::new(), Vec::new());
-        let late = run.stop.load(Ordering::SeqCst) || Instant::now() >= run.deadline;
-        for message in batch {
-            let receipt = message.receipt_handle.clone().unwrap_or_default();
-            if late {
-                release.push(receipt);
-                continue;
-            }
-            let chunk = match StagedChunk::from_message(message.body.as_deref().unwrap_or_default())
-            {
-                Ok(chunk) => chunk,
-                Err(error) => {
-                    // Left on the queue: after maxReceiveCount it moves to the DLQ for a person.
-                    tracing::error!(%error, message_id = ?message.message_id, "unreadable staging message; leaving it for the dead-letter queue");
-                    let mut report = run.report.lock().await;
-                    report.chunks_failed += 1;
-                    report.error.get_or_insert(error.to_string());
-                    continue;
-                }
-            };
-            match run.ledger.take(chunk.id, receipt.clone()) {
-                Taken::New => {}
-                Taken::Copy => continue,
-                Taken::Done { landed: true } => {
-                    delete.push(receipt);
-                    continue;
-                }
-                // Failed this run: it comes back for the next one.
-                Taken::Done { landed: false } => continue,
-            }
-            // A message received before may have been loaded, in part or whole, by a run that
-            // died before deleting it: its rows go to statements that skip rows already there.
-            let skip_loaded = received_before(&message);
-            if skip_loaded {
-                run.report.lock().await.chunks_redelivered += 1;
-            }
-            let kind = KINDS
-                .iter()
-                .position(|&k| k == (chunk.table, skip_loaded))
-                .unwrap_or_default();
-            let mut full = Vec::new();
-            let settled = match packers[kind].add(chunk.id, &chunk.body, chunk.rows, &mut full) {
-                Ok(parts) => run.ledger.seal(chunk.id, parts, true),
-                Err(error) => {
-                    tracing::error!(%error, "staged chunk cannot be packed; it stays on the queue");
-                    run.report.lock().await.error.get_or_insert(error);
-                    run.ledger.seal(chunk.id, 0, false)
-                }
-            };
-            ready.extend(full);
-            match settled {
-                Some(Settled::Landed(receipts)) => delete.extend(receipts),
-                Some(Settled::Failed(receipts)) => {
-                    run.report.lock().await.chunks_failed += 1;
-                    release.extend(receipts);
-                }
-                None => {}
-            }
+        let receipt = message.receipt_handle.clone().unwrap_or_default();
+        if run.stop.load(Ordering::SeqCst) || Instant::now() >= run.deadline {
+            self.release(&[receipt]).await;
+            return;
         }
-        self.delete(&delete).await;
-        self.release(&release).await;
+        let chunk = match StagedChunk::from_message(message.body.as_deref().unwrap_or_default()) {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                // Left on the queue: after maxReceiveCount it moves to the DLQ for a person.
+                tracing::error!(%error, message_id = ?message.message_id, "unreadable staging message; leaving it for the dead-letter queue");
+                let mut report = run.report.lock().await;
+                report.chunks_failed += 1;
+                report.error.get_or_insert(error.to_string());
+                return;
+            }
+        };
+        drop(message.body);
+        match run.ledger.take(chunk.id, receipt.clone()) {
+            Taken::New => {}
+            Taken::Copy => return,
+            Taken::Done { landed: true } => return self.delete(&[receipt]).await,
+            // Failed this run: it comes back for the next one.
+            Taken::Done { landed: false } => return,
+        }
+        // A message received before may have been loaded, in part or whole, by a run that
+        // died before deleting it: its rows go to statements that skip rows already there.
+        let skip_loaded = received_before(&message.attributes);
+        if skip_loaded {
+            run.report.lock().await.chunks_redelivered += 1;
+        }
+        let kind = KINDS
+            .iter()
+            .position(|&k| k == (chunk.table, skip_loaded))
+            .unwrap_or_default();
+        let mut full = Vec::new();
+        let settled = match packers[kind].add(chunk.id, &chunk.body, chunk.rows, &mut full) {
+            Ok(parts) => run.ledger.seal(chunk.id, parts, true),
+            Err(error) => {
+                tracing::error!(%error, "staged chunk cannot be packed; it stays on the queue");
+                run.report.lock().await.error.get_or_insert(error);
+                run.ledger.seal(chunk.id, 0, false)
+            }
+        };
+        ready.extend(full);
+        match settled {
+            Some(Settled::Landed(receipts)) => self.delete(&receipts).await,
+            Some(Settled::Failed(receipts)) => {
+                run.report.lock().await.chunks_failed += 1;
+                self.release(&receipts).await;
+            }
+            None => {}
+        }
     }
 
     /// Loads one packed statement (isolating rows Snowflake refuses), then deletes the staged
@@ -752,9 +746,8 @@ impl Flush {
 }
 
 /// Whether SQS delivered the message before (a run may have loaded it and died).
-fn received_before(message: &Message) -> bool {
-    message
-        .attributes
+fn received_before(attributes: &Option<HashMap<MessageSystemAttributeName, String>>) -> bool {
+    attributes
         .as_ref()
         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
         .and_then(|count| count.parse::<u32>().ok())

@@ -417,6 +417,48 @@ mod tests {
         assert_ne!(one.request_id(), skipping.request_id());
     }
 
+    proptest::proptest! {
+        /// Whatever the chunks and the bound: every row lands in exactly one statement, in
+        /// order; no statement of two or more rows exceeds the bound; segments and part counts
+        /// agree with where the rows went.
+        #[test]
+        fn packing_keeps_every_row_once_and_statements_within_the_bound(
+            chunks in proptest::collection::vec(proptest::collection::vec(0usize..300, 0..40), 0..12),
+            room in 1usize..4_000,
+        ) {
+            let bound = Table::RawEvents.insert_sql().len() + 2 + room;
+            let mut packer = Packer::new(Table::RawEvents, false, bound);
+            let mut full = Vec::new();
+            let mut expected = Vec::new();
+            let mut parts_total = 0;
+            let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::new_v4()).collect();
+            for (c, (id, sizes)) in ids.iter().zip(&chunks).enumerate() {
+                let rows: Vec<String> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &pad)| format!(r#"{{"r":"{c}-{i}","p":"{}"}}"#, "x".repeat(pad)))
+                    .collect();
+                expected.extend((0..rows.len()).map(|i| format!("{c}-{i}")));
+                let parts = packer.add(*id, &format!("[{}]", rows.join(",")), rows.len(), &mut full).unwrap();
+                proptest::prop_assert_eq!(parts == 0, rows.is_empty());
+                parts_total += parts;
+            }
+            full.extend(packer.finish());
+            let got: Vec<String> = full.iter().flat_map(rows_of).collect();
+            proptest::prop_assert_eq!(got, expected);
+            let segments: usize = full.iter().map(|p| p.segments.len()).sum();
+            proptest::prop_assert_eq!(segments, parts_total);
+            for packed in &full {
+                let rows = rows_of(packed).len();
+                proptest::prop_assert_eq!(packed.segments.iter().map(|s| s.1).sum::<usize>(), rows);
+                proptest::prop_assert!(rows > 0);
+                if rows > 1 {
+                    proptest::prop_assert!(Table::RawEvents.insert_sql().len() + packed.body.len() <= bound);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_chunk_settles_when_its_last_statement_answers() {
         let ledger = Ledger::default();
