@@ -22,7 +22,7 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    statements (1.2 s late with the async threshold lowered to 200 ms: 202 and polling).
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
    ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
-   ``--kill-probability`` (0.8) when allowed, is SIGKILLed at a seeded random point: 70% of the
+   ``--kill-probability`` (0.8) when allowed (always, until ``--min-kills``, 3, runs were), is SIGKILLed at a seeded random point: 70% of the
    kills 0-0.3 s after the run's 1st-10th INSERT was answered (the first kill: 1st-3rd; seen in
    the emulator's request report; 3 s after the event at the latest), while chunks are inserted
    and not yet deleted; the others 0.05-2 s after the run got its event (maybe before any INSERT).
@@ -645,7 +645,8 @@ def flush_loop(
             may_kill = queue["visible"] > 0 and all(
                 now + KILL_LATEST_S + KILL_JITTER_S[1] + 1.0 < hidden_until for hidden_until, _ in outstanding
             )
-            kill = may_kill and (not runs or rng.random() < args.kill_probability)
+            kills = sum(1 for r in runs if r.killed)
+            kill = may_kill and (kills < args.min_kills or rng.random() < args.kill_probability)
             number = len(runs) + 1
             if kill:
                 if runs and rng.random() < TIMER_KILLS:
@@ -757,6 +758,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
     )  # fmt: skip
     parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run when allowed (0.8)")
+    parser.add_argument("--min-kills", type=int, default=3,
+                        help="kill every run allowed to be killed until this many were (3)")
     parser.add_argument("--flush-budget", type=float, default=900, help="give the flush loop up after N s (900)")
     parser.add_argument("--events-sqs", choices=("private", "stack"), default="private",
                         help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip

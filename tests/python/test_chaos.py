@@ -44,6 +44,7 @@ def test_short_chaos_run_loses_nothing_and_loads_nothing_twice(stack_env: dict[s
         sys.executable, str(REPO / "infra" / "local" / "chaos.py"),
         "--events", str(EVENTS),
         "--statement-bytes", "20000",  # ~140 chunks: enough INSERTs for ~10% faults to hit some
+        "--min-kills", "1",  # keeps the run short; make chaos kills at least 3
         "--env-file", str(env_file),
         "--log-dir", str(env_file.parent / "logs"),
         "--json", str(result),
