@@ -97,6 +97,22 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The floor in the same run: serde_json reading each body once and keeping nothing. On a
+    // shared machine whose speed drifts, the ratio to it says more than events/s alone.
+    let mut reference = c.benchmark_group("reference");
+    reference.throughput(Throughput::Elements(EVENTS as u64));
+    reference.bench_function(format!("serde_json_skip_only/{EVENTS}_bodies"), |b| {
+        b.iter(|| {
+            bodies
+                .iter()
+                .filter(|body| {
+                    serde_json::from_str::<serde::de::IgnoredAny>(black_box(body.as_str())).is_ok()
+                })
+                .count()
+        })
+    });
+    reference.finish();
 }
 
 criterion_group!(benches, bench);
