@@ -103,8 +103,22 @@ deny: $(CARGO_DENY) ## Licenses, banned/duplicate crates and sources (offline)
 deny-advisories: $(CARGO_DENY) ## RustSec advisories (needs GitHub to fetch the database)
 	@$(CARGO_DENY) check advisories
 
-fuzz: ## Property-based fuzzing of body parsing: one million inputs, release build
+CARGO_FUZZ := .local/tools/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	@echo "==> cargo-fuzz into .local/tools (built from crates.io)"
+	@$(CARGO) install --quiet --locked cargo-fuzz@0.13.2 --root .local/tools
+
+# Body parsing, both ways: a million proptest inputs (release build), then a million
+# coverage-guided libFuzzer runs with AddressSanitizer (fuzz/fuzz_targets/body.rs; on the stable
+# toolchain RUSTC_BOOTSTRAP=1 admits the -Zsanitizer flag cargo-fuzz passes). The corpus grows
+# in .local/fuzz; a crash is written there too and fails the run: add it to known_hard_inputs
+# in shared/tests/fuzz_body.rs.
+fuzz: $(CARGO_FUZZ) ## Fuzz body parsing: 1M proptest inputs, then 1M libFuzzer runs (AddressSanitizer)
 	PROPTEST_CASES=$${CASES:-1000000} $(CARGO) test --release --locked -p tracklayer --test fuzz_body
+	@mkdir -p .local/fuzz/corpus
+	RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run body -O .local/fuzz/corpus fuzz/seeds/body -- \
+	  -runs=$${RUNS:-1000000} -max_len=65536 -rss_limit_mb=1024 -artifact_prefix=.local/fuzz/ -print_final_stats=1
 
 bench: venv ## Every benchmark (parse, ingest, flush, cold start, Python side by side, cost); writes BENCHMARKS.md
 	@$(CARGO) build --release --locked -p ingest -p flush -p connection-test
@@ -126,4 +140,4 @@ lint: ## Formatting and clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 clean: stack-down ## Remove build output, the venv and local state
-	rm -rf target $(VENV) $(SAM_VENV) $(DBT_VENV) .local .aws-sam
+	rm -rf target fuzz/target $(VENV) $(SAM_VENV) $(DBT_VENV) .local .aws-sam

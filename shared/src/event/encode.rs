@@ -238,8 +238,10 @@ fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
         }
         at += 16;
     }
-    if written + BLOCK_ROOM > out.len() {
-        grow(out, input.len() - at);
+    // Up to 31 bytes are left, each at most a 6-byte `\u00XX`, then the closing quote.
+    let tail_room = (input.len() - at) * 6 + 1;
+    if written + tail_room > out.len() {
+        out.resize(written + tail_room, 0);
     }
     for &byte in &input[at..] {
         written = write_byte(out, written, byte);
@@ -538,6 +540,19 @@ mod tests {
         assert_eq!(array.len(), 2);
         assert_eq!(array.finish().len(), expected_len);
         assert_eq!(JsonArray::new().finish(), "[]");
+    }
+
+    #[test]
+    fn any_run_of_control_characters_round_trips_at_any_length() {
+        for prefix in 0..40 {
+            for controls in 0..70 {
+                let text = format!("{}{}", "a".repeat(prefix), "\u{0}\u{1f}".repeat(controls));
+                let mut buf = String::from("[");
+                push_json_string(&mut buf, &text);
+                let decoded: String = serde_json::from_str(&buf[1..]).unwrap();
+                assert_eq!(decoded, text, "prefix {prefix}, controls {controls}");
+            }
+        }
     }
 
     #[test]

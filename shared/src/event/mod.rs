@@ -12,6 +12,8 @@
 
 mod body;
 pub mod encode;
+#[doc(hidden)]
+pub mod invariants;
 mod rejection;
 mod timestamp;
 mod validate;
