@@ -10,7 +10,7 @@ use tracklayer::ingest::Ingest;
 use tracklayer::load::LoadSettings;
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, aws, count, exclusive, loader, setting, sfquery, tagged_events, unique,
+    Emulator, aws, count, drain_queue, exclusive, loader, setting, sfquery, tagged_events, unique,
 };
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
@@ -293,7 +293,10 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
     let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
     let loader = loader(LoadSettings::default()).await;
     loader.ensure_tables(in_minutes(1)).await.unwrap();
-    loader.run(chunk.statement(), in_minutes(1)).await.unwrap();
+    loader
+        .run(chunk.table.insert(chunk.body.clone()), in_minutes(1))
+        .await
+        .unwrap();
     sqs.change_message_visibility()
         .queue_url(&queue)
         .receipt_handle(message.receipt_handle.as_deref().unwrap())
@@ -494,29 +497,7 @@ async fn chunk_delivered_twice_at_once_loads_once() {
     let tag = unique("ftwice");
     let (valid, _) = stage(&sqs, &queue, &tag, 2_000, 0, 100_000).await;
     // Every staged message twice, as SQS's at-least-once delivery may hand them out.
-    let mut copies = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for message in messages {
-            copies.push(message.body.unwrap());
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(message.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let copies = drain_queue(&sqs, &queue).await;
     let chunks = copies.len();
     for body in copies.iter().chain(copies.iter()) {
         sqs.send_message()

@@ -11,8 +11,8 @@ use tracklayer::ingest::Ingest;
 use tracklayer::load::LoadSettings;
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, assert_row_is, aws, count, event_rows, exclusive, loader, sfquery, tagged_events,
-    unique,
+    Emulator, assert_row_is, aws, count, drain_queue, event_rows, exclusive, loader, sfquery,
+    tagged_events, unique,
 };
 
 fn deadline() -> tokio::time::Instant {
@@ -344,32 +344,13 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
 
     let mut rows = BTreeMap::new();
     let mut ids = BTreeSet::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for message in messages {
-            let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
-            let parsed: Vec<Value> = serde_json::from_str(&chunk.body).unwrap();
-            assert_eq!(parsed.len(), chunk.rows);
-            assert!(chunk.body.len() <= 200_000);
-            *rows.entry(chunk.table.name()).or_insert(0) += chunk.rows;
-            assert!(ids.insert(chunk.id), "chunk ids are unique");
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(message.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
+    for body in drain_queue(&sqs, &queue).await {
+        let chunk = StagedChunk::from_message(&body).unwrap();
+        let parsed: Vec<Value> = serde_json::from_str(&chunk.body).unwrap();
+        assert_eq!(parsed.len(), chunk.rows);
+        assert!(chunk.body.len() <= 200_000);
+        *rows.entry(chunk.table.name()).or_insert(0) += chunk.rows;
+        assert!(ids.insert(chunk.id), "chunk ids are unique");
     }
     assert_eq!(rows.get("RAW_EVENTS"), Some(&3_000));
     assert_eq!(rows.get("RAW_EVENTS_REJECTED"), Some(&1));

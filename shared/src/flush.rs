@@ -470,14 +470,7 @@ impl Flush {
             }
         };
         ready.extend(full);
-        match settled {
-            Some(Settled::Landed(receipts)) => self.delete(&receipts).await,
-            Some(Settled::Failed(receipts)) => {
-                run.report.lock().await.chunks_failed += 1;
-                self.release(&receipts).await;
-            }
-            None => {}
-        }
+        self.finish(run, settled.into_iter().collect()).await;
     }
 
     /// Loads one packed statement (isolating rows Snowflake refuses), then deletes the staged
@@ -539,18 +532,30 @@ impl Flush {
     /// Records that a statement answered (or was dropped), deleting or releasing the staged
     /// messages it was the last part of.
     async fn settle(&self, run: &Run, packed: &Packed, landed: bool) {
+        let settled = packed
+            .segments
+            .iter()
+            .filter_map(|&(chunk, _)| run.ledger.part_done(chunk, landed))
+            .collect();
+        self.finish(run, settled).await;
+    }
+
+    /// Counts settled chunks, deletes the messages of those that landed and releases the rest.
+    async fn finish(&self, run: &Run, settled: Vec<Settled>) {
         let (mut delete, mut release) = (Vec::new(), Vec::new());
-        for &(chunk, _) in &packed.segments {
-            match run.ledger.part_done(chunk, landed) {
-                Some(Settled::Landed(receipts)) => {
-                    run.report.lock().await.chunks_loaded += 1;
-                    delete.extend(receipts);
+        {
+            let mut report = run.report.lock().await;
+            for chunk in settled {
+                match chunk {
+                    Settled::Landed(receipts) => {
+                        report.chunks_loaded += 1;
+                        delete.extend(receipts);
+                    }
+                    Settled::Failed(receipts) => {
+                        report.chunks_failed += 1;
+                        release.extend(receipts);
+                    }
                 }
-                Some(Settled::Failed(receipts)) => {
-                    run.report.lock().await.chunks_failed += 1;
-                    release.extend(receipts);
-                }
-                None => {}
             }
         }
         self.delete(&delete).await;
@@ -579,24 +584,53 @@ impl Flush {
     /// Makes chunks that did not load visible again at once, so the next run (or another
     /// receiver of this one) retries them without waiting out the visibility timeout.
     async fn release(&self, handles: &[String]) {
-        for handle in handles {
-            let released = self
+        self.set_visibility(handles, 0).await;
+    }
+
+    /// Sets the visibility timeout of messages, ten per call.
+    async fn set_visibility(&self, handles: &[String], seconds: i32) {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+        for group in handles.chunks(10) {
+            let entries = group
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let changed = self
                 .sqs
-                .change_message_visibility()
+                .change_message_visibility_batch()
                 .queue_url(&self.queue_url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
+                .set_entries(Some(entries))
                 .send()
                 .await;
-            if let Err(e) = released {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot release a chunk that did not load; it returns after its visibility timeout");
+            // Not fatal either way: a chunk not released returns after its visibility timeout,
+            // and one whose timeout was not extended may be taken again (it is then loaded
+            // skipping the rows already there).
+            match changed {
+                Ok(out) if !out.failed.is_empty() => {
+                    tracing::warn!(
+                        failed = out.failed.len(),
+                        seconds,
+                        "cannot change the visibility of some staged chunks"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), seconds, "cannot change the visibility of staged chunks");
+                }
+                _ => {}
             }
         }
     }
 
     /// Runs `work`, extending the visibility of every chunk in flight every half period.
     async fn keep_hidden<F: std::future::Future<Output = ()>>(&self, run: &Run, work: F) {
-        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
         let period = self.config.visibility / 2;
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         tokio::pin!(work);
@@ -604,30 +638,8 @@ impl Flush {
             tokio::select! {
                 () = &mut work => return,
                 _ = ticker.tick() => {
-                    for group in run.ledger.in_flight_receipts().chunks(10) {
-                        let entries = group
-                            .iter()
-                            .enumerate()
-                            .map(|(i, handle)| {
-                                ChangeMessageVisibilityBatchRequestEntry::builder()
-                                    .id(i.to_string())
-                                    .receipt_handle(handle)
-                                    .visibility_timeout(self.config.visibility.as_secs() as i32)
-                                    .build()
-                                    .expect("id and receipt handle are set")
-                            })
-                            .collect();
-                        let extended = self
-                            .sqs
-                            .change_message_visibility_batch()
-                            .queue_url(&self.queue_url)
-                            .set_entries(Some(entries))
-                            .send()
-                            .await;
-                        if let Err(e) = extended {
-                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend visibility of chunks in flight");
-                        }
-                    }
+                    let seconds = self.config.visibility.as_secs() as i32;
+                    self.set_visibility(&run.ledger.in_flight_receipts(), seconds).await;
                 }
             }
         }
@@ -654,17 +666,17 @@ impl Flush {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            // A chunk that landed but could not be deleted comes back; its requestId and
-            // retry=true keep it from loading twice.
+            // A chunk that landed but could not be deleted comes back, and is then loaded
+            // skipping the rows already there.
             match deleted {
                 Ok(out) if !out.failed.is_empty() => {
                     tracing::warn!(
                         failed = out.failed.len(),
-                        "some loaded chunks could not be deleted; they will be skipped by requestId next run"
+                        "some loaded chunks could not be deleted; their rows will be found already loaded next run"
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting loaded chunks failed; they will be skipped by requestId next run")
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting loaded chunks failed; their rows will be found already loaded next run")
                 }
                 _ => {}
             }

@@ -3,8 +3,8 @@
 //!
 //! A staging message body is a small JSON envelope, readable in the SQS console:
 //! `{"v":1,"id":"<chunk id>","table":"raw_events","rows":812,"bytes":734012,"gz":"<base64 of gzip of the JSON array>"}`.
-//! The chunk id becomes the Snowflake requestId of the INSERT, so a chunk delivered twice is
-//! never loaded twice.
+//! The chunk id lets flush recognise a second delivery of a chunk within a run; a chunk
+//! delivered again in a later run is loaded skipping the rows already there (see `flush`).
 
 use std::io::{Read as _, Write as _};
 
@@ -13,7 +13,7 @@ use flate2::Compression;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::snowflake::{Statement, Table};
+use crate::snowflake::Table;
 
 /// Format version of the envelope.
 pub const FORMAT_VERSION: u32 = 1;
@@ -23,7 +23,7 @@ pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// A chunk as it travels through the staging queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedChunk {
-    /// Stable id; the flush's Snowflake requestId.
+    /// Stable id: how flush tells a second delivery of the chunk from a new chunk.
     pub id: Uuid,
     /// Destination table.
     pub table: Table,
@@ -69,18 +69,6 @@ impl StagedChunk {
             rows,
             body,
         }
-    }
-
-    /// The INSERT for this chunk, idempotent by chunk id. It always carries `retry=true`: SQS
-    /// may hand the same message to two receivers at once (or again after a crash between
-    /// insert and delete), and only `retry=true` makes Snowflake answer a second submission of
-    /// the id from the first instead of running it again. The cost is one history lookup per
-    /// chunk, a few dozen per 100,000 events.
-    pub fn statement(&self) -> Statement {
-        let mut statement = self.table.insert(self.body.clone());
-        statement.request_id = self.id;
-        statement.resubmission = true;
-        statement
     }
 
     /// The SQS message body: the envelope with the gzip+base64 payload.
@@ -168,14 +156,6 @@ mod tests {
         assert_eq!(envelope["table"], "raw_events");
         assert_eq!(envelope["rows"], 500);
         assert_eq!(StagedChunk::from_message(&message).unwrap(), chunk);
-    }
-
-    #[test]
-    fn statement_uses_chunk_id_as_request_id_with_retry() {
-        let chunk = StagedChunk::new(Table::Rejected, 1, "[]".into());
-        let statement = chunk.statement();
-        assert_eq!(statement.request_id, chunk.id);
-        assert!(statement.resubmission, "every delivery may be a second one");
     }
 
     #[test]

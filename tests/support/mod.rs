@@ -75,6 +75,34 @@ pub async fn aws() -> aws_config::SdkConfig {
 }
 
 /// A loader reading the stack's secret.
+/// Receives and deletes every message on `queue` until a receive comes back empty; returns
+/// their bodies in the order received.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for message in messages {
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(message.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+            bodies.push(message.body.unwrap());
+        }
+    }
+}
+
 pub async fn loader(settings: LoadSettings) -> Loader {
     let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
     let source = SecretSource::new(

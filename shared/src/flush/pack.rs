@@ -111,8 +111,7 @@ impl Packer {
     }
 
     fn cut(&mut self, full: &mut Vec<Packed>) {
-        let next = Packed::new(self.current.table, self.current.skip_loaded);
-        full.push(std::mem::replace(&mut self.current, next).finish());
+        full.extend(self.finish());
     }
 
     /// Adds the rows of a staged chunk (`body`, a JSON array of `rows` elements). Statements
@@ -160,9 +159,8 @@ impl Packer {
         if self.current.is_empty() {
             return None;
         }
-        let mut full = Vec::new();
-        self.cut(&mut full);
-        full.pop()
+        let next = Packed::new(self.current.table, self.current.skip_loaded);
+        Some(std::mem::replace(&mut self.current, next).finish())
     }
 }
 

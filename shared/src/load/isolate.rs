@@ -3,8 +3,9 @@
 //! with Snowflake's error as the detail and everything else lands.
 //!
 //! Every sub-statement's requestId is derived from the chunk's requestId and the row range, so
-//! a chunk loaded again after a crash (flush redelivery) resubmits the same ids with
-//! `retry=true` and nothing runs twice.
+//! a chunk loaded again with the same requestId (a stream-mode batch redelivered whole)
+//! resubmits the same ids with `retry=true`; sub-statements of a chunk marked `skip_loaded`
+//! also skip rows already in the table, so nothing lands twice either way.
 
 use std::borrow::Cow;
 
