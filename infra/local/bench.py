@@ -116,6 +116,8 @@ How to read these numbers:
   local services, which are much slower than SQS and Snowflake for large statements: they are an
   upper bound for our part, not a prediction of Snowflake's speed.
 * x86_64 here; Lambda would run the arm64 build (not measured: no arm64 toolchain on this machine).
+  On arm64 the event reader and JSON escaping take their portable (SWAR) paths rather than the
+  SSE2/SSSE3 ones measured here, so expect the parse figure to be lower there.
 """
 
 

@@ -10,8 +10,31 @@
 use proptest::prelude::*;
 use tracklayer::event::invariants::check_body;
 
-/// Values a field may take: valid, wrong-typed, hostile, huge.
+/// Values a field may take: scalars, and arrays and objects of them nested a few levels, with
+/// spacing and now and then a broken piece of JSON inside.
 fn field_value() -> impl Strategy<Value = String> {
+    scalar_value().prop_recursive(3, 24, 4, |inner| {
+        let gap = prop::sample::select(&["", " ", "\n\t"][..]);
+        prop_oneof![
+            (prop::collection::vec(inner.clone(), 0..4), gap.clone())
+                .prop_map(|(items, gap)| format!("[{gap}{}{gap}]", items.join(","))),
+            (
+                prop::collection::vec(("[a-z\\\\\"]{0,4}", inner), 0..4),
+                gap
+            )
+                .prop_map(|(members, gap)| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(key, value)| format!("\"{key}\"{gap}:{value}"))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+        ]
+    })
+}
+
+/// Scalar values: valid, wrong-typed, hostile, huge, and malformed JSON.
+fn scalar_value() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-zA-Z0-9_ -]{0,12}".prop_map(|s| format!("{s:?}")),
         "\\PC{0,16}".prop_map(|s| serde_json::to_string(&s).unwrap()),
@@ -31,10 +54,49 @@ fn field_value() -> impl Strategy<Value = String> {
         Just("\"eur\"".to_string()),
         Just("\"'); DROP TABLE RAW_EVENTS; --\"".to_string()),
         (1usize..200).prop_map(|depth| format!("{}{}", "[".repeat(depth), "]".repeat(depth))),
+        (1usize..140).prop_map(|depth| format!(
+            "{}1{}",
+            "{\"a\":".repeat(depth),
+            "}".repeat(depth)
+        )),
+        // JSON the fast reader must check as strictly as serde_json, valid or not.
+        prop::sample::select(
+            &[
+                r#""a\u00e9\n\"q\/""#,
+                r#""\ud800""#,
+                r#""\x""#,
+                r#""\u12g4""#,
+                "-0",
+                "01",
+                "-",
+                "1.",
+                ".5",
+                "1.5e+3",
+                "2E-2",
+                "1e",
+                "123456789012345678",
+                "1234567890123456789",
+                "-9223372036854775808",
+                "tru",
+                "nul",
+                "falsey",
+                r#"{"a":[1,{"b":null}],"c":"\"x","d":[]}"#,
+                r#"{"a":1,}"#,
+                "[1,]",
+                "[1 2]",
+                r#"{"a" 1}"#,
+                " { \t\"k\" :\r\n[ true , false ] } ",
+                "\"raw\u{1}control\"",
+                "\"tab\tinside\"",
+            ][..]
+        )
+        .prop_map(str::to_owned),
+        // Right at the nesting limit and one past it (the event object is the first level).
+        (126usize..=127).prop_map(|depth| format!("{}{}", "[".repeat(depth), "]".repeat(depth))),
     ]
 }
 
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 16] = [
     "event_id",
     "event_time",
     "merchant_id",
@@ -50,16 +112,24 @@ const FIELDS: [&str; 15] = [
     "properties",
     "extra",
     "event_id",
+    r"event\u005fid",
 ];
 
 /// An event-like object: a random subset of fields (duplicates possible) with random values.
 fn event_object() -> impl Strategy<Value = String> {
     prop::collection::vec((0..FIELDS.len(), field_value()), 0..14).prop_map(|fields| {
+        // Whitespace around the punctuation in some objects, none in most.
+        let spaced = fields.len() % 3 == 0;
+        let (colon, comma) = if spaced {
+            (" :\t", " ,\n ")
+        } else {
+            (":", ",")
+        };
         let body: Vec<String> = fields
             .into_iter()
-            .map(|(i, v)| format!("\"{}\":{v}", FIELDS[i]))
+            .map(|(i, v)| format!("\"{}\"{colon}{v}", FIELDS[i]))
             .collect();
-        format!("{{{}}}", body.join(","))
+        format!("{{{}}}", body.join(comma))
     })
 }
 

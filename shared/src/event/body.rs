@@ -3,7 +3,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::validate::{not_an_object, parse_read_event, trim_json_whitespace};
+use super::scan;
+use super::validate::{not_an_object, parse_read_event, trim_json_whitespace, validate};
 use super::wire::Wire;
 use super::{Parsed, Reason, Rejection, parse_event};
 
@@ -51,7 +52,7 @@ fn parse_any_array<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
 }
 
 /// The common array, in one pass: every element an object that reads as an event, each parsed
-/// in place with its end found by serde_json. `None` for anything else (a non-object element,
+/// in place with its end found by the fast reader or else serde_json. `None` for anything else (a non-object element,
 /// broken JSON, a repeated field), which the general path then handles, reading the array
 /// twice but reporting exactly.
 fn parse_array_of_objects(text: &str) -> Option<Vec<Parsed<'_>>> {
@@ -70,10 +71,20 @@ fn parse_array_of_objects(text: &str) -> Option<Vec<Parsed<'_>>> {
         if text.as_bytes().get(at) != Some(&b'{') {
             return None;
         }
-        let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Wire<'_>>();
-        let wire = stream.next()?.ok()?;
-        let end = at + stream.byte_offset();
-        parsed.push(parse_read_event(&text[at..end], wire));
+        let end = match scan::read_event(&text[at..]) {
+            Some((wire, len)) => {
+                parsed.push(validate(&text[at..at + len], wire));
+                at + len
+            }
+            None => {
+                let mut stream =
+                    serde_json::Deserializer::from_str(&text[at..]).into_iter::<Wire<'_>>();
+                let wire = stream.next()?.ok()?;
+                let end = at + stream.byte_offset();
+                parsed.push(parse_read_event(&text[at..end], wire));
+                end
+            }
+        };
         at = skip_whitespace(end);
         match text.as_bytes().get(at) {
             Some(b',') => at = skip_whitespace(at + 1),

@@ -13,6 +13,9 @@
 
 use super::{Event, Rejection, timestamp, value};
 
+#[cfg(target_arch = "x86_64")]
+mod ssse3;
+
 /// A JSON array of encoded elements under construction: `[` on creation, `]` on finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonArray {
@@ -205,18 +208,53 @@ impl Drop for RestoreOnUnwind<'_> {
     }
 }
 
-/// Appends `input` (UTF-8) as a quoted, escaped JSON string.
-///
-/// Sixteen bytes are checked at once (two SWAR words, gathered into a bit mask): each block is
-/// copied whole and then once more per quote or backslash, frequent in raw JSON, rather than
-/// handled byte by byte; only blocks with control characters, and the last few bytes, go byte
-/// by byte. The output is written through a local index into zeroed room, so the vector's
-/// length is not reloaded for every byte.
+/// Appends `input` (UTF-8) as a quoted, escaped JSON string: with SSSE3 shuffles where the
+/// CPU has them ([`ssse3`]), else with eight-byte words ([`escape_words`]).
 fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if ssse3::available() {
+        // SAFETY: the CPU supports SSSE3 and POPCNT, checked just above.
+        return escape_with(out, input, |out, written, input| unsafe {
+            ssse3::escape_blocks(out, written, input)
+        });
+    }
+    escape_with(out, input, escape_words);
+}
+
+/// Opens the string, lets `blocks` escape the bulk of `input` (returning the index after its
+/// output and the input bytes it took), escapes what is left byte by byte, and closes it.
+/// The output is written through a local index into zeroed room, so the vector's length is
+/// not reloaded for every byte.
+fn escape_with(
+    out: &mut Vec<u8>,
+    input: &[u8],
+    blocks: impl FnOnce(&mut Vec<u8>, usize, &[u8]) -> (usize, usize),
+) {
     let mut written = out.len();
     grow(out, input.len());
     out[written] = b'"';
     written += 1;
+    let at;
+    (written, at) = blocks(out, written, input);
+    // Fewer than 32 bytes are left, each at most a 6-byte `\u00XX`, then the closing quote.
+    let tail_room = (input.len() - at) * 6 + 1;
+    if written + tail_room > out.len() {
+        out.resize(written + tail_room, 0);
+    }
+    for &byte in &input[at..] {
+        written = write_byte(out, written, byte);
+    }
+    out[written] = b'"';
+    out.truncate(written + 1);
+}
+
+/// Escapes `input` into `out` from index `written` sixteen bytes per step while 32 are left;
+/// returns the index after the output and the number of input bytes done.
+///
+/// Sixteen bytes are checked at once (two SWAR words, gathered into a bit mask): each block is
+/// copied whole and then once more per quote or backslash, frequent in raw JSON, rather than
+/// handled byte by byte; only blocks with control characters go byte by byte.
+fn escape_words(out: &mut Vec<u8>, mut written: usize, input: &[u8]) -> (usize, usize) {
     let mut at = 0;
     // Sixteen bytes per step, while a 16-byte copy from anywhere in the step stays in `input`.
     while let Some(ahead) = input.get(at..at + 32) {
@@ -238,16 +276,7 @@ fn escape_into(out: &mut Vec<u8>, input: &[u8]) {
         }
         at += 16;
     }
-    // Up to 31 bytes are left, each at most a 6-byte `\u00XX`, then the closing quote.
-    let tail_room = (input.len() - at) * 6 + 1;
-    if written + tail_room > out.len() {
-        out.resize(written + tail_room, 0);
-    }
-    for &byte in &input[at..] {
-        written = write_byte(out, written, byte);
-    }
-    out[written] = b'"';
-    out.truncate(written + 1);
+    (written, at)
 }
 
 /// Room one step of `escape_into` may take: 16 bytes as `\u00XX` escapes (96), or 16 bytes
@@ -325,13 +354,13 @@ const LOW7: u64 = ONES * 0x7f;
 
 /// Flags (sets the high bit of) each byte of `word` that is `"` or `\`. Exact per byte: the
 /// arithmetic never carries from one byte into the next.
-fn quotes_and_backslashes(word: u64) -> u64 {
+pub(super) fn quotes_and_backslashes(word: u64) -> u64 {
     let zero = |x: u64| !(((x & LOW7) + LOW7) | x) & !LOW7;
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Flags each byte of `word` below 0x20, exactly.
-fn control_bytes(word: u64) -> u64 {
+pub(super) fn control_bytes(word: u64) -> u64 {
     !(((word & LOW7) + ONES * (0x80 - 0x20)) | word) & !LOW7
 }
 
@@ -345,10 +374,22 @@ mod tests {
         quotes_and_backslashes(word) | control_bytes(word)
     }
 
+    /// `text` escaped by `push_json_string`, after checking that the word-at-a-time path (the
+    /// one on CPUs without SSSE3, and on arm64) gives the same bytes as the one this CPU takes.
     fn escaped(text: &str) -> String {
         let mut buf = String::new();
         push_json_string(&mut buf, text);
+        let mut words = Vec::new();
+        escape_with(&mut words, text.as_bytes(), escape_words);
+        assert_eq!(buf.as_bytes(), words, "{text:?}");
         buf
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn this_x86_64_machine_takes_the_ssse3_path() {
+        // Otherwise the tests below would compare the word path with itself.
+        assert!(ssse3::available());
     }
 
     #[test]

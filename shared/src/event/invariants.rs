@@ -5,11 +5,18 @@ use serde_json::Value;
 
 use super::encode::JsonArray;
 use super::parse_body;
+use super::scan::read_event;
+use super::validate::nests_deeper_than_limit;
+use super::wire::Wire;
 
 /// Panics unless, for any `body`: parsing accounts for every event (a non-array body gives at
 /// least one row), each row's raw text is a slice of the body, the encoded arrays stay within
 /// a bound of the input, parse back as JSON and carry each raw text exactly.
 pub fn check_body(body: &str) {
+    // Every object the body holds, at any depth, as text the fast reader may be given.
+    for (at, _) in body.match_indices('{') {
+        check_event_reader(&body[at..]);
+    }
     let parsed = parse_body(body);
     assert!(
         !parsed.is_empty() || body.trim_start().starts_with('['),
@@ -52,4 +59,25 @@ pub fn check_body(body: &str) {
             assert_eq!(row[key].as_str(), Some(raw), "raw text round-trips exactly");
         }
     }
+}
+
+/// Panics unless the fast event reader agrees with serde_json on `text`: whenever it reads an
+/// object, serde_json reads exactly that text to the same fields, and it nests within the
+/// limit. (When it gives up, serde_json decides, so that direction needs no check.)
+pub fn check_event_reader(text: &str) {
+    let Some((wire, len)) = read_event(text) else {
+        return;
+    };
+    let object = &text[..len];
+    let read: Wire<'_> = serde_json::from_str(object).unwrap_or_else(|error| {
+        panic!("the fast reader took text serde_json refuses ({error}): {object:?}")
+    });
+    assert_eq!(
+        wire, read,
+        "fast reader and serde_json differ on {object:?}"
+    );
+    assert!(
+        !nests_deeper_than_limit(object),
+        "the fast reader took an object nested past the limit"
+    );
 }

@@ -6,15 +6,18 @@
 //! into one element of the JSON array that a Snowflake statement binds. The full contract,
 //! with every rule and reason code, is in `docs/events.md`.
 //!
-//! Files, in the order a body flows through them: `body` (body shapes), `wire` (the borrowed
-//! serde view of one event), `validate` (field rules), `timestamp` and `value` (the two
-//! fields that need conversion), `rejection` (reasons), [`encode`] (rows to JSON).
+//! Files, in the order a body flows through them: `body` (body shapes), `scan` (the fast reader
+//! of one event object), `wire` (the borrowed view of one event's known fields, and serde_json's
+//! reading of it when the fast reader gives up), `validate` (field rules), `timestamp` and
+//! `value` (the two fields that need conversion), `rejection` (reasons), [`encode`] (rows to
+//! JSON).
 
 mod body;
 pub mod encode;
 #[doc(hidden)]
 pub mod invariants;
 mod rejection;
+mod scan;
 mod timestamp;
 mod validate;
 mod value;

@@ -3,7 +3,6 @@
 //! TIMESTAMP_NTZ keeps the wall-clock digits and silently drops any offset, so every time is
 //! converted to UTC here, before it reaches Snowflake.
 
-use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -14,15 +13,14 @@ const EXPECTED: &str = "expected an RFC 3339 timestamp with an offset, \
      or epoch milliseconds as a JSON integer, e.g. 1793606400000";
 
 /// Reads `event_time`; the error is a rejection detail.
-pub(super) fn parse(raw: &RawValue) -> Result<OffsetDateTime, String> {
-    let text = raw.get();
+pub(super) fn parse(text: &str) -> Result<OffsetDateTime, String> {
     let parsed = match text.as_bytes().first() {
-        Some(b'"') => from_rfc3339(raw)?,
-        Some(b'-' | b'0'..=b'9') => from_epoch_millis(raw)?,
+        Some(b'"') => from_rfc3339(text)?,
+        Some(b'-' | b'0'..=b'9') => from_epoch_millis(text)?,
         _ => {
             return Err(format!(
                 "event_time: {} is not a timestamp; {EXPECTED}",
-                raw_for_detail(raw)
+                raw_for_detail(text)
             ));
         }
     };
@@ -32,21 +30,20 @@ pub(super) fn parse(raw: &RawValue) -> Result<OffsetDateTime, String> {
         .ok_or_else(|| {
             format!(
                 "event_time: {} is outside the years 0001 to 9999 once converted to UTC",
-                raw_for_detail(raw)
+                raw_for_detail(text)
             )
         })?;
     Ok(truncate_to_millis(utc))
 }
 
-fn from_rfc3339(raw: &RawValue) -> Result<OffsetDateTime, String> {
-    let json = raw.get();
+fn from_rfc3339(json: &str) -> Result<OffsetDateTime, String> {
     let text: std::borrow::Cow<'_, str> = if json.contains('\\') {
         serde_json::from_str::<String>(json)
             .map(Into::into)
             .map_err(|_| {
                 format!(
                     "event_time: {} is not an RFC 3339 timestamp; {EXPECTED}",
-                    raw_for_detail(raw)
+                    raw_for_detail(json)
                 )
             })?
     } else {
@@ -63,13 +60,12 @@ fn from_rfc3339(raw: &RawValue) -> Result<OffsetDateTime, String> {
     }
 }
 
-fn from_epoch_millis(raw: &RawValue) -> Result<OffsetDateTime, String> {
-    let json = raw.get();
+fn from_epoch_millis(json: &str) -> Result<OffsetDateTime, String> {
     let digits = json.strip_prefix('-').unwrap_or(json);
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "event_time: {} is not a whole number of epoch milliseconds; {EXPECTED}",
-            raw_for_detail(raw)
+            raw_for_detail(json)
         ));
     }
     json.parse::<i64>()
@@ -80,7 +76,7 @@ fn from_epoch_millis(raw: &RawValue) -> Result<OffsetDateTime, String> {
         .ok_or_else(|| {
             format!(
                 "event_time: {} epoch milliseconds is outside the years 0001 to 9999",
-                raw_for_detail(raw)
+                raw_for_detail(json)
             )
         })
 }
@@ -118,8 +114,8 @@ mod tests {
     use super::*;
 
     fn ntz(json: &str) -> Result<String, String> {
-        let raw: &RawValue = serde_json::from_str(json).unwrap();
-        parse(raw).map(|time| {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(json).unwrap();
+        parse(raw.get()).map(|time| {
             let mut text = String::new();
             push_ntz(&mut text, time);
             text

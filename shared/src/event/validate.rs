@@ -3,12 +3,11 @@
 use std::borrow::Cow;
 
 use rust_decimal::Decimal;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::wire::{Scalar, Wire, raw_for_detail};
 use super::{Event, MAX_EVENT_ID_CHARS, MAX_NESTING_DEPTH, Parsed, Reason, Rejection};
-use super::{timestamp, value};
+use super::{scan, timestamp, value};
 
 /// Validates the JSON text of one event (an object); `text` becomes the raw payload.
 ///
@@ -18,6 +17,12 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
     let raw = trim_json_whitespace(text);
     if !raw.starts_with('{') {
         return Err(not_an_object(raw));
+    }
+    // The usual event is read by the fast reader, which also keeps to the depth limit.
+    if let Some((wire, len)) = scan::read_event(raw)
+        && len == raw.len()
+    {
+        return validate(raw, wire);
     }
     // Reading nests no deeper than the event object itself (nested values are skipped
     // iteratively), so the depth limit can be checked once the text is known to be one object.
@@ -31,8 +36,8 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
     }
 }
 
-/// Validates an event already read from `raw`, its JSON text (an object), as [`parse_event`]
-/// would.
+/// Validates an event that serde_json read from `raw`, its JSON text (an object), as
+/// [`parse_event`] would.
 pub(super) fn parse_read_event<'a>(raw: &'a str, wire: Wire<'a>) -> Parsed<'a> {
     if nests_deeper_than_limit(raw) {
         return Err(too_deep(raw));
@@ -103,7 +108,7 @@ pub(super) fn not_an_object(raw: &str) -> Rejection<'_> {
 
 /// Whether `raw` nests objects/arrays deeper than serde_json would parse. serde_json skips
 /// unknown fields and raw values without a depth limit, so the limit is checked here.
-fn nests_deeper_than_limit(raw: &str) -> bool {
+pub(super) fn nests_deeper_than_limit(raw: &str) -> bool {
     // Cheap: fewer brackets than the limit cannot nest past it.
     if count_opening_brackets(raw.as_bytes()) <= MAX_NESTING_DEPTH {
         return false;
@@ -178,7 +183,9 @@ struct Checked {
     currency: Option<[u8; 3]>,
 }
 
-fn validate<'a>(raw: &'a str, wire: Wire<'a>) -> Parsed<'a> {
+/// Validates an event read from `raw` by [`scan::read_event`] (which keeps to the depth limit)
+/// or by serde_json with the depth checked.
+pub(super) fn validate<'a>(raw: &'a str, wire: Wire<'a>) -> Parsed<'a> {
     match check(&wire) {
         Ok(checked) => Ok(assemble(raw, wire, checked)),
         Err(problem) => Err(Rejection {
@@ -257,7 +264,7 @@ fn assemble<'a>(raw: &'a str, wire: Wire<'a>, checked: Checked) -> Event<'a> {
         value: checked.value,
         currency: checked.currency,
         consent_status: text(wire.consent_status),
-        properties: wire.properties.map(RawValue::get),
+        properties: wire.properties,
     }
 }
 
@@ -335,8 +342,8 @@ fn currency(field: &Scalar<'_>) -> Result<[u8; 3], Problem> {
     Ok(code)
 }
 
-fn properties_object(properties: &RawValue) -> Result<(), Problem> {
-    if properties.get().starts_with('{') {
+fn properties_object(properties: &str) -> Result<(), Problem> {
+    if properties.starts_with('{') {
         Ok(())
     } else {
         Err(Problem::invalid(format!(

@@ -7,7 +7,6 @@
 //! overflow.
 
 use rust_decimal::Decimal;
-use serde_json::value::RawValue;
 
 use super::wire::{quote_for_detail, raw_for_detail};
 
@@ -20,15 +19,14 @@ const MAX_DIGITS: usize = 18;
 const EXPECTED: &str = "expected a JSON number or a numeric string such as 19.99";
 
 /// Reads `value`; the error is a rejection detail.
-pub(super) fn parse(raw: &RawValue) -> Result<Decimal, String> {
-    let json = raw.get();
+pub(super) fn parse(json: &str) -> Result<Decimal, String> {
     let (text, quoted) = match json.as_bytes().first() {
-        Some(b'"') => (unquote(raw)?, true),
+        Some(b'"') => (unquote(json)?, true),
         Some(b'-' | b'0'..=b'9') => (json.into(), false),
         _ => {
             return Err(format!(
                 "value: {} is not a number; {EXPECTED}",
-                raw_for_detail(raw)
+                raw_for_detail(json)
             ));
         }
     };
@@ -36,7 +34,7 @@ pub(super) fn parse(raw: &RawValue) -> Result<Decimal, String> {
         if quoted {
             quote_for_detail(&text)
         } else {
-            raw_for_detail(raw)
+            raw_for_detail(json)
         }
     };
     match parse_decimal(&text) {
@@ -53,15 +51,14 @@ pub(super) fn parse(raw: &RawValue) -> Result<Decimal, String> {
     }
 }
 
-fn unquote(raw: &RawValue) -> Result<std::borrow::Cow<'_, str>, String> {
-    let json = raw.get();
+fn unquote(json: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     if json.contains('\\') {
         serde_json::from_str::<String>(json)
             .map(Into::into)
             .map_err(|_| {
                 format!(
                     "value: {} is not a decimal number; {EXPECTED}",
-                    raw_for_detail(raw)
+                    raw_for_detail(json)
                 )
             })
     } else {
@@ -246,8 +243,8 @@ mod tests {
     use super::*;
 
     fn scale4(json: &str) -> Result<String, String> {
-        let raw: &RawValue = serde_json::from_str(json).unwrap();
-        parse(raw).map(|decimal| {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(json).unwrap();
+        parse(raw.get()).map(|decimal| {
             let mut text = String::new();
             push_scale4(&mut text, decimal);
             assert_eq!(text, decimal.to_string(), "Display and push_scale4 agree");

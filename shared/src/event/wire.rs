@@ -13,12 +13,13 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// The known fields of an event; [`Scalar::Null`] and `None` mean absent or JSON `null`.
-#[derive(Deserialize)]
+/// `event_time`, `value` and `properties` are the raw JSON text of the value.
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub(super) struct Wire<'a> {
     #[serde(borrow, default)]
     pub event_id: Scalar<'a>,
-    #[serde(borrow)]
-    pub event_time: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub event_time: Option<&'a str>,
     #[serde(borrow, default)]
     pub merchant_id: Scalar<'a>,
     #[serde(borrow, default)]
@@ -33,14 +34,19 @@ pub(super) struct Wire<'a> {
     pub platform: Scalar<'a>,
     #[serde(borrow, default)]
     pub source: Scalar<'a>,
-    #[serde(borrow)]
-    pub value: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub value: Option<&'a str>,
     #[serde(borrow, default)]
     pub currency: Scalar<'a>,
     #[serde(borrow, default)]
     pub consent_status: Scalar<'a>,
-    #[serde(borrow)]
-    pub properties: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub properties: Option<&'a str>,
+}
+
+/// A value's JSON text as serde_json found it (`None` for null).
+fn raw_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de str>, D::Error> {
+    Option::<&'de RawValue>::deserialize(deserializer).map(|raw| raw.map(RawValue::get))
 }
 
 /// Any JSON value, keeping strings (borrowed when unescaped) and integers. Null doubles as
@@ -120,8 +126,7 @@ pub(super) fn quote_for_detail(text: &str) -> String {
 }
 
 /// Raw JSON text of a value for a rejection detail, shortened with `…` when long.
-pub(super) fn raw_for_detail(raw: &RawValue) -> String {
-    let text = raw.get();
+pub(super) fn raw_for_detail(text: &str) -> String {
     match text.as_bytes().first() {
         Some(b'{') => "an object".to_owned(),
         Some(b'[') => "an array".to_owned(),
