@@ -52,9 +52,9 @@ fn parse_any_array<'a>(body: &'a str, text: &'a str) -> Vec<Parsed<'a>> {
 }
 
 /// The common array, in one pass: every element an object that reads as an event, each parsed
-/// in place with its end found by the fast reader or else serde_json. `None` for anything else (a non-object element,
-/// broken JSON, a repeated field), which the general path then handles, reading the array
-/// twice but reporting exactly.
+/// in place with its end found by the fast reader or else serde_json. `None` for anything else
+/// (a non-object element, broken JSON, a repeated field), which the general path then handles,
+/// reading the array twice but reporting exactly.
 fn parse_array_of_objects(text: &str) -> Option<Vec<Parsed<'_>>> {
     let skip_whitespace = |at: usize| {
         at + text.as_bytes()[at..]

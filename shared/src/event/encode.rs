@@ -14,7 +14,7 @@
 use super::{Event, Rejection, timestamp, value};
 
 #[cfg(target_arch = "x86_64")]
-mod ssse3;
+pub(super) mod ssse3;
 
 /// A JSON array of encoded elements under construction: `[` on creation, `]` on finish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -82,7 +82,7 @@ impl<'a> Reader<'a> {
                 "properties" => (12, Slot::Raw(&mut wire.properties)),
                 _ => {
                     self.skip_value(1)?;
-                    if self.end_of_member()? {
+                    if self.end_of_item(b'}')? {
                         return Some(wire);
                     }
                     continue;
@@ -97,15 +97,15 @@ impl<'a> Reader<'a> {
                 Slot::Scalar(scalar) => *scalar = self.scalar()?,
                 Slot::Raw(raw) => *raw = self.raw()?,
             }
-            if self.end_of_member()? {
+            if self.end_of_item(b'}')? {
                 return Some(wire);
             }
         }
     }
 
-    /// After an object member: `Some(false)` past a comma (another member follows), `Some(true)`
-    /// past the closing brace.
-    fn end_of_member(&mut self) -> Option<bool> {
+    /// After an object member or array element: `Some(false)` past a comma (another one
+    /// follows), `Some(true)` past the container's `close`.
+    fn end_of_item(&mut self, close: u8) -> Option<bool> {
         self.skip_whitespace();
         match self.peek()? {
             b',' => {
@@ -113,7 +113,7 @@ impl<'a> Reader<'a> {
                 self.skip_whitespace();
                 Some(false)
             }
-            b'}' => {
+            byte if byte == close => {
                 self.at += 1;
                 Some(true)
             }
@@ -133,11 +133,12 @@ impl<'a> Reader<'a> {
                 let start = self.at;
                 self.skip_number()?;
                 let number = &self.text[start..self.at];
-                let integer =
-                    number.len() <= 18 && number != "-0" && !number.contains(['.', 'e', 'E']);
-                integer
-                    .then(|| number.parse::<i64>().ok())
-                    .flatten()
+                if number.len() > 18 || number == "-0" || number.contains(['.', 'e', 'E']) {
+                    return None;
+                }
+                number
+                    .parse::<i64>()
+                    .ok()
                     .map(|number| Scalar::Int(number.into()))
             }
             _ => None,
@@ -169,12 +170,7 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_NESTING_DEPTH {
-            return None;
-        }
-        self.at += 1;
-        self.skip_whitespace();
-        if self.eat(b'}').is_some() {
+        if self.open(depth, b'}')? {
             return Some(());
         }
         loop {
@@ -186,36 +182,33 @@ impl<'a> Reader<'a> {
             self.eat(b':')?;
             self.skip_whitespace();
             self.skip_value(depth)?;
-            if self.end_of_member()? {
+            if self.end_of_item(b'}')? {
                 return Some(());
             }
         }
     }
 
     fn skip_array(&mut self, depth: usize) -> Option<()> {
+        if self.open(depth, b']')? {
+            return Some(());
+        }
+        loop {
+            self.skip_value(depth)?;
+            if self.end_of_item(b']')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// Steps into a container that is `depth` levels deep (`None` past the limit); `Some(true)`
+    /// if it closes with `close` right away.
+    fn open(&mut self, depth: usize, close: u8) -> Option<bool> {
         if depth > MAX_NESTING_DEPTH {
             return None;
         }
         self.at += 1;
         self.skip_whitespace();
-        if self.eat(b']').is_some() {
-            return Some(());
-        }
-        loop {
-            self.skip_value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.skip_whitespace();
-                }
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        Some(self.eat(close).is_some())
     }
 
     fn literal(&mut self, word: &str) -> Option<()> {
@@ -304,19 +297,13 @@ impl<'a> Reader<'a> {
 fn next_special(bytes: &[u8], mut at: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
-            _mm_or_si128, _mm_set1_epi8,
-        };
+        use super::encode::ssse3::special_bytes;
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128};
         while let Some(chunk) = bytes.get(at..at + 16) {
             // SAFETY: SSE2 is part of the x86_64 baseline, and `chunk` is 16 readable bytes.
-            let found = unsafe {
-                let chunk = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-                let quotes = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'"' as i8));
-                let backslashes = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\\' as i8));
-                let controls = _mm_cmpeq_epi8(_mm_min_epu8(chunk, _mm_set1_epi8(0x1f)), chunk);
-                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quotes, backslashes), controls))
-            };
+            let chunk = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+            let (controls, escapes) = special_bytes(chunk);
+            let found = controls | escapes;
             if found != 0 {
                 return Some(at + found.trailing_zeros() as usize);
             }

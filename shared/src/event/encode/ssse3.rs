@@ -16,6 +16,22 @@ pub(super) fn available() -> bool {
     std::is_x86_feature_detected!("ssse3") && std::is_x86_feature_detected!("popcnt")
 }
 
+/// Bit masks (bit i for byte i) of the control characters in `bytes`, and of its quotes and
+/// backslashes. SSE2 only, which every x86_64 CPU has: the string scanner uses it too.
+#[inline]
+pub(in crate::event) fn special_bytes(bytes: __m128i) -> (usize, usize) {
+    // SAFETY: SSE2 is part of the x86_64 baseline; these intrinsics only compute on registers.
+    unsafe {
+        let controls = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
+        let quotes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+        let backslashes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
+        (
+            _mm_movemask_epi8(controls) as usize,
+            _mm_movemask_epi8(_mm_or_si128(quotes, backslashes)) as usize,
+        )
+    }
+}
+
 /// For each 8-bit mask of bytes to escape: the shuffle that spreads bytes 0–7 (lanes 0–7) and
 /// puts a backslash (lane 8) before each flagged one. Unused trailing lanes are overwritten by
 /// the next store or cut off at the end.
@@ -50,9 +66,7 @@ pub(super) unsafe fn escape_blocks(
     mut written: usize,
     input: &[u8],
 ) -> (usize, usize) {
-    let quotes = _mm_set1_epi8(b'"' as i8);
     let backslashes = _mm_set1_epi8(b'\\' as i8);
-    let last_control = _mm_set1_epi8(0x1f);
     let mut at = 0;
     while let Some(block) = input.get(at..at + 16) {
         if written + BLOCK_ROOM > out.len() {
@@ -60,19 +74,14 @@ pub(super) unsafe fn escape_blocks(
         }
         // SAFETY: `block` is 16 readable bytes.
         let bytes = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, last_control), bytes);
-        if _mm_movemask_epi8(control) != 0 {
+        let (controls, mask) = special_bytes(bytes);
+        if controls != 0 {
             for &byte in block {
                 written = write_byte(out, written, byte);
             }
             at += 16;
             continue;
         }
-        let special = _mm_or_si128(
-            _mm_cmpeq_epi8(bytes, quotes),
-            _mm_cmpeq_epi8(bytes, backslashes),
-        );
-        let mask = _mm_movemask_epi8(special) as usize;
         let (low, high) = (mask & 0xff, mask >> 8);
         let low_len = 8 + low.count_ones() as usize;
         let high_len = 8 + high.count_ones() as usize;
