@@ -46,6 +46,7 @@ def test_d_keeps_the_last_value(api: SqlApi) -> None:
         """PARSE_JSON('{"p": {"sku": 1, "sku": 2.50, "n": 12345678901234567890}}', 'd'):p AS P"""
     )
     assert [json.loads(v) for v in rows[0]] == [{"a": "three", "b": "two"}, {"sku": 2.5, "n": 12345678901234567890}]
+    assert (rows[0][0].count('"a"'), rows[0][1].count('"sku"')) == (1, 1)  # one instance of each key
     assert '"n":12345678901234567890' in rows[0][1]  # no round trip through a double
 
 
