@@ -244,7 +244,8 @@ Control endpoints (not counted in the request report)
   (``{"cleared": n}``).
 * ``POST /__emulator/settings`` ``{"async_threshold_ms"?: N, "partition_bytes"?: N, "seed"?: int|null,
   "warehouses"?: {NAME: {"state"?: "STARTED"|"SUSPENDED", "auto_resume"?: bool, "auto_suspend"?:
-  int|null, "size"?: str}}}`` (merged; unknown warehouses are created, named exactly as given). ``seed`` reseeds the shared generator of
+  int|null, "size"?: str}}}`` (merged; unknown warehouses are created, named exactly as given).
+  ``seed`` reseeds the shared generator of
   probabilistic fault rules (null: unseeded), every time it is posted. ``GET`` shows them.
 * ``GET /__emulator/requests``: ``{"total", "by_path", "by_kind", "statements": [{"request_id",
   "retry", "kind", "query_tag", "status", "bytes", "handle", "executed", "fault"}]}`` for every
@@ -408,7 +409,7 @@ class LoginFailure:
     timestamp: int
 
     def details_json(self) -> str:
-        """The documented JSON object (https://docs.snowflake.com/sql-reference/functions/system_get_login_failure_details)."""
+        """The documented JSON (docs.snowflake.com/sql-reference/functions/system_get_login_failure_details)."""
         return json.dumps(
             {
                 "clientIP": self.client_ip,
@@ -599,7 +600,9 @@ def verify_keypair_jwt(users: Users, token: str, now: float) -> User:
     issuer = claims.get("iss")
     match = ISSUER_RE.fullmatch(issuer) if isinstance(issuer, str) else None
     if not match or match[1] != match[1].upper() or match[2] != match[2].upper():
-        raise JwtRejected(JWT_TOKEN_INVALID, f"Issuer {issuer!r} is not ACCOUNT.USER.SHA256:<fingerprint> (upper-case).")
+        raise JwtRejected(
+            JWT_TOKEN_INVALID, f"Issuer {issuer!r} is not ACCOUNT.USER.SHA256:<fingerprint> (upper-case)."
+        )
     account, name, fingerprint = match.groups()
     subject = claims.get("sub")
     user = users.get(account, name)
@@ -1782,6 +1785,8 @@ def check_insert(cur: Any, sql: str) -> None:
     Run before the INSERT itself, so no row is touched. Only INSERT ... SELECT is checked
     (VALUES lists, column counts and everything else are left to fakesnow).
     """
+    if statement_kind(sql) != "INSERT":
+        return
     try:
         insert = sqlglot.parse_one(sql, read="snowflake")
     except sqlglot.errors.ParseError:
@@ -2323,7 +2328,8 @@ class Emulator:
         if result is None:
             self.intercepts.require_warehouse(kind, sql, req, ctx)
             try:
-                result = self.engine.run(stmt, self.intercepts.with_context_literals(sql, req, ctx), params or None, ctx)
+                literal_sql = self.intercepts.with_context_literals(sql, req, ctx)
+                result = self.engine.run(stmt, literal_sql, params or None, ctx)
             except ApiError as e:
                 if e.code == "090105" and "database" in req.named:
                     raise no_context_named() from None

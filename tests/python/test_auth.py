@@ -12,6 +12,7 @@ import pytest
 from sflocal import USER_AGENT, Control, Http, Identity, SqlApi, bearer, fingerprint, new_key, public_pem
 
 DATABASE, SCHEMA = "TRACKLAYER", "EVENTS"
+FINGERPRINT_MISMATCH = "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH"
 
 
 def select_one(http: Http, headers: dict[str, str]):
@@ -60,15 +61,17 @@ def test_signature_by_another_key_with_the_registered_fingerprint_is_jwt_token_i
     assert_jwt_rejected(select_one(http, user.headers(token)), "JWT_TOKEN_INVALID", http, loader)
 
 
-def test_fingerprint_of_an_unregistered_key_is_fingerprint_mismatch(http: Http, user: Identity, loader: Identity) -> None:
+def test_fingerprint_of_an_unregistered_key_is_fingerprint_mismatch(
+    http: Http, user: Identity, loader: Identity
+) -> None:
     other = new_key()
     token = user.token(signing_key=other, fingerprint_of=other)
-    assert_jwt_rejected(select_one(http, user.headers(token)), "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH", http, loader)
+    assert_jwt_rejected(select_one(http, user.headers(token)), FINGERPRINT_MISMATCH, http, loader)
 
 
 def test_wrong_fingerprint_claim_is_fingerprint_mismatch(http: Http, user: Identity, loader: Identity) -> None:
     token = user.token(iss=f"{user.account}.{user.user}.SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-    assert_jwt_rejected(select_one(http, user.headers(token)), "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH", http, loader)
+    assert_jwt_rejected(select_one(http, user.headers(token)), FINGERPRINT_MISMATCH, http, loader)
 
 
 def test_expired_token(http: Http, user: Identity, loader: Identity) -> None:
@@ -86,7 +89,8 @@ def test_lifetime_of_exactly_one_hour_is_accepted(http: Http, user: Identity) ->
 
 
 def test_missing_exp_is_invalid_expiration_time(http: Http, user: Identity, loader: Identity) -> None:
-    assert_jwt_rejected(select_one(http, user.headers(user.token(drop=("exp",)))), "JWT_TOKEN_INVALID_EXPIRATION_TIME", http, loader)
+    token = user.token(drop=("exp",))
+    assert_jwt_rejected(select_one(http, user.headers(token)), "JWT_TOKEN_INVALID_EXPIRATION_TIME", http, loader)
 
 
 def test_issued_in_the_future_is_not_yet_valid(http: Http, user: Identity, loader: Identity) -> None:
@@ -135,7 +139,7 @@ def test_garbage_token_is_invalid_format(http: Http, loader: Identity) -> None:
 def test_key_rotation_with_rsa_public_key_2(http: Http, control: Control, user: Identity, loader: Identity) -> None:
     old_key, new = user.key, new_key()
     with_new = Identity(user.account, user.user, new)
-    assert_jwt_rejected(select_one(http, with_new.headers()), "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH", http, loader)
+    assert_jwt_rejected(select_one(http, with_new.headers()), FINGERPRINT_MISMATCH, http, loader)
 
     control.register(user, rsa_public_key_2=public_pem(new))
     assert select_one(http, user.headers()).status == 200
@@ -143,7 +147,7 @@ def test_key_rotation_with_rsa_public_key_2(http: Http, control: Control, user: 
 
     control.register(with_new)  # the old key is retired
     retired = Identity(user.account, user.user, old_key)
-    assert_jwt_rejected(select_one(http, retired.headers()), "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH", http, loader)
+    assert_jwt_rejected(select_one(http, retired.headers()), FINGERPRINT_MISMATCH, http, loader)
     assert select_one(http, with_new.headers()).status == 200
 
 
@@ -213,7 +217,7 @@ def test_login_failure_details_name_the_user_and_an_unknown_uuid_has_none(
     token = user.token(signing_key=other, fingerprint_of=other)
     first = select_one(http, user.headers(token))
     second = select_one(http, user.headers(token))
-    failure = assert_jwt_rejected(first, "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH", http, loader)
+    failure = assert_jwt_rejected(first, FINGERPRINT_MISMATCH, http, loader)
     assert (failure["username"], failure["clientType"], failure["clientIP"]) == (user.user, "OTHER", "127.0.0.1")
     assert first.body["message"] != second.body["message"]  # one UUID per refused login
     api = SqlApi(http, loader.headers(), DATABASE, SCHEMA)

@@ -42,7 +42,9 @@ def test_a_column_the_table_lacks_is_000904(api: SqlApi, make_table) -> None:
     reply = api.submit(sql, bindings=BINDINGS)
     assert (reply.status, reply.body["code"], reply.body["sqlState"]) == (422, "000904", "42000")
     position = sql.index("PROPERTIES")
-    assert reply.body["message"] == f"SQL compilation error: error line 1 at position {position}\ninvalid identifier 'PROPERTIES'"
+    assert reply.body["message"] == (
+        f"SQL compilation error: error line 1 at position {position}\ninvalid identifier 'PROPERTIES'"
+    )
     assert api.count(table) == 0
 
 

@@ -298,11 +298,13 @@ def test_repeated_keys_load_with_the_last_value_and_raw_payload_is_an_object(
 ) -> None:
     """Repeated keys inside properties and in unknown fields are valid events, not quarantined."""
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
-    head = f'"event_id":"{prefix}-{{}}","event_time":"2026-11-02T10:00:00Z","merchant_id":"m-dup","event_name":"purchase"'
+    head = (
+        f'"event_id":"{prefix}-{{}}","event_time":"2026-11-02T10:00:00Z","merchant_id":"m-dup","event_name":"purchase"'
+    )
+    page = '{"page":{"url":"https://a.example/old","url":"https://a.example/new"}}'
     bodies = [
         "{" + head.format("props") + ',"properties":{"sku":"FIRST","sku":"LAST","qty":1}}',
-        "{" + head.format("unknown") + ',"context":{"page":{"url":"https://a.example/old","url":"https://a.example/new"}},'
-        '"context2":1,"context2":2}',
+        "{" + head.format("unknown") + f',"context":{page},"context2":1,"context2":2}}',
     ]
     messages = [fake_received(body) for body in bodies]
     log = tmp_path / "ingest.log"
