@@ -23,7 +23,7 @@ impl Setup {
         let user = unique("CT").to_ascii_uppercase().replace('-', "_");
         let key = openssl_rsa_key();
         Emulator::default()
-            .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": user, "rsa_public_key": public_pem(&key), "pats": [{"token": format!("{user}-pat")}], "default_warehouse": "TRACKLAYER_WH"}))
+            .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": user, "rsa_public_key": public_pem(&key), "pats": [{"token": format!("{user}-pat")}], "default_warehouse": "TRACKLAYER_WH", "roles": ["TRACKLAYER_WRITER"]}))
             .await;
         let secret = json!({
             "account": setting("SNOWFLAKE_ACCOUNT"), "user": user, "private_key": key,

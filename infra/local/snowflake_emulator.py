@@ -17,8 +17,120 @@ Both protocols use fakesnow's shared in-memory DuckDB (``fakesnow.server.shared_
 inserted through the SQL API is visible to the connector and the other way round. The bootstrap
 database and schema (default TRACKLAYER.EVENTS) exist from the start. They are also each SQL API
 user's default namespace when a request names no database/schema. Databases and schemas a
-request names are never created implicitly: unqualified names then fail as in Snowflake
-(090105/090106).
+request names are never created implicitly.
+
+The local Snowflake is only worth what it refuses. The rules below are Snowflake's, each with
+its source; a behaviour marked UNCONFIRMED is the most likely documented form, not one checked
+against a real account.
+
+Rules the SQL API enforces
+--------------------------
+1. Context names are case-sensitive. The body's ``warehouse``, ``database``, ``schema`` and
+   ``role`` must match an object's name exactly as SHOW returns it (unquoted-created names are
+   upper case): "The values in these fields are case-sensitive and must match the case of the
+   field returned by a SQL SHOW command" (https://docs.snowflake.com/en/developer-guide/sql-api/
+   submitting-requests; snowflake-rest-api-specs specifications/sqlapi.yaml). Omitted fields take
+   the user's DEFAULT_WAREHOUSE / DEFAULT_NAMESPACE / DEFAULT_ROLE (same page). A name that
+   matches nothing leaves that part of the context empty, and a statement fails only if it
+   needs it:
+
+   * ``CURRENT_ROLE()``, ``CURRENT_WAREHOUSE()``, ``CURRENT_DATABASE()``, ``CURRENT_SCHEMA()``
+     answer the stored objects' names, NULL where nothing matched; ``SELECT 1`` and fully
+     qualified names need no database.
+   * A statement with an unqualified object name (``CREATE TABLE T``, ``INSERT INTO T``) needs a
+     current database and schema. Body ``database`` given but matching nothing: 422 ``391918``
+     "Unable to run <command> without specifying database/warehouse", no sqlState (exactly what
+     rinsed-org/rb-snowflake-client#26 got for lower-case names; UNCONFIRMED: whether
+     ``<command>`` is literal, and whether a missing default namespace gives 391918 too). No
+     database at all: 422 ``090105`` 22000 "Cannot perform <KIND>. This session does not have a
+     current database. Call 'USE DATABASE', or use a qualified name."; database found but the
+     schema not: 422 ``090106`` 22000 (same text with schema / 'USE SCHEMA'). These are the
+     drivers' session errors (fakesnow raises them; public dbt/JDBC traces); that the SQL API
+     answers 090106 for an unmatched body schema is UNCONFIRMED.
+   * DML (INSERT/UPDATE/DELETE/MERGE/COPY) and SELECTs with a FROM need a warehouse. Body
+     ``warehouse`` given but matching none: 422 ``391918`` (as above). None named and the user
+     has no default warehouse (or it does not exist): 422 ``000606`` 57P03 "No active warehouse
+     selected in the current session.  Select an active warehouse with the 'use warehouse'
+     command." (dbt-labs/dbt-snowflake#24, snowflakedb/pdo_snowflake#179).
+   * ``role``: the request's role (body ``role`` or the user's default role) must be granted to
+     the user; the default role and PUBLIC always are. Otherwise, whatever the statement: 422
+     ``390189`` 08004 "Role '<ROLE>' specified in the connect string does not exist or not
+     authorized. Contact your local system administrator, or attempt to login with another
+     role, e.g. PUBLIC." (code: gosnowflake internal/errors/errors.go ErrRoleNotExist and its
+     TestValidateDatabaseParameter; the message is the drivers'; the HTTP status 422 and
+     sqlState are UNCONFIRMED for the SQL API).
+   * Names inside SQL text follow SQL identifier rules: unquoted names are upper-cased,
+     ``"Quoted"`` names keep their case (CREATE/ALTER WAREHOUSE, USE WAREHOUSE).
+2. ``PARSE_JSON`` and ``TRY_PARSE_JSON`` are strict about repeated keys
+   (https://docs.snowflake.com/sql-reference/functions/parse_json): by default (``'s'``) a JSON
+   object that repeats a key, at any depth, fails the statement with 422 ``100069`` 22P02
+   ``Error parsing JSON: duplicate object attribute "a", pos 31`` (the docs' example message;
+   ``pos`` here is the 1-based character position of the repeated key's value, UNCONFIRMED
+   beyond that example). With ``'d'`` the object keeps each repeated key once, with its last
+   value; TRY_PARSE_JSON gives NULL instead of the error. Empty or blank text parses to NULL
+   (same page). This holds everywhere a statement calls them, plain SELECTs and
+   ``INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))`` alike: the emulator
+   puts a DuckDB function around each argument (``strict_json_sql``), because fakesnow and
+   DuckDB accept repeated keys silently.
+3. A rejected key-pair JWT answers 401 ``390144`` 08001 with the message
+   ``JWT token is invalid. [<uuid>]`` and nothing else: "Each JWT token is invalid error includes
+   a UUID that appears in brackets" (https://docs.snowflake.com/user-guide/
+   key-pair-auth-troubleshooting). The reason is kept per UUID and answered by
+   ``SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS('<uuid>')`` as the documented JSON object
+   ``{"clientIP", "clientType": "OTHER", "clientVersion": null, "username", "errorCode",
+   "timestamp"}`` (https://docs.snowflake.com/sql-reference/functions/
+   system_get_login_failure_details), and by
+   ``SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('<uuid>'), '<key>')``; an
+   unknown UUID gives NULL (UNCONFIRMED). ``errorCode`` is the reason's name as the official
+   connector names the codes (snowflake-connector-python network.py
+   CREDENTIAL_REJECTION_GS_CODES); the checks, in order:
+   394306 JWT_TOKEN_INVALID_FORMAT (not a decodable JWT); 394305 JWT_TOKEN_INVALID_ALGORITHM
+   (alg not RS256: none, HS256, ...); 394300 JWT_TOKEN_INVALID (iss not
+   ``ACCOUNT.USER.SHA256:<base64>`` with upper-case ACCOUNT and USER, sub != ACCOUNT.USER of iss,
+   no such registered user, or a signature that does not verify with the key the fingerprint
+   names); 394304 JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH (the fingerprint is not one
+   of the user's keys, rsa_public_key or rsa_public_key_2); 394303
+   JWT_TOKEN_INVALID_EXPIRATION_TIME (iat or exp missing / not numbers, or exp - iat > 3600 s);
+   394302 JWT_TOKEN_NOT_YET_VALID (iat more than 60 s in the future); 394301 JWT_TOKEN_EXPIRED
+   (exp <= now). Which of these Snowflake reports for a bad signature or an unknown user, and
+   whether errorCode also carries the number, is UNCONFIRMED. Only administrators with MONITOR
+   may call the function in Snowflake; the emulator lets any user. (Snowflake's 2026_07 bundle,
+   BCR-2421, pending, changes what an expired JWT answers on some REST endpoints to
+   390318 "OAuth access token expired"; not modelled.)
+4. Compile errors come before any row is touched. For ``INSERT INTO t [(cols)] SELECT ...``:
+   a column ``t`` does not have answers 422 ``000904`` 42000 "SQL compilation error: error line
+   L at position P\ninvalid identifier 'NAME'" (L 1-based, P the 0-based column of the name;
+   dbt docs traces such as "error line 3 at position 6 invalid identifier 'ORDERID'"); a select
+   expression whose type has no implicit coercion to its column's type answers 422 ``002023``
+   22000 "SQL compilation error:\nExpression type does not match column data type, expecting
+   <column type> but got <expression type> for column <NAME>" (the ALTER TABLE docs example and
+   public traces: expecting TIMESTAMP_NTZ(9) but got NUMBER(38,0); expecting DATE but got
+   NUMBER(38,0); expecting VARIANT but got VARCHAR(16777216)). Refused pairs (``NOT_COERCIBLE``,
+   from https://docs.snowflake.com/en/sql-reference/data-type-conversion "Data types that can be
+   cast": castable only explicitly, or not at all): VARCHAR -> VARIANT/OBJECT/ARRAY; NUMBER,
+   FLOAT, BOOLEAN -> DATE/TIME/TIMESTAMP/BINARY; DATE -> NUMBER/FLOAT/BOOLEAN/TIME/VARIANT/BINARY;
+   TIME -> NUMBER/FLOAT/BOOLEAN/DATE/TIMESTAMP/VARIANT/BINARY; TIMESTAMP ->
+   NUMBER/FLOAT/BOOLEAN/VARIANT/BINARY; BINARY -> anything but VARCHAR/BINARY. Everything else
+   compiles (VARIANT -> VARCHAR, NUMBER -> VARCHAR, TIMESTAMP -> DATE, VARCHAR -> NUMBER, ...);
+   a value that does not convert then fails at run time, e.g. text into NUMBER: 422 ``100038``
+   22018 "Numeric value 'abc' is not recognized". Only the pairs with a public trace are
+   confirmed; the rest follow the conversion table. Column-count mismatches and
+   ``INSERT ... VALUES`` are left to fakesnow.
+5. Results follow the spec (snowflake-rest-api-specs specifications/sqlapi.yaml): DML answers
+   ``stats`` with numRowsInserted, numRowsUpdated, numRowsDeleted, numDuplicateRowsUpdated
+   (those the statement reports). A result whose rows' JSON text exceeds the
+   ``partition_bytes`` setting (default 10,000,000; Snowflake sizes partitions itself and does
+   not document how, so the default is UNCONFIRMED) comes in several partitions:
+   ``resultSetMetaData.partitionInfo`` lists each (rowCount, uncompressedSize = bytes of its
+   rows' compact JSON, and for partitions 1.. compressedSize); the answer carries partition 0's
+   rows; ``GET /api/v2/statements/{handle}?partition=N`` (N >= 1) answers ``{"data": [...]}``
+   gzip-compressed with ``Content-Encoding: gzip``, whatever the request's Accept-Encoding
+   (https://docs.snowflake.com/en/developer-guide/sql-api/handling-responses, "Retrieving
+   additional partitions"). ``?partition=0`` answers the statement's answer; a partition that
+   does not exist answers 400 390142 (UNCONFIRMED).
+6. Request parameters are read whatever their case: the SQL API guide writes
+   ``"MULTI_STATEMENT_COUNT"`` (https://docs.snowflake.com/en/developer-guide/sql-api/
+   submitting-multiple-statements), the OpenAPI spec ``multi_statement_count``.
 
 SQL API v2
 ----------
@@ -26,24 +138,24 @@ SQL API v2
 ``Authorization: Bearer <token>``, ``X-Snowflake-Authorization-Token-Type: KEYPAIR_JWT |
 PROGRAMMATIC_ACCESS_TOKEN`` and ``User-Agent``. Body fields: ``statement``, ``timeout``,
 ``database``, ``schema``, ``warehouse``, ``role``, ``bindings``, ``parameters`` (``query_tag``,
-``timezone``, ``multi_statement_count``; default count 1, 0 = any). ``?nullable=false`` turns
-NULLs into the string "null".
+``timezone``, ``multi_statement_count``, any case; default count 1, 0 = any).
+``?nullable=false`` turns NULLs into the string "null".
 
-* 200: ``resultSetMetaData`` (numRows, format "jsonv2", rowType, one partitionInfo entry), ``data``
+* 200: ``resultSetMetaData`` (numRows, format "jsonv2", rowType, partitionInfo), ``data``
   (every value a string or null: NUMBER as decimal text, TIMESTAMP_NTZ/LTZ as "<epoch
   s>.<9-digit ns>", TIMESTAMP_TZ the same plus " 1440" (UTC), DATE as days since epoch, TIME as
   "<seconds since midnight>.<9 digits>", BOOLEAN "true"/"false", VARIANT/OBJECT/ARRAY as compact
   JSON text, BINARY as upper-case hex), ``code`` "090001", ``sqlState`` "00000",
   ``statementHandle``, ``statementStatusUrl`` ("/api/v2/statements/<handle>?requestId=<id>"),
-  ``requestId``, ``message``, ``createdOn`` (ms); DML adds ``stats`` (numRowsInserted,
-  numRowsUpdated, numRowsDeleted, numDmlDuplicates - those the statement reports). An INSERT
+  ``requestId``, ``message``, ``createdOn`` (ms); DML adds ``stats`` (rule 5). An INSERT
   answers one row, column "number of rows inserted". Several statements
   (multi_statement_count) answer "Multiple statements executed successfully." and
   ``statementHandles``; each child handle can be polled.
 * 202 when execution takes longer than the async threshold (default 45 s, see settings) or with
   ``async=true``: ``{"code": "333334", "message": "Asynchronous execution in progress. ...",
   "statementHandle", "statementStatusUrl"}``; the statement keeps running.
-* ``GET /api/v2/statements/{handle}``: 202 while running, then the final answer (200, 422, 408).
+* ``GET /api/v2/statements/{handle}[?partition=N]``: 202 while running, then the final answer
+  (200, 422, 408), or result partition N (rule 5).
   ``POST /api/v2/statements/{handle}/cancel``: 200. If the statement was still running the body
   is ``{"code": "000604", "sqlState": "57014", "message": "SQL execution canceled", ...}`` and
   later polls answer 422 with that body; if it had already finished the body has code "000000"
@@ -59,47 +171,54 @@ NULLs into the string "null".
   SUSPEND | RESUME [IF SUSPENDED] | SET <props>`` (props AUTO_SUSPEND, AUTO_RESUME,
   WAREHOUSE_SIZE, INITIALLY_SUSPENDED), ``USE WAREHOUSE|ROLE <name>`` and GRANT/REVOKE/CREATE ROLE
   (succeed, no effect), ``SELECT CURRENT_ROLE(), CURRENT_WAREHOUSE(), CURRENT_USER(),
-  CURRENT_ACCOUNT(), CURRENT_DATABASE(), CURRENT_SCHEMA()`` (request context: body role or the
-  user's default role; body warehouse or the user's default warehouse). Inside other statements
-  CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_USER()/CURRENT_ACCOUNT() are replaced by literals.
-* Warehouses: DML (INSERT/UPDATE/DELETE/MERGE/COPY) and SELECTs with a FROM need the request's
-  warehouse: unknown or none -> 422 000606; SUSPENDED with auto_resume -> resumed (its
-  ``resumes`` counter, see GET /__emulator/settings, goes up); SUSPENDED without auto_resume ->
-  422 000608. Default: TRACKLAYER_WH, STARTED, auto_resume true, auto_suspend 60 (no timer
-  suspends it). Warehouse names are compared case-insensitively.
+  CURRENT_ACCOUNT(), CURRENT_DATABASE(), CURRENT_SCHEMA()`` (the resolved context, rule 1),
+  ``SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS(...)`` and its JSON_EXTRACT_PATH_TEXT (rule 3).
+  Inside other statements CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_USER()/CURRENT_ACCOUNT()
+  are replaced by literals.
+* Warehouses: a statement that needs one (rule 1) runs on the request's warehouse; SUSPENDED
+  with auto_resume -> resumed (its ``resumes`` counter, see GET /__emulator/settings, goes up);
+  SUSPENDED without auto_resume -> 422 000608. Default: TRACKLAYER_WH, STARTED, auto_resume
+  true, auto_suspend 60 (no timer suspends it).
 
 Error conventions (HTTP status, code, sqlState)
 -----------------------------------------------
 * 400 390142: invalid request - body not a JSON object, no ``statement``, bad field types,
-  binding value not a string, missing User-Agent header.
+  binding value not a string, missing User-Agent header, a result partition that does not exist.
 * 401 390101 08001: missing/malformed ``Authorization: Bearer`` header, or the token type
   header missing or not KEYPAIR_JWT / PROGRAMMATIC_ACCESS_TOKEN (exact, upper-case).
-* 401 390144 08001 "JWT token is invalid. [<reason> <NAME>] <detail>", checks in this order:
-  394305 UNSUPPORTED_ALGORITHM (alg not RS256: none, HS256, ...); 394300 INVALID_ISSUER (iss not
-  ``ACCOUNT.USER.SHA256:<base64>`` with upper-case ACCOUNT and USER); 394307
-  ACCOUNT_OR_USER_MISMATCH (sub != ACCOUNT.USER of iss, or no such registered user); 394304
-  FINGERPRINT_MISMATCH (fingerprint is not one of the user's keys, rsa_public_key or
-  rsa_public_key_2); 394306 INVALID_SIGNATURE (signature does not verify with that key, or the
-  token is not a decodable JWT at all); 394301 INVALID_TIMES (iat or exp missing / not numbers, or
-  exp - iat > 3600 s); 394302 INVALID_ISSUE_TIME (iat more than 60 s in the future); 394303
-  EXPIRED (exp <= now).
+* 401 390144 08001 "JWT token is invalid. [<uuid>]" (rule 3).
 * 401 394400 08004 "Programmatic access token is invalid.": unknown, expired or revoked PAT.
 * 422: SQL errors: fakesnow's errno as six digits and its sqlState, e.g. 002003 42S02 (object
   does not exist), 001003 42000 (syntax), 090105/090106 22000 (no current database/schema),
-  100037 22018 (bad bind value), 000008 0A000 (statement count mismatch), 000606/000608 57P03
-  (warehouse), 000604 57014 (cancelled), 090064/090063 22000 (warehouse cannot be suspended /
-  resumed in its state). The body always has statementHandle and statementStatusUrl.
+  391918 / 000606 / 390189 (rule 1), 100069 22P02 (rule 2), 000904 42000 / 002023 22000 /
+  100038 22018 (rule 4), 100072 22000 (NULL into a NOT NULL column), 100037 22018 (bad bind
+  value), 000008 0A000 (statement count mismatch), 000608 57P03 (warehouse suspended), 000604
+  57014 (cancelled), 090064/090063 22000 (warehouse cannot be suspended / resumed in its state).
+  The body has statementHandle and statementStatusUrl.
 * 408 000630 57014: statement timeout.
 * 500 000603 XX000: unhandled emulator exception (a bug or an unsupported feature; see the log).
+
+What the emulator does NOT check (Snowflake would)
+--------------------------------------------------
+Privileges and grants (GRANT/REVOKE/CREATE ROLE succeed and change nothing; any granted role may
+do anything; USE ROLE / USE WAREHOUSE inside a request change nothing and USE ROLE is not
+checked); who may call SYSTEM$GET_LOGIN_FAILURE_DETAILS; quoted identifiers inside SQL text
+(DuckDB resolves ``"tracklayer".events.t`` case-insensitively, Snowflake would not); strict
+PARSE_JSON through the drivers' protocol (only SQL API statements are rewritten); numbers
+PARSE_JSON cannot hold (``1e400`` is accepted, UNCONFIRMED what Snowflake does); OBJECT key
+order (Snowflake does not keep it, DuckDB does); 002023 for INSERT ... VALUES and UPDATE/MERGE;
+column counts (fakesnow's own error, 002043); warehouses suspending on their own; statement size
+limits; result column names of unaliased expressions (DuckDB's).
 
 Control endpoints (not counted in the request report)
 -----------------------------------------------------
 * ``GET /__emulator/health`` -> 200 ``{"status": "ok"}``.
 * ``POST /__emulator/users`` ``{"account", "user", "rsa_public_key": PEM, "rsa_public_key_2"?: PEM,
   "pats"?: [{"token", "expires_at"?: epoch seconds or ISO 8601, "revoked"?: bool}],
-  "default_role"?: "PUBLIC", "default_warehouse"?: "TRACKLAYER_WH"}`` registers or replaces the
-  user (ACCOUNT and USER are upper-cased) and answers its key fingerprints. ``GET`` answers a
-  JSON array of the users.
+  "default_role"?: "PUBLIC", "default_warehouse"?: "TRACKLAYER_WH" (null: none), "roles"?:
+  ["ROLE", ...]}`` registers or replaces the user (ACCOUNT and USER are upper-cased) and answers
+  its key fingerprints and ``roles``, the roles granted to it: those listed, its default role and
+  PUBLIC (exact names, as SHOW ROLES shows them). ``GET`` answers a JSON array of the users.
 * ``POST /__emulator/faults`` ``{"match": {"method"?, "path_prefix"?, "statement_contains"?, "binding_contains"?},
   "count"?: 1, "phase"?: "before_execute" | "after_execute", "probability"?: 1, "seed"?: int, "action": A}``
   where A is one of
@@ -123,9 +242,10 @@ Control endpoints (not counted in the request report)
   same order. ``GET`` answers a JSON array of the rules still armed (with ``remaining`` counts,
   ``probability``, ``seed`` and ``taken``, the uses so far); ``DELETE`` clears them
   (``{"cleared": n}``).
-* ``POST /__emulator/settings`` ``{"async_threshold_ms"?: N, "seed"?: int|null, "warehouses"?: {NAME: {"state"?:
-  "STARTED"|"SUSPENDED", "auto_resume"?: bool, "auto_suspend"?: int|null, "size"?: str}}}``
-  (merged; unknown warehouses are created). ``seed`` reseeds the shared generator of
+* ``POST /__emulator/settings`` ``{"async_threshold_ms"?: N, "partition_bytes"?: N, "seed"?: int|null,
+  "warehouses"?: {NAME: {"state"?: "STARTED"|"SUSPENDED", "auto_resume"?: bool, "auto_suspend"?:
+  int|null, "size"?: str}}}`` (merged; unknown warehouses are created, named exactly as given).
+  ``seed`` reseeds the shared generator of
   probabilistic fault rules (null: unseeded), every time it is posted. ``GET`` shows them.
 * ``GET /__emulator/requests``: ``{"total", "by_path", "by_kind", "statements": [{"request_id",
   "retry", "kind", "query_tag", "status", "bytes", "handle", "executed", "fault"}]}`` for every
@@ -135,8 +255,9 @@ Control endpoints (not counted in the request report)
   first keyword, "UNKNOWN" without a statement; ``executed`` is false when the answer came from a
   fault or the idempotency store). ``DELETE`` clears the report.
 * ``POST /__emulator/reset`` ``{"drop_data"?: false}`` clears faults, the report, stored
-  statements and settings, seed included (users stay registered); with drop_data it also drops every schema of
-  the bootstrap database and recreates the bootstrap schema.
+  statements and settings, seed and partition_bytes included (users and the login failures
+  rule 3 keeps stay); with drop_data it also drops every schema of the bootstrap database and
+  recreates the bootstrap schema.
 
 Concurrency: SQL API statements run in a thread pool, each on a fresh fakesnow connection, one
 at a time (a lock serialises DuckDB work, as Snowflake queues conflicting DML); the event loop
@@ -167,6 +288,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import duckdb
 import fakesnow.server
 import jwt
 import pyarrow as pa
@@ -177,6 +299,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fakesnow.converter import from_binding
 from fakesnow.fakes import FakeSnowflakeConnection
 from fakesnow.rowtype import describe_as_rowtype
+import sqlglot
+from sqlglot import exp
 from sqlglot.dialects.snowflake import Snowflake
 from sqlglot.tokens import TokenType
 from starlette.applications import Starlette
@@ -193,6 +317,7 @@ BEFORE, AFTER = "before_execute", "after_execute"
 DML_KINDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 ASYNC_MESSAGE = "Asynchronous execution in progress. Use provided query id to perform query monitoring and management."
 MAX_STORED_STATEMENTS = 2000
+DEFAULT_PARTITION_BYTES = 10_000_000
 JWT_MAX_LIFETIME_S = 3600
 JWT_MAX_FUTURE_IAT_S = 60
 
@@ -250,21 +375,79 @@ def internal_error(exc: BaseException) -> ApiError:
 # Users and authentication
 # --------------------------------------------------------------------------------------------
 
-INVALID_ISSUER = ("394300", "INVALID_ISSUER")
-INVALID_TIMES = ("394301", "INVALID_TIMES")
-INVALID_ISSUE_TIME = ("394302", "INVALID_ISSUE_TIME")
-EXPIRED = ("394303", "EXPIRED")
-FINGERPRINT_MISMATCH = ("394304", "FINGERPRINT_MISMATCH")
-UNSUPPORTED_ALGORITHM = ("394305", "UNSUPPORTED_ALGORITHM")
-INVALID_SIGNATURE = ("394306", "INVALID_SIGNATURE")
-ACCOUNT_OR_USER_MISMATCH = ("394307", "ACCOUNT_OR_USER_MISMATCH")
+# Reason codes and names of rejected key-pair JWTs, as the official connector names them
+# (snowflake-connector-python src/snowflake/connector/network.py, CREDENTIAL_REJECTION_GS_CODES).
+JWT_TOKEN_INVALID = ("394300", "JWT_TOKEN_INVALID")
+JWT_TOKEN_EXPIRED = ("394301", "JWT_TOKEN_EXPIRED")
+JWT_TOKEN_NOT_YET_VALID = ("394302", "JWT_TOKEN_NOT_YET_VALID")
+JWT_TOKEN_INVALID_EXPIRATION_TIME = ("394303", "JWT_TOKEN_INVALID_EXPIRATION_TIME")
+JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH = ("394304", "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH")
+JWT_TOKEN_INVALID_ALGORITHM = ("394305", "JWT_TOKEN_INVALID_ALGORITHM")
+JWT_TOKEN_INVALID_FORMAT = ("394306", "JWT_TOKEN_INVALID_FORMAT")
 
 ISSUER_RE = re.compile(r"([^.\s]+)\.([^.\s]+)\.SHA256:([A-Za-z0-9+/]+=*)")
+MAX_LOGIN_FAILURES = 2000
 
 
-def jwt_invalid(reason: tuple[str, str], detail: str) -> ApiError:
-    code, name = reason
-    return ApiError(401, "390144", f"JWT token is invalid. [{code} {name}] {detail}", "08001")
+class JwtRejected(Exception):
+    """Why a key-pair JWT was refused: kept by the emulator, never put in the answer."""
+
+    def __init__(self, reason: tuple[str, str], detail: str, username: str | None = None):
+        super().__init__(detail)
+        self.reason, self.detail, self.username = reason, detail, username
+
+
+@dataclass
+class LoginFailure:
+    """One refused login, as SYSTEM$GET_LOGIN_FAILURE_DETAILS describes it."""
+
+    client_ip: str | None
+    username: str | None
+    error_code: str
+    reason_code: str
+    detail: str
+    timestamp: int
+
+    def details_json(self) -> str:
+        """The documented JSON (docs.snowflake.com/sql-reference/functions/system_get_login_failure_details)."""
+        return json.dumps(
+            {
+                "clientIP": self.client_ip,
+                "clientType": "OTHER",
+                "clientVersion": None,
+                "username": self.username,
+                "errorCode": self.error_code,
+                "timestamp": self.timestamp,
+            },
+            separators=(",", ":"),
+        )
+
+
+class LoginFailures:
+    """Refused logins by the UUID their 390144 answer shows (the newest MAX_LOGIN_FAILURES)."""
+
+    def __init__(self) -> None:
+        self._by_uuid: OrderedDict[str, LoginFailure] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, rejected: JwtRejected, client_ip: str | None, now: float) -> str:
+        failure_id = str(uuid.uuid4())
+        code, name = rejected.reason
+        failure = LoginFailure(client_ip, rejected.username, name, code, rejected.detail, int(now))
+        with self._lock:
+            self._by_uuid[failure_id] = failure
+            while len(self._by_uuid) > MAX_LOGIN_FAILURES:
+                self._by_uuid.popitem(last=False)
+        log.warning("JWT token is invalid. [%s]: %s %s: %s", failure_id, code, name, rejected.detail)
+        return failure_id
+
+    def get(self, failure_id: str) -> LoginFailure | None:
+        with self._lock:
+            return self._by_uuid.get(failure_id)
+
+
+def jwt_invalid(failure_id: str) -> ApiError:
+    return ApiError(401, "390144", f"JWT token is invalid. [{failure_id}]", "08001")
 
 
 def pat_invalid() -> ApiError:
@@ -314,6 +497,12 @@ class User:
     pats: list[Pat]
     default_role: str
     default_warehouse: str | None
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def granted_roles(self) -> frozenset[str]:
+        """The roles the user may name in a request: those granted, its default role and PUBLIC."""
+        return self.roles | {self.default_role, "PUBLIC"}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> User:
@@ -325,6 +514,9 @@ class User:
             Pat(str(p["token"]), parse_instant(p.get("expires_at")), bool(p.get("revoked", False)))
             for p in spec.get("pats") or []
         ]
+        roles = spec.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+            raise ValueError("roles must be a list of role names (as SHOW ROLES shows them)")
         return cls(
             account=account.upper(),
             name=name.upper(),
@@ -332,6 +524,7 @@ class User:
             pats=pats,
             default_role=spec.get("default_role") or "PUBLIC",
             default_warehouse=spec.get("default_warehouse", "TRACKLAYER_WH"),
+            roles=frozenset(roles),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -342,6 +535,7 @@ class User:
             "pats": len(self.pats),
             "default_role": self.default_role,
             "default_warehouse": self.default_warehouse,
+            "roles": sorted(self.granted_roles),
         }
 
 
@@ -373,7 +567,7 @@ class Users:
             return [u.describe() for u in self._users.values()]
 
 
-def authenticate(users: Users, headers: Any, now: float) -> User:
+def authenticate(users: Users, failures: LoginFailures, headers: Any, now: float, client_ip: str | None) -> User:
     """The user a request's Authorization headers identify, or an ApiError (401)."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     token = token.strip()
@@ -381,7 +575,10 @@ def authenticate(users: Users, headers: Any, now: float) -> User:
         raise unauthorized("Authorization header is missing or is not 'Bearer <token>'.")
     token_type = headers.get("x-snowflake-authorization-token-type")
     if token_type == "KEYPAIR_JWT":
-        return verify_keypair_jwt(users, token, now)
+        try:
+            return verify_keypair_jwt(users, token, now)
+        except JwtRejected as rejected:
+            raise jwt_invalid(failures.record(rejected, client_ip, now)) from None
     if token_type == "PROGRAMMATIC_ACCESS_TOKEN":
         return verify_pat(users, token, now)
     raise unauthorized(
@@ -396,38 +593,50 @@ def verify_keypair_jwt(users: Users, token: str, now: float) -> User:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as e:
-        raise jwt_invalid(INVALID_SIGNATURE, f"Token is not a decodable JWT: {e}") from None
+        raise JwtRejected(JWT_TOKEN_INVALID_FORMAT, f"Token is not a decodable JWT: {e}") from None
     if header.get("alg") != "RS256":
-        raise jwt_invalid(UNSUPPORTED_ALGORITHM, f"Algorithm {header.get('alg')!r} is not supported; use RS256.")
+        raise JwtRejected(JWT_TOKEN_INVALID_ALGORITHM, f"Algorithm {header.get('alg')!r} is not supported; use RS256.")
 
     issuer = claims.get("iss")
     match = ISSUER_RE.fullmatch(issuer) if isinstance(issuer, str) else None
     if not match or match[1] != match[1].upper() or match[2] != match[2].upper():
-        raise jwt_invalid(INVALID_ISSUER, f"Issuer {issuer!r} is not ACCOUNT.USER.SHA256:<fingerprint> (upper-case).")
+        raise JwtRejected(
+            JWT_TOKEN_INVALID, f"Issuer {issuer!r} is not ACCOUNT.USER.SHA256:<fingerprint> (upper-case)."
+        )
     account, name, fingerprint = match.groups()
     subject = claims.get("sub")
     user = users.get(account, name)
     if subject != f"{account}.{name}" or user is None:
-        raise jwt_invalid(
-            ACCOUNT_OR_USER_MISMATCH, f"Subject {subject!r} / issuer {account}.{name} is not a registered user."
+        raise JwtRejected(
+            JWT_TOKEN_INVALID, f"Subject {subject!r} / issuer {account}.{name} is not a registered user."
         )
     key = user.keys.get(fingerprint)
     if key is None:
-        raise jwt_invalid(FINGERPRINT_MISMATCH, f"Fingerprint SHA256:{fingerprint} matches no key of {account}.{name}.")
+        raise JwtRejected(
+            JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH,
+            f"Fingerprint SHA256:{fingerprint} matches no key of {account}.{name}.",
+            user.name,
+        )
     try:
         jwt.PyJWS().decode(token, key=key, algorithms=["RS256"])
     except jwt.PyJWTError as e:
-        raise jwt_invalid(INVALID_SIGNATURE, f"Signature verification failed: {e}") from None
+        raise JwtRejected(JWT_TOKEN_INVALID, f"Signature verification failed: {e}", user.name) from None
 
     issued, expires = claims.get("iat"), claims.get("exp")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (issued, expires)):
-        raise jwt_invalid(INVALID_TIMES, "Claims iat and exp are required numbers.")
+        raise JwtRejected(JWT_TOKEN_INVALID_EXPIRATION_TIME, "Claims iat and exp are required numbers.", user.name)
     if expires - issued > JWT_MAX_LIFETIME_S:
-        raise jwt_invalid(INVALID_TIMES, f"Lifetime exp - iat = {expires - issued}s exceeds {JWT_MAX_LIFETIME_S}s.")
+        raise JwtRejected(
+            JWT_TOKEN_INVALID_EXPIRATION_TIME,
+            f"Lifetime exp - iat = {expires - issued}s exceeds {JWT_MAX_LIFETIME_S}s.",
+            user.name,
+        )
     if issued > now + JWT_MAX_FUTURE_IAT_S:
-        raise jwt_invalid(INVALID_ISSUE_TIME, f"iat {issued} is more than {JWT_MAX_FUTURE_IAT_S}s in the future.")
+        raise JwtRejected(
+            JWT_TOKEN_NOT_YET_VALID, f"iat {issued} is more than {JWT_MAX_FUTURE_IAT_S}s in the future.", user.name
+        )
     if expires <= now:
-        raise jwt_invalid(EXPIRED, f"Token expired at {expires} (now {int(now)}).")
+        raise JwtRejected(JWT_TOKEN_EXPIRED, f"Token expired at {expires} (now {int(now)}).", user.name)
     return user
 
 
@@ -685,11 +894,13 @@ class Settings:
     def reset(self) -> None:
         with self.lock:
             self.async_threshold_ms = self._default_threshold_ms
+            self.partition_bytes = DEFAULT_PARTITION_BYTES
             self.seed: int | None = None
             self.warehouses = {"TRACKLAYER_WH": Warehouse("TRACKLAYER_WH")}
 
     def warehouse(self, name: str | None) -> Warehouse | None:
-        return self.warehouses.get(name.upper()) if name else None
+        """The warehouse whose name is exactly `name` (as SHOW WAREHOUSES shows it)."""
+        return self.warehouses.get(name) if name else None
 
     def update(self, spec: Any) -> None:
         if not isinstance(spec, dict):
@@ -702,13 +913,19 @@ class Settings:
                 self.seed = seed
             if "async_threshold_ms" in spec:
                 self.async_threshold_ms = int(spec["async_threshold_ms"])
+            if "partition_bytes" in spec:
+                partition_bytes = spec["partition_bytes"]
+                if isinstance(partition_bytes, bool) or not isinstance(partition_bytes, int) or partition_bytes < 1:
+                    raise ValueError("partition_bytes must be a positive integer")
+                self.partition_bytes = partition_bytes
             for name, wh_spec in (spec.get("warehouses") or {}).items():
-                self.warehouses.setdefault(name.upper(), Warehouse(name.upper())).update(wh_spec)
+                self.warehouses.setdefault(name, Warehouse(name)).update(wh_spec)
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "async_threshold_ms": self.async_threshold_ms,
+                "partition_bytes": self.partition_bytes,
                 "seed": self.seed,
                 "warehouses": {name: wh.describe() for name, wh in self.warehouses.items()},
             }
@@ -771,6 +988,7 @@ class Statement:
     answer: Answer | None = None
     future: Future | None = None
     duck: Any = None  # the DuckDB connection while executing, to interrupt it
+    partitions: list[bytes] = field(default_factory=list)  # result partitions 1.., gzip-compressed JSON
     cancelled: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -858,6 +1076,8 @@ class Statements:
 
 @dataclass
 class SqlRequest:
+    """A validated submission. Context names are as the body (or the user's defaults) gave them."""
+
     statement: str
     bindings: dict[str, Any] | None
     database: str | None
@@ -868,6 +1088,26 @@ class SqlRequest:
     multi_statement_count: int
     nullable: bool
     user: User
+    named: frozenset[str] = frozenset()  # the context fields the body itself set
+
+
+@dataclass(frozen=True)
+class Context:
+    """A request's context once resolved: the stored objects' names, None where none matched."""
+
+    role: str
+    warehouse: str | None
+    database: str | None
+    schema: str | None
+
+
+def parameter(parameters: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A request parameter by name, whatever its case (the SQL API guide writes MULTI_STATEMENT_COUNT,
+    the OpenAPI spec multi_statement_count)."""
+    for key, value in parameters.items():
+        if isinstance(key, str) and key.lower() == name:
+            return value
+    return default
 
 
 def parse_sql_request(body: Any, nullable: bool, user: User, namespace: tuple[str, str]) -> SqlRequest:
@@ -891,11 +1131,11 @@ def parse_sql_request(body: Any, nullable: bool, user: User, namespace: tuple[st
         raise bad_request("parameters must be an object.")
     try:
         timeout = int(body.get("timeout") or 0)
-        multi_statement_count = int(parameters.get("multi_statement_count", 1))
+        multi_statement_count = int(parameter(parameters, "multi_statement_count", 1))
     except (TypeError, ValueError):
         raise bad_request("timeout and multi_statement_count must be integers.") from None
     database = context["database"] or namespace[0]
-    schema = context["schema"] or (namespace[1] if database.upper() == namespace[0] else None)
+    schema = context["schema"] or (namespace[1] if database == namespace[0] else None)
     return SqlRequest(
         statement=statement,
         bindings=bindings or None,
@@ -907,7 +1147,22 @@ def parse_sql_request(body: Any, nullable: bool, user: User, namespace: tuple[st
         multi_statement_count=multi_statement_count,
         nullable=nullable,
         user=user,
+        named=frozenset(k for k, v in context.items() if v),
     )
+
+
+def role_not_authorized(role: str) -> ApiError:
+    return sql_error(
+        "390189",
+        "08004",
+        f"Role '{role}' specified in the connect string does not exist or not authorized. Contact your local "
+        "system administrator, or attempt to login with another role, e.g. PUBLIC.",
+    )
+
+
+def no_context_named() -> ApiError:
+    """391918: the body named a database or warehouse that matches none (rinsed-org/rb-snowflake-client#26)."""
+    return ApiError(422, "391918", "Unable to run <command> without specifying database/warehouse")
 
 
 LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|//[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
@@ -1092,20 +1347,49 @@ DML_STATS = {
     "number of rows inserted": "numRowsInserted",
     "number of rows updated": "numRowsUpdated",
     "number of rows deleted": "numRowsDeleted",
-    "number of multi-joined rows updated": "numDmlDuplicates",
+    "number of multi-joined rows updated": "numDuplicateRowsUpdated",
 }
 
 
-def success_answer(stmt: Statement, result: Result, kind: str, nullable: bool) -> Answer:
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def split_partitions(rows: list[list[str | None]], partition_bytes: int) -> list[list[list[str | None]]]:
+    """Consecutive rows, cut so each partition's JSON text stays within partition_bytes (at least one row)."""
+    partitions: list[list[list[str | None]]] = [[]]
+    size = 2  # the brackets
+    for row in rows:
+        row_bytes = len(compact_json(row).encode()) + 1
+        if partitions[-1] and size + row_bytes > partition_bytes:
+            partitions.append([])
+            size = 2
+        partitions[-1].append(row)
+        size += row_bytes
+    return partitions
+
+
+def success_answer(stmt: Statement, result: Result, kind: str, nullable: bool, partition_bytes: int) -> Answer:
     data = result.rows if nullable else [["null" if v is None else v for v in row] for row in result.rows]
+    partitions = split_partitions(data, partition_bytes)
+    info: list[dict[str, int]] = []
+    stmt.partitions = []
+    for index, rows in enumerate(partitions):
+        text = compact_json(rows).encode()
+        entry = {"rowCount": len(rows), "uncompressedSize": len(text)}
+        if index > 0:
+            compressed = gzip.compress(compact_json({"data": rows}).encode())
+            stmt.partitions.append(compressed)
+            entry["compressedSize"] = len(compressed)
+        info.append(entry)
     body: dict[str, Any] = {
         "resultSetMetaData": {
             "numRows": len(data),
             "format": "jsonv2",
-            "partitionInfo": [{"rowCount": len(data), "uncompressedSize": len(json.dumps(data))}],
+            "partitionInfo": info,
             "rowType": result.row_type,
         },
-        "data": data,
+        "data": partitions[0],
         "code": "090001",
         "requestId": stmt.request_id,
         "sqlState": "00000",
@@ -1131,6 +1415,259 @@ def status_result(text: str = "Statement executed successfully.") -> Result:
 
 
 # --------------------------------------------------------------------------------------------
+# PARSE_JSON as Snowflake parses it (DuckDB's JSON keeps duplicate keys silently)
+# --------------------------------------------------------------------------------------------
+
+JSON_FUNCTIONS = {"PARSE_JSON": False, "TRY_PARSE_JSON": True}  # name -> NULL instead of an error
+JSON_UDFS = {  # (NULL on error, duplicates allowed) -> the DuckDB function put around the argument
+    (False, False): "SF_PARSE_JSON_STRICT",
+    (False, True): "SF_PARSE_JSON_LAST_WINS",
+    (True, False): "SF_TRY_PARSE_JSON_STRICT",
+    (True, True): "SF_TRY_PARSE_JSON_LAST_WINS",
+}
+DUPLICATE_KEY_ERROR = "Error parsing JSON: duplicate object attribute"
+JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^"{}\[\]:,\s]+', re.S)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object repeats a key and the parse is strict."""
+
+
+class RawNumber(str):
+    """A JSON number kept as its text, so re-serializing never changes it."""
+
+
+def reject_duplicates(pairs: list[tuple[str, Any]]) -> None:
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise DuplicateKey
+
+
+def duplicate_key_position(text: str) -> tuple[str, int]:
+    """The first key an object repeats and the 1-based position of its value in `text`."""
+    stack: list[set[str] | None] = []  # the keys of each open object; None for an open array
+    expecting_key = False
+    tokens = JSON_TOKEN.finditer(text)
+    for match in tokens:
+        token = match.group()
+        if token == "{":
+            stack.append(set())
+            expecting_key = True
+        elif token == "[":
+            stack.append(None)
+            expecting_key = False
+        elif token in ("}", "]"):
+            stack.pop()
+            expecting_key = False
+        elif token == ",":
+            expecting_key = bool(stack) and stack[-1] is not None
+        elif expecting_key and token.startswith('"'):
+            key = json.loads(token)
+            keys = stack[-1]
+            if key in keys:
+                next(tokens)  # the colon
+                return key, next(tokens).start() + 1
+            keys.add(key)
+            expecting_key = False
+    raise ValueError("no repeated key")
+
+
+def dump_raw(value: Any) -> str:
+    """JSON text of a value parsed with RawNumber numbers (compact, numbers as written)."""
+    if isinstance(value, RawNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + dump_raw(v) for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump_raw(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_json_text(text: str | None, last_wins: bool) -> str | None:
+    """The JSON text DuckDB gets for Snowflake's PARSE_JSON(text [, 'd']).
+
+    Empty or blank text is NULL, as the PARSE_JSON docs say. A repeated key raises DuplicateKey
+    (strict, the default 's') or keeps the key's last value ('d'). Text that is not JSON goes
+    through unchanged, for DuckDB's JSON() to refuse.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        json.loads(text, object_pairs_hook=reject_duplicates)
+    except DuplicateKey:
+        if not last_wins:
+            key, position = duplicate_key_position(text)
+            raise DuplicateKey(f"{DUPLICATE_KEY_ERROR} {json.dumps(key, ensure_ascii=False)}, pos {position}") from None
+        parsed = json.loads(text, object_pairs_hook=dict, parse_float=RawNumber, parse_int=RawNumber)
+        return dump_raw(parsed)
+    except (ValueError, RecursionError):
+        return text
+    return text
+
+
+def json_udf(null_on_error: bool, last_wins: bool) -> Callable[[pa.Array], pa.Array]:
+    def udf(texts: pa.Array) -> pa.Array:
+        out = []
+        for text in texts.to_pylist():
+            try:
+                out.append(parse_json_text(text, last_wins))
+            except DuplicateKey:
+                if not null_on_error:
+                    raise
+                out.append(None)
+        return pa.array(out, pa.string())
+
+    return udf
+
+
+def register_json_udfs(duck: Any) -> None:
+    """The functions strict_json_sql puts around PARSE_JSON's argument, on the shared DuckDB."""
+    for (null_on_error, last_wins), name in JSON_UDFS.items():
+        duck.create_function(
+            name, json_udf(null_on_error, last_wins), ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special"
+        )
+
+
+def strict_json_sql(sql: str) -> str:
+    """Put the JSON_UDFS function around each PARSE_JSON / TRY_PARSE_JSON argument; drop the mode.
+
+    `PARSE_JSON(x)` and `PARSE_JSON(x, 's')` become `PARSE_JSON(SF_PARSE_JSON_STRICT(x))`,
+    `PARSE_JSON(x, 'd')` becomes `PARSE_JSON(SF_PARSE_JSON_LAST_WINS(x))`. Only the tokens around
+    the call change, so fakesnow reads the rest of the statement as written.
+    """
+    if "parse_json" not in sql.lower():
+        return sql
+    try:
+        tokens = Snowflake().tokenize(sql)
+    except Exception:  # noqa: BLE001 - let fakesnow report the syntax error
+        return sql
+    edits: list[tuple[int, int, str]] = []
+    for i, token in enumerate(tokens[:-1]):
+        name = token.text.upper()
+        if name not in JSON_FUNCTIONS or tokens[i + 1].token_type != TokenType.L_PAREN:
+            continue
+        if i > 0 and tokens[i - 1].token_type == TokenType.DOT:
+            continue
+        close, comma = call_extent(tokens, i + 1)
+        if close is None:
+            continue
+        mode = tokens[comma + 1 : close] if comma is not None else []
+        last_wins = len(mode) == 1 and mode[0].token_type == TokenType.STRING and mode[0].text == "d"
+        after_paren = tokens[i + 1].end + 1
+        edits.append((after_paren, after_paren, JSON_UDFS[(JSON_FUNCTIONS[name], last_wins)] + "("))
+        end_of_argument = tokens[comma].start if comma is not None else tokens[close].start
+        edits.append((end_of_argument, tokens[close].start, ")"))
+    for start, end, text in sorted(edits, reverse=True):
+        sql = sql[:start] + text + sql[end:]
+    return sql
+
+
+def call_extent(tokens: list[Any], open_index: int) -> tuple[int | None, int | None]:
+    """The index of the parenthesis closing tokens[open_index], and of its first top-level comma."""
+    depth, comma = 0, None
+    for j in range(open_index, len(tokens)):
+        kind = tokens[j].token_type
+        if kind == TokenType.L_PAREN:
+            depth += 1
+        elif kind == TokenType.R_PAREN:
+            depth -= 1
+            if depth == 0:
+                return j, comma
+        elif kind == TokenType.COMMA and depth == 1 and comma is None:
+            comma = j
+    return None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Compile-time checks of INSERT ... SELECT (fakesnow only fails once rows are converted)
+# --------------------------------------------------------------------------------------------
+
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+DUCK_TYPES = {
+    "VARCHAR": "VARCHAR(16777216)",
+    "JSON": "VARIANT",
+    "TIMESTAMP": "TIMESTAMP_NTZ(9)",
+    "TIMESTAMP_NS": "TIMESTAMP_NTZ(9)",
+    "TIMESTAMP_MS": "TIMESTAMP_NTZ(9)",
+    "TIMESTAMP_S": "TIMESTAMP_NTZ(9)",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP_TZ(9)",
+    "DATE": "DATE",
+    "TIME": "TIME(9)",
+    "BOOLEAN": "BOOLEAN",
+    "DOUBLE": "FLOAT",
+    "FLOAT": "FLOAT",
+    "BLOB": "BINARY(8388608)",
+}
+TYPE_CLASSES = (
+    ("VARCHAR", "text"),
+    ("NUMBER", "fixed"),
+    ("FLOAT", "real"),
+    ("BOOLEAN", "boolean"),
+    ("DATE", "date"),
+    ("TIMESTAMP", "timestamp"),
+    ("TIME", "time"),
+    ("VARIANT", "semi"),
+    ("OBJECT", "semi"),
+    ("ARRAY", "semi"),
+    ("BINARY", "binary"),
+)
+# (expression class, column class) pairs an INSERT refuses at compile time with 002023: no implicit
+# coercion exists between them (https://docs.snowflake.com/en/sql-reference/data-type-conversion,
+# "Data types that can be cast": castable but not coercible, or not castable at all). Every other
+# pair compiles, and a value that does not convert fails at run time (e.g. 100038 for text that is
+# not a number, 100040 / 100035 for text that is not a date / timestamp).
+NOT_COERCIBLE = {
+    ("text", "semi"),  # VARCHAR -> VARIANT: castable (TO_VARIANT), never coerced
+    *(("fixed", t) for t in ("date", "time", "timestamp", "binary")),
+    *(("real", t) for t in ("date", "time", "timestamp", "binary")),
+    *(("boolean", t) for t in ("date", "time", "timestamp", "binary")),
+    *(("date", t) for t in ("fixed", "real", "boolean", "time", "semi", "binary")),
+    *(("time", t) for t in ("fixed", "real", "boolean", "date", "timestamp", "semi", "binary")),
+    *(("timestamp", t) for t in ("fixed", "real", "boolean", "semi", "binary")),
+    *(("binary", t) for t in ("fixed", "real", "boolean", "date", "time", "timestamp", "semi")),
+}
+
+
+def snowflake_type(duck_type: str) -> str | None:
+    """The Snowflake type a DuckDB result type stands for, as Snowflake spells it in messages."""
+    upper = duck_type.upper()
+    if upper.startswith("DECIMAL"):
+        match = re.search(r"\((\d+),\s*(\d+)\)", upper)
+        return f"NUMBER({match[1]},{match[2]})" if match else "NUMBER(38,0)"
+    if upper in INTEGER_TYPES:
+        return "NUMBER(38,0)"
+    return DUCK_TYPES.get(upper)
+
+
+def type_class(sf_type: str) -> str | None:
+    return next((cls for prefix, cls in TYPE_CLASSES if sf_type.upper().startswith(prefix)), None)
+
+
+def sql_position(sql: str, offset: int) -> tuple[int, int]:
+    """Snowflake's 'line L at position P' for an offset (1-based line, 0-based position)."""
+    line_start = sql.rfind("\n", 0, offset) + 1
+    return sql.count("\n", 0, offset) + 1, offset - line_start
+
+
+def invalid_identifier(sql: str, ident: exp.Identifier) -> ApiError:
+    line, position = sql_position(sql, ident.meta.get("start", 0))
+    shown = f'"{ident.this}"' if ident.quoted else ident.this.upper()
+    return sql_error(
+        "000904",
+        "42000",
+        f"SQL compilation error: error line {line} at position {position}\ninvalid identifier '{shown}'",
+    )
+
+
+def type_mismatch(expected: str, got: str, column: str) -> ApiError:
+    return sql_error(
+        "002023",
+        "22000",
+        "SQL compilation error:\nExpression type does not match column data type, "
+        f"expecting {expected} but got {got} for column {column}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Execution on fakesnow's shared DuckDB
 # --------------------------------------------------------------------------------------------
 
@@ -1147,9 +1684,10 @@ class Engine:
         self.lock = threading.Lock()
 
     def bootstrap(self) -> None:
-        """Create the bootstrap database and schema (fakesnow creates them on connect)."""
+        """Create the bootstrap database and schema (fakesnow creates them on connect); add the UDFs."""
         with self.lock:
             fakesnow.server.shared_fs.connect(*self.namespace).close()
+            register_json_udfs(fakesnow.server.shared_fs.duck_conn)
 
     def drop_data(self) -> list[str]:
         """Drop every schema of the bootstrap database, then recreate the bootstrap schema."""
@@ -1172,7 +1710,21 @@ class Engine:
             fakesnow.server.shared_fs.connect(*self.namespace).close()
         return schemas
 
-    def run(self, stmt: Statement, sql: str, params: Any, req: SqlRequest) -> Result:
+    def resolve(self, database: str | None, schema: str | None) -> tuple[str | None, str | None]:
+        """The database and schema named exactly so (as SHOW shows them), or None for each missing."""
+        with self.lock:
+            duck = fakesnow.server.shared_fs.duck_conn.cursor()
+            try:
+                rows = duck.execute("SELECT catalog_name, schema_name FROM information_schema.schemata").fetchall()
+            finally:
+                duck.close()
+        databases = {catalog for catalog, _ in rows if catalog not in INTERNAL_CATALOGS}
+        if database not in databases:
+            return None, None
+        schemas = {name for catalog, name in rows if catalog == database and name not in INTERNAL_SCHEMAS}
+        return database, schema if schema in schemas | {"INFORMATION_SCHEMA"} else None
+
+    def run(self, stmt: Statement, sql: str, params: Any, ctx: Context) -> Result:
         """Execute one statement; SQL errors become ApiError 422."""
         with self.lock:
             if stmt.cancelled.is_set():
@@ -1180,23 +1732,96 @@ class Engine:
             conn = FakeSnowflakeConnection(
                 fakesnow.server.shared_fs.duck_conn.cursor(),
                 {},  # a private results cache: freed with the connection
-                req.database,
-                req.schema,
+                ctx.database,
+                ctx.schema,
                 create_database=False,
                 create_schema=False,
             )
             stmt.duck = conn._duck_conn  # noqa: SLF001
             try:
                 cur = conn.cursor()
-                cur.execute(sql, binding_params=params, server=True)
+                check_insert(cur, sql)
+                cur.execute(strict_json_sql(sql), binding_params=params, server=True)
                 describe = cur._describe_last_sql()  # noqa: SLF001
                 table = cur._arrow_table  # noqa: SLF001
             except (snowflake.connector.errors.ProgrammingError, snowflake.connector.errors.OperationalError) as e:
-                raise sql_error(f"{e.errno:06d}", e.sqlstate or "42000", e.raw_msg or e.msg or "") from None
+                raise sql_error(*snowflake_error(e)) from None
+            except duckdb.Error as e:
+                raise duck_error(e) from None
             finally:
                 stmt.duck = None
                 conn.close()
         return Result(row_type(describe), table_rows(table))
+
+
+INTERNAL_CATALOGS = frozenset({"system", "temp", "memory"})
+INTERNAL_SCHEMAS = frozenset({"main", "_fs_information_schema", "information_schema", "pg_catalog"})
+NOT_A_NUMBER = re.compile(r"Could not convert string '(.*)' to (?:INT\d*|UINT\d*|HUGEINT|DECIMAL|DOUBLE|FLOAT)", re.S)
+
+
+def snowflake_error(e: snowflake.connector.errors.Error) -> tuple[str, str, str]:
+    """(code, sqlState, message) of a fakesnow error, with DuckDB's numeric conversion as Snowflake words it."""
+    message = e.raw_msg or e.msg or ""
+    if match := NOT_A_NUMBER.search(message):
+        return "100038", "22018", f"Numeric value '{match[1]}' is not recognized"
+    return f"{e.errno:06d}", e.sqlstate or "42000", message
+
+
+def duck_error(e: Exception) -> ApiError:
+    """A DuckDB error fakesnow lets through, as the Snowflake error it stands for."""
+    message = str(e)
+    if DUPLICATE_KEY_ERROR in message:
+        return sql_error("100069", "22P02", message[message.index(DUPLICATE_KEY_ERROR) :].strip())
+    if isinstance(e, duckdb.ConstraintException) and "NOT NULL" in message:
+        return sql_error("100072", "22000", "NULL result in a non-nullable column")
+    if match := NOT_A_NUMBER.search(message):
+        return sql_error("100038", "22018", f"Numeric value '{match[1]}' is not recognized")
+    return internal_error(e)
+
+
+def check_insert(cur: Any, sql: str) -> None:
+    """000904 for a column the table lacks, 002023 for a select expression no column type takes.
+
+    Run before the INSERT itself, so no row is touched. Only INSERT ... SELECT is checked
+    (VALUES lists, column counts and everything else are left to fakesnow).
+    """
+    if statement_kind(sql) != "INSERT":
+        return
+    try:
+        insert = sqlglot.parse_one(sql, read="snowflake")
+    except sqlglot.errors.ParseError:
+        return
+    if not isinstance(insert, exp.Insert) or not isinstance(insert.expression, exp.Query):
+        return
+    target = insert.this
+    table = target.this if isinstance(target, exp.Schema) else target
+    if not isinstance(table, exp.Table):
+        return
+    try:
+        cur.execute(f"DESCRIBE TABLE {table.sql(dialect='snowflake')}")
+        columns = {row[0]: row[1] for row in cur.fetchall()}
+    except snowflake.connector.errors.Error:
+        return  # no such table: the INSERT reports it
+    if isinstance(target, exp.Schema):
+        named = [i for i in target.expressions if isinstance(i, exp.Identifier)]
+        for ident in named:
+            if (ident.this if ident.quoted else ident.this.upper()) not in columns:
+                raise invalid_identifier(sql, ident)
+        names = [i.this if i.quoted else i.this.upper() for i in named]
+    else:
+        names = list(columns)
+    select = insert.expression.transform(lambda e: exp.Null() if isinstance(e, exp.Placeholder) else e)
+    try:
+        cur.execute(f"DESCRIBE {select.sql(dialect='snowflake')}")
+        got = [row[1] for row in cur.fetchall()]
+    except (snowflake.connector.errors.Error, duckdb.Error):
+        return  # the INSERT itself reports what is wrong with its query
+    if len(got) != len(names):
+        return
+    for column, duck_type in zip(names, got, strict=True):
+        expression_type, column_type = snowflake_type(duck_type), columns[column]
+        if expression_type and (type_class(expression_type), type_class(column_type)) in NOT_COERCIBLE:
+            raise type_mismatch(column_type, expression_type, column)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1221,6 +1846,16 @@ CONTEXT_SELECT = re.compile(rf"^\s*SELECT\s+({CONTEXT_FN}(?:\s*,\s*{CONTEXT_FN})
 CONTEXT_IN_SQL = re.compile(r"\bCURRENT_(ROLE|WAREHOUSE|USER|ACCOUNT)\s*\(\s*\)", re.I)
 WAREHOUSE_PROP = re.compile(r"(\w+)\s*=\s*('[^']*'|\S+)")
 USES_TABLES = re.compile(r"\bFROM\b", re.I)
+LOGIN_FAILURE_CALL = r"SYSTEM\$GET_LOGIN_FAILURE_DETAILS\s*\(\s*'(?P<uuid>[0-9A-Fa-f-]{36})'\s*\)"
+LOGIN_FAILURE_SELECT = re.compile(
+    r"^\s*SELECT\s+(?:(?P<call>"
+    + LOGIN_FAILURE_CALL
+    + r")|(?P<extract>JSON_EXTRACT_PATH_TEXT\s*\(\s*"
+    + LOGIN_FAILURE_CALL.replace("(?P<uuid>", "(?P<uuid2>")
+    + r"\s*,\s*'(?P<key>(?:[^']|'')*)'\s*\)))"
+    + END,
+    re.I,
+)
 
 SHOW_WAREHOUSES_COLUMNS = [
     ("name", "text"),
@@ -1266,12 +1901,15 @@ def like_regex(pattern: str) -> re.Pattern[str]:
 class Intercepts:
     """Statements answered from the emulator's own state instead of fakesnow."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, login_failures: LoginFailures) -> None:
         self.settings = settings
+        self.login_failures = login_failures
 
-    def answer(self, sql: str, req: SqlRequest) -> Result | None:
+    def answer(self, sql: str, req: SqlRequest, ctx: Context) -> Result | None:
         if m := SHOW_WAREHOUSES.match(sql):
-            return self.show_warehouses(m[1], req)
+            return self.show_warehouses(m[1], ctx)
+        if m := LOGIN_FAILURE_SELECT.match(sql):
+            return self.login_failure_details(m)
         if m := CREATE_WAREHOUSE.match(sql):
             return self.create_warehouse(unquote(m[3]), bool(m[1]), bool(m[2]), m[4])
         if m := ALTER_WAREHOUSE.match(sql):
@@ -1285,19 +1923,30 @@ class Intercepts:
         if m := CONTEXT_SELECT.match(sql):
             names = [re.sub(r"\s+", "", fn).upper() for fn in m[1].split(",")]
             values = {
-                "CURRENT_ROLE()": req.role,
-                "CURRENT_WAREHOUSE()": req.warehouse.upper() if req.warehouse else None,
+                "CURRENT_ROLE()": ctx.role,
+                "CURRENT_WAREHOUSE()": ctx.warehouse,
                 "CURRENT_USER()": req.user.name,
                 "CURRENT_ACCOUNT()": req.user.account,
-                "CURRENT_DATABASE()": req.database.upper() if req.database else None,
-                "CURRENT_SCHEMA()": req.schema.upper() if req.schema else None,
+                "CURRENT_DATABASE()": ctx.database,
+                "CURRENT_SCHEMA()": ctx.schema,
             }
             return Result([column_info(n, "text") for n in names], [[values[n] for n in names]])
         return None
 
-    def show_warehouses(self, pattern: str | None, req: SqlRequest) -> Result:
+    def login_failure_details(self, m: re.Match[str]) -> Result:
+        """SYSTEM$GET_LOGIN_FAILURE_DETAILS('<uuid>'), or JSON_EXTRACT_PATH_TEXT of one of its keys."""
+        failure = self.login_failures.get(m["uuid"] or m["uuid2"])
+        details = failure.details_json() if failure else None
+        column = re.sub(r"\s+", "", m["call"] or m["extract"]).upper()
+        if m["extract"] is None:
+            return Result([column_info(column, "text")], [[details]])
+        value = json.loads(details).get(m["key"].replace("''", "'")) if details else None
+        shown = None if value is None else value if isinstance(value, str) else json.dumps(value)
+        return Result([column_info(column, "text")], [[shown]])
+
+    def show_warehouses(self, pattern: str | None, ctx: Context) -> Result:
         regex = like_regex(pattern) if pattern is not None else None
-        current = (req.warehouse or "").upper()
+        current = ctx.warehouse
         with self.settings.lock:
             rows = [
                 self.warehouse_row(wh, wh.name == current)
@@ -1370,13 +2019,15 @@ class Intercepts:
                 apply_warehouse_props(wh, action[3:])
         return status_result()
 
-    def require_warehouse(self, kind: str, sql: str, req: SqlRequest) -> None:
+    def require_warehouse(self, kind: str, sql: str, req: SqlRequest, ctx: Context) -> None:
         """Fail like Snowflake when the statement needs a warehouse that cannot run; auto-resume."""
         if kind not in DML_KINDS | {"COPY"} and not (kind == "SELECT" and USES_TABLES.search(sql)):
             return
         with self.settings.lock:
-            wh = self.settings.warehouse(req.warehouse)
+            wh = self.settings.warehouse(ctx.warehouse)
             if wh is None:
+                if "warehouse" in req.named:
+                    raise no_context_named()
                 raise sql_error(
                     "000606",
                     "57P03",
@@ -1391,13 +2042,13 @@ class Intercepts:
                 wh.state, wh.resumes = "STARTED", wh.resumes + 1
 
     @staticmethod
-    def with_context_literals(sql: str, req: SqlRequest) -> str:
+    def with_context_literals(sql: str, req: SqlRequest, ctx: Context) -> str:
         """Replace CURRENT_ROLE() etc. inside a statement fakesnow runs by the request's values."""
         if not CONTEXT_IN_SQL.search(sql):
             return sql
         values = {
-            "ROLE": req.role,
-            "WAREHOUSE": req.warehouse.upper() if req.warehouse else None,
+            "ROLE": ctx.role,
+            "WAREHOUSE": ctx.warehouse,
             "USER": req.user.name,
             "ACCOUNT": req.user.account,
         }
@@ -1424,6 +2075,10 @@ def apply_warehouse_props(wh: Warehouse, props: str) -> None:
 # --------------------------------------------------------------------------------------------
 # The emulator: HTTP handlers over the pieces above
 # --------------------------------------------------------------------------------------------
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def flag(value: str | None) -> bool:
@@ -1480,7 +2135,8 @@ class Emulator:
         self.report = Report()
         self.statements = Statements()
         self.engine = Engine(namespace)
-        self.intercepts = Intercepts(self.settings)
+        self.login_failures = LoginFailures()
+        self.intercepts = Intercepts(self.settings, self.login_failures)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="statement")
 
     # ---- SQL API ---------------------------------------------------------------------------
@@ -1495,7 +2151,7 @@ class Emulator:
             "request_id": request.query_params.get("requestId") or str(uuid.uuid4()),
             "retry": flag(request.query_params.get("retry")),
             "kind": statement_kind(sql),
-            "query_tag": parameters.get("query_tag") if isinstance(parameters, dict) else None,
+            "query_tag": parameter(parameters, "query_tag") if isinstance(parameters, dict) else None,
             "status": None,
             "bytes": len(raw),
             "handle": None,
@@ -1521,7 +2177,7 @@ class Emulator:
                 return self.fault_response(fault, None, entry)
         if not request.headers.get("user-agent", "").strip():
             raise bad_request("The User-Agent header is required.")
-        user = authenticate(self.users, request.headers, time.time())
+        user = authenticate(self.users, self.login_failures, request.headers, time.time(), client_ip(request))
         req = parse_sql_request(body, request.query_params.get("nullable") != "false", user, self.namespace)
 
         stmt, is_new = self.statements.claim(entry["request_id"], entry["retry"])
@@ -1567,9 +2223,22 @@ class Emulator:
         return stmt.answer or stmt.accepted()
 
     async def status(self, request: Request) -> Response:
-        """GET /api/v2/statements/{handle}."""
+        """GET /api/v2/statements/{handle}[?partition=N]: the answer, or result partition N (gzip)."""
         stmt = self.polled_statement(request)
-        return (stmt.answer or stmt.accepted()).response()
+        answer = stmt.answer or stmt.accepted()
+        partition = request.query_params.get("partition")
+        if partition is None or answer.status != 200:
+            return answer.response()
+        if not partition.isdigit() or int(partition) > len(stmt.partitions):
+            raise bad_request(
+                f"partition {partition!r} does not exist: this result has partitions 0 to {len(stmt.partitions)}."
+            )
+        if int(partition) == 0:
+            return answer.response()
+        compressed = stmt.partitions[int(partition) - 1]
+        return Response(
+            compressed, media_type="application/json", headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        )
 
     async def cancel(self, request: Request) -> Response:
         """POST /api/v2/statements/{handle}/cancel."""
@@ -1584,7 +2253,7 @@ class Emulator:
     def polled_statement(self, request: Request) -> Statement:
         if not request.headers.get("user-agent", "").strip():
             raise bad_request("The User-Agent header is required.")
-        authenticate(self.users, request.headers, time.time())
+        authenticate(self.users, self.login_failures, request.headers, time.time(), client_ip(request))
         handle = request.path_params["handle"]
         stmt = self.statements.get(handle)
         if stmt is None:
@@ -1611,6 +2280,7 @@ class Emulator:
         stmt.finish(answer)
 
     def run_request(self, stmt: Statement, req: SqlRequest) -> Answer:
+        ctx = self.resolve_context(req)
         pieces = split_statements(req.statement)
         expected = req.multi_statement_count
         if expected != 0 and len(pieces) != expected:
@@ -1621,7 +2291,7 @@ class Emulator:
             )
         params = bind_values(req.bindings)
         if len(pieces) == 1:
-            return self.run_one(stmt, pieces[0].sql, params, req)
+            return self.run_one(stmt, pieces[0].sql, params, req, ctx)
 
         handles, position = [], 0
         for piece in pieces:
@@ -1633,23 +2303,43 @@ class Emulator:
             else:
                 piece_params = params
             try:
-                child.finish(self.run_one(child, piece.sql, piece_params, req))
+                child.finish(self.run_one(child, piece.sql, piece_params, req, ctx))
             except ApiError as e:
                 child.finish(e.answer(child))
                 raise
-        answer = success_answer(
+        answer = self.success(
             stmt, text_result("multiple statement execution", "Multiple statements executed successfully."), "", True
         )
         answer.body["statementHandles"] = handles
         return answer
 
-    def run_one(self, stmt: Statement, sql: str, params: Any, req: SqlRequest) -> Answer:
+    def resolve_context(self, req: SqlRequest) -> Context:
+        """The request's role, warehouse, database and schema, each matched exactly (case-sensitive)."""
+        if req.role not in req.user.granted_roles:
+            raise role_not_authorized(req.role)
+        with self.settings.lock:
+            warehouse = req.warehouse if self.settings.warehouse(req.warehouse) else None
+        database, schema = self.engine.resolve(req.database, req.schema)
+        return Context(req.role, warehouse, database, schema)
+
+    def run_one(self, stmt: Statement, sql: str, params: Any, req: SqlRequest, ctx: Context) -> Answer:
         kind = statement_kind(sql)
-        result = self.intercepts.answer(sql, req)
+        result = self.intercepts.answer(sql, req, ctx)
         if result is None:
-            self.intercepts.require_warehouse(kind, sql, req)
-            result = self.engine.run(stmt, self.intercepts.with_context_literals(sql, req), params or None, req)
-        return success_answer(stmt, result, kind, req.nullable)
+            self.intercepts.require_warehouse(kind, sql, req, ctx)
+            try:
+                literal_sql = self.intercepts.with_context_literals(sql, req, ctx)
+                result = self.engine.run(stmt, literal_sql, params or None, ctx)
+            except ApiError as e:
+                if e.code == "090105" and "database" in req.named:
+                    raise no_context_named() from None
+                raise
+        return self.success(stmt, result, kind, req.nullable)
+
+    def success(self, stmt: Statement, result: Result, kind: str, nullable: bool) -> Answer:
+        with self.settings.lock:
+            partition_bytes = self.settings.partition_bytes
+        return success_answer(stmt, result, kind, nullable, partition_bytes)
 
     # ---- control endpoints -----------------------------------------------------------------
 

@@ -8,7 +8,8 @@ Run from the repository root. Environment: MOTO_PORT (4566), SNOWFLAKE_PORT (808
 ``up`` (re)starts both servers in the background (pid files and logs in STACK_DIR), creates the
 queues and their dead-letter queues, makes an RSA key pair in STACK_DIR/keys (kept across runs),
 stores the Snowflake secret in Secrets Manager, registers the public key with the local
-Snowflake and writes STACK_DIR/stack.env. ``down`` stops both servers. ``status`` shows what runs
+Snowflake (user TRACKLAYER_SVC, role TRACKLAYER_WRITER granted and its default) and writes
+STACK_DIR/stack.env. ``down`` stops both servers. ``status`` shows what runs
 and exits 1 unless both answer.
 """
 
@@ -257,6 +258,7 @@ def register_user(snowflake_url: str, public_key_pem: str) -> None:
         "rsa_public_key": public_key_pem,
         "default_role": "TRACKLAYER_WRITER",
         "default_warehouse": "TRACKLAYER_WH",
+        "roles": ["TRACKLAYER_WRITER"],
     }
     request = urllib.request.Request(
         snowflake_url + "/__emulator/users",

@@ -77,7 +77,7 @@ def clean_emulator(control: Control):
 def loader(control: Control) -> Identity:
     """A registered key-pair user the tests run statements as."""
     identity = Identity("PYTEST", "LOADER")
-    control.register(identity, default_role="PYTEST_ROLE")
+    control.register(identity, default_role="PYTEST_ROLE", roles=["TRACKLAYER_WRITER"])
     return identity
 
 

@@ -51,7 +51,8 @@ class Http:
             headers = {k.lower(): v for k, v in response.getheaders()}
         finally:
             conn.close()
-        return Reply(response.status, json.loads(raw) if raw else None, headers, raw)
+        compressed = headers.get("content-encoding") == "gzip"
+        return Reply(response.status, json.loads(raw) if raw and not compressed else None, headers, raw)
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -148,8 +149,9 @@ class SqlApi:
             query["async"] = "true"
         return "/api/v2/statements?" + urlencode(query)
 
-    def poll(self, handle: str, headers: dict[str, str] | None = None) -> Reply:
-        return self.http.request("GET", f"/api/v2/statements/{handle}", headers=headers or self.headers)
+    def poll(self, handle: str, headers: dict[str, str] | None = None, partition: int | None = None) -> Reply:
+        query = "" if partition is None else f"?partition={partition}"
+        return self.http.request("GET", f"/api/v2/statements/{handle}{query}", headers=headers or self.headers)
 
     def cancel(self, handle: str) -> Reply:
         return self.http.request("POST", f"/api/v2/statements/{handle}/cancel", headers=self.headers)

@@ -49,14 +49,19 @@ INSERT_RAW_EVENTS = (
     "SELECT e.p:event_id::STRING, e.value:t::TIMESTAMP_NTZ, e.p:merchant_id::STRING, e.value:n::STRING, "
     "e.p:user_id::STRING, e.p:anonymous_id::STRING, e.p:order_id::STRING, e.p:platform::STRING, "
     "e.p:source::STRING, e.value:v::NUMBER(18, 4), e.value:c::STRING, e.p:consent_status::STRING, "
-    "e.p:properties, TO_VARIANT(e.value:r::STRING) "
-    "FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING) AS p "
+    "e.p:properties, e.p "
+    "FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING, 'd') AS p "
     "FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e"
 )
 # The same with an explicit LOADED_AT ("l"): a replay loaded later than the first copy.
 INSERT_RAW_EVENTS_LOADED_AT = INSERT_RAW_EVENTS.replace(
     "RAW_PAYLOAD) SELECT", "RAW_PAYLOAD, LOADED_AT) SELECT"
-).replace("TO_VARIANT(e.value:r::STRING) ", "TO_VARIANT(e.value:r::STRING), e.value:l::TIMESTAMP_NTZ ")
+).replace("e.p:properties, e.p ", "e.p:properties, e.p, e.value:l::TIMESTAMP_NTZ ")
+
+
+def test_the_seeding_insert_is_the_loaders() -> None:
+    rust = (REPO / "shared" / "src" / "snowflake" / "tables.rs").read_text().replace("\\\n", "")
+    assert INSERT_RAW_EVENTS in rust
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,7 +457,7 @@ def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf
         Decimal("129.9500"),
     )
     assert bv["product_count"] is None and bv["utm_source"] is None
-    # context from the original payload (RAW_PAYLOAD, a VARIANT string)
+    # context from the original payload (RAW_PAYLOAD, the event as a VARIANT object)
     assert (p6["locale"], p6["device_os"]) == ("en-NZ", "iOS 18.1")
     assert (bv["locale"], bv["device_os"]) == ("en-NZ", "Android 15")
 

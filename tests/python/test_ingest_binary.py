@@ -293,6 +293,49 @@ def test_stream_mode_direct_invocation_loads_every_record(
     assert line["EventsLoaded"] == 3 and line["Mode"] == "stream" and "error" not in line
 
 
+def test_repeated_keys_load_with_the_last_value_and_raw_payload_is_an_object(
+    control, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Repeated keys inside properties and in unknown fields are valid events, not quarantined."""
+    prefix = f"pyt-{uuid.uuid4().hex[:10]}"
+    head = (
+        f'"event_id":"{prefix}-{{}}","event_time":"2026-11-02T10:00:00Z","merchant_id":"m-dup","event_name":"purchase"'
+    )
+    page = '{"page":{"url":"https://a.example/old","url":"https://a.example/new"}}'
+    bodies = [
+        "{" + head.format("props") + ',"properties":{"sku":"FIRST","sku":"LAST","qty":1}}',
+        "{" + head.format("unknown") + f',"context":{page},"context2":1,"context2":2}}',
+    ]
+    messages = [fake_received(body) for body in bodies]
+    log = tmp_path / "ingest.log"
+    with LambdaHost(INGEST, "ingest", env=stream_env(stack_env), timeout=60, log=log) as host:
+        assert host.wait_ready(), host.log_tail()
+        ok, payload = host.invoke(sqs_event(messages, SOURCE_ARN))
+    assert (ok, payload) == (True, {"batchItemFailures": []}), log.read_text(errors="replace")[-3000:]
+    [line] = summaries(log)
+    assert (line["events"], line["rejected"], line["EventsLoaded"]) == (2, 0, 2)
+
+    rows = snowflake(
+        stack_env,
+        "SELECT EVENT_ID, PROPERTIES:sku::STRING, RAW_PAYLOAD:properties.sku::STRING, "
+        "RAW_PAYLOAD:context.page.url::STRING, RAW_PAYLOAD:context2::NUMBER, RAW_PAYLOAD "
+        f"FROM RAW_EVENTS WHERE EVENT_ID LIKE '{prefix}-%' ORDER BY EVENT_ID",
+    )
+    assert [row[:5] for row in rows] == [
+        [f"{prefix}-props", "LAST", "LAST", None, None],
+        [f"{prefix}-unknown", None, None, "https://a.example/new", "2"],
+    ]
+    assert json.loads(rows[0][5]) == {
+        "event_id": f"{prefix}-props",
+        "event_time": "2026-11-02T10:00:00Z",
+        "merchant_id": "m-dup",
+        "event_name": "purchase",
+        "properties": {"sku": "LAST", "qty": 1},
+    }
+    rejected = snowflake(stack_env, f"SELECT COUNT(*) FROM RAW_EVENTS_REJECTED WHERE RAW_TEXT LIKE '%{prefix}-%'")
+    assert rejected == [["0"]]
+
+
 # ------------------------------------------------------------------------------------------------
 # Scheduled mode
 # ------------------------------------------------------------------------------------------------

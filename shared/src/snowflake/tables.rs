@@ -63,7 +63,7 @@ impl Table {
     }
 
     /// A statement inserting the rows of `json_array` that are not in the table yet: the same
-    /// event (id, merchant, name, time and exact raw payload) or rejection (message, reason and
+    /// event (id, merchant, name, time and payload object) or rejection (message, reason and
     /// text) already there is skipped. It costs a join against the table, so flush uses it only
     /// for staged chunks delivered more than once, whose rows a dead run may have loaded.
     pub fn insert_skipping_loaded(self, json_array: String) -> Statement {
@@ -113,11 +113,16 @@ pub const RAW_EVENTS_REJECTED_DDL: &str =
 /// Elements carry the raw event text in `r` (parsed once server-side into `p`, from which the
 /// plain fields are read, so no field is sent twice) and the normalized values the validator
 /// computed: `t` UTC time, `n` trimmed name, `v` decimal text, `c` upper-case currency.
+///
+/// `p` is parsed with `PARSE_JSON(..., 'd')`: Snowflake's default refuses an object that repeats
+/// a key (100069), and the validator lets repeated keys through inside `properties` and unknown
+/// fields; with `'d'` the last value of a repeated key wins. `p` itself is `RAW_PAYLOAD`, a
+/// VARIANT object, so `raw_payload:context.page.url` reads into it.
 macro_rules! insert_raw_events {
     () => {
         "INSERT INTO RAW_EVENTS (EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD) \
-SELECT e.p:event_id::STRING, e.value:t::TIMESTAMP_NTZ, e.p:merchant_id::STRING, e.value:n::STRING, e.p:user_id::STRING, e.p:anonymous_id::STRING, e.p:order_id::STRING, e.p:platform::STRING, e.p:source::STRING, e.value:v::NUMBER(18, 4), e.value:c::STRING, e.p:consent_status::STRING, e.p:properties, TO_VARIANT(e.value:r::STRING) \
-FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING) AS p FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e"
+SELECT e.p:event_id::STRING, e.value:t::TIMESTAMP_NTZ, e.p:merchant_id::STRING, e.value:n::STRING, e.p:user_id::STRING, e.p:anonymous_id::STRING, e.p:order_id::STRING, e.p:platform::STRING, e.p:source::STRING, e.value:v::NUMBER(18, 4), e.value:c::STRING, e.p:consent_status::STRING, e.p:properties, e.p \
+FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING, 'd') AS p FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e"
     };
 }
 
@@ -133,14 +138,14 @@ const INSERT_RAW_EVENTS: &str = insert_raw_events!();
 const INSERT_REJECTED: &str = insert_rejected!();
 
 /// The same INSERT, but a row whose event is already in the table (same id, merchant, time
-/// and exact raw payload) is skipped: for staged rows that may have landed before, in a run
+/// and payload object) is skipped: for staged rows that may have landed before, in a run
 /// that died between its INSERT and deleting the staged message. The `EVENT_NAME` match lets
 /// Snowflake prune by the table's clustering key.
 const INSERT_RAW_EVENTS_SKIPPING_LOADED: &str = concat!(
     insert_raw_events!(),
     " WHERE NOT EXISTS (SELECT 1 FROM RAW_EVENTS l WHERE l.MERCHANT_ID = e.p:merchant_id::STRING \
 AND l.EVENT_NAME = e.value:n::STRING AND l.EVENT_ID = e.p:event_id::STRING \
-AND l.EVENT_TIME = e.value:t::TIMESTAMP_NTZ AND l.RAW_PAYLOAD = TO_VARIANT(e.value:r::STRING))"
+AND l.EVENT_TIME = e.value:t::TIMESTAMP_NTZ AND l.RAW_PAYLOAD = e.p)"
 );
 
 /// The quarantine's counterpart: a rejection already recorded for the same message, reason and
@@ -171,6 +176,42 @@ mod tests {
                 .ddl()
                 .starts_with("CREATE TABLE IF NOT EXISTS RAW_EVENTS_REJECTED (")
         );
+    }
+
+    #[test]
+    fn raw_events_insert_parses_each_event_once_with_last_value_wins() {
+        assert_eq!(
+            INSERT_RAW_EVENTS,
+            "INSERT INTO RAW_EVENTS (EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, PLATFORM, SOURCE, VALUE, CURRENCY, CONSENT_STATUS, PROPERTIES, RAW_PAYLOAD) \
+SELECT e.p:event_id::STRING, e.value:t::TIMESTAMP_NTZ, e.p:merchant_id::STRING, e.value:n::STRING, e.p:user_id::STRING, e.p:anonymous_id::STRING, e.p:order_id::STRING, e.p:platform::STRING, e.p:source::STRING, e.value:v::NUMBER(18, 4), e.value:c::STRING, e.p:consent_status::STRING, e.p:properties, e.p \
+FROM (SELECT f.value AS value, PARSE_JSON(f.value:r::STRING, 'd') AS p FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) f) e"
+        );
+        for sql in [INSERT_RAW_EVENTS, INSERT_RAW_EVENTS_SKIPPING_LOADED] {
+            // the event text is parsed once, allowing repeated keys; the bound array strictly
+            assert_eq!(sql.matches("PARSE_JSON(f.value:r::STRING, 'd')").count(), 1);
+            assert_eq!(sql.matches("PARSE_JSON(").count(), 2);
+            assert!(
+                !sql.contains("TO_VARIANT"),
+                "RAW_PAYLOAD is the object, not a string"
+            );
+        }
+    }
+
+    #[test]
+    fn skipping_insert_compares_the_payload_object() {
+        assert!(INSERT_RAW_EVENTS_SKIPPING_LOADED.starts_with(INSERT_RAW_EVENTS));
+        assert_eq!(
+            &INSERT_RAW_EVENTS_SKIPPING_LOADED[INSERT_RAW_EVENTS.len()..],
+            " WHERE NOT EXISTS (SELECT 1 FROM RAW_EVENTS l WHERE l.MERCHANT_ID = e.p:merchant_id::STRING \
+AND l.EVENT_NAME = e.value:n::STRING AND l.EVENT_ID = e.p:event_id::STRING \
+AND l.EVENT_TIME = e.value:t::TIMESTAMP_NTZ AND l.RAW_PAYLOAD = e.p)"
+        );
+    }
+
+    #[test]
+    fn rejected_rows_keep_the_exact_text() {
+        assert!(INSERT_REJECTED.contains("f.value:r::STRING FROM"));
+        assert!(!INSERT_REJECTED.contains("PARSE_JSON(f.value:r"));
     }
 
     #[test]

@@ -20,15 +20,6 @@ deduplicated as (
 
 ),
 
-parsed as (
-
-    select
-        *,
-        {{ variant_string_to_object('raw_payload') }} as payload
-    from deduplicated
-
-),
-
 renamed as (
 
     select
@@ -77,14 +68,14 @@ renamed as (
         try_to_number(coalesce(properties:price::string, properties:products[0]:price::string), 18, 4) as product_price,
         try_to_number(coalesce(properties:quantity::string, properties:products[0]:quantity::string), 18, 0) as product_quantity,
 
-        -- from the original payload: fields the loader keeps nowhere else
-        payload:context:locale::string as locale,
-        payload:context:os::string as device_os,
+        -- from the original payload (a VARIANT object): fields the loader keeps nowhere else
+        raw_payload:context:locale::string as locale,
+        raw_payload:context:os::string as device_os,
 
         properties,
         raw_payload
 
-    from parsed
+    from deduplicated
 
 )
 
