@@ -32,7 +32,10 @@ FUNCTIONS = ("IngestFunction", "FlushFunction", "ConnectionTestFunction")
 ELF_MACHINES = {"arm64": 0xB7, "x86_64": 0x3E}
 SECRET = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:tracklayer/snowflake-AbCdEf"
 OTHER = {"arm64": "x86_64", "x86_64": "arm64"}
-USER_SETTINGS = ("ARCH", "SECRET_ARN", "PARAMS", "GUIDED", "DRY_RUN", "SAM_BUILD_DIR", "SAM_CONFIG")
+# The make settings a caller may have set, and the variables through which an outer make
+# (`make test ARCH=...`) would hand its own command-line settings down.
+USER_SETTINGS = ("ARCH", "SECRET_ARN", "PARAMS", "GUIDED", "DRY_RUN", "SAM_BUILD_DIR", "SAM_CONFIG",
+                 "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 # SAM CLI's `sam deploy` reads the argv as it would before deploying: its options, samconfig.toml,
 # the template, and the parameter list it sends to CloudFormation's CreateChangeSet.
