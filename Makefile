@@ -13,13 +13,19 @@ CARGO ?= cargo
 SAM_VENV := .venv-sam
 SAM_REQUIREMENTS := infra/sam/requirements.txt
 SAM_STAMP := $(SAM_VENV)/.installed-$(shell sha256sum $(SAM_REQUIREMENTS) 2>/dev/null | cut -c1-12)
-SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
+SAM_ENV := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
+# validate and build need a region but touch no AWS account; sam-deploy uses the caller's own.
+OFFLINE_REGION := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
+SAM := $(SAM_ENV) $(OFFLINE_REGION) $(SAM_VENV)/bin/sam
+SAM_RELEASE := $(SAM_ENV) $(SAM_VENV)/bin/python infra/sam/release.py
+SAM_BUILD_DIR ?= .aws-sam/build
+SAM_CONFIG ?= samconfig.toml
 DBT_VENV := .venv-dbt
 DBT_REQUIREMENTS := infra/dbt/requirements.txt
 DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
 
 .PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
-	demo sam-validate sam-build deny deny-advisories fuzz bench chaos fmt lint clean
+	demo sam-validate sam-build sam-deploy deny deny-advisories fuzz bench chaos fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -51,9 +57,16 @@ venv-dbt: $(DBT_STAMP) ## Install the pinned dbt-core and dbt-snowflake into .ve
 sam-validate: venv-sam ## Validate template.yaml with cfn-lint (offline)
 	@$(SAM) validate --lint
 
-sam-build: venv-sam ## Build the three functions for Lambda (x86_64 here; ARCH=arm64 on an arm64 toolchain)
-	@$(SAM) build --beta-features --parameter-overrides Architecture=$${ARCH:-x86_64} \
-	  SnowflakeSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:build-only
+# arm64 unless ARCH=x86_64; the Rust target is added with rustup when missing, and x86_64 is built
+# instead only when it cannot be (the output says so). The build is recorded in
+# $(SAM_BUILD_DIR)/tracklayer-build.json for sam-deploy (infra/sam/release.py).
+sam-build: venv-sam ## Build the three functions for Lambda, arm64 (ARCH=x86_64 to choose), and record it
+	@$(OFFLINE_REGION) $(SAM_RELEASE) build --build-dir "$(SAM_BUILD_DIR)" --architecture "$${ARCH:-}"
+
+sam-deploy: venv-sam ## sam deploy the recorded build as its Architecture (SECRET_ARN=, PARAMS=, GUIDED=1, DRY_RUN=1)
+	@$(SAM_RELEASE) deploy --build-dir "$(SAM_BUILD_DIR)" --config-file "$(SAM_CONFIG)" \
+	  --architecture "$${ARCH:-}" --secret-arn "$${SECRET_ARN:-}" --params "$${PARAMS:-}" \
+	  --guided "$${GUIDED:-}" --dry-run "$${DRY_RUN:-}"
 
 demo: venv venv-dbt ## Run the whole pipeline locally: generate, ingest, flush, connection-test, queries, dbt
 	@echo "==> Building the functions"
