@@ -15,7 +15,9 @@ fakesnow DuckDB tables the SQL API, the Python connector and dbt read. The facts
 * [OF] snowflakedb/snowflake-openflow-components (Snowflake's own client), [RP] redpanda-data/connect
   ``internal/impl/snowflake/streamingv2`` (comments report live-account measurements), [AR]
   artie-labs/transfer, [SB] supabase/etl, [SD] hupe1980/snowduck (another emulator, not authoritative);
-* [NOTES] ``/work/shared/notes/snowflake.md`` (the team's Snowflake facts, with their sources).
+* [NOTES] ``/work/shared/notes/snowflake.md`` (the team's Snowflake facts, with their sources);
+  [AUTH] ``docs.snowflake.com/en/developer-guide/snowflake-rest-api/authentication``; [TO_TS]
+  ``docs.snowflake.com/en/sql-reference/functions/to_timestamp``. ``-*`` means both versions.
 
 "Unconfirmed" marks a rule no source settles; the emulator then picks the stricter reading, or
 accepts every documented form, and a setting (below) switches to the other reading.
@@ -118,10 +120,11 @@ SDK's table, so the exact REST coercions are unconfirmed; these follow Snowflake
 * BOOLEAN: true/false, a number (0 = false), or the strings Snowflake accepts (true/false, t/f,
   yes/no, y/n, on/off, 1/0; any case).
 * TIMESTAMP_NTZ: ISO-8601 ``YYYY-MM-DD[(T| )HH:MM[:SS[.fffffffff]]][Z|+HH[:MM]|-HH[:MM]]``;
-  the offset is dropped, wall-clock kept, as Snowflake does [NOTES]; a JSON number is epoch
-  seconds (fraction allowed); a string of digits is epoch seconds, ms, µs or ns by magnitude
-  (Snowflake's TO_TIMESTAMP rule: < 31536000000 s, < 31536000000000 ms, < 31536000000000000 µs,
-  else ns). Fractions beyond microseconds are truncated (DuckDB keeps µs: emulator limit).
+  the offset is dropped, wall-clock kept, as Snowflake does [NOTES]; an integer, as a JSON number
+  or a string of digits, is epoch seconds, ms, µs or ns by magnitude (< 31536000000 s,
+  < 31536000000000 ms, < 31536000000000000 µs, else ns), a number with a fraction is epoch
+  seconds ([TO_TS]: the '<integer>' and VARIANT rules). Fractions beyond microseconds are
+  truncated (DuckDB keeps µs: emulator limit).
   TIMESTAMP_LTZ/TZ: the same, instants in UTC (no offset: UTC, the emulator's session zone).
   DATE: the date part of any accepted timestamp. TIME: ``HH:MM[:SS[.f]]``.
 * VARIANT/OBJECT/ARRAY: the JSON value as sent. A JSON string stays a string, it is not parsed
@@ -846,14 +849,14 @@ def to_boolean(value: Any) -> bool:
 
 
 def epoch_instant(value: Any) -> datetime:
-    """A JSON number is seconds; a string of digits is s/ms/µs/ns by magnitude (TO_TIMESTAMP's rule)."""
-    if isinstance(value, str):
-        number = int(value.strip())
-        for limit, per_second in ((31536000000, 1), (31536000000000, 1000), (31536000000000000, 10**6)):
-            if abs(number) < limit:
-                return EPOCH + timedelta(microseconds=number * 10**6 // per_second)
-        return EPOCH + timedelta(microseconds=number // 1000)
-    return EPOCH + timedelta(microseconds=int(to_decimal(value) * 10**6))
+    """An integer (JSON or digits) is s/ms/µs/ns by magnitude, a fraction is seconds [TO_TS]."""
+    number = int(value.strip()) if isinstance(value, str) else value
+    if not isinstance(number, int):
+        return EPOCH + timedelta(microseconds=int(to_decimal(number) * 10**6))
+    for limit, per_second in ((31536000000, 1), (31536000000000, 1000), (31536000000000000, 10**6)):
+        if abs(number) < limit:
+            return EPOCH + timedelta(microseconds=number * 10**6 // per_second)
+    return EPOCH + timedelta(microseconds=number // 1000)
 
 
 def zone_offset(zone: str | None) -> timedelta | None:

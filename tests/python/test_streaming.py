@@ -607,6 +607,7 @@ def test_values_are_converted_per_column_type_and_bad_rows_counted(
         },
         {"ID": "r2", "N": 19.99, "B": False, "TS": 1730534400, "V": {"a": [1, 2]}, "EXTRA": "ignored"},
         {"ID": "r3", "N": -0.005, "TS": "1730534400123", "V": None},
+        {"ID": "r4", "TS": 1730534400123456, "D": 1730534400},
     ]
     bad = [
         b'{"ID": "b1", "N": "12,50"}',
@@ -621,17 +622,17 @@ def test_values_are_converted_per_column_type_and_bad_rows_counted(
         b'{"ID": "b10", "F": NaN}',
     ]
     token = opened(stream, table)
-    appended(stream, table, "CH", token, ndjson(good) + b"\n".join(bad) + b"\n", offset="13")
-    assert commit(control) == {"batches": 1, "rows_inserted": 3, "rows_errors": 10}
+    appended(stream, table, "CH", token, ndjson(good) + b"\n".join(bad) + b"\n", offset="14")
+    assert commit(control) == {"batches": 1, "rows_inserted": 4, "rows_errors": 10}
     status = stream.channel_status(table, "CH")
     assert {k: status[k] for k in ("rows_inserted", "rows_parsed", "rows_errors", "rows_error_count")} == {
-        "rows_inserted": 3,
-        "rows_parsed": 13,
+        "rows_inserted": 4,
+        "rows_parsed": 14,
         "rows_errors": 10,
         "rows_error_count": 10,
     }
-    assert (status["last_committed_offset_token"], status["last_error_offset_upper_bound"]) == ("13", "13")
-    assert status["last_error_message"] == "Row 13: NaN is not valid JSON (RFC 8259)"
+    assert (status["last_committed_offset_token"], status["last_error_offset_upper_bound"]) == ("14", "14")
+    assert status["last_error_message"] == "Row 14: NaN is not valid JSON (RFC 8259)"
     assert isinstance(status["last_error_timestamp"], int)
     days = (date(2024, 11, 2) - date(1970, 1, 1)).days
     assert api.rows(f"SELECT ID, N, I, F, B, S, TS, TZ, D, V, BIN FROM {table} ORDER BY ID") == [
@@ -639,6 +640,7 @@ def test_values_are_converted_per_column_type_and_bad_rows_counted(
          epoch_text("2024-11-02T08:00:00") + " 1440", str(days), '"{\\"a\\":1}"', "0102"],
         ["r2", "19.99", None, None, "false", None, "1730534400.000000000", None, None, '{"a":[1,2]}', None],
         ["r3", "-0.01", None, None, None, None, "1730534400.123000000", None, None, None, None],
+        ["r4", None, None, None, None, None, "1730534400.123456000", None, str(days), None, None],
     ]  # fmt: skip
 
 
