@@ -154,9 +154,10 @@ the format follows [OF]'s test fixtures ``0_1``, unconfirmed).
 * Append: ``POST /v2/streaming/data/databases/{db}/schemas/{schema}/pipes/{pipe}/channels/{channel}/rows``
   [REST-*] with ``continuationToken`` (required [REST-*]), ``offsetToken`` [REST-old][TUT][OF][SB]
   or ``startOffsetToken`` + ``endOffsetToken`` [REST-new][RP] (either form, not both; an empty
-  token counts as none; [AR] sends none), ``requestId`` optional [BP]. Checks, in order: body
-  framing, pipe (404), channel (404 ``ERR_CHANNEL_DOES_NOT_EXIST_OR_IS_NOT_AUTHORIZED``), a channel
-  invalidated by a 409 code answers that code again until it is reopened [ERR][BP], a token from an
+  token counts as none; [AR] sends none), ``requestId`` optional [BP]. Checks, in order: Accept,
+  token, Content-Type, size and body framing, offset parameters, pipe (404), channel (404
+  ``ERR_CHANNEL_DOES_NOT_EXIST_OR_IS_NOT_AUTHORIZED``), streaming faults, a channel invalidated by
+  a 409 code answers that code again until it is reopened [ERR][BP], a token from an
   older client sequencer -> 400 ``STALE_CONTINUATION_TOKEN_SEQUENCER`` "Channel sequencer in the
   continuation token is stale. Please reopen the channel" [REST-*; 400 per SB, SD], a token of the
   current sequencer but not the latest -> 409 ``ERR_CHANNEL_HAS_INVALID_ROW_SEQUENCER`` and the
