@@ -11,6 +11,9 @@ One Starlette app serves:
   snowflake-connector-python connects with ``account="fakesnow", host=..., port=...,
   protocol="http"`` and accepts any credentials;
 * Snowflake's SQL API v2 (``/api/v2/statements``), authenticated as Snowflake does;
+* Snowpipe Streaming's REST API (``/v2/streaming/...``, ``/oauth/token``): see
+  ``streaming_emulator.py``, whose docstring is its reference (settings under ``"streaming"``,
+  its fault actions and ``/__emulator/streaming/...`` control endpoints);
 * control endpoints under ``/__emulator`` for tests (users, faults, settings, request report).
 
 Both protocols use fakesnow's shared in-memory DuckDB (``fakesnow.server.shared_fs``): a row
@@ -242,6 +245,9 @@ Control endpoints (not counted in the request report)
   same order. ``GET`` answers a JSON array of the rules still armed (with ``remaining`` counts,
   ``probability``, ``seed`` and ``taken``, the uses so far); ``DELETE`` clears them
   (``{"cleared": n}``).
+  A ``status`` action may carry ``"body": <any JSON>`` to answer instead of the Snowflake-like
+  body (e.g. a bare string). The streaming actions ``channel_error``, ``fence_channel`` and
+  ``commit_delay_ms`` are described in streaming_emulator.py.
 * ``POST /__emulator/settings`` ``{"async_threshold_ms"?: N, "partition_bytes"?: N, "seed"?: int|null,
   "warehouses"?: {NAME: {"state"?: "STARTED"|"SUSPENDED", "auto_resume"?: bool, "auto_suspend"?:
   int|null, "size"?: str}}}`` (merged; unknown warehouses are created, named exactly as given).
@@ -254,6 +260,8 @@ Control endpoints (not counted in the request report)
   ``statements`` holds one entry per POST /api/v2/statements (``kind`` is the first statement's
   first keyword, "UNKNOWN" without a statement; ``executed`` is false when the answer came from a
   fault or the idempotency store). ``DELETE`` clears the report.
+  Streaming paths are grouped with placeholders for names, and ``by_streaming`` counts them by
+  kind (hostname, token, open, append, status, drop).
 * ``POST /__emulator/reset`` ``{"drop_data"?: false}`` clears faults, the report, stored
   statements and settings, seed and partition_bytes included (users and the login failures
   rule 3 keeps stay); with drop_data it also drops every schema of the bootstrap database and
@@ -307,6 +315,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+import streaming_emulator
 
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
 log = logging.getLogger("snowflake_emulator")
@@ -651,7 +661,7 @@ def verify_pat(users: Users, token: str, now: float) -> User:
 # Faults
 # --------------------------------------------------------------------------------------------
 
-FAULT_ACTIONS = ("status", "snowflake_error", "delay_ms", "drop_connection")
+FAULT_ACTIONS = ("status", "snowflake_error", "delay_ms", "drop_connection", *streaming_emulator.HANDLER_FAULTS)
 
 
 @dataclass
@@ -682,6 +692,7 @@ class Fault:
         phase = spec.get("phase", BEFORE)
         if phase not in (BEFORE, AFTER):
             raise ValueError(f"phase must be {BEFORE} or {AFTER}")
+        streaming_emulator.check_fault(kinds[0], action, match, phase)
         count = spec.get("count", 1)
         if not isinstance(count, int) or count < 1:
             raise ValueError("count must be a positive integer")
@@ -741,7 +752,8 @@ class Fault:
     def answer(self, stmt: Statement | None) -> Answer:
         """The error answer of a status or snowflake_error action."""
         if self.kind == "status":
-            return Answer(self.status, status_fault_body(self.status), self.action.get("headers"))
+            body = self.action["body"] if "body" in self.action else status_fault_body(self.status)
+            return Answer(self.status, body, self.action.get("headers"))
         error = self.action["snowflake_error"]
         body = {
             "code": str(error["code"]),
@@ -936,7 +948,7 @@ def path_key(path: str) -> str:
     path = path.rstrip("/") or "/"
     if path.startswith(STATEMENTS_PATH + "/"):
         return STATEMENTS_PATH + ("/{handle}/cancel" if path.endswith("/cancel") else "/{handle}")
-    return path
+    return streaming_emulator.path_template(path) or path
 
 
 class Report:
@@ -951,12 +963,15 @@ class Report:
             self._total = 0
             self._by_path: Counter[str] = Counter()
             self._by_kind: Counter[str] = Counter()
+            self._by_streaming: Counter[str] = Counter()
             self._statements: list[dict[str, Any]] = []
 
-    def count(self, path: str) -> None:
+    def count(self, path: str, method: str = "") -> None:
         with self._lock:
             self._total += 1
             self._by_path[path_key(path)] += 1
+            if kind := streaming_emulator.request_kind(method, path):
+                self._by_streaming[kind] += 1
 
     def add_statement(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -969,6 +984,7 @@ class Report:
                 "total": self._total,
                 "by_path": dict(self._by_path),
                 "by_kind": dict(self._by_kind),
+                "by_streaming": dict(self._by_streaming),
                 "statements": list(self._statements),
             }
 
@@ -2138,6 +2154,17 @@ class Emulator:
         self.login_failures = LoginFailures()
         self.intercepts = Intercepts(self.settings, self.login_failures)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="statement")
+        self.streaming = streaming_emulator.Streaming(
+            self.engine.lock, self.keypair_principal, lambda account, name: self.users.get(account, name) is not None
+        )
+
+    def keypair_principal(self, token: str) -> streaming_emulator.Principal:
+        """The user of a key-pair JWT for the streaming endpoints (its 401 as a streaming AuthError)."""
+        try:
+            user = verify_keypair_jwt(self.users, token, time.time())
+        except ApiError as e:
+            raise streaming_emulator.AuthError(e.code, e.message) from None
+        return streaming_emulator.Principal.of(user)
 
     # ---- SQL API ---------------------------------------------------------------------------
 
@@ -2365,13 +2392,15 @@ class Emulator:
 
     async def update_settings(self, request: Request) -> dict[str, Any]:
         spec = json.loads(await request.body())
+        if isinstance(spec, dict) and "streaming" in spec:
+            self.streaming.update_settings(spec["streaming"])
         self.settings.update(spec)
         if isinstance(spec, dict) and "seed" in spec:
             self.faults.reseed(spec["seed"])
-        return self.settings.describe()
+        return await self.get_settings(request)
 
     async def get_settings(self, request: Request) -> dict[str, Any]:
-        return self.settings.describe()
+        return {**self.settings.describe(), "streaming": self.streaming.settings.describe()}
 
     async def get_requests(self, request: Request) -> dict[str, Any]:
         return self.report.describe()
@@ -2387,6 +2416,7 @@ class Emulator:
         self.report.clear()
         self.statements.clear()
         self.settings.reset()
+        self.streaming.reset()
         dropped = await asyncio.to_thread(self.engine.drop_data) if spec.get("drop_data") else []
         return {"reset": True, "dropped_schemas": dropped}
 
@@ -2407,10 +2437,13 @@ class TrafficMiddleware:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        self.emulator.report.count(path)
+        self.emulator.report.count(path, method)
         submission = method == "POST" and path.rstrip("/") == STATEMENTS_PATH
         fault = None if submission else self.emulator.faults.take(method, path, None)
         if fault is None:
+            await self.app(scope, receive, send)
+        elif fault.kind in streaming_emulator.HANDLER_FAULTS:
+            scope.setdefault("state", {})[streaming_emulator.FAULT_STATE] = fault
             await self.app(scope, receive, send)
         elif fault.kind == "delay_ms":
             await self.delayed(fault, scope, receive, send)
@@ -2447,6 +2480,7 @@ class TrafficMiddleware:
 
 def create_app(emulator: Emulator) -> Starlette:
     e = emulator
+    streaming = streaming_emulator.StreamingApi(e.streaming)
     control = [
         ("/health", "GET", e.health),
         ("/users", "POST", e.register_user),
@@ -2459,6 +2493,7 @@ def create_app(emulator: Emulator) -> Starlette:
         ("/requests", "GET", e.get_requests),
         ("/requests", "DELETE", e.clear_requests),
         ("/reset", "POST", e.reset),
+        *streaming.control_routes(),
     ]
     routes = [
         *fakesnow.server.routes,
@@ -2466,6 +2501,7 @@ def create_app(emulator: Emulator) -> Starlette:
         Route(STATEMENTS_PATH + "/", e.submit, methods=["POST"]),
         Route(STATEMENTS_PATH + "/{handle}", api_endpoint(e.status), methods=["GET"]),
         Route(STATEMENTS_PATH + "/{handle}/cancel", api_endpoint(e.cancel), methods=["POST"]),
+        *streaming.routes(),
         *(Route(CONTROL_PREFIX + path, control_endpoint(h), methods=[m]) for path, m, h in control),
     ]
 

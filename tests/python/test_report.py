@@ -61,4 +61,4 @@ def test_report_resets(api: SqlApi, control: Control, http: Http) -> None:
     api.submit("SELECT 1")
     assert control.requests()["total"] == 1
     assert http.request("DELETE", "/__emulator/requests").status == 200
-    assert control.requests() == {"total": 0, "by_path": {}, "by_kind": {}, "statements": []}
+    assert control.requests() == {"total": 0, "by_path": {}, "by_kind": {}, "by_streaming": {}, "statements": []}
