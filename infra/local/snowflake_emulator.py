@@ -2160,10 +2160,12 @@ class Emulator:
 
     def keypair_principal(self, token: str) -> streaming_emulator.Principal:
         """The user of a key-pair JWT for the streaming endpoints (its 401 as a streaming AuthError)."""
+        now = time.time()
         try:
-            user = verify_keypair_jwt(self.users, token, time.time())
-        except ApiError as e:
-            raise streaming_emulator.AuthError(e.code, e.message) from None
+            user = verify_keypair_jwt(self.users, token, now)
+        except JwtRejected as rejected:
+            refused = jwt_invalid(self.login_failures.record(rejected, None, now))
+            raise streaming_emulator.AuthError(refused.code, refused.message) from None
         return streaming_emulator.Principal.of(user)
 
     # ---- SQL API ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -215,7 +216,12 @@ def test_hostname_needs_a_valid_keypair_jwt(http: Http, loader: Identity) -> Non
     expired = loader.headers(loader.token(issued_at=int(time.time()) - 7200, lifetime=3600))
     reply = raw_request(http, "GET", "/v2/streaming/hostname", None, {**ACCEPT, **expired})
     assert (reply.status, reply.body["error_code"]) == (401, "390144")
-    assert "[394303 EXPIRED]" in reply.body["message"]
+    failure = re.fullmatch(r"JWT token is invalid\. \[([0-9a-f-]{36})\]", reply.body["message"])
+    assert failure is not None, reply.body["message"]
+    details = SqlApi(http, loader.headers(), "TRACKLAYER", "EVENTS").rows(
+        f"SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('{failure.group(1)}'), 'errorCode')"
+    )
+    assert details == [["JWT_TOKEN_EXPIRED"]]
     pat = {**ACCEPT, **loader.headers(), "X-Snowflake-Authorization-Token-Type": "PROGRAMMATIC_ACCESS_TOKEN"}
     reply = raw_request(http, "GET", "/v2/streaming/hostname", None, pat)
     assert (reply.status, reply.body["error_code"]) == (401, "390101")
