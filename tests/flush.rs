@@ -536,7 +536,9 @@ async fn loaded_age_is_counted_from_the_staging_messages_sent_timestamp() {
     let after_flush = tracklayer::report::now_ms();
     assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
     assert_eq!(report.events_loaded, valid as u64);
-    let age = report.loaded_age_ms.expect("rows landed, so their age is reported");
+    let age = report
+        .loaded_age_ms
+        .expect("rows landed, so their age is reported");
     // SQS stamped the chunks while they were staged; their rows landed during the run.
     assert!(
         age <= after_flush - before_staging,
