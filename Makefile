@@ -25,7 +25,7 @@ DBT_REQUIREMENTS := infra/dbt/requirements.txt
 DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
 
 .PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
-	demo sam-validate sam-build sam-deploy deny deny-advisories fuzz bench chaos fmt lint clean
+	demo redrive-local sam-validate sam-build sam-deploy deny deny-advisories fuzz bench chaos fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -74,6 +74,14 @@ demo: venv venv-dbt ## Run the whole pipeline locally: generate, ingest, flush, 
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
 	  $(PY) infra/local/demo.py || status=$$?; \
+	  $(MAKE) --no-print-directory stack-down; \
+	  exit $$status
+
+redrive-local: venv ## Dead-letter events and chunks by a misconfiguration, fix it, redrive both DLQs, check each event loads once
+	@$(CARGO) build --locked -p ingest -p flush
+	@$(MAKE) --no-print-directory stack-up
+	@status=0; \
+	  $(PY) infra/local/redrive.py || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 

@@ -520,3 +520,41 @@ async fn chunk_delivered_twice_at_once_loads_once() {
         "each chunk landed once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loaded_age_is_counted_from_the_staging_messages_sent_timestamp() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fage");
+    let before_staging = tracklayer::report::now_ms();
+    let (valid, _) = stage(&sqs, &queue, &tag, 200, 0, 1_000_000).await;
+    let staged = tracklayer::report::now_ms();
+    let flush = flusher(config(&queue)).await;
+    let flush_started = tracklayer::report::now_ms();
+    let report = run(&flush, FlushRequest::default()).await;
+    let after_flush = tracklayer::report::now_ms();
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.events_loaded, valid as u64);
+    let age = report
+        .loaded_age_ms
+        .expect("rows landed, so their age is reported");
+    // SQS stamped the chunks while they were staged; their rows landed during the run.
+    assert!(
+        age <= after_flush - before_staging,
+        "age {age} ms, but staging began {} ms before the run ended",
+        after_flush - before_staging
+    );
+    // ...and they had waited at least from the end of staging to the start of the run.
+    assert!(
+        age >= flush_started - staged,
+        "age {age} ms, but {} ms passed between staging and the run",
+        flush_started - staged
+    );
+    let line: Value = serde_json::from_str(&report.to_line()).unwrap();
+    assert_eq!(line["LoadedEventAgeSeconds"], age as f64 / 1000.0);
+
+    let empty = run(&flush, FlushRequest::default()).await;
+    assert_eq!(empty.status, FlushStatus::Empty);
+    assert_eq!(empty.loaded_age_ms, None);
+}

@@ -22,6 +22,10 @@ Needs a running local stack (`.venv/bin/python infra/local/stack.py up`) and the
 6. run the guide's sample queries (infra/sql/sample_queries.sql);
 7. ``dbt build`` of infra/dbt (skipped, with a note, when the dbt executable is missing).
 
+It ends by printing where each of these is seen in AWS: the dashboard and alarms of
+template.yaml (read from it), the functions' logs, the dead-letter queue redrive commands, and
+the quarantine queries (the first one run on the local stack).
+
 Exit status 0 when every step worked and every event is accounted for (duplicates are reported
 loudly but do not fail the demo); 1 otherwise; 2 for a setup error (no stack, no binaries). The
 functions' logs go to ``$STACK_DIR/logs/demo-*.log``, dbt's output to ``demo-dbt.log`` there.
@@ -57,6 +61,8 @@ sys.path.insert(0, str(HERE))
 from lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_client  # noqa: E402
 
 GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
+QUARANTINE_QUERIES_FILE = REPO / "infra" / "sql" / "quarantine_queries.sql"
+TEMPLATE = REPO / "template.yaml"
 DBT_PROJECT = REPO / "infra" / "dbt"
 DBT_VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
 STEPS = 7
@@ -950,6 +956,62 @@ def run_dbt(demo: Demo, dbt: Path) -> tuple[bool, str, list[dict[str, Any]], str
     return status == 0, output, results, schema
 
 
+def template_names(kind: str) -> list[str]:
+    """Logical ids of template.yaml's resources of one type (read as text: no YAML dependency)."""
+    text = TEMPLATE.read_text() if TEMPLATE.is_file() else ""
+    return re.findall(rf"^  (\w+):\n    Type: {re.escape(kind)}$", text, re.M)
+
+
+def template_outputs() -> list[str]:
+    text = TEMPLATE.read_text() if TEMPLATE.is_file() else ""
+    outputs = text.split("\nOutputs:\n", 1)[1] if "\nOutputs:\n" in text else ""
+    return re.findall(r"^  (\w+):$", outputs, re.M)
+
+
+def where_in_aws(wh: Warehouse, reports: list[dict[str, Any]]) -> None:
+    """Where each thing the demo showed is seen once deployed."""
+    loaded = [r for r in reports if r.get("loaded_age_ms") is not None]
+    outputs = set(template_outputs())
+    say()
+    say("Where to see this in AWS once deployed (docs/operations.md), with the stack's outputs:")
+    say('  STACK=tracklayer-snowflake; output() { aws cloudformation describe-stacks --stack-name "$STACK" '
+        "--query \"Stacks[0].Outputs[?OutputKey=='$1'].OutputValue\" --output text; }")
+    say("  dashboard   $(output DashboardUrl)" + ("" if "DashboardUrl" in outputs else "  (missing from template.yaml!)"))
+    say("              events loaded, rejected and staged per minute; freshness (LoadedEventAgeSeconds); queue depth")
+    say("              and age of the oldest message; dead-letter queues; function errors, throttles, duration;")
+    say("              Snowflake statements per flush run"
+        + (f" (this demo's flush: {sum(int(r.get('statements', 0)) for r in reports)} statements, oldest chunk "
+           f"{max(int(r['loaded_age_ms']) for r in loaded) / 1000:.1f} s on the staging queue)" if loaded else ""))
+    alarms = template_names("AWS::CloudWatch::Alarm")
+    say(f"  alarms      $(output AlarmsUrl): {', '.join(alarms)}")
+    say("              every one notifies AlarmTopicArn when set (docs/operations.md, Alarms)")
+    say("  logs        CloudWatch Logs /aws/lambda/$(output IngestFunctionName) and $(output FlushFunctionName): one JSON")
+    say("              summary line per invocation, as in the demo-*.log files above (Logs Insights: filter ispresent(error))")
+    say("  redrive     after fixing the cause of a message in a dead-letter queue:")
+    say('              aws sqs start-message-move-task --source-arn "$(output EventsDeadLetterQueueArn)" '
+        '--destination-arn "$(output EventsQueueArn)"')
+    say('              aws sqs start-message-move-task --source-arn "$(output StagingDeadLetterQueueArn)" '
+        '--destination-arn "$(output StagingQueueArn)"')
+    say('              aws sqs list-message-move-tasks --source-arn "$(output EventsDeadLetterQueueArn)"   '
+        "(locally: make redrive-local)")
+    say(f"  quarantine  {QUARANTINE_QUERIES_FILE.relative_to(REPO)} in a worksheet: by reason and day, the latest five "
+        "examples per reason, by merchant;")
+    if not QUARANTINE_QUERIES_FILE.is_file():
+        say("              (the file is missing)")
+        return
+    text = "\n".join(line for line in QUARANTINE_QUERIES_FILE.read_text().splitlines() if not line.startswith("--"))
+    first = next(q.strip() for q in text.split(";") if q.strip())
+    import snowflake.connector.errors
+
+    try:
+        columns, rows = wh.query(first)
+    except snowflake.connector.errors.Error as e:
+        say(f"              (the first query failed here: {e})")
+        return
+    say("              the first one on this stack:")
+    print_table(columns, rows, indent="                ", limit=TABLE_ROWS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events to send (20000)")
@@ -1220,7 +1282,6 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as e:  # noqa: BLE001 - a preview only
                     say(f"    (customer preview unavailable: {e})")
         demo.timed("7 dbt build", t, "OK" if ok else "FAILED")
-    wh.close()
 
     # ---- summary
     total = time.monotonic() - demo_started
@@ -1239,6 +1300,8 @@ def main(argv: list[str] | None = None) -> int:
         say("DEMO FAILED:")
         for problem in demo.problems:
             say(f"  - {problem}")
+        where_in_aws(wh, reports)
+        wh.close()
         return 1
     say()
     say(f"Demo OK: {fmt_int(n_sent)} events sent, {fmt_int(loaded)} loaded, {fmt_int(quarantined)} quarantined, "
@@ -1246,6 +1309,8 @@ def main(argv: list[str] | None = None) -> int:
     say("To explore the data yourself, keep a stack running (`make stack-up`, then this script), and query it:")
     say(f"  .venv/bin/python infra/local/sfquery.py --port {port} "
         "\"SELECT REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED LIMIT 5\"")
+    where_in_aws(wh, reports)
+    wh.close()
     return 0
 
 

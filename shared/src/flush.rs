@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::config::{ConfigError, env_opt, env_parse, env_required};
 use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
-use crate::report::{Metric, emf_line};
+use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Statement, Table};
 use crate::staging::StagedChunk;
@@ -162,6 +162,10 @@ pub struct FlushReport {
     pub chunks_redelivered: u64,
     /// Rows of those chunks that were already in the table, so not inserted again.
     pub rows_already_loaded: u64,
+    /// How long the oldest staged chunk whose rows landed this run had waited on the staging
+    /// queue, from its SQS `SentTimestamp` to the moment its rows landed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_age_ms: Option<u64>,
     /// The first error, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -178,7 +182,7 @@ impl FlushReport {
             _ => Map::new(),
         };
         fields.insert("message".into(), Value::from("flush run summary"));
-        let metrics = [
+        let mut metrics = vec![
             Metric {
                 name: "EventsLoaded",
                 value: self.events_loaded as f64,
@@ -199,7 +203,13 @@ impl FlushReport {
                 value: self.duration_ms as f64,
                 unit: "Milliseconds",
             },
+            Metric {
+                name: "Statements",
+                value: self.statements as f64,
+                unit: "Count",
+            },
         ];
+        metrics.extend(loaded_age_metric(self.loaded_age_ms));
         emf_line("flush", "scheduled", fields, &metrics)
     }
 }
@@ -228,6 +238,8 @@ struct Run {
     /// Staged chunks taken this run: SQS may deliver a message twice, and a message is
     /// deleted only when every statement holding its rows landed.
     ledger: Ledger,
+    /// `SentTimestamp` of each message taken this run, by receipt handle, for `loaded_age_ms`.
+    sent: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// The four kinds of statement: per table, and whether rows already loaded are skipped.
@@ -280,6 +292,7 @@ impl Flush {
             stop: AtomicBool::new(false),
             report: Mutex::new(FlushReport::default()),
             ledger: Ledger::default(),
+            sent: std::sync::Mutex::default(),
         });
 
         // The probe is a plain receive: if nothing waits, Snowflake is never contacted.
@@ -443,6 +456,12 @@ impl Flush {
             }
         };
         drop(message.body);
+        if let Some(sent) = sent_timestamp(&message.attributes) {
+            run.sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(receipt.clone(), sent.to_string());
+        }
         match run.ledger.take(chunk.id, receipt.clone()) {
             Taken::New => {}
             Taken::Copy => return,
@@ -549,6 +568,10 @@ impl Flush {
                 match chunk {
                     Settled::Landed(receipts) => {
                         report.chunks_loaded += 1;
+                        let sent = run.sent.lock().unwrap_or_else(|e| e.into_inner());
+                        let now = now_ms();
+                        let ages = receipts.iter().filter_map(|r| age_ms(sent.get(r)?, now));
+                        report.loaded_age_ms = report.loaded_age_ms.max(ages.max());
                         delete.extend(receipts);
                     }
                     Settled::Failed(receipts) => {
@@ -570,6 +593,7 @@ impl Flush {
             .wait_time_seconds(wait_seconds)
             .visibility_timeout(self.config.visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map(|out| out.messages.unwrap_or_default())
@@ -766,6 +790,16 @@ fn received_before(attributes: &Option<HashMap<MessageSystemAttributeName, Strin
         .is_some_and(|count| count > 1)
 }
 
+/// The message's SQS `SentTimestamp` (epoch milliseconds), when it was asked for and sent.
+fn sent_timestamp(
+    attributes: &Option<HashMap<MessageSystemAttributeName, String>>,
+) -> Option<&str> {
+    attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::SentTimestamp)
+        .map(String::as_str)
+}
+
 fn count_rows(report: &mut FlushReport, table: Table, outcome: &ChunkOutcome) {
     match table {
         Table::RawEvents => report.events_loaded += outcome.loaded,
@@ -820,5 +854,54 @@ mod tests {
         }
         assert_eq!(line["status"], "loaded");
         assert_eq!(line["EventsLoaded"], 10.0);
+    }
+
+    fn declared_metrics(line: &Value) -> Vec<String> {
+        line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn report_line_has_statements_and_the_age_of_what_landed() {
+        let report = FlushReport {
+            status: FlushStatus::Loaded,
+            statements: 3,
+            loaded_age_ms: Some(7_250_000),
+            ..FlushReport::default()
+        };
+        let line: Value = serde_json::from_str(&report.to_line()).unwrap();
+        assert_eq!(line["Statements"], 3.0);
+        assert_eq!(line["LoadedEventAgeSeconds"], 7250.0);
+        assert_eq!(line["loaded_age_ms"], 7_250_000);
+        let declared = declared_metrics(&line);
+        assert!(declared.contains(&"Statements".to_string()), "{declared:?}");
+        assert!(
+            declared.contains(&"LoadedEventAgeSeconds".to_string()),
+            "{declared:?}"
+        );
+    }
+
+    #[test]
+    fn report_line_has_no_age_when_nothing_landed() {
+        let line: Value = serde_json::from_str(&FlushReport::default().to_line()).unwrap();
+        assert!(line.get("LoadedEventAgeSeconds").is_none(), "{line}");
+        assert!(line.get("loaded_age_ms").is_none(), "{line}");
+        assert!(!declared_metrics(&line).contains(&"LoadedEventAgeSeconds".to_string()));
+        assert_eq!(line["Statements"], 0.0);
+    }
+
+    #[test]
+    fn reads_the_sent_timestamp_attribute() {
+        let attributes = Some(HashMap::from([(
+            MessageSystemAttributeName::SentTimestamp,
+            "1767225600000".to_string(),
+        )]));
+        assert_eq!(sent_timestamp(&attributes), Some("1767225600000"));
+        assert_eq!(sent_timestamp(&None), None);
+        assert_eq!(sent_timestamp(&Some(HashMap::new())), None);
     }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::config::{ConfigError, env_opt, env_parse, env_required};
 use crate::event::parse_body;
 use crate::load::{Chunk, ChunkLoad, Chunker, LoadSettings, Loader, MessageRows};
-use crate::report::{Metric, emf_line};
+use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
 use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message};
@@ -114,6 +114,9 @@ pub struct IngestSummary {
     pub bytes: usize,
     /// Messages reported as failed (SQS redelivers them).
     pub failed_messages: usize,
+    /// Stream mode: how long the oldest message whose rows landed had waited on the events
+    /// queue, from its SQS `SentTimestamp` to the moment its rows landed.
+    pub loaded_age_ms: Option<u64>,
     /// Wall time.
     pub duration_ms: u64,
     /// The first error that failed messages, and its fix.
@@ -138,7 +141,10 @@ impl IngestSummary {
             fields.insert("error".into(), json!(error));
             fields.insert("fix".into(), json!(fix));
         }
-        let metrics = [
+        if let Some(age) = self.loaded_age_ms {
+            fields.insert("loaded_age_ms".into(), json!(age));
+        }
+        let mut metrics = vec![
             Metric {
                 name: "EventsLoaded",
                 value: self.loaded as f64,
@@ -165,6 +171,7 @@ impl IngestSummary {
                 unit: "Milliseconds",
             },
         ];
+        metrics.extend(loaded_age_metric(self.loaded_age_ms));
         emf_line("ingest", self.mode, fields, &metrics)
     }
 }
@@ -292,6 +299,9 @@ impl Ingest {
                 stage(sqs, queue_url, &chunks, &mut summary).await
             }
         };
+        if self.mode() == LoadMode::Stream {
+            summary.loaded_age_ms = oldest_landed_age_ms(records, &messages, &failed, now_ms());
+        }
         let mut response = SqsBatchResponse::default();
         for index in &failed {
             let mut failure = BatchItemFailure::default();
@@ -310,6 +320,21 @@ fn received_before(record: &SqsMessage) -> bool {
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse::<u32>().ok())
         .is_some_and(|n| n > 1)
+}
+
+/// The age of the oldest message whose rows landed: it has rows and is not among `failed`.
+fn oldest_landed_age_ms(
+    records: &[SqsMessage],
+    messages: &[MessageRows<'_>],
+    failed: &BTreeSet<usize>,
+    now_ms: u64,
+) -> Option<u64> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !failed.contains(&i) && !messages[i].parsed.is_empty())
+        .filter_map(|(_, r)| age_ms(r.attributes.get("SentTimestamp")?, now_ms))
+        .max()
 }
 
 fn fail_all(messages: usize) -> BTreeSet<usize> {
@@ -495,4 +520,82 @@ async fn stage(
         failed.extend(chunks[index].messages.iter().copied());
     }
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn record(id: &str, body: &str, sent: &str) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(id.into());
+        record.body = Some(body.into());
+        record
+            .attributes
+            .insert("SentTimestamp".into(), sent.into());
+        record
+    }
+
+    #[test]
+    fn loaded_age_counts_only_messages_whose_rows_landed() {
+        let event = r#"{"event_id":"e1","event_time":"2026-01-01T00:00:00Z","merchant_id":"m","event_name":"purchase"}"#;
+        let records = [
+            record("a", event, "1767225600000"),
+            record("b", event, "1767225500000"),
+            record("c", "[]", "1767225000000"),
+        ];
+        let messages: Vec<MessageRows<'_>> = records
+            .iter()
+            .map(|r| MessageRows {
+                message_id: r.message_id.as_deref().unwrap(),
+                parsed: parse_body(r.body.as_deref().unwrap()),
+            })
+            .collect();
+        let now = 1_767_225_660_000;
+        // "b" is older but failed; "c" holds no event.
+        let failed = BTreeSet::from([1]);
+        assert_eq!(
+            oldest_landed_age_ms(&records, &messages, &failed, now),
+            Some(60_000)
+        );
+        assert_eq!(
+            oldest_landed_age_ms(&records, &messages, &BTreeSet::new(), now),
+            Some(160_000)
+        );
+        assert_eq!(
+            oldest_landed_age_ms(&records, &messages, &BTreeSet::from([0, 1]), now),
+            None
+        );
+    }
+
+    #[test]
+    fn summary_line_declares_the_loaded_age_only_when_rows_landed() {
+        let summary = IngestSummary {
+            mode: "stream",
+            loaded: 2,
+            loaded_age_ms: Some(1_500),
+            ..IngestSummary::default()
+        };
+        let line: Value = serde_json::from_str(&summary.to_line()).unwrap();
+        assert_eq!(line["LoadedEventAgeSeconds"], 1.5);
+        assert_eq!(line["loaded_age_ms"], 1_500);
+        let names = |line: &Value| -> Vec<String> {
+            line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(names(&line).contains(&"LoadedEventAgeSeconds".to_string()));
+        let staged = IngestSummary {
+            mode: "scheduled",
+            staged: 2,
+            ..IngestSummary::default()
+        };
+        let line: Value = serde_json::from_str(&staged.to_line()).unwrap();
+        assert!(line.get("LoadedEventAgeSeconds").is_none(), "{line}");
+        assert!(!names(&line).contains(&"LoadedEventAgeSeconds".to_string()));
+    }
 }

@@ -25,10 +25,7 @@ pub fn emf_line(
     fields: Map<String, Value>,
     metrics: &[Metric],
 ) -> String {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
+    let timestamp = now_ms();
     let mut record = fields;
     record.insert("Function".into(), json!(function));
     record.insert("Mode".into(), json!(mode));
@@ -49,9 +46,47 @@ pub fn emf_line(
     Value::Object(record).to_string()
 }
 
+/// Milliseconds since the Unix epoch, the unit of SQS's `SentTimestamp` and EMF's `Timestamp`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// How long ago, at `now_ms`, SQS stamped a message's `SentTimestamp` (epoch milliseconds as
+/// text); `None` when the attribute is not a number.
+pub fn age_ms(sent_timestamp: &str, now_ms: u64) -> Option<u64> {
+    let sent: u64 = sent_timestamp.trim().parse().ok()?;
+    Some(now_ms.saturating_sub(sent))
+}
+
+/// The `LoadedEventAgeSeconds` metric: how long the oldest message whose rows landed in this
+/// invocation had waited on its queue (see docs/operations.md, "Freshness").
+pub fn loaded_age_metric(loaded_age_ms: Option<u64>) -> Option<Metric> {
+    loaded_age_ms.map(|ms| Metric {
+        name: "LoadedEventAgeSeconds",
+        value: ms as f64 / 1000.0,
+        unit: "Seconds",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_is_counted_from_the_sent_timestamp() {
+        assert_eq!(age_ms("1767225600000", 1_767_225_612_345), Some(12_345));
+        assert_eq!(age_ms("1767225600000", 1_767_225_599_000), Some(0));
+        assert_eq!(age_ms("soon", 1_767_225_600_000), None);
+        let metric = loaded_age_metric(Some(90_500)).unwrap();
+        assert_eq!(
+            (metric.name, metric.value, metric.unit),
+            ("LoadedEventAgeSeconds", 90.5, "Seconds")
+        );
+        assert_eq!(loaded_age_metric(None), None);
+    }
 
     #[test]
     fn emf_line_declares_every_metric_with_its_value() {
