@@ -619,3 +619,48 @@ async fn lock_contention_is_retried_and_the_rows_land_once() {
         50
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a local Snowflake that splits large results into partitions (issue 12, section 1); run with --ignored once it does"]
+async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    let tag = unique("parts");
+    let bodies = tagged_events(&tag, 3_000, 19, 0);
+    let mut ids = Vec::new();
+    let parsed = messages(&tag, &bodies, &mut ids);
+    let statements = Chunker::new(1_000_000)
+        .chunk(&parsed)
+        .iter()
+        .map(Chunk::statement)
+        .collect();
+    for result in loader.run_all(statements, deadline()).await {
+        result.unwrap();
+    }
+    let select = tracklayer::snowflake::Statement::new(format!(
+        "SELECT EVENT_ID, RAW_PAYLOAD, PROPERTIES FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' ORDER BY EVENT_ID"
+    ));
+    let first = loader.run(select.clone(), deadline()).await.unwrap();
+    assert_eq!(first.rows.len(), 3_000);
+    emulator.clean().await;
+    // The same statement again: answered at once from its stored result, so the first GET is
+    // the fetch of partition 1.
+    emulator
+        .fault(json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"status": 503}}))
+        .await;
+    let again = loader
+        .run(
+            tracklayer::snowflake::Statement {
+                resubmission: true,
+                ..select
+            },
+            deadline(),
+        )
+        .await;
+    let faults_left = emulator.faults().await;
+    emulator.clean().await;
+    assert_eq!(faults_left, json!([]), "a partition fetch met the 503");
+    assert_eq!(again.unwrap().rows, first.rows);
+}

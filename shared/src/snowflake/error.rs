@@ -405,14 +405,14 @@ impl SnowflakeError {
     }
 }
 
-/// `the secret's warehouse (now "tracklayer_wh", i.e. exactly tracklayer_wh)`.
+/// `the secret's warehouse ("tracklayer_wh", which means exactly tracklayer_wh)`.
 fn setting(field: &str, value: Option<&Identifier>) -> String {
     match value {
         Some(id) if id.written() == id.as_str() => {
             format!("the secret's {field} ({})", id.written())
         }
         Some(id) => format!(
-            "the secret's {field} (written {}, meaning {})",
+            "the secret's {field} ({}, which means exactly {})",
             id.written(),
             id.as_str()
         ),
@@ -578,14 +578,14 @@ mod tests {
             (422, "003001", "Insufficient privileges to operate on table 'RAW_EVENTS'", Permission, &["GRANT USAGE", "role TRACKLAYER_WRITER"]),
             (422, "002003", "Object 'RAW_EVENTS' does not exist or not authorized.", Permission, &["GRANT USAGE", "role TRACKLAYER_WRITER"]),
             (422, "003540", "", Permission, &["GRANT USAGE"]),
-            (422, "000606", "No active warehouse selected in the current session.", Warehouse, &["warehouse (written analytics_wh, meaning ANALYTICS_WH)", "SHOW WAREHOUSES", "\"Analytics_wh\"", "queued"]),
+            (422, "000606", "No active warehouse selected in the current session.", Warehouse, &["warehouse (analytics_wh, which means exactly ANALYTICS_WH)", "SHOW WAREHOUSES", "\"Analytics_wh\"", "queued"]),
             (422, "000608", "Warehouse 'ANALYTICS_WH' is suspended.", Warehouse, &["ALTER WAREHOUSE ANALYTICS_WH SET AUTO_RESUME = TRUE", "TO ROLE TRACKLAYER_WRITER"]),
             (422, "090073", "", Warehouse, &["resource monitor"]),
-            (422, "391918", "Unable to run the command without specifying database/warehouse", Configuration, &["database (written tracklayer, meaning TRACKLAYER)", "warehouse (written analytics_wh, meaning ANALYTICS_WH)", "upper-case name", "queued"]),
-            (422, "090105", "Cannot perform CREATE TABLE. This session does not have a current database.", Configuration, &["database (written tracklayer, meaning TRACKLAYER)", "SHOW DATABASES", "\"Analytics_wh\"", "queued"]),
-            (422, "090106", "This session does not have a current schema.", Configuration, &["schema (written \"Events\", meaning Events)", "SHOW SCHEMAS", "queued"]),
+            (422, "391918", "Unable to run the command without specifying database/warehouse", Configuration, &["database (tracklayer, which means exactly TRACKLAYER)", "warehouse (analytics_wh, which means exactly ANALYTICS_WH)", "upper-case name", "queued"]),
+            (422, "090105", "Cannot perform CREATE TABLE. This session does not have a current database.", Configuration, &["database (tracklayer, which means exactly TRACKLAYER)", "SHOW DATABASES", "\"Analytics_wh\"", "queued"]),
+            (422, "090106", "This session does not have a current schema.", Configuration, &["schema (\"Events\", which means exactly Events)", "SHOW SCHEMAS", "queued"]),
             (422, "390189", "Role 'X' specified in the connect string does not exist or not authorized.", Configuration, &["role (TRACKLAYER_WRITER)", "SHOW ROLES", "GRANT ROLE TRACKLAYER_WRITER"]),
-            (422, "390201", "The requested database does not exist or not authorized.", Configuration, &["database (written tracklayer", "schema (written \"Events\"", "warehouse (written analytics_wh", "role (TRACKLAYER_WRITER)"]),
+            (422, "390201", "The requested database does not exist or not authorized.", Configuration, &["database (tracklayer, which means", "schema (\"Events\", which means", "warehouse (analytics_wh, which means", "role (TRACKLAYER_WRITER)"]),
             (422, "000904", "SQL compilation error: error line 1 at position 7\ninvalid identifier 'RAW_PAYLOAD'", Configuration, &["Table TRACKLAYER.\"Events\".RAW_EVENTS has no column RAW_PAYLOAD", "infra/sql/raw_events.sql", "Nothing was quarantined"]),
             (422, "002023", "SQL compilation error: Expression type does not match column data type, expecting NUMBER(18,4) but got VARCHAR for column VALUE", Configuration, &["Column VALUE of table TRACKLAYER.\"Events\".RAW_EVENTS", "ALTER the column", "Nothing was quarantined"]),
             (422, "002014", "SQL compilation error: Invalid expression [PARSE_JSON(?)] in VALUES clause", Configuration, &["could not compile", "TRACKLAYER.\"Events\".RAW_EVENTS", "Nothing was quarantined"]),
