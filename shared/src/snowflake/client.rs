@@ -392,7 +392,8 @@ impl Client {
                 }
                 Err(err) => {
                     let until = last_submission.unwrap_or_else(Instant::now);
-                    self.wait_to_retry(err, attempt, until, statement).await?;
+                    self.wait_to_retry(err, attempt, until, statement, true)
+                        .await?;
                 }
             }
         };
@@ -403,14 +404,16 @@ impl Client {
         Ok(result)
     }
 
-    /// After a failure of attempt `attempt`: waits `Retry-After` (or a backoff) when the failure
-    /// is transient, attempts are left and the wait ends before `until`; else returns it.
+    /// After a failure of attempt `attempt` (of a submission, else of a partition fetch): waits
+    /// `Retry-After` (or a backoff) when the failure is transient, attempts are left and the
+    /// wait ends before `until`; else returns it.
     async fn wait_to_retry(
         &self,
         err: SnowflakeError,
         attempt: u32,
         until: Instant,
         statement: &Statement,
+        submission: bool,
     ) -> Result<(), SnowflakeError> {
         if err.kind() != ErrorKind::Transient || attempt >= self.retry.max_attempts {
             return Err(err);
@@ -421,13 +424,13 @@ impl Client {
         if Instant::now() + pause >= until {
             return Err(err);
         }
-        tracing::warn!(
-            request_id = %statement.request_id,
-            attempt,
-            error = %err,
-            wait_ms = pause.as_millis() as u64,
-            "transient Snowflake failure; trying again"
-        );
+        let wait_ms = pause.as_millis() as u64;
+        let request_id = statement.request_id.to_string();
+        if submission {
+            tracing::warn!(request_id, attempt, error = %err, wait_ms, "transient Snowflake failure; resubmitting with retry=true");
+        } else {
+            tracing::warn!(request_id, attempt, error = %err, wait_ms, "transient Snowflake failure; fetching the result partition again");
+        }
         tokio::time::sleep(pause).await;
         Ok(())
     }
@@ -630,7 +633,10 @@ impl Client {
                             ),
                         });
                     }
-                    Err(e) => self.wait_to_retry(e, attempt, until, statement).await?,
+                    Err(e) => {
+                        self.wait_to_retry(e, attempt, until, statement, false)
+                            .await?
+                    }
                 }
             };
             rows.extend(part.data.unwrap_or_default());
