@@ -664,3 +664,35 @@ async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
     assert_eq!(faults_left, json!([]), "a partition fetch met the 503");
     assert_eq!(again.unwrap().rows, first.rows);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_contention_answered_by_a_poll_submits_the_statement_again() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    // Every poll answers that the statement failed on a lock: polling again cannot help.
+    emulator
+        .fault(json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}}))
+        .await;
+    let tag = unique("polllock");
+    let chunk = one_chunk(&tag, 30).await;
+    let result = loader.run(chunk.statement(), deadline()).await;
+    let report = emulator.requests().await;
+    emulator.clean().await;
+    let result = result.unwrap();
+    assert_eq!(
+        result.attempts, 2,
+        "submitted again after the poll's 000625: {report}"
+    );
+    assert_eq!(
+        report["by_path"]["/api/v2/statements/{handle}"], 1,
+        "one poll, not polling until the deadline: {report}"
+    );
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        30,
+        "retry=true: the execution that did land is not run again"
+    );
+}

@@ -5,10 +5,11 @@
 //!
 //! - It is submitted with `async=true` (`sqlapi.yaml`: "execute the statement asynchronously and
 //!   return the statement handle"), so the POST answers at once with a handle. A resubmission
-//!   (same requestId, `retry=true`) happens only when no handle came back: the POST failed in
-//!   transport, or answered 429 or 5xx. Once a handle is known it is polled, never resubmitted,
-//!   so what Snowflake does with `retry=true` while the first execution still runs (undocumented)
-//!   never matters.
+//!   (same requestId, `retry=true`) happens only when no handle came back (the POST failed in
+//!   transport, or answered 429 or 5xx) or when the statement itself failed transiently (000625,
+//!   lock contention: it did not run). A running statement is polled, never resubmitted, so what
+//!   Snowflake does with `retry=true` while the first execution still runs (undocumented) never
+//!   matters.
 //! - Every submission carries `timeout` = the whole seconds left before the deadline minus
 //!   [`TIMEOUT_MARGIN`] (1 s). Without it Snowflake lets the statement run for
 //!   STATEMENT_TIMEOUT_IN_SECONDS (two days by default) after we gave up; `0` would mean the
@@ -387,8 +388,17 @@ impl Client {
             let resubmit = statement.resubmission || attempt > 1;
             match self.submit(statement, resubmit, deadline).await {
                 Ok(Outcome::Done(answer)) => break answer,
+                // A statement that failed transiently (000625: lock contention) is done and
+                // did not run: it is submitted again like a submission that failed.
                 Ok(Outcome::Running(handle)) => {
-                    break self.follow(&handle, statement, deadline).await?;
+                    match self.follow(&handle, statement, deadline).await {
+                        Ok(answer) => break answer,
+                        Err(err) => {
+                            let until = last_submission.unwrap_or_else(Instant::now);
+                            self.wait_to_retry(err, attempt, until, statement, true)
+                                .await?;
+                        }
+                    }
                 }
                 Err(err) => {
                     let until = last_submission.unwrap_or_else(Instant::now);
@@ -521,7 +531,9 @@ impl Client {
             match outcome {
                 Ok(Outcome::Done(answer)) => return Ok(answer),
                 Ok(Outcome::Running(_)) => wait = next,
-                Err(e) if e.kind() == ErrorKind::Transient => {
+                // A 422 is the statement's own final answer, even when transient: polling again
+                // would only read it again.
+                Err(e) if e.kind() == ErrorKind::Transient && !is_statement_failure(&e) => {
                     tracing::warn!(statement_handle = handle, error = %e, "polling failed; polling again");
                     wait = next.max(e.retry_after().unwrap_or_default());
                 }
@@ -650,6 +662,12 @@ impl Client {
             attempts: 1,
         })
     }
+}
+
+/// Whether `e` is a statement's final failure (`sqlapi.yaml`: 422, "An error occurred when
+/// executing the statement") rather than a failure to reach it.
+fn is_statement_failure(e: &SnowflakeError) -> bool {
+    matches!(e, SnowflakeError::Api(api) if api.http_status == 422)
 }
 
 /// When polling stops for a statement due by `deadline`.
