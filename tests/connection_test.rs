@@ -195,7 +195,154 @@ async fn invalid_token_says_to_issue_a_new_one() {
             .detail
             .contains("programmatic access token")
     );
-    assert!(fix(&report, "authentication").contains("PROGRAMMATIC ACCESS TOKEN"));
+    let fix = fix(&report, "authentication");
+    assert!(fix.contains("PROGRAMMATIC ACCESS TOKEN"), "{fix}");
+    assert!(
+        fix.contains("invalid, expired or revoked") && fix.contains("no network policy"),
+        "both causes of 394400: {fix}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_refusal_shows_the_login_failure_id_and_the_query_that_reads_the_reason() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    // Snowflake's message for a refused JWT carries only a UUID (key-pair troubleshooting doc).
+    emulator
+        .fault(json!({"match": {"statement_contains": "CURRENT_USER"}, "count": 5, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"}}}))
+        .await;
+    let setup = Setup::new().await;
+    let report = setup.run(Mode::Check).await;
+    emulator.clean().await;
+    assert_fails_at(&report, "authentication");
+    let fix = fix(&report, "authentication");
+    for part in [
+        "login failure 0ce9eb56-821d-4ca9-a774-04ae89a0cf5a",
+        "SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('0ce9eb56-821d-4ca9-a774-04ae89a0cf5a'), 'errorCode');",
+        "fingerprint SHA256:",
+        &format!("ALTER USER {} SET RSA_PUBLIC_KEY='MII", setup.user),
+    ] {
+        assert!(fix.contains(part), "{part:?} not in {fix}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_written_in_lower_case_as_the_guide_does_pass_every_check() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    for (field, value) in [
+        ("role", "tracklayer_writer"),
+        ("warehouse", "tracklayer_wh"),
+        ("database", "tracklayer"),
+        ("schema", "events"),
+    ] {
+        setup.secret[field] = json!(value);
+    }
+    let report = setup.run(Mode::TestSync).await;
+    assert!(report.ok, "{report:#?}");
+    assert!(
+        report.checks.iter().all(|c| c.status == Status::Pass),
+        "{report:#?}"
+    );
+    let secret = &report.check("secret").unwrap().detail;
+    assert!(
+        secret.contains(
+            "database TRACKLAYER, schema EVENTS, warehouse TRACKLAYER_WH, role TRACKLAYER_WRITER"
+        ),
+        "{secret}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_warehouse_in_another_case_fails_naming_both_spellings() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    setup.secret["warehouse"] = json!("\"tracklayer_wh\"");
+    let report = setup.run(Mode::Check).await;
+    assert_fails_at(&report, "warehouse");
+    let check = report.check("warehouse").unwrap();
+    let text = format!("{} {}", check.detail, check.fix);
+    // The name as written and what it means, the name the account has, and the case rule.
+    for part in [
+        "\"tracklayer_wh\", which means exactly tracklayer_wh",
+        r#"Write the secret's warehouse as "TRACKLAYER_WH""#,
+        "unquoted they mean the upper-case name",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_database_in_another_case_fails_the_database_check() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    setup.secret["database"] = json!("\"tracklayer\"");
+    let report = setup.run(Mode::Check).await;
+    assert_fails_at(&report, "database");
+    let check = report.check("database").unwrap();
+    // The local Snowflake answers CURRENT_DATABASE() with the upper-cased name; Snowflake
+    // answers NULL or refuses the request (090105, 390201): each fails the check naming the
+    // setting as written, what it means, and the case rule.
+    let text = format!("{} {}", check.detail, check.fix);
+    for part in [
+        "database",
+        "\"tracklayer\", which means exactly tracklayer",
+        "unquoted they mean the upper-case name",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_snowflake_refuses_fails_the_role_check_with_the_case_rule() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "CURRENT_USER"}, "count": 5, "action": {"snowflake_error": {"status": 422, "code": "390189", "sqlState": "08004", "message": "Role 'tracklayer_writer' specified in the connect string does not exist or not authorized. Contact your local system administrator, or attempt to login with another role, e.g. PUBLIC."}}}))
+        .await;
+    let mut setup = Setup::new().await;
+    setup.secret["role"] = json!("\"tracklayer_writer\"");
+    let report = setup.run(Mode::Check).await;
+    emulator.clean().await;
+    assert_fails_at(&report, "role");
+    assert_eq!(status(&report, "authentication"), Status::Pass);
+    let fix = fix(&report, "role");
+    assert!(
+        fix.contains(
+            r#"the secret's role ("tracklayer_writer", which means exactly tracklayer_writer)"#
+        ),
+        "{fix}"
+    );
+    assert!(fix.contains("SHOW ROLES"), "{fix}");
+    assert!(
+        fix.contains("unquoted they mean the upper-case name"),
+        "{fix}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn name_snowflake_cannot_read_fails_the_secret_check_and_says_to_quote_it() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    setup.secret["warehouse"] = json!("tracklayer-wh");
+    let report = setup.run(Mode::Check).await;
+    assert_fails_at(&report, "secret");
+    let check = report.check("secret").unwrap();
+    assert!(
+        check
+            .detail
+            .contains("warehouse: \"tracklayer-wh\" is not a Snowflake identifier"),
+        "{}",
+        check.detail
+    );
+    assert!(
+        check.fix.contains("Correct the secret's warehouse"),
+        "{}",
+        check.fix
+    );
+    assert!(check.fix.contains("double quotes"), "{}", check.fix);
 }
 
 #[tokio::test(flavor = "multi_thread")]

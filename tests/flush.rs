@@ -242,6 +242,9 @@ async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
         .await;
     let mut settings = config(&queue);
     settings.receivers = 1;
+    // Statements in flight at the cut-off get the margin to finish (the client sends none with
+    // less than 4 s left).
+    settings.margin = Duration::from_secs(5);
     // Statements as small as the staged chunks, so the run holds many of them.
     let small = LoadSettings {
         max_statement_bytes: 20_000,
@@ -557,4 +560,66 @@ async fn loaded_age_is_counted_from_the_staging_messages_sent_timestamp() {
     let empty = run(&flush, FlushRequest::default()).await;
     assert_eq!(empty.status, FlushStatus::Empty);
     assert_eq!(empty.loaded_age_ms, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compile_error_stops_the_run_quarantines_nothing_and_keeps_every_chunk() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fcompile");
+    stage(&sqs, &queue, &tag, 2_000, 0, 50_000).await;
+    let staged = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .values()
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum::<u64>();
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    // RAW_EVENTS was made beforehand with VALUE as text: every INSERT fails to compile.
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "002023", "sqlState": "22000", "message": "SQL compilation error: Expression type does not match column data type, expecting VARCHAR(16777216) but got NUMBER(18,4) for column VALUE"}}}))
+        .await;
+    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
+    let requests = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(report.status, FlushStatus::Failed, "{}", report.to_line());
+    assert_eq!(
+        (
+            report.chunks_loaded,
+            report.events_loaded,
+            report.events_rejected
+        ),
+        (0, 0, 0)
+    );
+    let fix = report.fix.clone().unwrap();
+    assert!(
+        fix.contains("Column VALUE of table TRACKLAYER.EVENTS.RAW_EVENTS"),
+        "{fix}"
+    );
+    assert!(
+        requests["by_kind"]["INSERT"].as_u64().unwrap() <= 4,
+        "the statements in flight, no bisection: {requests}"
+    );
+    assert_eq!(
+        count(&format!(
+            "FROM RAW_EVENTS_REJECTED WHERE EVENT_ID LIKE '{tag}-%'"
+        )),
+        0,
+        "nothing quarantined"
+    );
+    assert_eq!(landed(&tag), (0, 0));
+    let left: Vec<String> = drain_queue(&sqs, &queue).await;
+    assert_eq!(
+        left.len() as u64,
+        staged,
+        "every staged chunk is still on the queue"
+    );
 }

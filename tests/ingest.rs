@@ -369,7 +369,7 @@ async fn refused_credentials_fail_every_message_with_the_fix_and_retry_once() {
     loader.ensure_tables(deadline()).await.unwrap();
     emulator.clean().await;
     emulator
-        .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [394304 FINGERPRINT_MISMATCH]"}}}))
+        .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"}}}))
         .await;
     let tag = unique("auth");
     let bodies = tagged_events(&tag, 50, 61, 0);
@@ -386,7 +386,12 @@ async fn refused_credentials_fail_every_message_with_the_fix_and_retry_once() {
     );
     let (error, fix) = summary.error.clone().unwrap();
     assert!(error.contains("390144"), "{error}");
-    assert!(fix.contains("fingerprint mismatch"), "{fix}");
+    // Snowflake's message carries only a UUID: the fix gives the query that reads the reason.
+    assert!(
+        fix.contains("SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('0ce9eb56-821d-4ca9-a774-04ae89a0cf5a'), 'errorCode');"),
+        "{fix}"
+    );
+    assert!(fix.contains("RSA_PUBLIC_KEY_FP"), "{fix}");
     assert_eq!(
         report["by_kind"]["INSERT"], 2,
         "one try and one after re-reading the secret: {report}"
@@ -395,6 +400,204 @@ async fn refused_credentials_fail_every_message_with_the_fix_and_retry_once() {
     assert_eq!(line["failures"], 50);
     assert_eq!(line["FailedMessages"], 50.0);
     assert_eq!(line["fix"], fix);
+}
+
+/// The same SQS event with every message received `count` times.
+fn received(mut event: SqsEvent, count: u32) -> SqsEvent {
+    for record in &mut event.records {
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), count.to_string());
+    }
+    event
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_cancelled_at_the_deadline_lands_once_when_loaded_again() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}}))
+        .await;
+    let tag = unique("cancelled");
+    let bodies = tagged_events(&tag, 150, 71, 0);
+    let ingest = Ingest::stream(loader);
+    // Time for one statement: it is cancelled ~3 s before this deadline.
+    let short = tokio::time::Instant::now() + Duration::from_millis(6_500);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-cancel", short)
+        .await;
+    let cancels = emulator
+        .requests_on("/api/v2/statements/{handle}/cancel")
+        .await;
+    assert_eq!(failures(&response).len(), 150, "{}", summary.to_line());
+    assert_eq!(cancels, 1);
+    let (error, _) = summary.error.clone().unwrap();
+    assert!(
+        error.contains("was cancelled; none of its rows landed"),
+        "{error}"
+    );
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        0
+    );
+
+    // SQS delivers the batch again: every row lands, once.
+    let again = received(sqs_event(&tag, &bodies), 2);
+    let (response, summary) = ingest.handle(&again, "req-again", deadline()).await;
+    emulator.clean().await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.loaded, 150);
+    let (_, by_id) = event_rows(&tag);
+    assert_eq!(by_id.len(), 150, "every event once");
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        150
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_redelivered_whole_runs_its_skipping_insert_under_its_own_request_id() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    emulator.clean().await;
+    let tag = unique("whole");
+    let bodies = tagged_events(&tag, 100, 81, 0);
+    let ingest = Ingest::stream(loader);
+    let (_, first) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-1", deadline())
+        .await;
+    assert_eq!(first.loaded, 100);
+    // The same messages again, as after a lost batch response: the same chunk, which now
+    // goes as the INSERT that skips rows already loaded: another statement text.
+    let (response, again) = ingest
+        .handle(&received(sqs_event(&tag, &bodies), 2), "req-2", deadline())
+        .await;
+    let report = emulator.requests().await;
+    emulator.clean().await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{}",
+        again.to_line()
+    );
+    let inserts: Vec<&Value> = report["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "INSERT")
+        .collect();
+    assert_eq!(inserts.len(), 2, "{report}");
+    assert_ne!(
+        inserts[0]["request_id"], inserts[1]["request_id"],
+        "two statement texts, two requestIds"
+    );
+    assert_eq!(inserts[1]["retry"], true);
+    assert_eq!(
+        inserts[1]["executed"], true,
+        "the skipping INSERT ran; it was not answered from the plain INSERT's result"
+    );
+    assert_eq!(again.loaded, 0, "nothing new: every row was there");
+    assert_eq!(
+        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        100
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compile_and_context_errors_fail_the_messages_and_quarantine_nothing() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(LoadSettings {
+        max_statement_bytes: 20_000,
+        max_concurrent_statements: 1,
+    })
+    .await;
+    loader.ensure_tables(deadline()).await.unwrap();
+    let ingest = Ingest::stream(loader);
+    let cases = [
+        (
+            "002023",
+            "SQL compilation error: Expression type does not match column data type, expecting NUMBER(18,4) but got VARCHAR(16777216) for column VALUE",
+            vec![
+                "Column VALUE of table TRACKLAYER.EVENTS.RAW_EVENTS",
+                "infra/sql/raw_events.sql",
+            ],
+        ),
+        (
+            "000904",
+            "SQL compilation error: error line 1 at position 270\ninvalid identifier 'RAW_PAYLOAD'",
+            vec!["TRACKLAYER.EVENTS.RAW_EVENTS has no column RAW_PAYLOAD"],
+        ),
+        (
+            "090105",
+            "Cannot perform INSERT. This session does not have a current database. Call 'USE DATABASE', or use a qualified name.",
+            vec!["the secret's database (TRACKLAYER)", "upper-case name"],
+        ),
+        (
+            "390189",
+            "Role 'TRACKLAYER_WRITER' specified in the connect string is not granted to this user.",
+            vec!["the secret's role (TRACKLAYER_WRITER)", "SHOW ROLES"],
+        ),
+    ];
+    for (code, message, words) in cases {
+        emulator.clean().await;
+        emulator
+            .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": code, "sqlState": "22000", "message": message}}}))
+            .await;
+        let tag = unique(&format!("cfg{code}"));
+        let mut bodies = tagged_events(&tag, 200, 91, 0);
+        bodies.push("{broken".into());
+        let (response, summary) = ingest
+            .handle(&sqs_event(&tag, &bodies), "req-cfg", deadline())
+            .await;
+        let report = emulator.requests().await;
+        emulator.clean().await;
+        let failed = failures(&response);
+        assert!(
+            failed.len() >= 200,
+            "{code}: the events' messages are retried: {failed:?}"
+        );
+        assert_eq!(summary.refused, 0, "{code}: nothing quarantined as refused");
+        let refused = report["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "INSERT" && s["status"] == 422)
+            .count();
+        assert_eq!(
+            refused, 1,
+            "{code}: one refusal stops the run, no bisection: {report}"
+        );
+        assert_eq!(
+            count(&format!(
+                "FROM RAW_EVENTS_REJECTED WHERE EVENT_ID LIKE '{tag}-%'"
+            )),
+            0,
+            "{code}: no event quarantined"
+        );
+        assert_eq!(
+            count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+            0
+        );
+        let (error, fix) = summary.error.clone().unwrap();
+        assert!(error.contains(code), "{error}");
+        for word in words {
+            assert!(fix.contains(word), "{code}: {word:?} not in {fix}");
+        }
+        assert!(
+            fix.contains("Nothing was quarantined") || fix.contains("queued"),
+            "{fix}"
+        );
+    }
 }
 
 #[test]

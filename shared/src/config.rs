@@ -28,6 +28,13 @@ impl ConfigError {
         ConfigError::Missing { field }
     }
 
+    /// The setting's name.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ConfigError::Missing { field } | ConfigError::Invalid { field, .. } => field,
+        }
+    }
+
     /// An invalid setting, with the underlying reason.
     pub fn invalid(field: &'static str, reason: impl Display) -> Self {
         ConfigError::Invalid {

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::event::{encode::JsonArray, parse_body};
-use crate::secrets::{SecretSource, SnowflakeSettings};
+use crate::secrets::{SecretError, SecretSource, SnowflakeSettings};
 use crate::snowflake::auth::{Credentials, KeyFormat};
+use crate::snowflake::identifier::CASE_RULE;
 use crate::snowflake::{
-    Client, ErrorKind, QueryResult, RetryPolicy, SnowflakeError, Statement, Table,
+    Client, ErrorKind, Identifier, QueryResult, RetryPolicy, SnowflakeError, Statement, Table,
 };
 
 /// `event_name` of the test event, easy to filter out downstream.
@@ -168,8 +169,7 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
     let settings = match source.settings().await {
         Ok(settings) => settings,
         Err(e) => {
-            let fix = secret_fix(&e.to_string());
-            checks.fail("secret", e.to_string(), fix);
+            checks.fail("secret", e.to_string(), secret_fix(&e));
             return checks.finish(None);
         }
     };
@@ -205,10 +205,10 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
 /// The configured names, for fixes that a person can paste.
 struct Names {
     user: String,
-    role: String,
-    warehouse: Option<String>,
-    database: String,
-    schema: String,
+    role: Option<Identifier>,
+    warehouse: Option<Identifier>,
+    database: Identifier,
+    schema: Identifier,
     public_key: Option<String>,
     fingerprint: Option<String>,
 }
@@ -219,29 +219,37 @@ impl Names {
             Credentials::KeyPair { key, .. } => Some(key),
             Credentials::Token(_) => None,
         };
+        let session = &settings.session;
         Names {
             user: settings.user.to_ascii_uppercase(),
-            role: settings
-                .session
-                .role
+            role: session.role.clone(),
+            warehouse: session.warehouse.clone(),
+            database: session
+                .database
                 .clone()
-                .unwrap_or_else(|| "<the user's default role>".into()),
-            warehouse: settings.session.warehouse.clone(),
-            database: settings.session.database.clone().unwrap_or_default(),
-            schema: settings.session.schema.clone().unwrap_or_default(),
+                .expect("the secret's database is required"),
+            schema: session
+                .schema
+                .clone()
+                .expect("the secret's schema is required"),
             public_key: key.map(|k| k.public_key().to_string()),
             fingerprint: key.map(|k| k.fingerprint().to_string()),
         }
     }
 
+    /// The role as SQL, or a placeholder when the secret names none.
+    fn role(&self) -> String {
+        self.role
+            .as_ref()
+            .map_or("<the user's default role>".into(), ToString::to_string)
+    }
+
     fn grants(&self) -> String {
-        let Names {
-            role,
-            database: db,
-            schema,
-            ..
-        } = self;
-        let warehouse = self.warehouse.as_deref().unwrap_or("<warehouse>");
+        let (role, db, schema) = (self.role(), &self.database, &self.schema);
+        let warehouse = self
+            .warehouse
+            .as_ref()
+            .map_or("<warehouse>".into(), ToString::to_string);
         format!(
             "Run as an admin: GRANT USAGE ON WAREHOUSE {warehouse} TO ROLE {role}; GRANT USAGE ON DATABASE {db} TO ROLE {role}; GRANT USAGE ON SCHEMA {db}.{schema} TO ROLE {role}; GRANT CREATE TABLE ON SCHEMA {db}.{schema} TO ROLE {role}; GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA {db}.{schema} TO ROLE {role}; GRANT INSERT, SELECT ON FUTURE TABLES IN SCHEMA {db}.{schema} TO ROLE {role};"
         )
@@ -264,20 +272,156 @@ fn describe_secret(secret_id: &str, settings: &SnowflakeSettings) -> String {
         }
         Credentials::Token(_) => "programmatic access token".into(),
     };
+    let session = &settings.session;
+    let names: Vec<String> = [
+        ("database", &session.database),
+        ("schema", &session.schema),
+        ("warehouse", &session.warehouse),
+        ("role", &session.role),
+    ]
+    .into_iter()
+    .filter_map(|(field, id)| id.as_ref().map(|id| format!("{field} {}", id.as_str())))
+    .collect();
     format!(
-        "secret {secret_id} read; user {}, account {}, {method}",
-        settings.user, settings.account.jwt_name
+        "secret {secret_id} read; user {}, account {}, {method}; {}",
+        settings.user,
+        settings.account.jwt_name,
+        names.join(", ")
     )
 }
 
-fn secret_fix(error: &str) -> String {
-    if error.contains("password:") {
-        "Switch to key-pair authentication (generate a key, ALTER USER ... SET RSA_PUBLIC_KEY, store private_key in the secret) or store a programmatic access token as token.".into()
-    } else if error.contains("cannot read secret") {
-        "Check TRACKLAYER_SECRET_ID and that the function's role may call secretsmanager:GetSecretValue on that secret.".into()
-    } else {
-        "Correct the named field in the secret (see README, Credentials).".into()
+fn secret_fix(error: &SecretError) -> String {
+    match error {
+        SecretError::Fetch { .. } => "Check TRACKLAYER_SECRET_ID and that the function's role may call secretsmanager:GetSecretValue on that secret.".into(),
+        SecretError::NotText(_) => "Store the settings as the secret's JSON text (SecretString), not as binary.".into(),
+        SecretError::Invalid { source, .. } => match source.field() {
+            "password" => "Switch to key-pair authentication (generate a key, ALTER USER ... SET RSA_PUBLIC_KEY, store private_key in the secret) or store a programmatic access token as token.".into(),
+            field @ ("database" | "schema" | "warehouse" | "role") => format!(
+                "Correct the secret's {field}: {CASE_RULE}. A name with other characters (a hyphen, a space) must have been created in double quotes: write it with them."
+            ),
+            field => format!("Correct the secret's {field} field (see README, Configuration)."),
+        },
     }
+}
+
+/// The check that reports a context error Snowflake answered instead of running a statement.
+fn context_check(e: &SnowflakeError) -> Option<&'static str> {
+    match e.code()? {
+        "390189" => Some("role"),
+        "000606" | "391918" => Some("warehouse"),
+        "090105" | "390201" => Some("database"),
+        "090106" => Some("schema"),
+        _ => None,
+    }
+}
+
+/// The session's context as Snowflake resolved it: `CURRENT_*()` of a statement run with the
+/// secret's names (NULL when a name matched no usable object).
+struct Context {
+    user: Option<String>,
+    role: Option<String>,
+    warehouse: Option<String>,
+    database: Option<String>,
+    schema: Option<String>,
+}
+
+const CONTEXT_SQL: &str = "SELECT CURRENT_USER(), CURRENT_ROLE(), CURRENT_WAREHOUSE(), CURRENT_DATABASE(), CURRENT_SCHEMA()";
+
+impl Context {
+    fn of(result: &QueryResult) -> Self {
+        let value = |i: usize| {
+            result
+                .rows
+                .first()
+                .and_then(|row| row.get(i).cloned().flatten())
+        };
+        Context {
+            user: value(0),
+            role: value(1),
+            warehouse: value(2),
+            database: value(3),
+            schema: value(4),
+        }
+    }
+}
+
+/// How to write `exact` in the secret so it means exactly that name.
+fn spelling(exact: &str) -> String {
+    match Identifier::parse("name", exact) {
+        Ok(id) if id.as_str() == exact => exact.to_string(),
+        _ => format!("\"{}\"", exact.replace('"', "\"\"")),
+    }
+}
+
+/// The other reading of what the secret wrote: `tracklayer_wh` could have been meant as the
+/// quoted lower-case name, `"Tracklayer_wh"` as the plain upper-case one.
+fn other_reading(id: &Identifier) -> Option<String> {
+    let written = id.written();
+    let other = if written.starts_with('"') {
+        Identifier::parse("name", &written[1..written.len() - 1])
+            .ok()?
+            .as_str()
+            .to_string()
+    } else {
+        written.to_string()
+    };
+    (other != id.as_str()).then_some(other)
+}
+
+/// `the secret's warehouse is "Tracklayer_wh", which means exactly Tracklayer_wh`.
+fn means(field: &str, id: &Identifier) -> String {
+    if id.written() == id.as_str() {
+        format!("the secret's {field} is {}", id.written())
+    } else {
+        format!(
+            "the secret's {field} is {}, which means exactly {}",
+            id.written(),
+            id.as_str()
+        )
+    }
+}
+
+/// Detail and fix when Snowflake's `CURRENT_<FIELD>()` is not the configured `field` name.
+fn mismatch(field: &str, id: &Identifier, current: Option<&str>, role: &str) -> (String, String) {
+    let upper = field.to_ascii_uppercase();
+    let means = means(field, id);
+    let grant = if field == "role" {
+        format!("GRANT ROLE {id} TO USER <the service user>")
+    } else {
+        format!("GRANT USAGE ON {upper} {id} TO ROLE {role}")
+    };
+    match current {
+        Some(current) => (
+            format!("{means}, but statements run in {field} {current} (CURRENT_{upper}())"),
+            format!(
+                "Write the secret's {field} as {} to use {current}, or {grant}; {CASE_RULE}.",
+                json_string(&spelling(current)),
+            ),
+        ),
+        None => {
+            let hint = other_reading(id)
+                .map(|other| {
+                    format!(
+                        " If SHOW {upper}S lists it as {other}, write the secret's {field} as {}.",
+                        json_string(&spelling(&other))
+                    )
+                })
+                .unwrap_or_default();
+            (
+                format!(
+                    "{means}, but CURRENT_{upper}() is NULL: no {field} of exactly that name is usable by role {role}"
+                ),
+                format!(
+                    "Names are case-sensitive: {CASE_RULE}.{hint} Otherwise create it or {grant}."
+                ),
+            )
+        }
+    }
+}
+
+/// A secret value as it goes into the JSON (quotes escaped).
+fn json_string(value: &str) -> String {
+    serde_json::Value::String(value.to_string()).to_string()
 }
 
 async fn diagnose(
@@ -303,39 +447,53 @@ async fn diagnose(
         }
     }
 
-    let who = match client
-        .execute(
-            &Statement::new(
-                "SELECT CURRENT_USER() AS U, CURRENT_ROLE() AS R, CURRENT_WAREHOUSE() AS W",
-            )
-            .tag("tracklayer:connection-test"),
-            deadline,
-        )
-        .await
-    {
-        Ok(result) => result,
+    let who = match query(client, CONTEXT_SQL.into(), deadline).await {
+        Ok(result) => Context::of(&result),
         Err(e) => {
-            let fix = auth_fix(&e, names);
-            checks.fail("authentication", e.to_string(), fix);
+            match context_check(&e) {
+                Some(failed)
+                    if e.kind() == ErrorKind::Configuration || e.kind() == ErrorKind::Warehouse =>
+                {
+                    checks.pass(
+                        "authentication",
+                        "Snowflake accepted the credentials and refused the request's context"
+                            .into(),
+                    );
+                    for name in ["role", "warehouse", "database", "schema"]
+                        .into_iter()
+                        .take_while(|n| *n != failed)
+                    {
+                        checks.record(
+                            name,
+                            Status::Warn,
+                            format!("not verified: Snowflake refused the request's {failed} first"),
+                            format!("Run connection-test again once the {failed} check passes."),
+                        );
+                    }
+                    checks.fail(failed, e.to_string(), e.fix());
+                }
+                _ => {
+                    let fix = auth_fix(&e, names);
+                    checks.fail("authentication", e.to_string(), fix);
+                }
+            }
             return;
         }
     };
     checks.pass(
         "authentication",
-        format!("signed in as {}", who.get(0, "U").unwrap_or(&names.user)),
-    );
-    checks.pass(
-        "role",
         format!(
-            "statements run as role {}",
-            who.get(0, "R").unwrap_or("(none)")
+            "signed in as {}",
+            who.user.as_deref().unwrap_or(&names.user)
         ),
     );
-
-    if !check_warehouse(client, names, deadline, checks).await {
+    if !check_role(names, &who, checks) {
         return;
     }
-    if !check_namespace(client, names, deadline, checks).await {
+    if !check_warehouse(client, names, &who, deadline, checks).await {
+        return;
+    }
+    if !check_namespace(client, names, &who, deadline, checks).await {
         return;
     }
     let mut found = Vec::new();
@@ -378,7 +536,7 @@ fn auth_fix(e: &SnowflakeError, names: &Names) -> String {
             "Incorrect username or password: use the service user {user}, not a personal login; rotate its credentials and update the secret."
         ),
         Some("394400") => format!(
-            "The programmatic access token is invalid, expired or revoked: ALTER USER {user} ADD PROGRAMMATIC ACCESS TOKEN ... and store the new token in the secret's token field."
+            "Snowflake refused the programmatic access token, for one of two reasons: the token is invalid, expired or revoked (ALTER USER {user} ADD PROGRAMMATIC ACCESS TOKEN ... and store the new token in the secret's token field), or {user} has no network policy, which a token requires (ALTER USER {user} SET NETWORK_POLICY = <a policy allowing the loader's egress IPs>)."
         ),
         Some("390422") => format!(
             "Network policy blocks login: add the loader's egress IPs (the NAT gateway's) to the network policy attached to {user}, then run connection-test again."
@@ -386,10 +544,23 @@ fn auth_fix(e: &SnowflakeError, names: &Names) -> String {
         Some("390432") => format!(
             "A programmatic access token needs a network policy: create one allowing the loader's egress IPs and ALTER USER {user} SET NETWORK_POLICY = <policy>."
         ),
+        Some("390144") => {
+            let reason = match e {
+                SnowflakeError::Api(api) => api.login_failure_id(),
+                _ => None,
+            }
+            .map(|id| format!(
+                " Snowflake logged the reason under login failure {id}; an administrator (ACCOUNTADMIN, or a role with MONITOR) reads it with: SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('{id}'), 'errorCode'); (for example JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH: register the key below)."
+            ))
+            .unwrap_or_default();
+            format!(
+                "JWT rejected.{reason} Check that the secret's account and user ({user}) are Snowflake's and the clock is right.{register}"
+            )
+        }
         _ if e.kind() == ErrorKind::Authentication => format!(
-            "JWT rejected: check that the secret's account and user ({user}) are Snowflake's and the clock is right.{register}"
+            "Snowflake refused the credentials: check that the secret's account and user ({user}) are Snowflake's and the clock is right.{register}"
         ),
-        _ => e.fix().to_string(),
+        _ => e.fix(),
     }
 }
 
@@ -410,9 +581,32 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+fn check_role(names: &Names, who: &Context, checks: &mut Checks) -> bool {
+    let current = who.role.as_deref();
+    match &names.role {
+        None => checks.pass(
+            "role",
+            format!(
+                "the secret names no role: statements run as the user's default role {}",
+                current.unwrap_or("(none)")
+            ),
+        ),
+        Some(role) if current == Some(role.as_str()) => {
+            checks.pass("role", format!("statements run as role {}", role.as_str()));
+        }
+        Some(role) => {
+            let (detail, fix) = mismatch("role", role, current, &names.role());
+            checks.fail("role", detail, fix);
+            return false;
+        }
+    }
+    true
+}
+
 async fn check_warehouse(
     client: &Client,
     names: &Names,
+    who: &Context,
     deadline: Instant,
     checks: &mut Checks,
 ) -> bool {
@@ -420,14 +614,19 @@ async fn check_warehouse(
         checks.record(
             "warehouse",
             Status::Warn,
-            "the secret names no warehouse: loads use the user's DEFAULT_WAREHOUSE".into(),
+            format!(
+                "the secret names no warehouse: loads use the user's DEFAULT_WAREHOUSE ({})",
+                who.warehouse.as_deref().unwrap_or("none")
+            ),
             "Add warehouse to the secret so loads never depend on the user's defaults.".into(),
         );
         return true;
     };
+    let role = names.role();
+    // LIKE ignores case (and `_` matches any character): the exact name is found in the rows.
     let shown = match query(
         client,
-        format!("SHOW WAREHOUSES LIKE {}", quote(warehouse)),
+        format!("SHOW WAREHOUSES LIKE {}", warehouse.literal()),
         deadline,
     )
     .await
@@ -438,29 +637,51 @@ async fn check_warehouse(
             return false;
         }
     };
-    if shown.rows.is_empty() {
-        checks.fail(
-            "warehouse",
-            format!(
-                "warehouse {warehouse} does not exist or role {} cannot see it",
-                names.role
+    let row = (0..shown.rows.len()).find(|&i| shown.get(i, "name") == Some(warehouse.as_str()));
+    let Some(row) = row else {
+        let other = (0..shown.rows.len())
+            .filter_map(|i| shown.get(i, "name"))
+            .find(|name| name.eq_ignore_ascii_case(warehouse.as_str()));
+        match other {
+            Some(other) => checks.fail(
+                "warehouse",
+                format!(
+                    "{}; SHOW WAREHOUSES has no warehouse of that name, but has {other}",
+                    means("warehouse", warehouse)
+                ),
+                format!(
+                    "Write the secret's warehouse as {} to use {other}: {CASE_RULE}.",
+                    json_string(&spelling(other))
+                ),
             ),
-            format!(
-                "GRANT USAGE ON WAREHOUSE {warehouse} TO ROLE {}; (or fix the secret's warehouse)",
-                names.role
+            None => checks.fail(
+                "warehouse",
+                format!(
+                    "warehouse {} does not exist or role {role} cannot see it",
+                    warehouse.as_str()
+                ),
+                format!(
+                    "GRANT USAGE ON WAREHOUSE {warehouse} TO ROLE {role}; (or fix the secret's warehouse: {CASE_RULE})"
+                ),
             ),
-        );
+        }
+        return false;
+    };
+    if who.warehouse.as_deref() != Some(warehouse.as_str()) {
+        let (detail, fix) = mismatch("warehouse", warehouse, who.warehouse.as_deref(), &role);
+        checks.fail("warehouse", detail, fix);
         return false;
     }
-    let state = shown.get(0, "state").unwrap_or("UNKNOWN").to_string();
+    let state = shown.get(row, "state").unwrap_or("UNKNOWN").to_string();
     let auto_resume = shown
-        .get(0, "auto_resume")
+        .get(row, "auto_resume")
         .unwrap_or("true")
         .eq_ignore_ascii_case("true");
-    let auto_suspend: Option<u64> = shown.get(0, "auto_suspend").and_then(|v| v.parse().ok());
-    let size = shown.get(0, "size").unwrap_or("?").to_string();
+    let auto_suspend: Option<u64> = shown.get(row, "auto_suspend").and_then(|v| v.parse().ok());
+    let size = shown.get(row, "size").unwrap_or("?").to_string();
     let detail = format!(
-        "warehouse {warehouse}: {state}, size {size}, AUTO_RESUME {}, AUTO_SUSPEND {}",
+        "warehouse {}: {state}, size {size}, AUTO_RESUME {}, AUTO_SUSPEND {}",
+        warehouse.as_str(),
         if auto_resume { "TRUE" } else { "FALSE" },
         auto_suspend.map_or("never".to_string(), |s| format!("{s} s"))
     );
@@ -471,7 +692,7 @@ async fn check_warehouse(
         checks.fail(
             "warehouse",
             format!("{detail}: suspended and cannot resume, so every load fails (000608)"),
-            format!("ALTER WAREHOUSE {warehouse} SET AUTO_RESUME = TRUE; GRANT USAGE ON WAREHOUSE {warehouse} TO ROLE {}. {recommendation}", names.role),
+            format!("ALTER WAREHOUSE {warehouse} SET AUTO_RESUME = TRUE; GRANT USAGE ON WAREHOUSE {warehouse} TO ROLE {role}. {recommendation}"),
         );
         return false;
     }
@@ -508,43 +729,59 @@ async fn check_warehouse(
 async fn check_namespace(
     client: &Client,
     names: &Names,
+    who: &Context,
     deadline: Instant,
     checks: &mut Checks,
 ) -> bool {
-    let db = &names.database;
+    let (db, schema, role) = (&names.database, &names.schema, names.role());
+    if who.database.as_deref() != Some(db.as_str()) {
+        let (detail, fix) = mismatch("database", db, who.database.as_deref(), &role);
+        checks.fail("database", detail, fix);
+        return false;
+    }
     let sql = format!(
-        "SELECT SCHEMA_NAME FROM {db}.INFORMATION_SCHEMA.SCHEMATA WHERE SCHEMA_NAME = {}",
-        quote(&names.schema.to_ascii_uppercase())
+        "SELECT SCHEMA_NAME FROM {}.INFORMATION_SCHEMA.SCHEMATA WHERE SCHEMA_NAME = {}",
+        db.quoted(),
+        schema.literal()
     );
     let result = match query(client, sql, deadline).await {
         Ok(result) => result,
         Err(e) => {
             checks.fail(
                 "database",
-                format!("database {db} is not usable by role {}: {e}", names.role),
+                format!("database {} is not usable by role {role}: {e}", db.as_str()),
                 format!(
-                    "Create the database or GRANT USAGE ON DATABASE {db} TO ROLE {}; {}",
-                    names.role,
+                    "Create the database or GRANT USAGE ON DATABASE {db} TO ROLE {role}; {}",
                     names.grants()
                 ),
             );
             return false;
         }
     };
-    checks.pass("database", format!("database {db} is usable"));
+    checks.pass("database", format!("database {} is usable", db.as_str()));
     if result.rows.is_empty() {
         checks.fail(
             "schema",
-            format!("schema {db}.{} does not exist or role {} cannot see it", names.schema, names.role),
             format!(
-                "CREATE SCHEMA IF NOT EXISTS {db}.{schema}; GRANT USAGE ON SCHEMA {db}.{schema} TO ROLE {role}; GRANT CREATE TABLE ON SCHEMA {db}.{schema} TO ROLE {role};",
-                schema = names.schema,
-                role = names.role
+                "schema {}.{} does not exist or role {role} cannot see it",
+                db.as_str(),
+                schema.as_str()
+            ),
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {db}.{schema}; GRANT USAGE ON SCHEMA {db}.{schema} TO ROLE {role}; GRANT CREATE TABLE ON SCHEMA {db}.{schema} TO ROLE {role}; (or fix the secret's schema: {CASE_RULE})"
             ),
         );
         return false;
     }
-    checks.pass("schema", format!("schema {db}.{} is usable", names.schema));
+    if who.schema.as_deref() != Some(schema.as_str()) {
+        let (detail, fix) = mismatch("schema", schema, who.schema.as_deref(), &role);
+        checks.fail("schema", detail, fix);
+        return false;
+    }
+    checks.pass(
+        "schema",
+        format!("schema {}.{} is usable", db.as_str(), schema.as_str()),
+    );
     true
 }
 
@@ -567,11 +804,12 @@ async fn check_table(
     mode: Mode,
     deadline: Instant,
 ) -> TableState {
-    let (db, schema) = (&names.database, names.schema.to_ascii_uppercase());
+    let (db, schema, role) = (&names.database, &names.schema, names.role());
     let full = format!("{db}.{schema}.{}", table.name());
     let sql = format!(
-        "SELECT COLUMN_NAME, DATA_TYPE FROM {db}.INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
-        quote(&schema),
+        "SELECT COLUMN_NAME, DATA_TYPE FROM {}.INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
+        db.quoted(),
+        schema.literal(),
         quote(table.name())
     );
     let mut columns = match query(client, sql.clone(), deadline).await {
@@ -589,8 +827,7 @@ async fn check_table(
             return TableState::Missing(
                 format!("{full} does not exist yet; the first load creates it"),
                 format!(
-                    "Make sure role {} has CREATE TABLE on {db}.{schema}, or create the tables from infra/sql/.",
-                    names.role
+                    "Make sure role {role} has CREATE TABLE on {db}.{schema}, or create the tables from infra/sql/."
                 ),
             );
         }
@@ -598,8 +835,7 @@ async fn check_table(
             return TableState::Broken(
                 format!("{full} does not exist and cannot be created: {e}"),
                 format!(
-                    "GRANT CREATE TABLE ON SCHEMA {db}.{schema} TO ROLE {role}; or create the table from infra/sql/ and GRANT INSERT, SELECT ON TABLE {full} TO ROLE {role};",
-                    role = names.role
+                    "GRANT CREATE TABLE ON SCHEMA {db}.{schema} TO ROLE {role}; or create the table from infra/sql/ and GRANT INSERT, SELECT ON TABLE {full} TO ROLE {role};"
                 ),
             );
         }
@@ -687,18 +923,14 @@ async fn test_sync(
     let mut rows = JsonArray::new();
     rows.push_event(event);
     let started = Instant::now();
-    if let Err(e) = client
-        .execute(
-            &Table::RawEvents
-                .insert(rows.finish())
-                .tag("tracklayer:connection-test"),
-            deadline,
-        )
-        .await
-    {
+    let mut insert = Table::RawEvents
+        .insert(rows.finish())
+        .tag("tracklayer:connection-test");
+    insert.table = Some(Table::RawEvents);
+    if let Err(e) = client.execute(&insert, deadline).await {
         let fix = match e.kind() {
             ErrorKind::Permission => names.grants(),
-            _ => e.fix().to_string(),
+            _ => e.fix(),
         };
         checks.fail("insert", format!("writing the test event failed: {e}"), fix);
         return Some(event_id);
@@ -727,7 +959,9 @@ async fn test_sync(
             format!("the test event {event_id} was written but is not visible"),
             format!(
                 "GRANT SELECT ON ALL TABLES IN SCHEMA {}.{} TO ROLE {};",
-                names.database, names.schema, names.role
+                names.database,
+                names.schema,
+                names.role()
             ),
         ),
         Err(e) => checks.fail(
@@ -741,3 +975,108 @@ async fn test_sync(
 
 /// A check's default deadline when run by hand.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+
+    fn id(field: &'static str, raw: &str) -> Identifier {
+        Identifier::parse(field, raw).unwrap()
+    }
+
+    #[test]
+    fn null_context_names_the_setting_both_spellings_and_the_case_rule() {
+        let (detail, fix) = mismatch("warehouse", &id("warehouse", "analytics_wh"), None, "R");
+        assert_eq!(
+            detail,
+            "the secret's warehouse is analytics_wh, which means exactly ANALYTICS_WH, but CURRENT_WAREHOUSE() is NULL: no warehouse of exactly that name is usable by role R"
+        );
+        assert!(
+            fix.contains(r#"If SHOW WAREHOUSES lists it as analytics_wh, write the secret's warehouse as "\"analytics_wh\"""#),
+            "{fix}"
+        );
+        assert!(fix.contains(CASE_RULE), "{fix}");
+        assert!(
+            fix.contains("GRANT USAGE ON WAREHOUSE ANALYTICS_WH TO ROLE R"),
+            "{fix}"
+        );
+
+        let (_, fix) = mismatch("database", &id("database", "\"Tracklayer\""), None, "R");
+        assert!(
+            fix.contains(r#"If SHOW DATABASES lists it as TRACKLAYER, write the secret's database as "TRACKLAYER""#),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn another_context_says_how_to_write_the_name_snowflake_uses() {
+        let (detail, fix) = mismatch(
+            "role",
+            &id("role", "\"writer\""),
+            Some("PUBLIC"),
+            "\"writer\"",
+        );
+        assert_eq!(
+            detail,
+            "the secret's role is \"writer\", which means exactly writer, but statements run in role PUBLIC (CURRENT_ROLE())"
+        );
+        assert!(
+            fix.starts_with(r#"Write the secret's role as "PUBLIC" to use PUBLIC"#),
+            "{fix}"
+        );
+        let (_, fix) = mismatch("schema", &id("schema", "EVENTS"), Some("Events"), "R");
+        assert!(
+            fix.starts_with(r#"Write the secret's schema as "\"Events\"" to use Events"#),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn secret_errors_get_their_fix_from_the_variant_not_the_text() {
+        let invalid = |field: &'static str| SecretError::Invalid {
+            secret_id: "s".into(),
+            source: ConfigError::Invalid {
+                field,
+                detail: "cannot read secret password:".into(),
+            },
+        };
+        assert!(secret_fix(&invalid("password")).starts_with("Switch to key-pair"));
+        assert!(
+            secret_fix(&invalid("warehouse"))
+                .starts_with("Correct the secret's warehouse: names in the secret")
+        );
+        assert_eq!(
+            secret_fix(&invalid("account")),
+            "Correct the secret's account field (see README, Configuration)."
+        );
+        let fetch = SecretError::Fetch {
+            secret_id: "password:".into(),
+            detail: "denied".into(),
+        };
+        assert!(secret_fix(&fetch).starts_with("Check TRACKLAYER_SECRET_ID"));
+        assert!(secret_fix(&SecretError::NotText("s".into())).contains("SecretString"));
+    }
+
+    #[test]
+    fn context_errors_are_reported_by_the_check_of_their_setting() {
+        let error = |code: &str| {
+            SnowflakeError::from(crate::snowflake::ApiError {
+                http_status: 422,
+                code: code.into(),
+                ..Default::default()
+            })
+        };
+        for (code, check) in [
+            ("390189", Some("role")),
+            ("000606", Some("warehouse")),
+            ("391918", Some("warehouse")),
+            ("090105", Some("database")),
+            ("390201", Some("database")),
+            ("090106", Some("schema")),
+            ("003001", None),
+        ] {
+            assert_eq!(context_check(&error(code)), check, "{code}");
+        }
+    }
+}

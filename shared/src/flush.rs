@@ -498,7 +498,7 @@ impl Flush {
         let load = ChunkLoad {
             table: packed.table,
             body: &packed.body,
-            request_id: packed.request_id(),
+            key: packed.key(),
             resubmission: false,
             tag: "tracklayer:flush",
             skip_loaded: packed.skip_loaded,
@@ -533,9 +533,10 @@ impl Flush {
                 }
                 Some(error) => {
                     if report.error.is_none() {
-                        tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "statement failed; its chunks stay on the queue");
+                        let fix = error.fix();
+                        tracing::error!(kind = %error.kind(), %error, fix, "statement failed; its chunks stay on the queue");
                         report.error = Some(error.to_string());
-                        report.fix = Some(error.fix().to_string());
+                        report.fix = Some(fix);
                     }
                     if error.kind().stops_the_run() {
                         report.status = FlushStatus::Failed;
@@ -708,11 +709,12 @@ impl Flush {
     }
 
     async fn fail(&self, run: &Run, error: &SnowflakeError) {
-        tracing::error!(kind = %error.kind(), %error, fix = error.fix(), "flush cannot load; every chunk stays on the queue");
+        let fix = error.fix();
+        tracing::error!(kind = %error.kind(), %error, fix, "flush cannot load; every chunk stays on the queue");
         let mut report = run.report.lock().await;
         report.status = FlushStatus::Failed;
         report.error = Some(error.to_string());
-        report.fix = Some(error.fix().to_string());
+        report.fix = Some(fix);
         run.stop.store(true, Ordering::SeqCst);
     }
 
@@ -735,7 +737,7 @@ impl Flush {
             );
             return;
         };
-        let sql = format!("ALTER WAREHOUSE {} SUSPEND", quote_identifier(&warehouse));
+        let sql = format!("ALTER WAREHOUSE {} SUSPEND", warehouse.quoted());
         report.statements += 1;
         match self
             .loader
@@ -808,27 +810,9 @@ fn count_rows(report: &mut FlushReport, table: Table, outcome: &ChunkOutcome) {
     report.events_rejected += outcome.quarantined;
 }
 
-/// A warehouse name as a SQL identifier: plain names as they are, anything else quoted.
-fn quote_identifier(name: &str) -> String {
-    if name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-    {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_only_unusual_warehouse_names() {
-        assert_eq!(quote_identifier("ANALYTICS_WH"), "ANALYTICS_WH");
-        assert_eq!(quote_identifier("my wh\""), "\"my wh\"\"\"");
-    }
 
     #[test]
     fn report_line_has_the_documented_fields() {

@@ -17,8 +17,9 @@ use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
 use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message};
 
-/// Namespace of stream-mode requestIds: a chunk's id is derived from its content, so the same
-/// messages redelivered in the same batch resubmit the same id and cannot load twice.
+/// Namespace of stream-mode chunk keys: a chunk's requestId derives from its content and its
+/// statement's text, so the same messages redelivered in the same batch resubmit the same id and
+/// cannot load twice, and their `WHERE NOT EXISTS` form never reuses the plain INSERT's id.
 const CHUNK_NAMESPACE: Uuid = Uuid::from_u128(0x7b1d_52a4_9a43_4f0e_8a0e_2c53_7e1f_a001);
 
 /// Where validated events go.
@@ -343,8 +344,9 @@ fn fail_all(messages: usize) -> BTreeSet<usize> {
 
 fn record_error(summary: &mut IngestSummary, error: &SnowflakeError) {
     if summary.error.is_none() {
-        tracing::error!(kind = %error.kind(), error = %error, fix = error.fix(), "load failed; the affected messages will be retried by SQS");
-        summary.error = Some((error.to_string(), error.fix().to_string()));
+        let fix = error.fix();
+        tracing::error!(kind = %error.kind(), error = %error, fix, "load failed; the affected messages will be retried by SQS");
+        summary.error = Some((error.to_string(), fix));
     }
 }
 
@@ -374,7 +376,7 @@ async fn stream(
             ChunkLoad {
                 table: chunk.table,
                 body: &chunk.body,
-                request_id: Uuid::new_v5(&CHUNK_NAMESPACE, chunk.body.as_bytes()),
+                key: Uuid::new_v5(&CHUNK_NAMESPACE, chunk.body.as_bytes()),
                 resubmission: again,
                 tag: &tag,
                 skip_loaded: again,

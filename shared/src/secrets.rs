@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::config::ConfigError;
 use crate::snowflake::auth::{Authenticator, Credentials, KeyPair};
-use crate::snowflake::{Account, Client, RetryPolicy, SessionContext};
+use crate::snowflake::{Account, Client, Identifier, RetryPolicy, SessionContext};
 
 /// The secret's JSON, as stored. `privateKey` and `passphrase` are accepted as in AWS's
 /// managed Snowflake key-pair secret.
@@ -40,7 +40,8 @@ pub struct SnowflakeSettings {
     pub user: String,
     /// Key pair or token.
     pub credentials: Credentials,
-    /// Database, schema, warehouse, role.
+    /// Database, schema, warehouse, role: resolved as Snowflake identifiers (unquoted →
+    /// upper case, `"Quoted"` → exact).
     pub session: SessionContext,
 }
 
@@ -95,8 +96,14 @@ impl SnowflakeSettings {
                 });
             }
         };
-        let database = present(fields.database).ok_or(ConfigError::missing("database"))?;
-        let schema = present(fields.schema).ok_or(ConfigError::missing("schema"))?;
+        let name = |field: &'static str, value: Option<String>| {
+            present(value)
+                .map(|raw| Identifier::parse(field, &raw))
+                .transpose()
+        };
+        let database =
+            name("database", fields.database)?.ok_or(ConfigError::missing("database"))?;
+        let schema = name("schema", fields.schema)?.ok_or(ConfigError::missing("schema"))?;
         Ok(SnowflakeSettings {
             account,
             user,
@@ -104,8 +111,8 @@ impl SnowflakeSettings {
             session: SessionContext {
                 database: Some(database),
                 schema: Some(schema),
-                warehouse: present(fields.warehouse),
-                role: present(fields.role),
+                warehouse: name("warehouse", fields.warehouse)?,
+                role: name("role", fields.role)?,
             },
         })
     }
@@ -249,9 +256,45 @@ mod tests {
         let settings = SnowflakeSettings::from_json(&s.to_string()).unwrap();
         assert_eq!(settings.account.jwt_name, "XY12345");
         assert!(matches!(settings.credentials, Credentials::Token(ref t) if t == "pat-value"));
-        assert_eq!(settings.session.role.as_deref(), Some("TRACKLAYER_WRITER"));
-        assert_eq!(settings.session.warehouse.as_deref(), Some("ANALYTICS_WH"));
+        let name = |id: &Option<Identifier>| id.as_ref().map(|i| i.as_str().to_string());
+        assert_eq!(
+            name(&settings.session.role).as_deref(),
+            Some("TRACKLAYER_WRITER")
+        );
+        assert_eq!(
+            name(&settings.session.warehouse).as_deref(),
+            Some("ANALYTICS_WH")
+        );
         assert!(!format!("{settings:?}").contains("pat-value"));
+    }
+
+    #[test]
+    fn names_are_read_as_snowflake_identifiers() {
+        let mut s = base();
+        s["database"] = json!("tracklayer");
+        s["schema"] = json!(" events ");
+        s["warehouse"] = json!("\"Analytics_wh\"");
+        s["role"] = json!("tracklayer_writer");
+        let session = SnowflakeSettings::from_json(&s.to_string())
+            .unwrap()
+            .session;
+        let exact = |id: Option<Identifier>| id.unwrap().as_str().to_string();
+        assert_eq!(exact(session.database), "TRACKLAYER");
+        assert_eq!(exact(session.schema), "EVENTS");
+        assert_eq!(exact(session.warehouse), "Analytics_wh");
+        assert_eq!(exact(session.role), "TRACKLAYER_WRITER");
+    }
+
+    #[test]
+    fn a_name_snowflake_cannot_read_names_its_field_and_the_quoted_form() {
+        for field in ["database", "schema", "warehouse", "role"] {
+            let mut s = base();
+            s[field] = json!("my-name");
+            let err = SnowflakeSettings::from_json(&s.to_string()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("{field}: ")), "{text}");
+            assert!(text.contains(r#"\"my-name\""#), "{text}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tracklayer::load::{LoadSettings, Loader};
 use tracklayer::secrets::SecretSource;
 use tracklayer::snowflake::RetryPolicy;
@@ -198,6 +198,52 @@ impl Emulator {
     /// Registers or replaces a user and its keys.
     pub async fn register_user(&self, user: Value) -> Value {
         self.call(reqwest::Method::POST, "/users", Some(user)).await
+    }
+
+    /// A statement's answer as `GET /api/v2/statements/{handle}` gives it now (HTTP status and
+    /// body), read by a user of the tests' own with a programmatic access token.
+    pub async fn statement(&self, handle: &str) -> (u16, Value) {
+        const TOKEN: &str = "tracklayer-tests-reader-pat";
+        self.register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": "TRACKLAYER_TESTS_READER", "pats": [{"token": TOKEN}]}))
+            .await;
+        let response = self
+            .http
+            .get(format!("{}/api/v2/statements/{handle}", self.base))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header(
+                "X-Snowflake-Authorization-Token-Type",
+                "PROGRAMMATIC_ACCESS_TOKEN",
+            )
+            .header("User-Agent", "tracklayer-tests/1")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The answer of a statement once it is no longer running, read every 100 ms for at most
+    /// `within` (a statement still running then is a failure).
+    pub async fn final_answer(&self, handle: &str, within: Duration) -> (u16, Value) {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let (status, body) = self.statement(handle).await;
+            if status != 202 {
+                return (status, body);
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "statement {handle} still running after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Requests served on `path` (grouped as the report groups them) since the last reset.
+    pub async fn requests_on(&self, path: &str) -> u64 {
+        self.requests().await["by_path"][path]
+            .as_u64()
+            .unwrap_or_default()
     }
 }
 

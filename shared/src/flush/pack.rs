@@ -61,9 +61,10 @@ impl Packed {
         self
     }
 
-    /// The statement's requestId: derived from the chunks and rows it holds, so a retry within
-    /// the run reuses it. (A later run packs differently; it skips rows already loaded instead.)
-    pub fn request_id(&self) -> Uuid {
+    /// The statement's key: derived from the chunks and rows it holds, so a retry within the run
+    /// reuses its requestId (which also covers the statement's text and values, see
+    /// `Statement::keyed`). A later run packs differently; it skips rows already loaded instead.
+    pub fn key(&self) -> Uuid {
         let mut name = format!("{}:{}:", self.table.name(), self.skip_loaded);
         for (chunk, rows) in &self.segments {
             name.push_str(&format!("{chunk}/{rows},"));
@@ -376,7 +377,7 @@ mod tests {
         assert_eq!(all[0].segments[0], (a, 40));
         assert_eq!(all[0].segments[1].0, b);
         assert_eq!(all[0].segments[1].1 + all[1].segments[0].1, 60);
-        assert_ne!(all[0].request_id(), all[1].request_id());
+        assert_ne!(all[0].key(), all[1].key());
     }
 
     #[test]
@@ -403,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn request_id_depends_on_the_rows_held() {
+    fn key_depends_on_the_rows_held() {
         let a = Uuid::new_v4();
         let mut one = Packed::new(Table::RawEvents, false);
         one.push(a, "1", 1);
@@ -411,8 +412,8 @@ mod tests {
         same.push(a, "1", 1);
         let mut skipping = Packed::new(Table::RawEvents, true);
         skipping.push(a, "1", 1);
-        assert_eq!(one.request_id(), same.request_id());
-        assert_ne!(one.request_id(), skipping.request_id());
+        assert_eq!(one.key(), same.key());
+        assert_ne!(one.key(), skipping.key());
     }
 
     proptest::proptest! {

@@ -29,7 +29,9 @@ pub struct Chunk {
 impl Chunk {
     /// The INSERT statement for this chunk.
     pub fn statement(&self) -> Statement {
-        self.table.insert(self.body.clone())
+        let mut statement = self.table.insert(self.body.clone());
+        statement.table = Some(self.table);
+        statement
     }
 
     /// Bytes the statement carries: SQL text plus the bound array.

@@ -2,10 +2,16 @@
 //! data, the chunk is bisected until the refused rows stand alone; they go to the quarantine
 //! with Snowflake's error as the detail and everything else lands.
 //!
-//! Every sub-statement's requestId is derived from the chunk's requestId and the row range, so
-//! a chunk loaded again with the same requestId (a stream-mode batch redelivered whole)
-//! resubmits the same ids with `retry=true`; sub-statements of a chunk marked `skip_loaded`
-//! also skip rows already in the table, so nothing lands twice either way.
+//! Bisection runs only for data errors (Snowflake's 100xxx: a value one row holds). Compilation
+//! and context errors fail every sub-statement the same way, so they stop the run instead (see
+//! [`crate::snowflake::error`]) and nothing is quarantined.
+//!
+//! Every statement's requestId is derived from the chunk's key, the row range and the
+//! statement's exact text and values ([`Statement::keyed`]), so a chunk loaded again under the
+//! same key (a stream-mode batch redelivered whole) resubmits the same ids with `retry=true`,
+//! while the `WHERE NOT EXISTS` form of the same rows never shares an id with the plain INSERT;
+//! sub-statements of a chunk marked `skip_loaded` also skip rows already in the table, so
+//! nothing lands twice either way.
 
 use std::borrow::Cow;
 
@@ -37,8 +43,9 @@ pub struct ChunkLoad<'a> {
     pub table: Table,
     /// The bound JSON array.
     pub body: &'a str,
-    /// requestId of the whole-chunk INSERT; sub-statements derive theirs from it.
-    pub request_id: Uuid,
+    /// The chunk's identity: every statement's requestId derives from it, the row range and the
+    /// statement's text and values.
+    pub key: Uuid,
     /// Whether this chunk may have been (partly) loaded before: send `retry=true` at once.
     pub resubmission: bool,
     /// query_tag for every statement.
@@ -49,22 +56,23 @@ pub struct ChunkLoad<'a> {
 }
 
 impl ChunkLoad<'_> {
-    fn statement(&self, body: String, request_id: Uuid) -> Statement {
+    /// The INSERT of `body` (the whole chunk or the part `part` names).
+    fn statement(&self, body: String, part: &str) -> Statement {
         let mut statement = if self.skip_loaded {
             self.table.insert_skipping_loaded(body)
         } else {
             self.table.insert(body)
         };
-        statement.request_id = request_id;
         statement.resubmission = self.resubmission;
         statement.query_tag = Some(self.tag.to_string());
-        statement
+        statement.table = Some(self.table);
+        statement.keyed(Uuid::new_v5(&self.key, part.as_bytes()))
     }
 }
 
 impl Loader {
     /// Loads chunks with bounded concurrency (see [`Loader::run_all`]); a chunk Snowflake
-    /// refuses for its data is bisected and its refused rows quarantined.
+    /// refuses for one row's data (a 100xxx error) is bisected and its refused rows quarantined.
     /// `source_of(chunk, row)` names the source (SQS message id, staged chunk) of a refused row.
     pub async fn load_chunks(
         &self,
@@ -74,7 +82,7 @@ impl Loader {
     ) -> Vec<ChunkOutcome> {
         let statements = chunks
             .iter()
-            .map(|c| c.statement(c.body.to_string(), c.request_id))
+            .map(|c| c.statement(c.body.to_string(), ""))
             .collect();
         let results = self.run_all(statements, deadline).await;
         let mut outcomes = Vec::with_capacity(chunks.len());
@@ -126,10 +134,10 @@ impl Loader {
         let mut refused: Vec<(usize, SnowflakeError)> = Vec::new();
         let mut ranges = split(0, rows.len());
         while let Some((start, end)) = ranges.pop() {
-            let id = Uuid::new_v5(&chunk.request_id, format!("{start}-{end}").as_bytes());
             outcome.statements += 1;
+            let part = format!("{start}-{end}");
             match self
-                .run(chunk.statement(join(&rows[start..end]), id), deadline)
+                .run(chunk.statement(join(&rows[start..end]), &part), deadline)
                 .await
             {
                 Ok(result) => outcome.loaded += result.rows_inserted.unwrap_or_default(),
@@ -151,13 +159,12 @@ impl Loader {
             return outcome;
         }
         let quarantine = quarantine_rows(&rows, &refused, source_of);
-        let id = Uuid::new_v5(&chunk.request_id, b"quarantine");
         outcome.statements += 1;
         let statement = ChunkLoad {
             table: Table::Rejected,
             ..*chunk
         }
-        .statement(quarantine, id);
+        .statement(quarantine, "quarantine");
         match self.run(statement, deadline).await {
             Ok(result) => outcome.quarantined = result.rows_inserted.unwrap_or_default(),
             Err(e) => outcome.error = Some(e),
@@ -242,17 +249,43 @@ mod tests {
     }
 
     #[test]
+    fn skipping_form_of_the_same_rows_gets_another_request_id() {
+        let load = |skip_loaded| ChunkLoad {
+            table: Table::RawEvents,
+            body: "[]",
+            key: Uuid::from_u128(1),
+            resubmission: true,
+            tag: "t",
+            skip_loaded,
+        };
+        let plain = load(false).statement("[1]".into(), "");
+        assert_eq!(
+            plain.request_id,
+            load(false).statement("[1]".into(), "").request_id
+        );
+        assert_ne!(
+            plain.request_id,
+            load(true).statement("[1]".into(), "").request_id
+        );
+        assert_ne!(
+            plain.request_id,
+            load(false).statement("[1]".into(), "0-1").request_id
+        );
+        assert_eq!(plain.table, Some(Table::RawEvents));
+    }
+
+    #[test]
     fn quarantine_row_keeps_raw_text_ids_and_snowflake_error() {
         let rows: Vec<&RawValue> = serde_json::from_str(
             r#"[{"r":"{\"event_id\":\"e1\",\"merchant_id\":\"m\"}","t":"2026-01-01 00:00:00.000","n":"x"}]"#,
         )
         .unwrap();
-        let error = SnowflakeError::Api(crate::snowflake::ApiError {
+        let error = SnowflakeError::from(crate::snowflake::ApiError {
             http_status: 422,
             code: "100038".into(),
             sql_state: "22018".into(),
             message: "Numeric value 'abc' is not recognized".into(),
-            statement_handle: None,
+            ..crate::snowflake::ApiError::default()
         });
         let body = quarantine_rows(&rows, &[(0, error)], &|_| "msg-1".to_string());
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -4,10 +4,12 @@ pub mod account;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod identifier;
 pub mod tables;
 
 pub use crate::config::ConfigError;
 pub use account::Account;
 pub use client::{Client, QueryResult, RetryPolicy, SessionContext, Statement};
-pub use error::{ApiError, ErrorKind, SnowflakeError};
+pub use error::{Abandoned, ApiError, ErrorKind, SnowflakeError};
+pub use identifier::Identifier;
 pub use tables::Table;
