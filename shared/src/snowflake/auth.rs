@@ -14,7 +14,7 @@ use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pkcs8::der::SecretDocument;
-use pkcs8::{EncryptedPrivateKeyInfo, ObjectIdentifier, PrivateKeyInfo};
+use pkcs8::{EncryptedPrivateKeyInfoRef, ObjectIdentifier, PrivateKeyInfoRef};
 
 use super::ConfigError;
 
@@ -111,11 +111,11 @@ impl KeyPair {
 
     /// Reads a DER PKCS#8 `PrivateKeyInfo` that must hold an RSA key.
     fn from_pkcs8(der: &[u8]) -> Result<Self, Unreadable> {
-        let info = PrivateKeyInfo::try_from(der).map_err(|_| Unreadable::NotAKey)?;
+        let info = PrivateKeyInfoRef::try_from(der).map_err(|_| Unreadable::NotAKey)?;
         if info.algorithm.oid != RSA_ENCRYPTION {
             return Err(Unreadable::NotRsa);
         }
-        Self::from_pkcs1(info.private_key)
+        Self::from_pkcs1(info.private_key.as_bytes())
     }
 
     /// Reads a DER PKCS#1 `RSAPrivateKey` (RFC 8017 appendix A.1.2).
@@ -191,7 +191,7 @@ fn pem_body(pem: &str, label: &str) -> Result<SecretDocument, Unreadable> {
 /// Decrypts an `ENCRYPTED PRIVATE KEY` PEM (PBES2: PBKDF2 or scrypt, with 3DES or AES-CBC).
 fn decrypt_pkcs8(pem: &str, passphrase: &str) -> Result<SecretDocument, Unreadable> {
     let encrypted = pem_body(pem, "ENCRYPTED PRIVATE KEY")?;
-    EncryptedPrivateKeyInfo::try_from(encrypted.as_bytes())
+    EncryptedPrivateKeyInfoRef::try_from(encrypted.as_bytes())
         .map_err(|_| Unreadable::NotAKey)?
         .decrypt(passphrase)
         .map_err(|_| Unreadable::Decrypt)
