@@ -99,6 +99,7 @@ test: venv venv-sam venv-dbt ## Build, start the local stack, run every test, st
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
 	@$(CARGO) build --workspace --all-targets --locked
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory deny
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
