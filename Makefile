@@ -99,6 +99,7 @@ test: venv venv-sam venv-dbt ## Build, start the local stack, run every test, st
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
 	@$(CARGO) build --workspace --all-targets --locked
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory deny
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
@@ -118,11 +119,14 @@ $(CARGO_DENY):
 	@echo "==> cargo-deny into .local/tools (built from crates.io)"
 	@$(CARGO) install --quiet --locked cargo-deny@0.20.2 --root .local/tools
 
-deny: $(CARGO_DENY) ## Licenses, banned/duplicate crates and sources (offline)
+deny: $(CARGO_DENY) ## Licenses, banned/duplicate crates, sources, then RustSec advisories
 	@$(CARGO_DENY) check licenses bans sources
+	@$(MAKE) --no-print-directory deny-advisories
 
-deny-advisories: $(CARGO_DENY) ## RustSec advisories (needs GitHub to fetch the database)
-	@$(CARGO_DENY) check advisories
+# Live database when github.com answers, else ../shared/rustsec's snapshot, else says so and
+# passes. RUSTSEC_BUNDLE= and RUSTSEC_NETWORK=auto|on|off override (infra/deny-advisories.sh).
+deny-advisories: $(CARGO_DENY) ## RustSec advisories: live database, else the offline snapshot
+	@CARGO_DENY=$(CARGO_DENY) infra/deny-advisories.sh
 
 CARGO_FUZZ := .local/tools/bin/cargo-fuzz
 

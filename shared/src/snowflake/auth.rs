@@ -7,12 +7,14 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
+use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::RsaPrivateKey;
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-use sha2::{Digest, Sha256};
+use pkcs8::der::SecretDocument;
+use pkcs8::{EncryptedPrivateKeyInfoRef, ObjectIdentifier, PrivateKeyInfoRef};
 
 use super::ConfigError;
 
@@ -20,6 +22,8 @@ use super::ConfigError;
 const JWT_LIFETIME: Duration = Duration::from_secs(59 * 60);
 /// A cached JWT is replaced when less than this is left, so no request carries a dying token.
 const JWT_RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// `rsaEncryption` (RFC 8017 appendix A.1): the algorithm of a PKCS#8 RSA key.
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// An RSA private key ready to sign Snowflake JWTs.
 pub struct KeyPair {
@@ -54,29 +58,32 @@ impl KeyPair {
     pub fn from_pem(pem: &str, passphrase: Option<&str>) -> Result<(Self, KeyFormat), ConfigError> {
         let pem = normalize_pem(pem);
         let passphrase = passphrase.filter(|p| !p.is_empty());
-        let (key, format) = if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
             let passphrase = passphrase.ok_or_else(|| ConfigError::Invalid {
                 field: "private_key_passphrase",
                 detail: "the private key is encrypted (BEGIN ENCRYPTED PRIVATE KEY) but the secret has no private_key_passphrase; add it to the secret".into(),
             })?;
-            let key = RsaPrivateKey::from_pkcs8_encrypted_pem(&pem, passphrase.as_bytes())
-                .map_err(|e| ConfigError::Invalid {
+            let key = decrypt_pkcs8(&pem, passphrase)
+                .and_then(|pkcs8| Self::from_pkcs8(pkcs8.as_bytes()))
+                .map_err(|unreadable| ConfigError::Invalid {
                     field: "private_key_passphrase",
                     detail: format!(
                         "cannot decrypt private_key with the given passphrase ({}); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`",
-                        describe_pkcs8_error(&e)
+                        unreadable.describe()
                     ),
                 })?;
-            (key, KeyFormat::EncryptedPkcs8)
+            Ok((key, KeyFormat::EncryptedPkcs8))
         } else if pem.contains("-----BEGIN PRIVATE KEY-----") {
-            let key = RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| ConfigError::Invalid {
-                field: "private_key",
-                detail: format!(
-                    "not a readable PKCS#8 RSA private key ({})",
-                    describe_pkcs8_error(&e)
-                ),
-            })?;
-            (key, KeyFormat::Pkcs8)
+            let key = pem_body(&pem, "PRIVATE KEY")
+                .and_then(|pkcs8| Self::from_pkcs8(pkcs8.as_bytes()))
+                .map_err(|unreadable| ConfigError::Invalid {
+                    field: "private_key",
+                    detail: format!(
+                        "not a readable PKCS#8 RSA private key ({})",
+                        unreadable.describe()
+                    ),
+                })?;
+            Ok((key, KeyFormat::Pkcs8))
         } else if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
             if pem.contains("Proc-Type: 4,ENCRYPTED") {
                 return Err(ConfigError::Invalid {
@@ -84,41 +91,50 @@ impl KeyPair {
                     detail: "legacy encrypted PKCS#1 keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in key.pem -out rsa_key.p8`".into(),
                 });
             }
-            let key = RsaPrivateKey::from_pkcs1_pem(&pem).map_err(|_| ConfigError::Invalid {
-                field: "private_key",
-                detail: "not a readable PKCS#1 RSA private key".into(),
-            })?;
-            (key, KeyFormat::Pkcs1)
+            let key = pem_body(&pem, "RSA PRIVATE KEY")
+                .and_then(|pkcs1| Self::from_pkcs1(pkcs1.as_bytes()))
+                .map_err(|unreadable| ConfigError::Invalid {
+                    field: "private_key",
+                    detail: format!(
+                        "not a readable PKCS#1 RSA private key ({})",
+                        unreadable.describe()
+                    ),
+                })?;
+            Ok((key, KeyFormat::Pkcs1))
         } else {
-            return Err(ConfigError::Invalid {
+            Err(ConfigError::Invalid {
                 field: "private_key",
                 detail: "expected a PEM RSA private key (BEGIN PRIVATE KEY, BEGIN ENCRYPTED PRIVATE KEY or BEGIN RSA PRIVATE KEY)".into(),
-            });
-        };
-        Ok((Self::from_key(&key)?, format))
+            })
+        }
     }
 
-    fn from_key(key: &RsaPrivateKey) -> Result<Self, ConfigError> {
-        let public_der =
-            key.to_public_key()
-                .to_public_key_der()
-                .map_err(|_| ConfigError::Invalid {
-                    field: "private_key",
-                    detail: "cannot derive the public key".into(),
-                })?;
-        let fingerprint = format!(
-            "SHA256:{}",
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(public_der.as_bytes()))
-        );
-        let public_key = base64::engine::general_purpose::STANDARD.encode(public_der.as_bytes());
-        let pkcs1 = key.to_pkcs1_der().map_err(|_| ConfigError::Invalid {
-            field: "private_key",
-            detail: "cannot encode the private key for signing".into(),
+    /// Reads a DER PKCS#8 `PrivateKeyInfo` that must hold an RSA key.
+    fn from_pkcs8(der: &[u8]) -> Result<Self, Unreadable> {
+        let info = PrivateKeyInfoRef::try_from(der).map_err(|_| Unreadable::NotAKey)?;
+        if info.algorithm.oid != RSA_ENCRYPTION {
+            return Err(Unreadable::NotRsa);
+        }
+        Self::from_pkcs1(info.private_key.as_bytes())
+    }
+
+    /// Reads a DER PKCS#1 `RSAPrivateKey` (RFC 8017 appendix A.1.2).
+    fn from_pkcs1(der: &[u8]) -> Result<Self, Unreadable> {
+        let key = RsaKeyPair::from_der(der).map_err(|rejected| match rejected.description_() {
+            "TooSmall" => Unreadable::TooShort,
+            "TooLarge" => Unreadable::TooLong,
+            _ => Unreadable::Malformed,
         })?;
+        let public_der = key
+            .public_key()
+            .as_der()
+            .map_err(|_| Unreadable::Malformed)?;
+        let public_der = public_der.as_ref();
+        let base64 = &base64::engine::general_purpose::STANDARD;
         Ok(KeyPair {
-            signing_key: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
-            fingerprint,
-            public_key,
+            signing_key: EncodingKey::from_rsa_der(der),
+            fingerprint: format!("SHA256:{}", base64.encode(digest(&SHA256, public_der))),
+            public_key: base64.encode(public_der),
         })
     }
 
@@ -134,13 +150,51 @@ impl KeyPair {
     }
 }
 
-fn describe_pkcs8_error(e: &rsa::pkcs8::Error) -> &'static str {
-    match e {
-        rsa::pkcs8::Error::EncryptedPrivateKey(_) => "wrong passphrase or unsupported cipher",
-        rsa::pkcs8::Error::KeyMalformed => "the key is malformed",
-        rsa::pkcs8::Error::PublicKey(_) => "not an RSA key",
-        _ => "not an RSA private key",
+/// Why a PEM did not read as an RSA private key; the words go into the error's detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    /// The PBES2 decryption failed.
+    Decrypt,
+    /// A PKCS#8 document of another algorithm (EC, Ed25519, ...).
+    NotRsa,
+    /// Labelled RSA but the key inside does not parse or is inconsistent.
+    Malformed,
+    /// Shorter than 2048 bits, the least Snowflake and aws-lc accept.
+    TooShort,
+    /// Longer than 8192 bits, the most aws-lc signs with.
+    TooLong,
+    /// Not PEM, or not the structure its label names.
+    NotAKey,
+}
+
+impl Unreadable {
+    fn describe(self) -> &'static str {
+        match self {
+            Unreadable::Decrypt => "wrong passphrase or unsupported cipher",
+            Unreadable::NotRsa => "not an RSA key",
+            Unreadable::Malformed => "the key is malformed",
+            Unreadable::TooShort => "the key is shorter than 2048 bits; generate a 2048-bit key",
+            Unreadable::TooLong => "the key is longer than 8192 bits; generate a 2048-bit key",
+            Unreadable::NotAKey => "not an RSA private key",
+        }
     }
+}
+
+/// The DER inside a PEM document whose label must be `label`.
+fn pem_body(pem: &str, label: &str) -> Result<SecretDocument, Unreadable> {
+    match SecretDocument::from_pem(pem) {
+        Ok((found, der)) if found == label => Ok(der),
+        _ => Err(Unreadable::NotAKey),
+    }
+}
+
+/// Decrypts an `ENCRYPTED PRIVATE KEY` PEM (PBES2: PBKDF2 or scrypt, with 3DES or AES-CBC).
+fn decrypt_pkcs8(pem: &str, passphrase: &str) -> Result<SecretDocument, Unreadable> {
+    let encrypted = pem_body(pem, "ENCRYPTED PRIVATE KEY")?;
+    EncryptedPrivateKeyInfoRef::try_from(encrypted.as_bytes())
+        .map_err(|_| Unreadable::NotAKey)?
+        .decrypt(passphrase)
+        .map_err(|_| Unreadable::Decrypt)
 }
 
 /// Turns literal `\n` (as pasted into JSON by hand) back into newlines.
@@ -402,6 +456,147 @@ pub(crate) mod tests {
         assert_eq!(
             KeyPair::from_pem(&escaped, None).unwrap().0.fingerprint(),
             expected
+        );
+    }
+
+    /// A throwaway 2048-bit test key; it is registered nowhere.
+    const TEST_KEY: &str = include_str!("testdata/test_key_2048.p8");
+    /// Its public key, from `openssl pkey -pubout`.
+    const TEST_KEY_PUB: &str = include_str!("testdata/test_key_2048.pub");
+    /// `openssl rsa -pubin -in test_key_2048.pub -outform DER | openssl dgst -sha256 -binary |
+    /// openssl enc -base64` (docs/snowflake-setup.md's command), run once with OpenSSL 3.0.19.
+    const TEST_KEY_FINGERPRINT: &str = "SHA256:QSYiWXQHhj6kXd8k/B+Fj/94txhqtnYSJnZqU+lZ95Y=";
+
+    /// The test key re-encoded by openssl with `args` (e.g. `pkcs8 -topk8 -v2 des3 ...`).
+    fn test_key_as(args: &[&str]) -> String {
+        String::from_utf8(openssl(args, Some(TEST_KEY.as_bytes()))).unwrap()
+    }
+
+    #[test]
+    fn known_key_in_every_format_has_the_fingerprint_openssl_printed() {
+        let pass = "correct horse battery staple";
+        let passout = format!("pass:{pass}");
+        let cases = [
+            (TEST_KEY.to_string(), None, KeyFormat::Pkcs8),
+            (
+                test_key_as(&["pkcs8", "-topk8", "-v2", "des3", "-passout", &passout]),
+                Some(pass),
+                KeyFormat::EncryptedPkcs8,
+            ),
+            (
+                test_key_as(&[
+                    "pkcs8",
+                    "-topk8",
+                    "-v2",
+                    "aes-256-cbc",
+                    "-passout",
+                    &passout,
+                ]),
+                Some(pass),
+                KeyFormat::EncryptedPkcs8,
+            ),
+            (
+                test_key_as(&["rsa", "-traditional"]),
+                None,
+                KeyFormat::Pkcs1,
+            ),
+        ];
+        let public_key: String = TEST_KEY_PUB
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        for (pem, passphrase, format) in cases {
+            let (key, read_format) = KeyPair::from_pem(&pem, passphrase).unwrap();
+            assert_eq!(read_format, format);
+            assert_eq!(key.fingerprint(), TEST_KEY_FINGERPRINT, "{format:?}");
+            assert_eq!(key.public_key(), public_key, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn aes_key_with_wrong_passphrase_names_the_field_and_hides_the_passphrase() {
+        let aes = test_key_as(&[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:right",
+        ]);
+        let err = KeyPair::from_pem(&aes, Some("not-the-passphrase")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "private_key_passphrase: cannot decrypt private_key with the given passphrase (wrong passphrase or unsupported cipher); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
+        );
+    }
+
+    #[test]
+    fn pkcs8_key_of_another_algorithm_is_not_an_rsa_key() {
+        let ec = String::from_utf8(openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ],
+            None,
+        ))
+        .unwrap();
+        assert!(ec.contains("BEGIN PRIVATE KEY"));
+        let err = KeyPair::from_pem(&ec, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "private_key: not a readable PKCS#8 RSA private key (not an RSA key)"
+        );
+    }
+
+    #[test]
+    fn damaged_keys_are_named_by_their_format() {
+        let pkcs1 = test_key_as(&["rsa", "-traditional"]);
+        let truncated = |pem: &str, label: &str| {
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            format!(
+                "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                &body[..64]
+            )
+        };
+        let err = KeyPair::from_pem(&truncated(&pkcs1, "RSA PRIVATE KEY"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "private_key: not a readable PKCS#1 RSA private key (not an RSA private key)"
+        );
+        let err = KeyPair::from_pem(&truncated(TEST_KEY, "PRIVATE KEY"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "private_key: not a readable PKCS#8 RSA private key (not an RSA private key)"
+        );
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----";
+        let err = KeyPair::from_pem(legacy, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("private_key: legacy encrypted PKCS#1 keys are not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn key_shorter_than_2048_bits_is_refused_when_read() {
+        let short = String::from_utf8(openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+            ],
+            None,
+        ))
+        .unwrap();
+        let err = KeyPair::from_pem(&short, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "private_key: not a readable PKCS#8 RSA private key (the key is shorter than 2048 bits; generate a 2048-bit key)"
         );
     }
 
