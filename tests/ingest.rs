@@ -619,3 +619,103 @@ fn bad_setting_stops_the_binary_naming_the_setting() {
     assert!(all.contains("TRACKLAYER_LOAD_MODE"), "{all}");
     assert!(all.contains("\"sometimes\" is not a mode"), "{all}");
 }
+
+/// A loader whose secret is the stack's but points at `schema`.
+async fn loader_in_schema(schema: &str) -> tracklayer::load::Loader {
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
+    let stack_secret = secrets
+        .get_secret_value()
+        .secret_id(tracklayer_tests::setting("TRACKLAYER_SECRET_ID"))
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    let mut secret: Value = serde_json::from_str(&stack_secret).unwrap();
+    secret["schema"] = json!(schema);
+    let name = unique("tracklayer/premade");
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+    let source = tracklayer::secrets::SecretSource::new(
+        secrets,
+        name,
+        Duration::from_secs(300),
+        tracklayer_tests::fast_retry(),
+    );
+    tracklayer::load::Loader::new(source, LoadSettings::default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn premade_table_with_another_column_type_fails_the_messages_and_quarantines_nothing() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let schema = unique("PREMADE").to_ascii_uppercase().replace('-', "_");
+    // The data team made RAW_EVENTS beforehand, with EVENT_TIME as epoch milliseconds.
+    let ddl = tracklayer::snowflake::Table::RawEvents
+        .ddl()
+        .replace(
+            "EVENT_TIME TIMESTAMP_NTZ NOT NULL",
+            "EVENT_TIME NUMBER(18, 0) NOT NULL",
+        )
+        .replace(
+            "CREATE TABLE IF NOT EXISTS RAW_EVENTS",
+            &format!("CREATE TABLE TRACKLAYER.{schema}.RAW_EVENTS"),
+        );
+    assert!(ddl.contains("EVENT_TIME NUMBER(18, 0)"), "{ddl}");
+    let setup = loader(LoadSettings::default()).await;
+    for sql in [format!("CREATE SCHEMA TRACKLAYER.{schema}"), ddl] {
+        setup
+            .run(tracklayer::snowflake::Statement::new(sql), deadline())
+            .await
+            .unwrap();
+    }
+    let ingest = Ingest::stream(loader_in_schema(&schema).await);
+    let tag = unique("premade");
+    let mut bodies = tagged_events(&tag, 50, 17, 0);
+    bodies.push("{broken".into());
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-premade", deadline())
+        .await;
+    let report = emulator.requests().await;
+    let failed = failures(&response);
+    assert_eq!(
+        failed,
+        (0..50)
+            .map(|i| format!("{tag}-{i}"))
+            .collect::<BTreeSet<_>>(),
+        "every event's message is retried; the broken one was quarantined: {}",
+        summary.to_line()
+    );
+    assert_eq!(
+        report["by_kind"]["INSERT"], 2,
+        "the events' INSERT (refused at compile time, not bisected) and the rejects': {report}"
+    );
+    let (error, fix) = summary.error.clone().unwrap();
+    assert!(error.contains("002023"), "{error}");
+    assert!(fix.contains("EVENT_TIME"), "{fix}");
+    assert_eq!(summary.refused, 0);
+    let rows = sfquery(&format!(
+        "SELECT (SELECT COUNT(*) FROM TRACKLAYER.{schema}.RAW_EVENTS) AS E, \
+         (SELECT COUNT(*) FROM TRACKLAYER.{schema}.RAW_EVENTS_REJECTED) AS R"
+    ));
+    assert_eq!(
+        (rows.text(0, "E"), rows.text(0, "R")),
+        (Some("0".into()), Some("1".into())),
+        "no event landed or was quarantined; the broken body was"
+    );
+    setup
+        .run(
+            tracklayer::snowflake::Statement::new(format!(
+                "DROP SCHEMA TRACKLAYER.{schema} CASCADE"
+            )),
+            deadline(),
+        )
+        .await
+        .unwrap();
+}

@@ -621,10 +621,10 @@ async fn lock_contention_is_retried_and_the_rows_land_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs a local Snowflake that splits large results into partitions (issue 12, section 1); run with --ignored once it does"]
 async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
     let _guard = exclusive().await;
     let emulator = Emulator::default();
+    emulator.clean().await;
     let loader = loader(LoadSettings::default()).await;
     loader.ensure_tables(deadline()).await.unwrap();
     let tag = unique("parts");
@@ -642,6 +642,8 @@ async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
     let select = tracklayer::snowflake::Statement::new(format!(
         "SELECT EVENT_ID, RAW_PAYLOAD, PROPERTIES FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' ORDER BY EVENT_ID"
     ));
+    // Results over 200 kB come in several partitions (the default is 10 MB).
+    emulator.settings(json!({"partition_bytes": 200_000})).await;
     let first = loader.run(select.clone(), deadline()).await.unwrap();
     assert_eq!(first.rows.len(), 3_000);
     emulator.clean().await;
@@ -661,6 +663,9 @@ async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
         .await;
     let faults_left = emulator.faults().await;
     emulator.clean().await;
+    emulator
+        .settings(json!({"partition_bytes": 10_000_000}))
+        .await;
     assert_eq!(faults_left, json!([]), "a partition fetch met the 503");
     assert_eq!(again.unwrap().rows, first.rows);
 }
