@@ -1,6 +1,6 @@
 """Run every benchmark and write BENCHMARKS.md: `make bench`.
 
-    .venv/bin/python infra/local/bench.py [--out BENCHMARKS.md] [--stack-dir .local/bench]
+    .venv/bin/python -m tracklayer_local.bench [--out BENCHMARKS.md] [--stack-dir .local/bench]
         [--moto-port 4599] [--snowflake-port 8099] [--only parse,ingest,flush,coldstart,baseline]
         [--quick] [--keep-stack] [--baseline-events 5000] [--render REPORT_JSON]
 
@@ -54,11 +54,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from tracklayer_local.bench_ingest import make_event, make_templates
 
-from bench_ingest import make_event, make_templates  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PYTHON = Path(sys.executable)
 BINARIES = ("ingest", "flush", "connection-test")
@@ -170,7 +168,7 @@ class Bench:
             "MOTO_PORT": str(self.args.moto_port),
             "SNOWFLAKE_PORT": str(self.args.snowflake_port),
         }
-        return self.shown([".venv/bin/python", "infra/local/stack.py", "up"], env)
+        return self.shown([".venv/bin/python", "-m", "tracklayer_local.stack", "up"], env)
 
     def python(self) -> str:
         return str(PYTHON)
@@ -197,14 +195,14 @@ class Bench:
     # ---- stack
     def stack(self, action: str) -> None:
         done = subprocess.run(
-            [self.python(), str(HERE / "stack.py"), action],
+            [self.python(), "-m", "tracklayer_local.stack", action],
             cwd=REPO, env=self.env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
             raise SystemExit(f"bench: stack.py {action} failed:\n{done.stdout}{done.stderr}")
 
     def stack_env(self) -> dict[str, str]:
-        from lambda_host import read_env_file
+        from tracklayer_local.lambda_host import read_env_file
 
         return read_env_file(str(self.stack_dir / "stack.env"))
 
@@ -376,7 +374,7 @@ def section_ingest(bench: Bench) -> dict[str, Any]:
     for name, messages, per_message, runs in ingest_runs(bench):
         bench.reset_emulator()
         command = [
-            "infra/local/bench_ingest.py", "--binary", str(bench.binary("ingest")), "--messages", str(messages),
+            "-m", "tracklayer_local.bench_ingest", "--binary", str(bench.binary("ingest")), "--messages", str(messages),
             "--events-per-message", str(per_message), "--runs", str(runs), "--memory", str(MEMORY_MB),
         ]  # fmt: skip
         result = bench.run_json(name, command)
@@ -391,7 +389,7 @@ def section_flush(bench: Bench) -> dict[str, Any]:
     The cost model fits flush time to events and statements from the difference between the
     layouts, so their runs are interleaved: a slow spell of the shared machine then hits both.
     """
-    from bench_flush import summarise
+    from tracklayer_local.bench_flush import summarise
 
     runs = 2 if bench.args.quick else 3
     events = 20_000 if bench.args.quick else 100_000
@@ -401,7 +399,7 @@ def section_flush(bench: Bench) -> dict[str, Any]:
     for number in range(1, runs + 1):
         for name, batch in layouts if number % 2 else reversed(layouts):
             command = [
-                "infra/local/bench_flush.py", "--flush", str(bench.binary("flush")), "--ingest",
+                "-m", "tracklayer_local.bench_flush", "--flush", str(bench.binary("flush")), "--ingest",
                 str(bench.binary("ingest")), "--events", str(events), "--ingest-batch", str(batch), "--runs", "1",
                 "--memory", str(MEMORY_MB), "--reset-emulator",
             ]  # fmt: skip
@@ -423,7 +421,7 @@ def section_flush(bench: Bench) -> dict[str, Any]:
 
 
 def section_coldstart(bench: Bench) -> dict[str, Any]:
-    from lambda_host import LambdaHost
+    from tracklayer_local.lambda_host import LambdaHost
 
     starts = 5 if bench.args.quick else 15
     stack = bench.stack_env()
@@ -444,7 +442,7 @@ def section_coldstart(bench: Bench) -> dict[str, Any]:
                 if not host.wait_ready():
                     bench.errors.append(f"coldstart: {name} did not start: {host.init_error}")
                     break
-                from lambda_host import read_vm_hwm_kb
+                from tracklayer_local.lambda_host import read_vm_hwm_kb
 
                 samples[name].append(host.cold_starts_ms[0])
                 if host.pid:
@@ -464,7 +462,7 @@ def section_coldstart(bench: Bench) -> dict[str, Any]:
             "size_bytes": path.stat().st_size,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
         }
-    only = ["infra/local/bench.py", "--only", "coldstart"]
+    only = ["-m", "tracklayer_local.bench", "--only", "coldstart"]
     return {
         "starts": starts,
         "binaries": results,
@@ -477,7 +475,7 @@ def section_baseline(bench: Bench) -> dict[str, Any] | None:
     events = 2000 if bench.args.quick else bench.args.baseline_events
     runs = 2 if bench.args.quick else 3
     command = [
-        "infra/local/bench_python_baseline.py", "--ours", str(bench.binary("ingest")), "--events", str(events),
+        "-m", "tracklayer_local.bench_python_baseline", "--ours", str(bench.binary("ingest")), "--events", str(events),
         "--runs", str(runs), "--memory", str(MEMORY_MB),
     ]  # fmt: skip
     return bench.run_json("baseline", command, timeout=3600)
@@ -836,7 +834,7 @@ def markdown(report: dict[str, Any], bench: Bench) -> str:
         "",
         "Commands that need the local stack run against one started with "
         f"`{bench.stack_up_command()}` (bench.py starts and stops it itself; "
-        f"`infra/local/bench.py --only <section>` reruns one section the same way).",
+        f"`.venv/bin/python -m tracklayer_local.bench --only <section>` reruns one section the same way).",
         "",
         "## Summary",
         "",
@@ -1170,7 +1168,7 @@ def cost_markdown(cost: dict[str, Any], report: dict[str, Any]) -> list[str]:
         f"hourly flushes cost at least {FLUSHES_PER_DAY} x {RESUME_MINIMUM_S} s = ${floor:.2f} a day of warehouse time; the "
         "rest of the scheduled warehouse column is load time and AUTO_SUSPEND.",
         "",
-        "Command: `.venv/bin/python infra/local/bench.py --only ingest,flush` (the cost needs both sections).",
+        "Command: `.venv/bin/python -m tracklayer_local.bench --only ingest,flush` (the cost needs both sections).",
     ]
     return lines
 

@@ -1,10 +1,10 @@
 """Benchmark the real flush binary: load 100,000 staged events into the local Snowflake.
 
-    .venv/bin/python infra/local/bench_flush.py [--flush target/release/flush]
+    .venv/bin/python -m tracklayer_local.bench_flush [--flush target/release/flush]
         [--ingest target/release/ingest] [--events 100000] [--ingest-batch 1000]
         [--body-bytes 600] [--runs 3] [--memory 256] [--reset-emulator] [--json FILE]
 
-Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
+Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and both release binaries (``cargo build --release -p ingest -p flush``).
 
 Each run starts from a fresh staging queue and stages ``--events`` events the way production
@@ -52,11 +52,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracklayer_local.bench_ingest import make_event, make_templates
+from tracklayer_local.lambda_host import LambdaHost, read_env_file, sqs_client
 
-from bench_ingest import make_event, make_templates  # noqa: E402
-from lambda_host import LambdaHost, read_env_file, sqs_client  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 STATEMENTS_TARGET = 100  # per 100,000 events
 RSS_TARGET_KB = 64 * 1024
@@ -376,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_flush: {binary} is not built (cargo build --release -p {package})", file=sys.stderr)
             return 2
     if not args.env_file.is_file():
-        print(f"bench_flush: {args.env_file} missing: start the stack (infra/local/stack.py up)", file=sys.stderr)
+        print(f"bench_flush: {args.env_file} missing: start the stack (python -m tracklayer_local.stack up)", file=sys.stderr)
         return 2
     stack = read_env_file(str(args.env_file))
     args.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 """Benchmark the real ingest binary on a big SQS batch against the local stack.
 
-    .venv/bin/python infra/local/bench_ingest.py [--binary target/release/ingest] [--runs 5]
+    .venv/bin/python -m tracklayer_local.bench_ingest [--binary target/release/ingest] [--runs 5]
         [--messages 10000] [--body-bytes 600] [--events-per-message 1] [--modes scheduled,stream]
         [--memory 128] [--json FILE]
 
-Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
+Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and a built binary (``cargo build --release -p ingest``).
 
 It generates one realistic SQS event: ``--messages`` records (default 10,000) of one ecommerce
@@ -47,10 +47,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracklayer_local.lambda_host import LambdaHost, read_env_file, read_vm_hwm_kb, sqs_client
 
-from lambda_host import LambdaHost, read_env_file, read_vm_hwm_kb, sqs_client  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 CPU_TARGET_MS = 100  # scheduled mode, per batch
 RSS_TARGET_KB = 64 * 1024
@@ -446,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_ingest: {args.binary} is not built (cargo build --release -p ingest)", file=sys.stderr)
         return 2
     if not args.env_file.is_file():
-        print(f"bench_ingest: {args.env_file} missing: start the stack (infra/local/stack.py up)", file=sys.stderr)
+        print(f"bench_ingest: {args.env_file} missing: start the stack (python -m tracklayer_local.stack up)", file=sys.stderr)
         return 2
     stack = read_env_file(str(args.env_file))
     started = time.monotonic()

@@ -1,9 +1,9 @@
 """Side by side: the same events loaded by a typical Python loader and by our stream-mode ingest.
 
-    .venv/bin/python infra/local/bench_python_baseline.py [--events 20000] [--batch 1000] [--runs 3]
+    .venv/bin/python -m tracklayer_local.bench_python_baseline [--events 20000] [--batch 1000] [--runs 3]
         [--ours target/release/ingest] [--body-bytes 600] [--json FILE]
 
-Needs a running stack (``infra/local/stack.py up``; ``--env-file``, default ``$STACK_DIR/stack.env``)
+Needs a running stack (``python -m tracklayer_local.stack up``; ``--env-file``, default ``$STACK_DIR/stack.env``)
 and the release ingest binary.
 
 The events are ``bench_ingest.py``'s: ``--events`` realistic ecommerce events of ~600 bytes, one per
@@ -56,10 +56,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracklayer_local.bench_ingest import EVENT_ID_SLOT, make_event, make_templates
 
-from bench_ingest import EVENT_ID_SLOT, make_event, make_templates  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PY_TABLE = "RAW_EVENTS_PY"
 PY_REJECTED = "RAW_EVENTS_REJECTED_PY"
@@ -218,7 +217,7 @@ def python_only(args: argparse.Namespace) -> int:
 
 
 def run_ours(args: argparse.Namespace, stack: dict[str, str], bodies: list[str]) -> dict[str, Any]:
-    from lambda_host import LambdaHost
+    from tracklayer_local.lambda_host import LambdaHost
 
     env = {
         **stack,
@@ -406,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.python_only:
         return python_only(args)
-    from lambda_host import read_env_file
+    from tracklayer_local.lambda_host import read_env_file
 
     if not args.ours.is_file():
         print(f"bench_python_baseline: {args.ours} is not built (cargo build --release -p ingest)", file=sys.stderr)

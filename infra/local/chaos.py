@@ -1,10 +1,10 @@
 """The chaos test: real ingest and flush binaries against a local Snowflake that fails on purpose.
 
-    .venv/bin/python infra/local/chaos.py [--events 100000] [--seed 20261127] [--fault-rate 0.10]
+    .venv/bin/python -m tracklayer_local.chaos [--events 100000] [--seed 20261127] [--fault-rate 0.10]
         [--statement-bytes 250000] [--kill-probability 0.8] [--flush-budget 900] [--json FILE]
         [--events-sqs private|stack] [--keep-queues]
 
-Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``, default
+Needs a running stack (``python -m tracklayer_local.stack up``, found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and the debug binaries (``cargo build -p ingest -p flush``).
 
 1. Generates ``--events`` realistic ecommerce events (~600 bytes, unique event ids
@@ -81,8 +81,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 MAX_RECEIVE_COUNT = 5
 BATCH_SIZE = 1000
@@ -240,7 +238,7 @@ class PrivateSqs:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:  # in our process group: a signal to the group stops it too
             self.popen = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve-sqs", str(self.port)],
+                [sys.executable, "-m", "tracklayer_local.chaos", "--serve-sqs", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -311,7 +309,7 @@ def bad_text(event: dict[str, Any], kind: str) -> str:
 
 
 def generate(events: int, seed: int, prefix: str) -> Plan:
-    from bench_ingest import ecommerce_event
+    from tracklayer_local.bench_ingest import ecommerce_event
 
     rng = random.Random(seed)
     messages: list[Message] = []
@@ -462,7 +460,7 @@ def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
 
 
 def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, url: str) -> dict[str, Any]:  # noqa: ANN001
-    from lambda_host import LambdaHost, run_sqs
+    from tracklayer_local.lambda_host import LambdaHost, run_sqs
 
     totals = collections.Counter()
     wave = BATCH_SIZE
@@ -606,7 +604,7 @@ def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
 def flush_loop(
     args: argparse.Namespace, env: dict[str, str], sqs, staging: str, control: Control  # noqa: ANN001
 ) -> tuple[list[FlushRun], bool]:
-    from lambda_host import LambdaHost
+    from tracklayer_local.lambda_host import LambdaHost
 
     rng = random.Random(args.seed + 1)
     runs: list[FlushRun] = []
@@ -685,7 +683,7 @@ def flush_loop(
 
 
 def sql(port: int, statement: str) -> list[list[Any]]:
-    from sfquery import query
+    from tracklayer_local.sfquery import query
 
     return query(statement, port, "TRACKLAYER", "EVENTS")["rows"]
 
@@ -781,7 +779,7 @@ def command_line(argv: list[str]) -> str:
     python = Path(sys.executable)
     shown = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
     prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
-    return prefix + shlex.join([shown, "infra/local/chaos.py", *argv])
+    return prefix + shlex.join([shown, "-m", "tracklayer_local.chaos", *argv])
 
 
 def table(rows: list[tuple[str, Any, str]]) -> str:
@@ -808,9 +806,9 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"{binary} is not built (cargo build -p ingest -p flush)")
             return 2
     if not args.env_file.is_file():
-        progress(f"{args.env_file} missing: start the stack (infra/local/stack.py up)")
+        progress(f"{args.env_file} missing: start the stack (python -m tracklayer_local.stack up)")
         return 2
-    from lambda_host import read_env_file, sqs_client
+    from tracklayer_local.lambda_host import read_env_file, sqs_client
 
     stack = read_env_file(str(args.env_file))
     control = Control(stack["SNOWFLAKE_EMULATOR_URL"])

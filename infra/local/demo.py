@@ -1,9 +1,9 @@
 """`make demo`: a realistic ecommerce event stream through the real Lambda binaries into the local Snowflake.
 
-    .venv/bin/python infra/local/demo.py [--events 20000] [--seed 7] [--env-file .local/stack.env]
+    .venv/bin/python -m tracklayer_local.demo [--events 20000] [--seed 7] [--env-file .local/stack.env]
         [--dbt .venv-dbt/bin/dbt] [--target-dir target/debug] [--batch-size 1000] [--wave 50] [--verbose]
 
-Needs a running local stack (`.venv/bin/python infra/local/stack.py up`) and the debug binaries
+Needs a running local stack (`.venv/bin/python -m tracklayer_local.stack up`) and the debug binaries
 (`cargo build -p ingest -p flush -p connection-test`). Steps:
 
 1. generate a stream, the same for the same ``--seed`` (times relative to now): four merchants
@@ -54,11 +54,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+from tracklayer_local.lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_client
 
-from lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_client  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
 QUARANTINE_QUERIES_FILE = REPO / "infra" / "sql" / "quarantine_queries.sql"
@@ -754,7 +752,7 @@ def check_setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
     if not env_path.is_file():
         raise DemoError(
             f"{env_path} does not exist: start the local stack first (`make stack-up`, or "
-            "`.venv/bin/python infra/local/stack.py up`)"
+            "`.venv/bin/python -m tracklayer_local.stack up`)"
         )
     env = read_env_file(str(env_path))
     for key in ("AWS_ENDPOINT_URL", "TRACKLAYER_EVENTS_QUEUE_URL", "TRACKLAYER_STAGING_QUEUE_URL",
@@ -1307,7 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Demo OK: {fmt_int(n_sent)} events sent, {fmt_int(loaded)} loaded, {fmt_int(quarantined)} quarantined, "
         f"none lost, in {total:.0f} s.")
     say("To explore the data yourself, keep a stack running (`make stack-up`, then this script), and query it:")
-    say(f"  .venv/bin/python infra/local/sfquery.py --port {port} "
+    say(f"  .venv/bin/python -m tracklayer_local.sfquery --port {port} "
         "\"SELECT REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED LIMIT 5\"")
     where_in_aws(wh, reports)
     wh.close()

@@ -1,8 +1,8 @@
 """Run a real Lambda binary locally the way AWS does: the Runtime API, and an SQS event source mapping.
 
-    .venv/bin/python infra/local/lambda_host.py invoke --binary target/debug/ingest --name ingest \\
+    .venv/bin/python -m tracklayer_local.lambda_host invoke --binary target/debug/ingest --name ingest \\
         [--timeout 30] [--event-file F | --event JSON] [--repeat N]
-    .venv/bin/python infra/local/lambda_host.py sqs --binary target/debug/ingest --name ingest \\
+    .venv/bin/python -m tracklayer_local.lambda_host sqs --binary target/debug/ingest --name ingest \\
         --queue-url URL [--batch-size 10] [--max-batches N] [--until-empty] [--wait 1]
 
 Common options: ``--env-file .local/stack.env`` (KEY=VALUE lines added to the function's

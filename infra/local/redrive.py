@@ -1,6 +1,6 @@
 """`make redrive-local`: the way back from both dead-letter queues, through the real binaries.
 
-    .venv/bin/python infra/local/redrive.py [--events 40] [--env-file .local/stack.env]
+    .venv/bin/python -m tracklayer_local.redrive [--events 40] [--env-file .local/stack.env]
         [--target-dir target/debug] [--log-dir DIR] [--json figures.json]
 
 Needs a running local stack and the debug binaries (`cargo build -p ingest -p flush`). On fresh
@@ -48,11 +48,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from snowflake.connector.errors import ProgrammingError
-from lambda_host import LambdaHost, read_env_file, run_sqs, sqs_client  # this script's directory
-from sfquery import query as sf_query
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+from tracklayer_local.lambda_host import LambdaHost, read_env_file, run_sqs, sqs_client
+from tracklayer_local.sfquery import query as sf_query
+
+REPO = Path(__file__).resolve().parents[2]
 
 EVENTS_MAX_RECEIVES = 2
 STAGING_MAX_RECEIVES = 1

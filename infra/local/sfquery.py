@@ -1,6 +1,6 @@
 """Run one query against the local Snowflake through the drivers' protocol and print JSON.
 
-    .venv/bin/python infra/local/sfquery.py [--port 8085] [--database TRACKLAYER] [--schema EVENTS] "SELECT ..."
+    .venv/bin/python -m tracklayer_local.sfquery [--port 8085] [--database TRACKLAYER] [--schema EVENTS] "SELECT ..."
 
 Prints one line: {"columns": [...], "rows": [[...], ...]}. Values: strings as-is, Decimal via
 str() (e.g. "19.9900"), datetime as "YYYY-MM-DD HH:MM:SS.fff" (milliseconds, any time zone

@@ -2,7 +2,7 @@
 
 Run (from the repository root)::
 
-    .venv/bin/python infra/local/snowflake_emulator.py [--host 127.0.0.1] [--port 8085]
+    .venv/bin/python -m tracklayer_local.snowflake_emulator [--host 127.0.0.1] [--port 8085]
         [--bootstrap TRACKLAYER.EVENTS] [--async-threshold-ms 45000]
 
 One Starlette app serves:
@@ -316,7 +316,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-import streaming_emulator
+from tracklayer_local import streaming_emulator
 
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
 log = logging.getLogger("snowflake_emulator")

@@ -1,6 +1,6 @@
 """Start, stop and inspect the local test stack: moto (SQS, Secrets Manager) and the local Snowflake.
 
-    .venv/bin/python infra/local/stack.py up | down | status
+    .venv/bin/python -m tracklayer_local.stack up | down | status
 
 Run from the repository root. Environment: MOTO_PORT (4566), SNOWFLAKE_PORT (8085), STACK_DIR
 (.local), TRACKLAYER_MAX_RECEIVE_COUNT (5, the queues' redrive maxReceiveCount).
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-EMULATOR = REPO / "infra" / "local" / "snowflake_emulator.py"
+EMULATOR_MODULE = "tracklayer_local.snowflake_emulator"
 PYTHON = Path(sys.executable).absolute()  # the venv's python, symlink kept
 VENV_BIN = PYTHON.parent
 
@@ -70,7 +70,7 @@ class Service:
     def command(self) -> list[str]:
         if self.name == "moto":
             return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
-        return [str(PYTHON), str(EMULATOR), "--host", "127.0.0.1", "--port", str(self.port)]
+        return [str(PYTHON), "-m", EMULATOR_MODULE, "--host", "127.0.0.1", "--port", str(self.port)]
 
     def pid(self) -> int | None:
         """The recorded pid if that process is alive and is this service."""
@@ -162,7 +162,7 @@ def services(stack_dir: Path) -> list[Service]:
             "snowflake",
             int(os.environ.get("SNOWFLAKE_PORT", "8085")),
             "/__emulator/health",
-            "snowflake_emulator.py",
+            EMULATOR_MODULE,
             stack_dir,
         ),
     ]

@@ -1,4 +1,4 @@
-"""Fixtures for tests against a running local stack (`.venv/bin/python infra/local/stack.py up`).
+"""Fixtures for tests against a running local stack (`.venv/bin/python -m tracklayer_local.stack up`).
 
 The stack is found through STACK_DIR/stack.env (default <repo>/.local). If it is missing or the
 servers do not answer, every test fails with a message saying so: nothing is skipped.
@@ -17,7 +17,7 @@ from sflocal import Control, Http, Identity, SqlApi
 
 REPO = Path(__file__).resolve().parents[2]
 DATABASE, SCHEMA = "TRACKLAYER", "PYTEST"
-START_HINT = "start it with `.venv/bin/python infra/local/stack.py up` from the repository root"
+START_HINT = "start it with `.venv/bin/python -m tracklayer_local.stack up` from the repository root"
 
 
 def stack_env_path() -> Path:

@@ -11,7 +11,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -20,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 USER_AGENT = "tracklayer-pytest/1.0"
-SFQUERY = Path(__file__).resolve().parents[2] / "infra" / "local" / "sfquery.py"
 
 
 @dataclass
@@ -231,10 +229,10 @@ def insert_batch(table: str, events: list[dict[str, Any]]) -> tuple[str, dict[st
 
 
 def sfquery(stack_env: dict[str, str], sql: str, schema: str = "PYTEST") -> dict[str, Any]:
-    """Read through the drivers' protocol with infra/local/sfquery.py, as the Rust tests do."""
+    """Read through the drivers' protocol with tracklayer_local.sfquery in a process of its own, as the Rust tests do."""
     port = stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1]
     done = subprocess.run(
-        [sys.executable, str(SFQUERY), "--port", port, "--schema", schema, sql],
+        [sys.executable, "-m", "tracklayer_local.sfquery", "--port", port, "--schema", schema, sql],
         capture_output=True,
         text=True,
         timeout=60,

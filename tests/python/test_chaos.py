@@ -1,4 +1,4 @@
-"""The chaos test, short: `infra/local/chaos.py --events 3000` against the stack.
+"""The chaos test, short: `python -m tracklayer_local.chaos --events 3000` against the stack.
 
 Real `target/debug/ingest` (scheduled mode, through the SQS event source mapping emulator) and
 `target/debug/flush` (SIGKILLed now and then) while the local Snowflake fails about 10% of the
@@ -23,10 +23,9 @@ from pathlib import Path
 import pytest
 from conftest import stack_env_path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "local"))
+from tracklayer_local import chaos
 
-import chaos  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 BINARIES = [REPO / "target" / "debug" / name for name in ("ingest", "flush")]
 MISSING = [str(b.relative_to(REPO)) for b in BINARIES if not b.is_file()]
@@ -41,7 +40,7 @@ def test_short_chaos_run_loses_nothing_and_loads_nothing_twice(stack_env: dict[s
     result = tmp_path / "chaos.json"
     env_file = stack_env_path()
     command = [
-        sys.executable, str(REPO / "infra" / "local" / "chaos.py"),
+        sys.executable, "-m", "tracklayer_local.chaos",
         "--events", str(EVENTS),
         "--statement-bytes", "20000",  # ~140 chunks: enough INSERTs for ~10% faults to hit some
         "--min-kills", "1",  # keeps the run short; make chaos kills at least 3

@@ -18,7 +18,6 @@ import gzip
 import hashlib
 import json
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,11 +26,10 @@ from typing import Any
 import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "local"))
+from tracklayer_local.lambda_host import LambdaHost, run_sqs, sqs_event
+from tracklayer_local.sfquery import query as sf_query
 
-from lambda_host import LambdaHost, run_sqs, sqs_event  # noqa: E402
-from sfquery import query as sf_query  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 INGEST = REPO / "target" / "debug" / "ingest"
 MAX_RECEIVE_COUNT = 3

@@ -22,12 +22,11 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tracklayer_local.lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "local"))
 
-from lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event  # noqa: E402
-
-LAMBDA_HOST = REPO / "infra" / "local" / "lambda_host.py"
+LAMBDA_HOST = ["-m", "tracklayer_local.lambda_host"]  # the CLI, run as a module
 INGEST = REPO / "target" / "debug" / "ingest"
 MAX_RECEIVE_COUNT = 3
 
@@ -342,7 +341,7 @@ def test_initialisation_that_never_finishes_is_bounded(host_for) -> None:
 def test_cli_invoke_prints_one_summary(fake: Path, tmp_path: Path, stack_env: dict[str, str]) -> None:
     log = tmp_path / "cli.log"
     result = subprocess.run(
-        [sys.executable, str(LAMBDA_HOST), "invoke", "--binary", str(fake), "--name", "cli-fn",
+        [sys.executable, *LAMBDA_HOST, "invoke", "--binary", str(fake), "--name", "cli-fn",
          "--event", '{"n": 1}', "--repeat", "3", "--timeout", "5", "--log", str(log)],
         env={**os.environ, **stack_env, "FAKE_MODE": "echo"},
         capture_output=True, text=True, timeout=60, check=False,
@@ -359,7 +358,7 @@ def test_cli_invoke_prints_one_summary(fake: Path, tmp_path: Path, stack_env: di
 
 def test_cli_exits_1_when_invocations_fail(fake: Path, tmp_path: Path, stack_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [sys.executable, str(LAMBDA_HOST), "invoke", "--binary", str(fake), "--name", "cli-fn",
+        [sys.executable, *LAMBDA_HOST, "invoke", "--binary", str(fake), "--name", "cli-fn",
          "--log", str(tmp_path / "cli.log")],
         env={**os.environ, **stack_env, "FAKE_MODE": "error"},
         capture_output=True, text=True, timeout=60, check=False,
@@ -479,7 +478,7 @@ def test_cli_sqs_until_empty(fake: Path, tmp_path: Path, sqs, queues, stack_env:
     env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
     bare_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # all from --env-file
     result = subprocess.run(
-        [sys.executable, str(LAMBDA_HOST), "sqs", "--binary", str(fake), "--name", "cli-sqs",
+        [sys.executable, *LAMBDA_HOST, "sqs", "--binary", str(fake), "--name", "cli-sqs",
          "--queue-url", queue_url, "--batch-size", "3", "--until-empty", "--wait", "0",
          "--env-file", str(env_file), "--env", "FAKE_MODE=sqs", "--log", str(tmp_path / "cli.log")],
         env=bare_env, capture_output=True, text=True, timeout=60, check=False,

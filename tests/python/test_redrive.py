@@ -1,4 +1,4 @@
-"""The way back from both dead-letter queues, short: `infra/local/redrive.py --events 30`.
+"""The way back from both dead-letter queues, short: `python -m tracklayer_local.redrive --events 30`.
 
 Real `target/debug/ingest` and `target/debug/flush` on fresh queues: a wrong
 TRACKLAYER_STAGING_QUEUE_URL sends every event message to the events DLQ, a secret naming an
@@ -31,7 +31,7 @@ TIMEOUT_S = 180
 def test_dead_lettered_events_and_chunks_come_back_and_load_once(stack_env: dict[str, str], tmp_path: Path) -> None:
     result = tmp_path / "redrive.json"
     env_file = stack_env_path()
-    command = [sys.executable, str(REPO / "infra" / "local" / "redrive.py"), "--events", str(EVENTS),
+    command = [sys.executable, "-m", "tracklayer_local.redrive", "--events", str(EVENTS),
                "--env-file", str(env_file), "--log-dir", str(tmp_path), "--json", str(result)]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     detail = f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
