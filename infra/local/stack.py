@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-EMULATOR_MODULE = "tracklayer_local.snowflake_emulator"
+EMULATOR_MODULE = "tracklayer_local.emulator"
 PYTHON = Path(sys.executable).absolute()  # the venv's python, symlink kept
 VENV_BIN = PYTHON.parent
 
@@ -52,7 +52,7 @@ class Service:
     name: str
     port: int
     health_path: str
-    marker: str  # a string in the process's command line, checked before signalling a pid
+    markers: tuple[str, ...]  # one is in the process's command line, checked before signalling a pid
     stack_dir: Path
 
     @property
@@ -79,7 +79,7 @@ class Service:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, ValueError):
             return None
-        return pid if self.marker in cmdline else None
+        return pid if any(marker in cmdline for marker in self.markers) else None
 
     def answers(self) -> bool:
         try:
@@ -157,12 +157,13 @@ def port_in_use(port: int) -> bool:
 
 def services(stack_dir: Path) -> list[Service]:
     return [
-        Service("moto", int(os.environ.get("MOTO_PORT", "4566")), "/moto-api/", "moto_server", stack_dir),
+        Service("moto", int(os.environ.get("MOTO_PORT", "4566")), "/moto-api/", ("moto_server",), stack_dir),
         Service(
             "snowflake",
             int(os.environ.get("SNOWFLAKE_PORT", "8085")),
             "/__emulator/health",
-            EMULATOR_MODULE,
+            # also the emulator's earlier entry point, so a stack started before the move still stops
+            (EMULATOR_MODULE, "infra/local/snowflake_emulator.py", "tracklayer_local.snowflake_emulator"),
             stack_dir,
         ),
     ]

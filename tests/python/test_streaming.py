@@ -1,4 +1,4 @@
-"""Snowpipe Streaming REST API of the local Snowflake (infra/local/streaming_emulator.py), over HTTP.
+"""Snowpipe Streaming REST API of the local Snowflake (infra/local/emulator/streaming.py), over HTTP.
 
 Commits are made deterministic with the "manual" commit setting and POST /__emulator/streaming/commit,
 or awaited by polling bulk channel status with a bound; nothing sleeps for timing.
