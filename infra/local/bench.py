@@ -50,11 +50,11 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tracklayer_local.bench_ingest import make_event, make_templates
+from tracklayer_local.harness import Control, progress_to_stderr, read_env_file, span, spread
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,8 +119,7 @@ How to read these numbers:
 """
 
 
-def progress(line: str) -> None:
-    print(f"bench: {line}", file=sys.stderr, flush=True)
+progress = progress_to_stderr("bench")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,17 +201,10 @@ class Bench:
             raise SystemExit(f"bench: stack.py {action} failed:\n{done.stdout}{done.stderr}")
 
     def stack_env(self) -> dict[str, str]:
-        from tracklayer_local.lambda_host import read_env_file
-
         return read_env_file(str(self.stack_dir / "stack.env"))
 
     def reset_emulator(self) -> None:
-        url = f"http://127.0.0.1:{self.args.snowflake_port}/__emulator/reset"
-        request = urllib.request.Request(
-            url, data=b'{"drop_data": true}', method="POST", headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60):  # noqa: S310 - the local emulator
-            pass
+        Control(f"http://127.0.0.1:{self.args.snowflake_port}").call("POST", "/reset", {"drop_data": True})
 
     def binary(self, name: str) -> Path:
         return self.bin_dir / name
@@ -223,23 +215,6 @@ def load_average() -> float | None:
         return float(Path("/proc/loadavg").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def spread(values: list[float], digits: int = 1) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "min": None, "max": None}
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
-
-
-def span(values: dict[str, Any] | None, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
-    if not values or values.get("median") is None:
-        return "n/a"
-    f = lambda v: f"{v / scale:,.{digits}f}"  # noqa: E731
-    return f"{f(values['median'])}{unit} ({f(values['min'])}-{f(values['max'])})"
 
 
 def verdict(ok: bool | None) -> str:

@@ -65,7 +65,6 @@ import contextlib
 import json
 import os
 import random
-import shlex
 import signal
 import socket
 import subprocess
@@ -79,6 +78,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tracklayer_local.harness import (
+    add_stack_options,
+    Control,
+    SqsClient,
+    command_line,
+    create_queue_pair,
+    progress_to_stderr,
+    query,
+    queue_depth,
+    read_env_file,
+    snowflake_port,
+    sqs_client,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,8 +133,7 @@ BAD_KINDS = [
 ]
 
 
-def progress(line: str) -> None:
-    print(f"chaos: {line}", file=sys.stderr, flush=True)
+progress = progress_to_stderr("chaos")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,26 +375,14 @@ def generate(events: int, seed: int, prefix: str) -> Plan:
 # ------------------------------------------------------------------------------------------------
 
 
-def create_pair(sqs, name: str, visibility: int) -> tuple[str, str]:  # noqa: ANN001
+def create_pair(sqs: SqsClient, name: str, visibility: int) -> tuple[str, str]:
     """A queue and its DLQ (maxReceiveCount 5)."""
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    main = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
-    return main, dlq
+    return create_queue_pair(sqs, name, MAX_RECEIVE_COUNT, {"VisibilityTimeout": str(visibility)})
 
 
-def depth(sqs, url: str) -> dict[str, int]:  # noqa: ANN001
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    visible, hidden, delayed = (int(attributes.get(n, 0)) for n in names)
-    return {"visible": visible, "in_flight": hidden, "delayed": delayed, "total": visible + hidden + delayed}
+def depth(sqs: SqsClient, url: str) -> dict[str, int]:
+    found = queue_depth(sqs, url)
+    return {"visible": found.visible, "in_flight": found.in_flight, "delayed": found.delayed, "total": found.total}
 
 
 def sender(sqs):  # noqa: ANN001, ANN201
@@ -425,21 +425,8 @@ def send_wave(sqs, url: str, messages: list[Message], pool: ThreadPoolExecutor) 
 
 
 # ------------------------------------------------------------------------------------------------
-# The local Snowflake's control endpoints
+# Fault rules for the local Snowflake
 # ------------------------------------------------------------------------------------------------
-
-
-class Control:
-    def __init__(self, base_url: str) -> None:
-        self.base = base_url.rstrip("/") + "/__emulator"
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
 
 
 def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
@@ -683,9 +670,7 @@ def flush_loop(
 
 
 def sql(port: int, statement: str) -> list[list[Any]]:
-    from tracklayer_local.sfquery import query
-
-    return query(statement, port, "TRACKLAYER", "EVENTS")["rows"]
+    return query(statement, port)["rows"]
 
 
 def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> dict[str, Any]:
@@ -744,9 +729,7 @@ def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> di
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
-    parser = argparse.ArgumentParser(prog="chaos.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events to send (100000)")
     parser.add_argument("--seed", type=int, default=20261127, help="seed of events, faults and kills")
     parser.add_argument("--fault-rate", type=float, default=0.10, help="share of INSERT submissions that fail (0.10)")
@@ -763,9 +746,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip
     parser.add_argument("--ingest-binary", type=Path, default=REPO / "target" / "debug" / "ingest")
     parser.add_argument("--flush-binary", type=Path, default=REPO / "target" / "debug" / "flush")
-    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
-    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the functions' logs go")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_stack_options(parser, "also write the figures here")
     parser.add_argument("--keep-queues", action="store_true", help="do not delete the run's queues")
     args = parser.parse_args(argv)
     if args.events < 100 or not 0 < args.fault_rate < 1 or not 0 <= args.kill_probability <= 1:
@@ -773,13 +754,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.statement_bytes < 10_000:
         parser.error("--statement-bytes >= 10000 (the binaries' minimum)")
     return args
-
-
-def command_line(argv: list[str]) -> str:
-    python = Path(sys.executable)
-    shown = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
-    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
-    return prefix + shlex.join([shown, "-m", "tracklayer_local.chaos", *argv])
 
 
 def table(rows: list[tuple[str, Any, str]]) -> str:
@@ -808,8 +782,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.env_file.is_file():
         progress(f"{args.env_file} missing: start the stack (python -m tracklayer_local.stack up)")
         return 2
-    from tracklayer_local.lambda_host import read_env_file, sqs_client
-
     stack = read_env_file(str(args.env_file))
     control = Control(stack["SNOWFLAKE_EMULATOR_URL"])
     try:
@@ -817,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         progress(f"the local Snowflake does not answer at {stack['SNOWFLAKE_EMULATOR_URL']}: {e}")
         return 2
-    port = int(stack["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
+    port = snowflake_port(stack)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:10]
@@ -831,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     stack_sqs = sqs_client(stack)
-    figures: dict[str, Any] = {"command": command_line(argv), "prefix": prefix, "seed": args.seed}
+    figures: dict[str, Any] = {"command": command_line(argv, "tracklayer_local.chaos"), "prefix": prefix, "seed": args.seed}
     private = PrivateSqs(args.log_dir / "chaos-sqs.log") if args.events_sqs == "private" else None
     settings_before = control.call("GET", "/settings")
     queues: list[tuple[Any, str]] = []

@@ -54,7 +54,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tracklayer_local.lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_client
+from tracklayer_local.harness import (
+    SqsClient,
+    connect,
+    queue_depth,
+    read_env_file,
+    snowflake_port,
+    sqs_client,
+    stack_env_path,
+)
+from tracklayer_local.lambda_host import HostError, LambdaHost, run_sqs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -579,11 +588,10 @@ def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]], pool: T
     return sent
 
 
-def queue_depth(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attrs.get("ApproximateNumberOfMessages", 0)), int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+def waiting_and_in_flight(sqs: SqsClient, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of the queue."""
+    depth = queue_depth(sqs, url)
+    return depth.visible, depth.in_flight
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,20 +601,7 @@ def queue_depth(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
 
 class Warehouse:
     def __init__(self, port: int) -> None:
-        import snowflake.connector
-
-        self.conn = snowflake.connector.connect(
-            account="fakesnow",
-            user="demo",
-            password="local",
-            host="127.0.0.1",
-            port=port,
-            protocol="http",
-            database="TRACKLAYER",
-            schema="EVENTS",
-            login_timeout=10,
-            network_timeout=120,
-        )
+        self.conn = connect(port)
 
     def query(self, sql: str, params: tuple | None = None) -> tuple[list[str], list[list[Any]]]:
         cur = self.conn.cursor()
@@ -747,8 +742,7 @@ def check_setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
     if args.env_file:
         env_path = Path(args.env_file)
     else:
-        stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-        env_path = (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
+        env_path = stack_env_path()
     if not env_path.is_file():
         raise DemoError(
             f"{env_path} does not exist: start the local stack first (`make stack-up`, or "
@@ -1042,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  binaries: {demo.binary('ingest').parent}; function logs: {stack_dir / 'logs'}/demo-*.log")
 
     sqs = sqs_client(env)
-    port = int(env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
+    port = snowflake_port(env)
     wh = Warehouse(port)
     merchants = [m.merchant_id for m in MERCHANTS]
 
@@ -1075,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
             "on this stack); the accounting counts this run only, the sample queries and dbt see both "
             "(restart the stack for a clean slate)"
         )
-    waiting, inflight = queue_depth(sqs, env["TRACKLAYER_EVENTS_QUEUE_URL"])
+    waiting, inflight = waiting_and_in_flight(sqs, env["TRACKLAYER_EVENTS_QUEUE_URL"])
     if waiting or inflight:
         demo.notes.append(f"the events queue already held {waiting + inflight} messages; ingest consumed them too")
 
@@ -1109,7 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
     if streamed.invocation_errors or host.get("init_error"):
         demo.problems.append(f"ingest: {streamed.invocation_errors} failed invocations {host.get('init_error') or ''}"
                              f" (see {demo.log('ingest')})")
-    staged_waiting, _ = queue_depth(sqs, env["TRACKLAYER_STAGING_QUEUE_URL"])
+    staged_waiting, _ = waiting_and_in_flight(sqs, env["TRACKLAYER_STAGING_QUEUE_URL"])
     say(f"    staging queue: {staged_waiting} chunks waiting for flush; Snowflake not contacted yet")
     demo.timed("2 send + ingest", t, f"send {streamed.send_s:.0f} s, ingest {streamed.ingest_s:.0f} s")
 
@@ -1208,7 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, url in (("events DLQ", env.get("TRACKLAYER_EVENTS_DLQ_URL")),
                       ("staging DLQ", env.get("TRACKLAYER_STAGING_DLQ_URL"))):
         if url:
-            depth = sum(queue_depth(sqs, url))
+            depth = sum(waiting_and_in_flight(sqs, url))
             if depth:
                 say(f"    !! {name}: {depth} messages")
                 demo.problems.append(f"{name} holds {depth} messages")

@@ -81,12 +81,12 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tracklayer_local.harness import DEFAULT_REGION, Progress, progress_to_stderr, read_env_file, sqs_client, stack_dir
+
 API_VERSION = "2018-06-01"
 ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "us-east-1"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous request and response
 ANSWER_GRACE_S = 0.5  # after the deadline, for an answer already on its way
 STOP_GRACE_S = 2.0  # SIGTERM -> SIGKILL
@@ -103,11 +103,7 @@ SQS_RECORD_ATTRIBUTES = (  # the system attributes Lambda copies into a record
     "AWSTraceHeader",
 )
 
-Progress = Callable[[str], None]
-
-
-def stderr_progress(line: str) -> None:
-    print(f"lambda_host: {line}", file=sys.stderr, flush=True)
+stderr_progress = progress_to_stderr("lambda_host")
 
 
 def quiet(_line: str) -> None:
@@ -217,8 +213,7 @@ def decode_payload(body: bytes) -> Any:
 
 
 def default_log_path(name: str) -> Path:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    return (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "logs" / f"{name}.log"
+    return stack_dir() / "logs" / f"{name}.log"
 
 
 class LambdaHost:
@@ -806,21 +801,6 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
 # ------------------------------------------------------------------------------------------------
 
 
-def sqs_client(env: dict[str, str] | None = None, region: str | None = None):  # noqa: ANN201 - boto3 is untyped
-    """An SQS client for the endpoint, region and credentials in `env` (default: this process's)."""
-    import boto3
-
-    env = os.environ if env is None else env
-    return boto3.client(
-        "sqs",
-        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-        region_name=region or env.get("AWS_REGION") or DEFAULT_REGION,
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-    )
-
-
 def queue_arn(sqs, queue_url: str, region: str = DEFAULT_REGION) -> str:  # noqa: ANN001
     try:
         return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -1026,11 +1006,6 @@ def run_sqs(
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
-
-
-def read_env_file(path: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs if not key.strip().startswith("#")}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

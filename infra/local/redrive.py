@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +46,20 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from snowflake.connector.errors import ProgrammingError
 
-from tracklayer_local.lambda_host import LambdaHost, read_env_file, run_sqs, sqs_client
-from tracklayer_local.sfquery import query as sf_query
+from tracklayer_local.harness import (
+    SqsClient,
+    create_queue_pair,
+    invocation_summaries,
+    query,
+    queue_arn,
+    queue_depth,
+    read_env_file,
+    snowflake_port,
+    sqs_client,
+    stack_env_path,
+    wait_until,
+)
+from tracklayer_local.lambda_host import LambdaHost, run_sqs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,13 +79,6 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Polls `check` until it holds; raises after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,28 +138,19 @@ class Pair:
     dlq_arn: str
 
 
-def create_pair(sqs: Any, name: str, max_receives: int) -> Pair:
-    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = arn_of(sqs, dlq_url)
-    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
-    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy, "VisibilityTimeout": "30"})["QueueUrl"]
-    return Pair(url, arn_of(sqs, url), dlq_url, dlq_arn)
+def create_pair(sqs: SqsClient, name: str, max_receives: int) -> Pair:
+    url, dlq_url = create_queue_pair(sqs, name, max_receives, {"VisibilityTimeout": "30"})
+    return Pair(url, queue_arn(sqs, url), dlq_url, queue_arn(sqs, dlq_url))
 
 
-def arn_of(sqs: Any, url: str) -> str:
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def depth(sqs: Any, url: str) -> int:
+def depth(sqs: SqsClient, url: str) -> int:
     """Messages on the queue, visible or in flight."""
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[n]) for n in names)
+    found = queue_depth(sqs, url)
+    return found.visible + found.in_flight
 
 
-def in_flight(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
-    return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+def in_flight(sqs: SqsClient, url: str) -> int:
+    return queue_depth(sqs, url).in_flight
 
 
 def send_all(sqs: Any, url: str, bodies: list[str]) -> list[str]:
@@ -225,7 +218,7 @@ def redrive(env: dict[str, str], pair: Pair) -> dict[str, Any]:
         task.update(sqs.list_message_move_tasks(SourceArn=pair.dlq_arn, MaxResults=1)["Results"][0])
         return task["Status"] in ("COMPLETED", "FAILED", "CANCELLED")
 
-    wait_until(done, "the message move task")
+    wait_until(done, "the message move task", WAIT_S)
     say(f"    {task['Status']}: {task.get('ApproximateNumberOfMessagesMoved')} messages moved")
     return {"method": "StartMessageMoveTask", "moved": int(task.get("ApproximateNumberOfMessagesMoved", 0)),
             "status": task["Status"]}  # fmt: skip
@@ -265,9 +258,8 @@ class Run:
     def snowflake(self, sql: str) -> list[list[Any]]:
         """Rows of a query; none while the table does not exist yet (the loader creates it on
         its first load: 002003 on a fresh stack)."""
-        port = int(self.env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
         try:
-            return sf_query(sql, port, "TRACKLAYER", "EVENTS")["rows"]
+            return query(sql, snowflake_port(self.env))["rows"]
         except ProgrammingError as e:
             if e.errno == 2003:
                 return []
@@ -285,14 +277,6 @@ class Run:
             f"WHERE RAW_TEXT LIKE '%{self.plan.prefix}-%' GROUP BY 1"
         )
         return Counter({r[0]: int(r[1]) for r in rows})
-
-
-def ingest_summaries(log: Path) -> list[dict[str, Any]]:
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        if '"ingest invocation summary"' in line and line.lstrip().startswith("{"):
-            found.append(json.loads(line))
-    return found
 
 
 def ingest(run: Run, staging_url: str, log: Path) -> dict[str, Any]:
@@ -313,7 +297,7 @@ def events_dead_lettered(run: Run, sqs: Any) -> None:
     say(f"    sent {len(ids)} messages ({len(run.plan.valid) + sum(run.plan.bad.values())} events) to the events queue")
     wrong = run.staging.url + "-missing"
     stats = ingest(run, wrong, run.log("ingest-misconfigured"))
-    summaries = ingest_summaries(run.log("ingest-misconfigured"))
+    summaries = invocation_summaries(run.log("ingest-misconfigured"))
     first = next((s for s in summaries if s.get("error")), {})
     run.figures.update(
         messages_sent=len(ids), ingest_invocations_misconfigured=stats["batches"],
@@ -332,7 +316,7 @@ def events_redriven(run: Run, sqs: Any) -> None:
     say(f"\n[2/{STEPS}] fix the URL, redrive the events DLQ, ingest stages them")
     run.figures["events_redrive"] = redrive(run.env, run.events)
     stats = ingest(run, run.staging.url, run.log("ingest"))
-    summaries = ingest_summaries(run.log("ingest"))
+    summaries = invocation_summaries(run.log("ingest"))
     run.figures.update(
         chunks_staged=depth(sqs, run.staging.url), events_staged=sum(int(s.get("EventsStaged", 0)) for s in summaries),
         ingest_failures_after_fix=stats["messages_failed"],
@@ -355,7 +339,7 @@ def chunks_dead_lettered(run: Run, sqs: Any, secrets: Any, good_secret: str) -> 
             if in_flight(sqs, run.staging.url):
                 say(f"    waiting for the chunks' visibility timeout ({VISIBILITY_S} s); the next run's receive "
                     f"moves them to the DLQ (maxReceiveCount {STAGING_MAX_RECEIVES})")  # fmt: skip
-                wait_until(lambda: in_flight(sqs, run.staging.url) == 0, "the failed chunks' visibility timeout")
+                wait_until(lambda: in_flight(sqs, run.staging.url) == 0, "the failed chunks' visibility timeout", WAIT_S)
             ok, report = host.invoke({})
             reports.append(report if ok else {"status": "error", **report})
             say(f"    flush run {len(reports)}: {reports[-1].get('status')}"
@@ -415,11 +399,7 @@ def account(run: Run, sqs: Any) -> None:
 
 
 def setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
-    if args.env_file:
-        env_path = Path(args.env_file)
-    else:
-        stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-        env_path = (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
+    env_path = Path(args.env_file) if args.env_file else stack_env_path()
     if not env_path.is_file():
         raise SetupError(f"{env_path} does not exist: start the local stack first (`make stack-up`)")
     env = read_env_file(str(env_path))

@@ -6,28 +6,17 @@ servers do not answer, every test fails with a message saying so: nothing is ski
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from sflocal import Control, Http, Identity, SqlApi
 
-REPO = Path(__file__).resolve().parents[2]
+from tracklayer_local.harness import read_env_file, stack_env_path
+
 DATABASE, SCHEMA = "TRACKLAYER", "PYTEST"
 START_HINT = "start it with `.venv/bin/python -m tracklayer_local.stack up` from the repository root"
-
-
-def stack_env_path() -> Path:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    return (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
-
-
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def answers(url: str) -> bool:
@@ -45,7 +34,7 @@ def stack_env() -> dict[str, str]:
     path = stack_env_path()
     if not path.exists():
         pytest.fail(f"local stack not set up: {path} does not exist; {START_HINT}", pytrace=False)
-    env = read_env(path)
+    env = read_env_file(path)
     for name, url in (
         ("local Snowflake", env["SNOWFLAKE_EMULATOR_URL"] + "/__emulator/health"),
         ("moto", env["AWS_ENDPOINT_URL"] + "/moto-api/"),

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import subprocess
 import sys
 import time
@@ -201,6 +202,23 @@ class Control:
 
     def reset(self, drop_data: bool = False) -> dict[str, Any]:
         return self.call("POST", "/reset", {"drop_data": drop_data})
+
+
+def fake_received(body: str, receive_count: int = 1) -> dict[str, Any]:
+    """A message as SQS ReceiveMessage returns it, for building Lambda events by hand."""
+    now_ms = str(int(time.time() * 1000))
+    return {
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": base64.b64encode(os.urandom(48)).decode(),
+        "Body": body,
+        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+        "Attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": now_ms,
+            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
+            "ApproximateFirstReceiveTimestamp": now_ms,
+        },
+    }
 
 
 def make_events(count: int, prefix: str = "evt") -> list[dict[str, Any]]:

@@ -26,11 +26,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import snowflake.connector
 from sflocal import SqlApi
+from snowflake.connector.connection import SnowflakeConnection
+
+from tracklayer_local.harness import connect, snowflake_port
 
 REPO = Path(__file__).resolve().parents[2]
 DBT_DIR = REPO / "infra" / "dbt"
@@ -314,21 +317,9 @@ def load(http, loader) -> Load:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def sf(stack_env: dict[str, str]):  # noqa: ANN201
+def sf(stack_env: dict[str, str]) -> Iterator[SnowflakeConnection]:
     """snowflake-connector-python on the local Snowflake's drivers' protocol."""
-    port = int(stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
-    conn = snowflake.connector.connect(
-        account="fakesnow",
-        user="pytest",
-        password="local",
-        host="127.0.0.1",
-        port=port,
-        protocol="http",
-        database="TRACKLAYER",
-        schema="EVENTS",
-        login_timeout=10,
-        network_timeout=120,
-    )
+    conn = connect(snowflake_port(stack_env))
     yield conn
     conn.close()
 

@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
-import os
-import time
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
+from sflocal import fake_received
 
+from tracklayer_local.harness import (
+    SqsClient,
+    create_queue_pair,
+    drain,
+    invocation_summaries,
+    query,
+    queue_depth,
+    snowflake_port,
+    sqs_client,
+)
 from tracklayer_local.lambda_host import LambdaHost, run_sqs, sqs_event
-from tracklayer_local.sfquery import query as sf_query
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,54 +54,24 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def sqs(stack_env: dict[str, str]):  # noqa: ANN201
-    return boto3.client(
-        "sqs",
-        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
-        region_name=stack_env["AWS_REGION"],
-        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
-    )
+def sqs(stack_env: dict[str, str]) -> SqsClient:
+    return sqs_client(stack_env)
 
 
 @pytest.fixture
-def queues(sqs):  # noqa: ANN001, ANN201
+def queues(sqs: SqsClient) -> Iterator[tuple[str, str]]:
     """A fresh queue and its DLQ (maxReceiveCount 3, visibility 30 s); deleted after the test."""
-    name = f"pytest-ingest-{uuid.uuid4().hex[:10]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    main = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
+    main, dlq = create_queue_pair(sqs, f"pytest-ingest-{uuid.uuid4().hex[:10]}", MAX_RECEIVE_COUNT, {"VisibilityTimeout": "30"})
     yield main, dlq
     for url in (main, dlq):
         sqs.delete_queue(QueueUrl=url)
 
 
 @pytest.fixture
-def staging_queue(sqs):  # noqa: ANN001, ANN201
+def staging_queue(sqs: SqsClient) -> Iterator[str]:
     url = sqs.create_queue(QueueName=f"pytest-ingest-staging-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     yield url
     sqs.delete_queue(QueueUrl=url)
-
-
-def drain(sqs, queue_url: str) -> list[dict]:  # noqa: ANN001
-    """Receives (and deletes) everything visible now."""
-    messages = []
-    while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return messages
-        messages.extend(got)
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-
-
-def queue_depth(sqs, queue_url: str) -> dict[str, int]:  # noqa: ANN001
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-    return {name: int(attributes[name]) for name in names}
 
 
 def event(event_id: str, number: int = 0, pad: int = 0, **fields: Any) -> dict[str, Any]:
@@ -122,37 +99,12 @@ def stream_env(stack_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 def snowflake(stack_env: dict[str, str], sql: str) -> list[list[Any]]:
     """Rows of a query on TRACKLAYER.EVENTS through the drivers' protocol (infra/local/sfquery.py)."""
-    port = int(stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
-    return sf_query(sql, port, "TRACKLAYER", "EVENTS")["rows"]
+    return query(sql, snowflake_port(stack_env))["rows"]
 
 
 def summaries(log: Path) -> list[dict[str, Any]]:
     """The function's one-line JSON invocation summaries, in order."""
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        if SUMMARY_MESSAGE not in line or not line.lstrip().startswith("{"):
-            continue
-        record = json.loads(line)
-        if record.get("message") == SUMMARY_MESSAGE:
-            found.append(record)
-    return found
-
-
-def fake_received(body: str) -> dict[str, Any]:
-    """A message as ReceiveMessage returns it (first receive)."""
-    now_ms = str(int(time.time() * 1000))
-    return {
-        "MessageId": str(uuid.uuid4()),
-        "ReceiptHandle": base64.b64encode(os.urandom(48)).decode(),
-        "Body": body,
-        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
-        "Attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": now_ms,
-            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
-            "ApproximateFirstReceiveTimestamp": now_ms,
-        },
-    }
+    return invocation_summaries(log, 0, SUMMARY_MESSAGE)
 
 
 SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:tracklayer-events"
@@ -211,7 +163,7 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
     assert [m["Body"] for m in dead] == [poison_body]
     assert [m["MessageId"] for m in dead] == [message_ids[poison_body]]
     assert drain(sqs, queue_url) == []
-    assert queue_depth(sqs, queue_url) == {"ApproximateNumberOfMessages": 0, "ApproximateNumberOfMessagesNotVisible": 0}
+    assert queue_depth(sqs, queue_url).total == 0
 
     # Snowflake: each valid event exactly once, nothing of the poison message.
     rows = snowflake(

@@ -17,11 +17,14 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
+from sflocal import fake_received
 
+from tracklayer_local.harness import SqsClient, create_queue_pair, sqs_client
+from tracklayer_local.harness import drain as drain_visible
 from tracklayer_local.lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,31 +157,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-def sqs_client(stack_env: dict[str, str]):  # noqa: ANN201
-    return boto3.client(
-        "sqs",
-        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
-        region_name=stack_env["AWS_REGION"],
-        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 @pytest.fixture
-def sqs(stack_env: dict[str, str]):  # noqa: ANN201
+def sqs(stack_env: dict[str, str]) -> SqsClient:
     return sqs_client(stack_env)
 
 
 @pytest.fixture
-def queues(sqs):  # noqa: ANN001, ANN201
+def queues(sqs: SqsClient) -> Iterator[tuple[str, str, str]]:
     """A fresh queue and its DLQ (redrive after MAX_RECEIVE_COUNT receives); deleted after the test."""
     name = f"pytest-lambda-host-{uuid.uuid4().hex[:10]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    main = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
+    main, dlq = create_queue_pair(sqs, name, MAX_RECEIVE_COUNT, {"VisibilityTimeout": "30"})
     yield name, main, dlq
     for url in (main, dlq):
         sqs.delete_queue(QueueUrl=url)
@@ -189,19 +177,9 @@ def send(sqs, queue_url: str, bodies: list[str]) -> dict[str, str]:  # noqa: ANN
     return {body: sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"] for body in bodies}
 
 
-def drain(sqs, queue_url: str) -> list[dict]:  # noqa: ANN001
-    """Receives (and deletes) everything visible now."""
-    messages = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
-        ).get("Messages", [])
-        if not got:
-            return messages
-        messages.extend(got)
-        sqs.delete_message_batch(
-            QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-        )
+def drain(sqs: SqsClient, queue_url: str) -> list[dict]:
+    """Receives (and deletes) everything visible now, with the system attributes."""
+    return drain_visible(sqs, queue_url, MessageSystemAttributeNames=["All"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -497,23 +475,6 @@ def test_cli_sqs_until_empty(fake: Path, tmp_path: Path, sqs, queues, stack_env:
 
 # Staged chunk envelope "table" -> Snowflake table.
 STAGED_TABLES = {"raw_events": "RAW_EVENTS", "raw_events_rejected": "RAW_EVENTS_REJECTED"}
-
-
-def fake_received(body: str, receive_count: int = 1) -> dict:
-    """A message as ReceiveMessage returns it."""
-    now_ms = str(int(time.time() * 1000))
-    return {
-        "MessageId": str(uuid.uuid4()),
-        "ReceiptHandle": base64.b64encode(os.urandom(48)).decode(),
-        "Body": body,
-        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
-        "Attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": now_ms,
-            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
-            "ApproximateFirstReceiveTimestamp": now_ms,
-        },
-    }
 
 
 @pytest.mark.skipif(not INGEST.exists(), reason=f"{INGEST} is not built (cargo build -p ingest)")

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import snowflake.connector
 from snowflake.connector.connection import SnowflakeConnection
+
+from tracklayer_local.harness import connect, snowflake_port
 
 REPO = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO / "infra" / "sql"
@@ -32,11 +33,7 @@ def statements(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sf(stack_env: dict[str, str]) -> Iterator[SnowflakeConnection]:
-    port = int(stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
-    conn = snowflake.connector.connect(
-        account="fakesnow", user="pytest", password="local", host="127.0.0.1", port=port,
-        protocol="http", database="TRACKLAYER", schema="EVENTS", login_timeout=10, network_timeout=60,
-    )  # fmt: skip
+    conn = connect(snowflake_port(stack_env))
     yield conn
     conn.close()
 
