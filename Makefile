@@ -98,7 +98,9 @@ stack-down: ## Stop the local stack
 stack-status: ## Show what the local stack runs
 	@$(PY) -m tracklayer_local.stack status
 
-test: venv venv-sam venv-dbt ## Build, start the local stack, run every test, stop the stack (even on failure)
+test: venv venv-sam venv-dbt ## Lint, build, start the local stack, run every test, stop the stack (even on failure)
+	@echo "==> Lint"
+	@$(MAKE) --no-print-directory lint
 	@echo "==> Validating template.yaml"
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
@@ -157,10 +159,15 @@ chaos: venv ## 100,000 events through ingest and flush with injected failures an
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 
-fmt: ## Format the Rust code
-	$(CARGO) fmt --all
+PYTHON_SOURCES := infra/local tests/python
 
-lint: ## Formatting and clippy, warnings as errors
+fmt: ## Format the Rust and the Python code
+	$(CARGO) fmt --all
+	$(VENV)/bin/ruff format $(PYTHON_SOURCES)
+
+lint: venv ## Formatting and lints, warnings as errors: ruff (Python; pyproject.toml), rustfmt and clippy (Rust)
+	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
+	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 

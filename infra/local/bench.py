@@ -605,8 +605,8 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
                         PRICES["lambda_request"] + flush_ms / 1000 * MEMORY_MB / 1024 * PRICES["lambda_gb_s"]
                     )
                 sqs_cost = sqs_requests * PRICES["sqs_request"]
-                credits = warehouse_s / 3600 * PRICES["xsmall_credits_per_hour"]
-                warehouse_cost = credits * PRICES["credit"]
+                warehouse_credits = warehouse_s / 3600 * PRICES["xsmall_credits_per_hour"]
+                warehouse_cost = warehouse_credits * PRICES["credit"]
                 total = lambda_cost + flush_lambda + sqs_cost + warehouse_cost
                 rows.append(
                     {
@@ -691,7 +691,8 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
         floor = next((r for r in parse["results"] if "serde_json_skip_only" in r["id"]), None)
         rate = main["events_per_s"]
         against = (
-            f"; serde_json skip-only in the same run {floor['events_per_s']:,}/s, ours {rate / floor['events_per_s']:.2f}x it"
+            f"; serde_json skip-only in the same run {floor['events_per_s']:,}/s, ours "
+            f"{rate / floor['events_per_s']:.2f}x it"
             if floor
             else ""
         )
@@ -734,7 +735,7 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
                         verdict(entry["peak_rss_kb"] <= TARGETS["peak_rss_kb"]),
                     ]
                 )
-    for name, result in (report.get("flush") or {}).items():
+    for result in (report.get("flush") or {}).values():
         s = result["summary"]
         if s["statements_per_100k"]["median"] is None:
             continue
@@ -851,7 +852,8 @@ def markdown(report: dict[str, Any], bench: Bench) -> str:
         lines += [
             "",
             f"Load average (1 min) on the {os.cpu_count()} vCPUs: {before} before, {after} after the benchmark; the",
-            f"benchmark process was on a CPU {parse.get('cpus_used')} of the time (CPU time over wall time; criterion's",
+            f"benchmark process was on a CPU {parse.get('cpus_used')} of the time (CPU time over wall time; "
+            "criterion's",
             "analysis uses a second thread). That does not show work on the other vCPU slowing this one",
             "(on a VM they may share a physical core): on this machine the median of the same build moved",
             "by as much as 1.5x between runs minutes apart, while the fastest samples stayed within a few",
@@ -1067,7 +1069,8 @@ def cost_markdown(cost: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "Assumptions:",
         "",
         f"- Events arrive evenly over the day. The event source mapping (batch size {MAX_BATCH_MESSAGES:,},",
-        f"  window {BATCHING_WINDOW_S} s) hands ingest one window's messages, at most {MAX_BATCH_MESSAGES:,} and at most",
+        f"  window {BATCHING_WINDOW_S} s) hands ingest one window's messages, at most {MAX_BATCH_MESSAGES:,} and at "
+        "most",
         f"  what fits in {LAMBDA_EVENT_LIMIT / 1e6:.0f} MB (one poller; several pollers would make smaller batches).",
         "- ingest's billed duration for a batch: the measured wall time plus the measured CPU time",
         f"  stretched to a {MEMORY_MB} MB share of a vCPU (x{FULL_VCPU_MB / MEMORY_MB:.1f}), on the line through the",
@@ -1077,16 +1080,20 @@ def cost_markdown(cost: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "  cut that part tenfold for one-event messages); the mapping receives 10 messages per call and",
         f"  deletes with DeleteMessageBatch; {ESM_POLLERS} pollers long-poll 20 s while idle.",
         "- **stream**: every invocation runs INSERTs, so with events arriving every window the",
-        f"  warehouse never reaches AUTO_SUSPEND: it runs 24 h a day ({24 * PRICES['xsmall_credits_per_hour']:.0f} credits) at",
+        f"  warehouse never reaches AUTO_SUSPEND: it runs 24 h a day ({24 * PRICES['xsmall_credits_per_hour']:.0f} "
+        "credits) at",
         "  either volume. Only gaps longer than AUTO_SUSPEND would lower that.",
         "- **scheduled**: ingest stages chunks (SendMessageBatch, billed by 64 KB of the measured",
-        f"  gzip+base64 staged bytes); flush runs {FLUSHES_PER_DAY} times a day, receives (billed by 64 KB) and deletes",
+        f"  gzip+base64 staged bytes); flush runs {FLUSHES_PER_DAY} times a day, receives (billed by 64 KB) and "
+        "deletes",
         "  them; each run resumes the warehouse once and it bills max(60 s, load time + AUTO_SUSPEND)",
         "  (with TRACKLAYER_SUSPEND_AFTER_FLUSH the idle AUTO_SUSPEND is saved, down to the 60 s minimum).",
-        f"  Load time = {model['per_event_s'] * 1e6:.0f} ms per 1,000 events + {model['per_statement_s'] * 1000:.0f} ms per statement, fitted to",
+        f"  Load time = {model['per_event_s'] * 1e6:.0f} ms per 1,000 events + {model['per_statement_s'] * 1000:.0f} "
+        "ms per statement, fitted to",
         "  the two flush measurements above (when both send the same number of statements, time per",
         "  event alone): the local Snowflake stands in for Snowflake's speed. Statements per run: flush",
-        f"  packs the staged rows into INSERTs near the {MAX_STATEMENT_BYTES / 1e6:.0f} MB bound whatever the ingest batch size,",
+        f"  packs the staged rows into INSERTs near the {MAX_STATEMENT_BYTES / 1e6:.0f} MB bound whatever the ingest "
+        "batch size,",
         "  so the run's row bytes over the bound, plus one part-filled INSERT, one INSERT of rejects",
         "  and 2 CREATE TABLE IF NOT EXISTS.",
         "",
@@ -1140,7 +1147,8 @@ def cost_markdown(cost: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "",
         "The load time is the least certain input: it is the local Snowflake's speed on a shared",
         "machine (it varied about 2x between runs of this benchmark), not Snowflake's. Whatever it is,",
-        f"hourly flushes cost at least {FLUSHES_PER_DAY} x {RESUME_MINIMUM_S} s = ${floor:.2f} a day of warehouse time; the "
+        f"hourly flushes cost at least {FLUSHES_PER_DAY} x {RESUME_MINIMUM_S} s = ${floor:.2f} a day of warehouse "
+        "time; the "
         "rest of the scheduled warehouse column is load time and AUTO_SUSPEND.",
         "",
         "Command: `.venv/bin/python -m tracklayer_local.bench --only ingest,flush` (the cost needs both sections).",
@@ -1167,7 +1175,10 @@ def machine() -> str:
 
 def git_state() -> str:
     try:
-        run = lambda *cmd: subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False).stdout  # noqa: E731
+
+        def run(*cmd: str) -> str:
+            return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False).stdout
+
         head = run("git", "rev-parse", "--short", "HEAD").strip()
         dirty = run("git", "status", "--porcelain")
         changed = len([line for line in dirty.splitlines() if line.strip()])

@@ -49,9 +49,9 @@ from typing import Any
 
 from tracklayer_local.bench_ingest import make_event, make_templates
 from tracklayer_local.harness import (
-    add_stack_options,
     Control,
     SqsClient,
+    add_stack_options,
     command_line,
     count_rows,
     invocation_summaries,
@@ -278,7 +278,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| events/s | {span(s['events_per_s'], digits=0)} |",
         f"| client CPU of the invocation, ms | {span(s['cpu_ms'])} (init {span(s['init_cpu_ms'])}) |",
         f"| client CPU per million events, ms | {span(s['cpu_ms_per_million'])} |",
-        f"| SQL API statements (INSERTs) | {span(s['sql_api_statements'], digits=0)} ({span(s['inserts'], digits=0)}) |",
+        f"| SQL API statements (INSERTs) | {span(s['sql_api_statements'], digits=0)} "
+        f"({span(s['inserts'], digits=0)}) |",
         f"| statements per 100,000 events | {span(s['statements_per_100k'])} |",
         f"| bytes of rows sent, MB | {span(s['bytes_sent'], 1e6, 2)} |",
         f"| peak RSS, MB | {span(s['peak_rss_kb'], 1024)} |",

@@ -13,8 +13,8 @@ and currencies, values with 2 decimals, properties with products and UTM tags), 
 on average (default 600, so ~6 MB of bodies; an event is never shorter than ~500 bytes), 1% of
 them invalid (bad JSON, a missing or bad field); with ``--events-per-message N`` each body is
 NDJSON of N such events (each its own id; the invalid 1% are lines inside the bodies). Then, for
-each mode, it starts the binary under ``lambda_host`` (scheduled: a fresh staging queue, emptied after every run and deleted at the
-end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
+each mode, it starts the binary under ``lambda_host`` (scheduled: a fresh staging queue, emptied
+after every run and deleted at the end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
 Snowflake), sends one small warm-up event, and then ``--runs`` timed invocations of the big
 event, with fresh event ids each time (stream mode inserts new rows every run). Measured per
 invocation: the binary's CPU time (user + system of the process, /proc/<pid>/stat, delta from
@@ -46,14 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from tracklayer_local.harness import (
-    add_stack_options,
     SqsClient,
+    add_stack_options,
     command_line,
     drain,
-    missing_setup,
-    print_result,
     invocation_summaries,
     log_size,
+    missing_setup,
+    print_result,
     progress_to_stderr,
     read_env_file,
     shown_path,
@@ -207,7 +207,7 @@ def make_event(templates: list[str], tag: str) -> bytes:
                     "ApproximateFirstReceiveTimestamp": now_ms,
                 },
                 "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": SOURCE_ARN,
                 "awsRegion": "us-east-1",

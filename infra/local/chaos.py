@@ -22,10 +22,11 @@ Needs a running stack (``python -m tracklayer_local.stack up``, found through ``
    statements (1.2 s late with the async threshold lowered to 200 ms: 202 and polling).
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
    ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
-   ``--kill-probability`` (0.8) when allowed (always, until ``--min-kills``, 3, runs were), is SIGKILLed at a seeded random point: 70% of the
-   kills 0-0.3 s after the run's 1st-10th INSERT was answered (the first kill: 1st-3rd; seen in
-   the emulator's request report; 3 s after the event at the latest), while chunks are inserted
-   and not yet deleted; the others 0.05-2 s after the run got its event (maybe before any INSERT).
+   ``--kill-probability`` (0.8) when allowed (always, until ``--min-kills``, 3, runs were), is
+   SIGKILLed at a seeded random point: 70% of the kills 0-0.3 s after the run's 1st-10th INSERT
+   was answered (the first kill: 1st-3rd; seen in the emulator's request report; 3 s after the
+   event at the latest), while chunks are inserted and not yet deleted; the others 0.05-2 s after
+   the run got its event (maybe before any INSERT).
    Chunks a killed run inserted stay on the queue and come back to a later run, which loads them
    with statements that skip rows already in the table (its report counts them). The other
    runs complete: each drains the queue (no ``max_seconds``: with a 1 s margin a bounded run
@@ -80,9 +81,9 @@ from pathlib import Path
 from typing import Any
 
 from tracklayer_local.harness import (
-    add_stack_options,
     Control,
     SqsClient,
+    add_stack_options,
     command_line,
     create_queue_pair,
     progress_to_stderr,
@@ -327,7 +328,7 @@ def generate(events: int, seed: int, prefix: str) -> Plan:
     messages: list[Message] = []
     by_kind: collections.Counter = collections.Counter()
     by_reason: collections.Counter = collections.Counter()
-    single_kinds = [k for k in BAD_KINDS]
+    single_kinds = list(BAD_KINDS)
     array_kinds = [k for k in BAD_KINDS if k[2]]
     index = arrays = 0
     bad_seen = 0
@@ -385,7 +386,7 @@ def depth(sqs: SqsClient, url: str) -> dict[str, int]:
     return {"visible": found.visible, "in_flight": found.in_flight, "delayed": found.delayed, "total": found.total}
 
 
-def sender(sqs):  # noqa: ANN001, ANN201
+def sender(sqs: SqsClient) -> SqsClient:
     """A client like `sqs` that never resends a SendMessageBatch by itself: a call the server
     answered with an error may have queued some of its messages, and an automatic retry would
     queue them twice (send_wave resends only the entries that did not succeed)."""
@@ -403,7 +404,7 @@ def sender(sqs):  # noqa: ANN001, ANN201
     )
 
 
-def send_wave(sqs, url: str, messages: list[Message], pool: ThreadPoolExecutor) -> None:  # noqa: ANN001
+def send_wave(sqs: SqsClient, url: str, messages: list[Message], pool: ThreadPoolExecutor) -> None:
     """SendMessageBatch calls of 10, a few in flight; sets each message's MessageId."""
 
     def one(batch: list[Message]) -> None:
@@ -446,7 +447,7 @@ def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, url: str) -> dict[str, Any]:  # noqa: ANN001
+def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs: SqsClient, url: str) -> dict[str, Any]:
     from tracklayer_local.lambda_host import LambdaHost, run_sqs
 
     totals = collections.Counter()
@@ -457,9 +458,10 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
     log.write_text("")
     send_s = 0.0
     send_sqs = sender(sqs)
-    with ThreadPoolExecutor(max_workers=4) as pool, LambdaHost(
-        args.ingest_binary, "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=256, log=log
-    ) as host:
+    with (
+        ThreadPoolExecutor(max_workers=4) as pool,
+        LambdaHost(args.ingest_binary, "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=256, log=log) as host,
+    ):
         if not host.wait_ready():
             raise RuntimeError(f"ingest did not start: {host.init_error or host.log_tail()}")
         waves = [plan.messages[i : i + wave] for i in range(0, len(plan.messages), wave)]
@@ -467,7 +469,9 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
             t = time.monotonic()
             send_wave(send_sqs, url, messages, pool)
             send_s += time.monotonic() - t
-            stats = run_sqs(host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None)
+            stats = run_sqs(
+                host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None
+            )
             for key in ("batches", "messages_received", "messages_deleted", "messages_failed", "invocation_errors"):
                 totals[key] += stats[key]
             if stats.get("interrupted"):  # run_sqs took our Ctrl-C / SIGTERM: pass it on
@@ -534,7 +538,9 @@ def report_length(control: Control) -> int:
 
 def inserts_answered(control: Control, since: int) -> int:
     statements = control.call("GET", "/requests")["statements"][since:]
-    return sum(1 for s in statements if s.get("kind") == "INSERT" and s.get("executed") and s.get("status") in (200, 202))
+    return sum(
+        1 for s in statements if s.get("kind") == "INSERT" and s.get("executed") and s.get("status") in (200, 202)
+    )
 
 
 def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
@@ -589,7 +595,11 @@ def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
 
 
 def flush_loop(
-    args: argparse.Namespace, env: dict[str, str], sqs, staging: str, control: Control  # noqa: ANN001
+    args: argparse.Namespace,
+    env: dict[str, str],
+    sqs: SqsClient,
+    staging: str,
+    control: Control,
 ) -> tuple[list[FlushRun], bool]:
     from tracklayer_local.lambda_host import LambdaHost
 
@@ -654,8 +664,11 @@ def flush_loop(
             progress(
                 f"flush run {number}: {run.status}"
                 + (f" {run.killed_at_s} s in ({describe_kill(run.kill)})" if run.killed else "")
-                + (f" (kill {describe_kill(run.kill)} planned, it finished first)"
-                   if run.kill is not None and not run.killed else "")
+                + (
+                    f" (kill {describe_kill(run.kill)} planned, it finished first)"
+                    if run.kill is not None and not run.killed
+                    else ""
+                )
                 + (f" (max_seconds {run.max_seconds})" if run.max_seconds else "")
                 + f", {run.chunks_loaded} chunks, {run.events_loaded:,} events + {run.events_rejected} rejected"
                 + f", {run.seconds} s; queue {queue['visible']} visible, {queue['in_flight']} in flight before"
@@ -739,11 +752,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
     )  # fmt: skip
     parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run when allowed (0.8)")
-    parser.add_argument("--min-kills", type=int, default=3,
-                        help="kill every run allowed to be killed until this many were (3)")
+    parser.add_argument(
+        "--min-kills", type=int, default=3, help="kill every run allowed to be killed until this many were (3)"
+    )
     parser.add_argument("--flush-budget", type=float, default=900, help="give the flush loop up after N s (900)")
-    parser.add_argument("--events-sqs", choices=("private", "stack"), default="private",
-                        help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip
+    parser.add_argument(
+        "--events-sqs",
+        choices=("private", "stack"),
+        default="private",
+        help="where the events queue pair lives (private: a patched moto this script starts)",
+    )
     parser.add_argument("--ingest-binary", type=Path, default=REPO / "target" / "debug" / "ingest")
     parser.add_argument("--flush-binary", type=Path, default=REPO / "target" / "debug" / "flush")
     add_stack_options(parser, "also write the figures here")
@@ -803,7 +821,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     stack_sqs = sqs_client(stack)
-    figures: dict[str, Any] = {"command": command_line(argv, "tracklayer_local.chaos"), "prefix": prefix, "seed": args.seed}
+    figures: dict[str, Any] = {
+        "command": command_line(argv, "tracklayer_local.chaos"),
+        "prefix": prefix,
+        "seed": args.seed,
+    }
     private = PrivateSqs(args.log_dir / "chaos-sqs.log") if args.events_sqs == "private" else None
     settings_before = control.call("GET", "/settings")
     queues: list[tuple[Any, str]] = []
@@ -817,7 +839,12 @@ def main(argv: list[str] | None = None) -> int:
             events_sqs = stack_sqs
         events_url, events_dlq = create_pair(events_sqs, f"chaos-{run_id}-events", 60)
         staging_url, staging_dlq = create_pair(stack_sqs, f"chaos-{run_id}-staging", 60)
-        queues = [(events_sqs, events_url), (events_sqs, events_dlq), (stack_sqs, staging_url), (stack_sqs, staging_dlq)]
+        queues = [
+            (events_sqs, events_url),
+            (events_sqs, events_dlq),
+            (stack_sqs, staging_url),
+            (stack_sqs, staging_dlq),
+        ]
         common = {
             **stack,
             "TRACKLAYER_STAGING_QUEUE_URL": staging_url,
@@ -860,8 +887,12 @@ def main(argv: list[str] | None = None) -> int:
         armed = False
 
         loaded_rows, loaded_distinct = (
-            int(v) for v in sql(port, f"SELECT COUNT(*) AS n, COUNT(DISTINCT EVENT_ID) AS d FROM RAW_EVENTS "
-                                      f"WHERE EVENT_ID LIKE '{prefix}-v%'")[0]  # fmt: skip
+            int(v)
+            for v in sql(
+                port,
+                f"SELECT COUNT(*) AS n, COUNT(DISTINCT EVENT_ID) AS d FROM RAW_EVENTS "
+                f"WHERE EVENT_ID LIKE '{prefix}-v%'",
+            )[0]
         )
         bad_loaded = int(sql(port, f"SELECT COUNT(*) AS n FROM RAW_EVENTS WHERE EVENT_ID LIKE '{prefix}-b%'")[0][0])
         quarantine = sql(
@@ -961,42 +992,77 @@ def main(argv: list[str] | None = None) -> int:
         return "ok" if ok else "**FAIL**"
 
     rows = [
-        ("events sent (messages, of which arrays)", f"{plan.events:,} ({len(plan.messages):,}, {plan.array_messages:,})", ""),
+        (
+            "events sent (messages, of which arrays)",
+            f"{plan.events:,} ({len(plan.messages):,}, {plan.array_messages:,})",
+            "",
+        ),
         ("valid events sent", plan.valid, ""),
         ("bad events sent", plan.bad, ", ".join(f"{k} {v}" for k, v in sorted(plan.bad_by_reason.items()))),
         ("distinct valid event_ids in RAW_EVENTS", loaded_distinct, ""),
         ("rows in RAW_EVENTS for the run", loaded_rows, ""),
-        ("rows quarantined (RAW_EVENTS_REJECTED)", quarantined,
-         mark(checks["quarantine == bad sent"]) + " = bad sent, by reason and SQS message id"),
+        (
+            "rows quarantined (RAW_EVENTS_REJECTED)",
+            quarantined,
+            mark(checks["quarantine == bad sent"]) + " = bad sent, by reason and SQS message id",
+        ),
         ("events lost (valid sent - distinct loaded)", lost, mark(checks["no event lost"])),
         ("duplicate event_ids (rows - distinct)", duplicates, mark(checks["no duplicate"])),
         ("bad events in RAW_EVENTS", bad_loaded, mark(checks["no bad event loaded"])),
-        ("messages left in the events DLQ / staging DLQ", f"{left['events_dlq']} / {left['staging_dlq']}",
-         mark(checks["DLQs empty"])),
-        ("messages left in the events queue / staging queue", f"{left['events_queue']} / {left['staging_queue']}",
-         mark(checks["queues drained"])),
+        (
+            "messages left in the events DLQ / staging DLQ",
+            f"{left['events_dlq']} / {left['staging_dlq']}",
+            mark(checks["DLQs empty"]),
+        ),
+        (
+            "messages left in the events queue / staging queue",
+            f"{left['events_queue']} / {left['staging_queue']}",
+            mark(checks["queues drained"]),
+        ),
         ("ingest invocations (messages failed)", f"{ingest['batches']} ({ingest['messages_failed']})", ""),
         ("chunks staged", staged, ""),
-        ("INSERT submissions (distinct requestIds)", f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})", ""),
-        ("faults injected (statements with a fault)", chaos["faults"],
-         ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items()))),
+        (
+            "INSERT submissions (distinct requestIds)",
+            f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})",
+            "",
+        ),
+        (
+            "faults injected (statements with a fault)",
+            chaos["faults"],
+            ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items())),
+        ),
         ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
         ("answers 202 (async threshold 200 ms), polled", chaos["async_202"], ""),
-        ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
+        (
+            "retry=true submissions / answered from the store",
+            f"{chaos['retry_submissions']} / {chaos['answered_from_store']}",
+            "",
+        ),
         ("INSERTs that landed while a killed flush ran", chaos["statements_landed_by_killed_runs"], ""),
-        ("chunks delivered again / their rows found already loaded, not inserted again",
-         f"{chaos['chunks_redelivered']} / {chaos['rows_already_loaded']:,}", ""),
-        ("most flush runs that sent one statement (requestId)",
-         chaos["most_runs_submitting_one_chunk"], ""),
-        ("flush runs / killed", f"{len(runs)} / {kills}",
-         ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0])))),
-        ("time: total / ingest / flush loop", f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",
-         mark(finished)),
-    ]  # fmt: skip
+        (
+            "chunks delivered again / their rows found already loaded, not inserted again",
+            f"{chaos['chunks_redelivered']} / {chaos['rows_already_loaded']:,}",
+            "",
+        ),
+        ("most flush runs that sent one statement (requestId)", chaos["most_runs_submitting_one_chunk"], ""),
+        (
+            "flush runs / killed",
+            f"{len(runs)} / {kills}",
+            ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))),
+        ),
+        (
+            "time: total / ingest / flush loop",
+            f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",
+            mark(finished),
+        ),
+    ]
     print(table(rows))
     print()
-    print(f"{'PASSED' if figures['passed'] else 'FAILED'}: {', '.join(k for k, v in checks.items() if not v) or 'every check'}"
-          f"{' failed' if not figures['passed'] else ' passed'}")  # fmt: skip
+    failed = ", ".join(k for k, v in checks.items() if not v)
+    if figures["passed"]:
+        print("PASSED: every check passed")
+    else:
+        print(f"FAILED: {failed} failed")
     print(f"Command: `{figures['command']}`")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")

@@ -78,12 +78,21 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tracklayer_local.harness import DEFAULT_REGION, Progress, progress_to_stderr, read_env_file, sqs_client, stack_dir
+from tracklayer_local.harness import (
+    DEFAULT_REGION,
+    Progress,
+    SqsClient,
+    progress_to_stderr,
+    read_env_file,
+    sqs_client,
+    stack_dir,
+)
 
 API_VERSION = "2018-06-01"
 ACCOUNT_ID = "123456789012"
@@ -358,8 +367,7 @@ class LambdaHost:
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime())
-                + uuid.uuid4().hex,
+                "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + uuid.uuid4().hex,
                 "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             }
         )
@@ -721,7 +729,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.split("?")[0] != f"/{API_VERSION}/runtime/invocation/next":
             self.reply(404, {"errorType": "NotFound", "errorMessage": f"no route {self.path}"})
             return
@@ -746,7 +754,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             host._undispatch(invocation)
             self.close_connection = True
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         host = self.server.host
         path = self.path.split("?")[0]
         body = self.read_body()
@@ -801,7 +809,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
 # ------------------------------------------------------------------------------------------------
 
 
-def queue_arn(sqs, queue_url: str, region: str = DEFAULT_REGION) -> str:  # noqa: ANN001
+def queue_arn(sqs: SqsClient, queue_url: str, region: str = DEFAULT_REGION) -> str:
     try:
         return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     except Exception:  # noqa: BLE001 - fall back to the ARN Lambda would show for a default account
@@ -873,12 +881,12 @@ def batch_failures(ok: bool, payload: Any, message_ids: list[str]) -> tuple[set[
     return failed, None
 
 
-def _batches(items: list, size: int = 10):  # noqa: ANN202
+def _batches(items: list, size: int = 10) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def receive_batch(sqs, queue_url: str, batch_size: int, wait: int) -> list[dict[str, Any]]:  # noqa: ANN001
+def receive_batch(sqs: SqsClient, queue_url: str, batch_size: int, wait: int) -> list[dict[str, Any]]:
     """Up to `batch_size` messages, in ReceiveMessage calls of at most 10; only the first long-polls."""
     messages: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -899,7 +907,7 @@ def receive_batch(sqs, queue_url: str, batch_size: int, wait: int) -> list[dict[
     return messages
 
 
-def _delete(sqs, queue_url: str, messages: list[dict[str, Any]], say: Progress) -> int:  # noqa: ANN001
+def _delete(sqs: SqsClient, queue_url: str, messages: list[dict[str, Any]], say: Progress) -> int:
     deleted = 0
     for chunk in _batches(messages):
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
@@ -910,7 +918,7 @@ def _delete(sqs, queue_url: str, messages: list[dict[str, Any]], say: Progress) 
     return deleted
 
 
-def _make_visible(sqs, queue_url: str, messages: list[dict[str, Any]]) -> None:  # noqa: ANN001
+def _make_visible(sqs: SqsClient, queue_url: str, messages: list[dict[str, Any]]) -> None:
     for chunk in _batches(messages):
         entries = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)
@@ -926,7 +934,7 @@ def run_sqs(
     max_batches: int | None = None,
     until_empty: bool = False,
     wait: int = 1,
-    sqs=None,  # noqa: ANN001 - a boto3 SQS client; default from AWS_ENDPOINT_URL / AWS_REGION
+    sqs: SqsClient | None = None,  # default: a client for AWS_ENDPOINT_URL / AWS_REGION
     keep_responses: int = 5,
     progress: Progress | None = None,
 ) -> dict[str, Any]:

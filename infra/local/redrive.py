@@ -79,8 +79,6 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-
-
 # ------------------------------------------------------------------------------------------------
 # Events
 # ------------------------------------------------------------------------------------------------
@@ -292,7 +290,10 @@ def flush_env(run: Run) -> dict[str, str]:
 
 
 def events_dead_lettered(run: Run, sqs: Any) -> None:
-    say(f"\n[1/{STEPS}] events dead-lettered: ingest (scheduled) with a TRACKLAYER_STAGING_QUEUE_URL that names no queue")
+    say(
+        f"\n[1/{STEPS}] events dead-lettered: ingest (scheduled) with a TRACKLAYER_STAGING_QUEUE_URL that names no "
+        "queue"
+    )
     ids = send_all(sqs, run.events.url, run.plan.bodies)
     say(f"    sent {len(ids)} messages ({len(run.plan.valid) + sum(run.plan.bad.values())} events) to the events queue")
     wrong = run.staging.url + "-missing"
@@ -307,7 +308,9 @@ def events_dead_lettered(run: Run, sqs: Any) -> None:
     )  # fmt: skip
     say(f"    ingest: {stats['batches']} invocations, every message failed: {first.get('error', '?')[:110]}")
     say(f"      fix: {first.get('fix', '?')}")
-    run.check(run.figures["events_dlq_after_misconfiguration"] == len(ids), f"all {len(ids)} messages in the events DLQ")
+    run.check(
+        run.figures["events_dlq_after_misconfiguration"] == len(ids), f"all {len(ids)} messages in the events DLQ"
+    )
     run.check(depth(sqs, run.events.url) == 0, "the events queue is empty")
     run.check(run.figures["staged_while_misconfigured"] == 0, "nothing staged")
 
@@ -339,7 +342,9 @@ def chunks_dead_lettered(run: Run, sqs: Any, secrets: Any, good_secret: str) -> 
             if in_flight(sqs, run.staging.url):
                 say(f"    waiting for the chunks' visibility timeout ({VISIBILITY_S} s); the next run's receive "
                     f"moves them to the DLQ (maxReceiveCount {STAGING_MAX_RECEIVES})")  # fmt: skip
-                wait_until(lambda: in_flight(sqs, run.staging.url) == 0, "the failed chunks' visibility timeout", WAIT_S)
+                wait_until(
+                    lambda: in_flight(sqs, run.staging.url) == 0, "the failed chunks' visibility timeout", WAIT_S
+                )
             ok, report = host.invoke({})
             reports.append(report if ok else {"status": "error", **report})
             say(f"    flush run {len(reports)}: {reports[-1].get('status')}"
@@ -349,7 +354,8 @@ def chunks_dead_lettered(run: Run, sqs: Any, secrets: Any, good_secret: str) -> 
     failed = next((r for r in reports if r.get("error")), {})
     run.figures.update(
         flush_runs_misconfigured=len(reports), flush_error=failed.get("error", ""), flush_fix=failed.get("fix", ""),
-        staging_dlq_after_misconfiguration=depth(sqs, run.staging.dlq_url), rows_before_redrive=sum(run.loaded().values()),
+        staging_dlq_after_misconfiguration=depth(sqs, run.staging.dlq_url),
+        rows_before_redrive=sum(run.loaded().values()),
     )  # fmt: skip
     say(f"      fix: {failed.get('fix', '?')}")
     chunks = run.figures["chunks_staged"]
@@ -469,7 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Redrive OK: {f['messages_sent']} messages dead-lettered by a wrong staging queue URL and "
         f"{f['chunks_staged']} chunks by a wrong user came back after the fixes; {f['valid_sent']} events "
         f"loaded once, {f['bad_sent']} quarantined once.")  # fmt: skip
-    say("In AWS the same moves are `aws sqs start-message-move-task` (docs/operations.md, Redriving a dead-letter queue).")
+    say(
+        "In AWS the same moves are `aws sqs start-message-move-task` (docs/operations.md, Redriving a dead-letter "
+        "queue)."
+    )
     return 0
 
 

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR_MODULE = "tracklayer_local.emulator"
@@ -174,7 +175,7 @@ def services(stack_dir: Path) -> list[Service]:
 # --------------------------------------------------------------------------------------------
 
 
-def aws_client(service: str, endpoint: str):  # noqa: ANN201 - boto3 clients are dynamically typed
+def aws_client(service: str, endpoint: str) -> Any:
     import boto3
 
     return boto3.client(

@@ -9,10 +9,11 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 
 import pytest
-from sflocal import Control, Http, Identity, SqlApi
 
+from sflocal import Control, Http, Identity, SqlApi
 from tracklayer_local.harness import read_env_file, stack_env_path
 
 DATABASE, SCHEMA = "TRACKLAYER", "PYTEST"
@@ -55,7 +56,7 @@ def control(http: Http) -> Control:
 
 
 @pytest.fixture(autouse=True)
-def clean_emulator(control: Control):
+def clean_emulator(control: Control) -> Iterator[None]:
     """Each test starts and ends with no faults, default settings and an empty request report."""
     control.reset()
     yield
@@ -71,7 +72,7 @@ def loader(control: Control) -> Identity:
 
 
 @pytest.fixture(scope="session")
-def schema(http: Http, loader: Identity):
+def schema(http: Http, loader: Identity) -> Iterator[str]:
     """TRACKLAYER.PYTEST, dropped after the session (the loader's EVENTS schema stays untouched)."""
     admin = SqlApi(http, loader.headers(), DATABASE, "EVENTS")
     admin.rows(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}")

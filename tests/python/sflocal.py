@@ -247,7 +247,7 @@ def insert_batch(table: str, events: list[dict[str, Any]]) -> tuple[str, dict[st
 
 
 def sfquery(stack_env: dict[str, str], sql: str, schema: str = "PYTEST") -> dict[str, Any]:
-    """Read through the drivers' protocol with tracklayer_local.sfquery in a process of its own, as the Rust tests do."""
+    """Read through the drivers' protocol with tracklayer_local.sfquery in its own process, as the Rust tests do."""
     port = stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1]
     done = subprocess.run(
         [sys.executable, "-m", "tracklayer_local.sfquery", "--port", port, "--schema", schema, sql],

@@ -22,17 +22,17 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sflocal import SqlApi
 from snowflake.connector.connection import SnowflakeConnection
 
+from sflocal import Http, Identity, SqlApi
 from tracklayer_local.harness import connect, snowflake_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +40,7 @@ DBT_DIR = REPO / "infra" / "dbt"
 SQL_DIR = REPO / "infra" / "sql"
 DBT = REPO / ".venv-dbt" / "bin" / "dbt"
 GUIDE = REPO.parent / "shared" / "seed" / "000_69af4e52c949c57a.txt"
-VENV_HINT = (
-    "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
-)
+VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
 
 # The loader's statement (shared/src/snowflake/tables.rs, INSERT_RAW_EVENTS): one bound JSON array
 # of {"r": raw event text, "t": UTC time, "n": trimmed name, "v": "19.9900", "c": "EUR"}.
@@ -82,7 +80,7 @@ def months_between(a: date, b: date) -> int:
 
 
 def at(day: date, hh: int, mm: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=UTC)
 
 
 def money(value: Any) -> Decimal:
@@ -154,7 +152,7 @@ def element(event: dict[str, Any], loaded_at: datetime | None = None) -> dict[st
 
 def build_events(load: Load) -> list[dict[str, Any]]:
     a, b = load.a, load.b
-    alice, bob, carol, dave, erin = (load.user(n) for n in ("alice", "bob", "carol", "dave", "erin"))
+    alice, _bob, carol, dave, erin = (load.user(n) for n in ("alice", "bob", "carol", "dave", "erin"))
     bob_int = int(load.run[-4:], 16) + 100_000  # an integer user id, as some SDKs send
     load.ids["bob_user"] = str(bob_int)
     mug = product("SKU-20417", "Café crème mug ☕", "14.50", 1)
@@ -174,7 +172,22 @@ def build_events(load: Load) -> list[dict[str, Any]]:
             "session_id": f"s_{uuid.uuid4().hex[:12]}",
         }
 
-    def purchase(key, merchant, user, when, order, value, currency, platform, ctx, items, *, anonymous_id=None, offset_minutes=0, **extra):  # noqa: ANN001, ANN202, E501
+    def purchase(
+        key: str,
+        merchant: str,
+        user: str | int | None,
+        when: datetime,
+        order: str,
+        value: str,
+        currency: str,
+        platform: dict[str, Any],
+        ctx: dict[str, Any],
+        items: list[dict[str, Any]],
+        *,
+        anonymous_id: str | None = None,
+        offset_minutes: int = 0,
+        **extra: Any,
+    ) -> dict[str, Any]:
         fields = {"event_name": "purchase", **platform}
         if user is not None:
             fields["user_id"] = user
@@ -194,7 +207,17 @@ def build_events(load: Load) -> list[dict[str, Any]]:
             context=ctx,
         )
 
-    def step(key, merchant, user, when, name, platform, ctx, items, **kw):  # noqa: ANN001, ANN202
+    def step(
+        key: str,
+        merchant: str,
+        user: str | int | None,
+        when: datetime,
+        name: str,
+        platform: dict[str, Any],
+        ctx: dict[str, Any],
+        items: list[dict[str, Any]],
+        **kw: Any,
+    ) -> dict[str, Any]:
         fields = {"event_name": name, **platform}
         if user is not None:
             fields["user_id"] = user
@@ -256,7 +279,17 @@ def build_events(load: Load) -> list[dict[str, Any]]:
         step("g-c2", a, None, at(load.d3, 15, 1), "add_to_cart", web, ctx_web, [mug], anonymous_id=guest_anon),
         step("g-k3", a, None, at(load.d3, 15, 2), "begin_checkout", web, ctx_web, [mug], anonymous_id=guest_anon),
         purchase(
-            "g-p4", a, None, at(load.d3, 15, 3), "ORD-1006", "42.00", "nzd", web, ctx_web, [mug], anonymous_id=guest_anon
+            "g-p4",
+            a,
+            None,
+            at(load.d3, 15, 3),
+            "ORD-1006",
+            "42.00",
+            "nzd",
+            web,
+            ctx_web,
+            [mug],
+            anonymous_id=guest_anon,
         ),
         # merchant B (AUD): erin, event time sent with a -05:00 offset; same order id as A's first
         step("e-v1", b, erin, at(load.d10, 11), "view_content", web, ctx_web, [mug]),
@@ -272,16 +305,16 @@ def connection_test_event(load: Load) -> dict[str, Any]:
         load,
         "t-1",
         merchant=load.a,
-        when=datetime.now(timezone.utc).replace(microsecond=0),
+        when=datetime.now(UTC).replace(microsecond=0),
         event_name="tracklayer_connection_test",
         source="connection-test",
     )
 
 
 @pytest.fixture(scope="module")
-def load(http, loader) -> Load:  # noqa: ANN001
+def load(http: Http, loader: Identity) -> Load:
     run = uuid.uuid4().hex[:8]
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     load = Load(
         run=run,
         a=f"mrc_dbt_a_{run}",
@@ -312,7 +345,7 @@ def load(http, loader) -> Load:  # noqa: ANN001
     insert(INSERT_RAW_EVENTS, [element(by_key["c-p5"])])
     # dave's view replayed an hour later by a newer SDK build: staging keeps the later row
     replay = {"body": {**by_key["d-v1"]["body"], "source": "tracklayer-js/3.4.2"}, "utc": by_key["d-v1"]["utc"]}
-    insert(INSERT_RAW_EVENTS_LOADED_AT, [element(replay, datetime.now(timezone.utc) + timedelta(hours=1))])
+    insert(INSERT_RAW_EVENTS_LOADED_AT, [element(replay, datetime.now(UTC) + timedelta(hours=1))])
     return load
 
 
@@ -324,11 +357,11 @@ def sf(stack_env: dict[str, str]) -> Iterator[SnowflakeConnection]:
     conn.close()
 
 
-def select(sf, sql: str, params: tuple = ()) -> list[dict[str, Any]]:  # noqa: ANN001
+def select(sf: SnowflakeConnection, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
     cur = sf.cursor()
     cur.execute(sql, params)
     names = [d.name.lower() for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -345,13 +378,17 @@ class DbtRun:
 
 
 @pytest.fixture(scope="module")
-def dbt(load: Load, stack_env: dict[str, str], sf, tmp_path_factory) -> DbtRun:  # noqa: ANN001
+def dbt(
+    load: Load, stack_env: dict[str, str], sf: SnowflakeConnection, tmp_path_factory: pytest.TempPathFactory
+) -> DbtRun:
     if not DBT.is_file():
         pytest.skip(f"{DBT} is missing: create the dbt venv with `{VENV_HINT}`")
     schema = f"DBT_PYTEST_{load.run.upper()}"
     work = tmp_path_factory.mktemp("dbt")
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
     }
     env.update(
         DBT_TARGET="local",
@@ -410,8 +447,12 @@ def test_dbt_build_succeeds(dbt: DbtRun) -> None:
     assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", dbt.output), dbt.output[-2000:]
 
 
-def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
-    rows = select(sf, f"SELECT * FROM TRACKLAYER.{dbt.schema}.STG_TRACKLAYER_EVENTS WHERE MERCHANT_ID IN (%s, %s)", (load.a, load.b))
+def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
+    rows = select(
+        sf,
+        f"SELECT * FROM TRACKLAYER.{dbt.schema}.STG_TRACKLAYER_EVENTS WHERE MERCHANT_ID IN (%s, %s)",
+        (load.a, load.b),
+    )
     by_id = {r["event_id"]: r for r in rows}
     # 21 + 2 events; the replays collapsed, the connection-test row gone
     assert len(rows) == 23 and len(by_id) == 23
@@ -453,7 +494,7 @@ def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf
     assert (bv["locale"], bv["device_os"]) == ("en-NZ", "Android 15")
 
 
-def test_fct_orders(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
+def test_fct_orders(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
     rows = select(
         sf,
         f"SELECT *, CUSTOMER_KEY IS NULL AS NO_CUSTOMER FROM TRACKLAYER.{dbt.schema}.FCT_ORDERS "
@@ -461,7 +502,15 @@ def test_fct_orders(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
         (load.a, load.b),
     )
     got = [
-        (r["merchant_id"], r["order_id"], r["user_id"], money(r["revenue"]), r["currency"], r["platform"], r["purchase_events"])
+        (
+            r["merchant_id"],
+            r["order_id"],
+            r["user_id"],
+            money(r["revenue"]),
+            r["currency"],
+            r["platform"],
+            r["purchase_events"],
+        )
         for r in rows
     ]
     a, b = load.a, load.b
@@ -486,7 +535,7 @@ def test_fct_orders(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
     assert sum(money(r["revenue"]) for r in rows if r["merchant_id"] == a) == Decimal("317.4900")
 
 
-def test_dim_customers(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
+def test_dim_customers(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
     rows = select(
         sf,
         f"SELECT *, COHORT_MONTH IS NULL AS NO_COHORT, FIRST_ORDER_AT IS NULL AS NO_ORDER "
@@ -522,11 +571,16 @@ def test_dim_customers(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
     assert by_user[alice]["first_order_at"] == at(load.old1, 10).replace(tzinfo=None)
     assert by_user[alice]["last_order_at"] == at(load.d5, 9, 15).replace(tzinfo=None)
     d = by_user[dave]
-    assert (d["orders"], money(d["lifetime_revenue"]), d["customer_type"], d["events"]) == (0, Decimal("0"), "prospect", 2)
+    assert (d["orders"], money(d["lifetime_revenue"]), d["customer_type"], d["events"]) == (
+        0,
+        Decimal("0"),
+        "prospect",
+        2,
+    )
     assert d["no_cohort"] is True and d["no_order"] is True
 
 
-def test_fct_funnel_steps(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
+def test_fct_funnel_steps(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
     rows = select(
         sf,
         f"SELECT * FROM TRACKLAYER.{dbt.schema}.FCT_FUNNEL_STEPS WHERE MERCHANT_ID IN (%s, %s)",
@@ -549,7 +603,7 @@ def test_fct_funnel_steps(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
         )
         for r in rows
     }
-    D = Decimal  # noqa: N806
+    D = Decimal  # noqa: N806 - a one-letter alias keeps the expected rows below readable
     assert got == {
         # d5: alice went all the way, bob stopped after the cart, carol only looked
         (load.a, load.d5): (3, 3, 2, 1, 1, D("0.6667"), D("0.3333"), D("0.3333")),
@@ -586,7 +640,7 @@ def test_sample_queries_are_the_guides_verbatim() -> None:
         assert query + ";" in guide, query
 
 
-def test_sample_queries_give_the_seeded_figures(load: Load, sf) -> None:  # noqa: ANN001
+def test_sample_queries_give_the_seeded_figures(load: Load, sf: SnowflakeConnection) -> None:
     revenue, funnel, cohort = statements(SQL_DIR / "sample_queries.sql")
     a, b = load.a, load.b
 
@@ -649,7 +703,7 @@ def test_sample_queries_give_the_seeded_figures(load: Load, sf) -> None:  # noqa
     }
 
 
-def test_materialized_views(load: Load, sf) -> None:  # noqa: ANN001
+def test_materialized_views(load: Load, sf: SnowflakeConnection) -> None:
     """fakesnow creates them as plain views; the figures are what Snowflake would keep."""
     created = statements(SQL_DIR / "materialized_views.sql")
     assert [re.search(r"MATERIALIZED VIEW (\S+)", s).group(1) for s in created] == [
@@ -661,7 +715,11 @@ def test_materialized_views(load: Load, sf) -> None:  # noqa: ANN001
         for statement in created:
             cur.execute(statement)
         revenue = {
-            (r["event_date"], r["platform"], r["currency"]): (r["purchase_events"], r["orders_approx"], money(r["revenue"]))
+            (r["event_date"], r["platform"], r["currency"]): (
+                r["purchase_events"],
+                r["orders_approx"],
+                money(r["revenue"]),
+            )
             for r in select(sf, "SELECT * FROM tracklayer.events.mv_daily_revenue WHERE merchant_id = %s", (load.a,))
         }
         assert revenue == {
@@ -685,7 +743,9 @@ def test_materialized_views(load: Load, sf) -> None:  # noqa: ANN001
                     "purchasers_approx",
                 )
             )
-            for r in select(sf, "SELECT * FROM tracklayer.events.mv_daily_funnel_steps WHERE merchant_id = %s", (load.a,))
+            for r in select(
+                sf, "SELECT * FROM tracklayer.events.mv_daily_funnel_steps WHERE merchant_id = %s", (load.a,)
+            )
         }
         # raw rows: dave's view twice (replay), "Add_To_Cart" not a step, carol's purchase twice
         assert funnel[load.d3] == (4, 2, 2, 3, 3, 2, 2, 2)

@@ -17,13 +17,13 @@ import base64
 import gzip
 import json
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sflocal import fake_received
 
+from sflocal import Control, fake_received
 from tracklayer_local.harness import (
     SqsClient,
     create_queue_pair,
@@ -61,7 +61,9 @@ def sqs(stack_env: dict[str, str]) -> SqsClient:
 @pytest.fixture
 def queues(sqs: SqsClient) -> Iterator[tuple[str, str]]:
     """A fresh queue and its DLQ (maxReceiveCount 3, visibility 30 s); deleted after the test."""
-    main, dlq = create_queue_pair(sqs, f"pytest-ingest-{uuid.uuid4().hex[:10]}", MAX_RECEIVE_COUNT, {"VisibilityTimeout": "30"})
+    main, dlq = create_queue_pair(
+        sqs, f"pytest-ingest-{uuid.uuid4().hex[:10]}", MAX_RECEIVE_COUNT, {"VisibilityTimeout": "30"}
+    )
     yield main, dlq
     for url in (main, dlq):
         sqs.delete_queue(QueueUrl=url)
@@ -116,7 +118,7 @@ SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:tracklayer-events"
 
 
 def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
-    sqs, queues, control, stack_env: dict[str, str], tmp_path: Path
+    sqs: SqsClient, queues: tuple[str, str], control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     queue_url, dlq_url = queues
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
@@ -139,9 +141,7 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
         {
             "match": {"binding_contains": poison_id},
             "count": 100,
-            "action": {
-                "snowflake_error": {"status": 422, "code": "001003", "sqlState": "42000", "message": INJECTED}
-            },
+            "action": {"snowflake_error": {"status": 422, "code": "001003", "sqlState": "42000", "message": INJECTED}},
         },
     )
     log = tmp_path / "ingest.log"
@@ -205,7 +205,7 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
 
 
 def test_stream_mode_direct_invocation_loads_every_record(
-    control, stack_env: dict[str, str], tmp_path: Path
+    control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
     events = [
@@ -244,7 +244,7 @@ def test_stream_mode_direct_invocation_loads_every_record(
 
 
 def test_repeated_keys_load_with_the_last_value_and_raw_payload_is_an_object(
-    control, stack_env: dict[str, str], tmp_path: Path
+    control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Repeated keys inside properties and in unknown fields are valid events, not quarantined."""
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
@@ -292,7 +292,7 @@ def test_repeated_keys_load_with_the_last_value_and_raw_payload_is_an_object(
 
 
 def test_scheduled_mode_stages_chunks_and_never_contacts_snowflake(
-    sqs, staging_queue: str, control, stack_env: dict[str, str], tmp_path: Path
+    sqs: SqsClient, staging_queue: str, control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
     events = [event(f"{prefix}-{i}", i) for i in range(5)]

@@ -17,15 +17,18 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sflocal import fake_received
 
+from sflocal import fake_received
 from tracklayer_local.harness import SqsClient, create_queue_pair, sqs_client
 from tracklayer_local.harness import drain as drain_visible
 from tracklayer_local.lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event
+
+HostFactory = Callable[..., LambdaHost]  # host_for(mode, **options): a started host over the fake runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,11 +119,11 @@ def fake(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def host_for(fake: Path, tmp_path: Path, stack_env: dict[str, str]):
+def host_for(fake: Path, tmp_path: Path, stack_env: dict[str, str]) -> Iterator[HostFactory]:
     """host_for(mode, **options) -> a started LambdaHost over the fake runtime; all closed after the test."""
     hosts: list[LambdaHost] = []
 
-    def make(mode: str, **options) -> LambdaHost:
+    def make(mode: str, **options: Any) -> LambdaHost:
         env = {
             **stack_env,
             "FAKE_MODE": mode,
@@ -172,7 +175,7 @@ def queues(sqs: SqsClient) -> Iterator[tuple[str, str, str]]:
         sqs.delete_queue(QueueUrl=url)
 
 
-def send(sqs, queue_url: str, bodies: list[str]) -> dict[str, str]:  # noqa: ANN001
+def send(sqs: SqsClient, queue_url: str, bodies: list[str]) -> dict[str, str]:
     """Sends the bodies in order; returns body -> message id."""
     return {body: sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"] for body in bodies}
 
@@ -187,7 +190,7 @@ def drain(sqs: SqsClient, queue_url: str) -> list[dict]:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_event_round_trip_and_headers(host_for, tmp_path: Path) -> None:
+def test_event_round_trip_and_headers(host_for: HostFactory, tmp_path: Path) -> None:
     host = host_for("echo", timeout=12, memory_mb=256, name="echo-fn")
     event = {"hello": "wörld", "n": [1, 2.5, None], "nested": {"a": True}}
     before_ms = int(time.time() * 1000)
@@ -232,7 +235,7 @@ def test_event_round_trip_and_headers(host_for, tmp_path: Path) -> None:
     assert "fake runtime starting in mode echo" in (tmp_path / "fake.log").read_text()
 
 
-def test_function_error_is_returned_and_the_process_stays_warm(host_for) -> None:
+def test_function_error_is_returned_and_the_process_stays_warm(host_for: HostFactory) -> None:
     host = host_for("error")
     pid = host.pid
     for _ in range(2):
@@ -242,7 +245,7 @@ def test_function_error_is_returned_and_the_process_stays_warm(host_for) -> None
     assert host.pid == pid and host.summary()["restarts"] == 0
 
 
-def test_init_error_stops_the_host(host_for) -> None:
+def test_init_error_stops_the_host(host_for: HostFactory) -> None:
     host = host_for("init-error", timeout=30)
     pid = host.pid
     started = time.monotonic()
@@ -263,7 +266,7 @@ def test_init_error_stops_the_host(host_for) -> None:
     assert host.summary()["restarts"] == 0
 
 
-def test_exit_before_init_is_an_init_failure(host_for) -> None:
+def test_exit_before_init_is_an_init_failure(host_for: HostFactory) -> None:
     host = host_for("exit-at-start", timeout=30)
     started = time.monotonic()
     ok, payload = host.invoke({})
@@ -274,7 +277,7 @@ def test_exit_before_init_is_an_init_failure(host_for) -> None:
     assert host.invoke({})[0] is False and host.summary()["restarts"] == 0
 
 
-def test_child_death_fails_the_invocation_without_hanging_and_restarts(host_for, tmp_path: Path) -> None:
+def test_child_death_fails_the_invocation_without_hanging_and_restarts(host_for: HostFactory, tmp_path: Path) -> None:
     host = host_for("die-once", timeout=30)
     first_pid = host.pid
     started = time.monotonic()
@@ -292,7 +295,7 @@ def test_child_death_fails_the_invocation_without_hanging_and_restarts(host_for,
     assert summary["restarts"] == 1 and len(summary["cold_starts_ms"]) == 2
 
 
-def test_timeout_kills_the_process_and_the_next_invocation_starts_a_new_one(host_for) -> None:
+def test_timeout_kills_the_process_and_the_next_invocation_starts_a_new_one(host_for: HostFactory) -> None:
     host = host_for("sleep-once", timeout=1)
     first_pid = host.pid
     started = time.monotonic()
@@ -306,7 +309,7 @@ def test_timeout_kills_the_process_and_the_next_invocation_starts_a_new_one(host
     assert host.summary()["restarts"] == 1
 
 
-def test_initialisation_that_never_finishes_is_bounded(host_for) -> None:
+def test_initialisation_that_never_finishes_is_bounded(host_for: HostFactory) -> None:
     host = host_for("slow-init", timeout=30, init_timeout=1)
     pid = host.pid
     started = time.monotonic()
@@ -365,7 +368,7 @@ def test_batch_failure_rules() -> None:
 
 
 def test_sqs_mapping_deletes_acknowledged_messages_and_leaves_item_failures(
-    host_for, sqs, queues, tmp_path: Path
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str], tmp_path: Path
 ) -> None:
     name, queue_url, _dlq = queues
     bodies = [f"ok-{i}" for i in range(9)] + [f"fail-{i}" for i in range(3)]
@@ -396,7 +399,7 @@ def test_sqs_mapping_deletes_acknowledged_messages_and_leaves_item_failures(
     }  # fmt: skip
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert record["messageAttributes"] == {}
-    assert record["md5OfBody"] == hashlib.md5(b"ok-0").hexdigest()  # noqa: S324 - SQS's checksum
+    assert record["md5OfBody"] == hashlib.md5(b"ok-0").hexdigest()
     assert (record["eventSource"], record["awsRegion"]) == ("aws:sqs", "us-east-1")
     assert record["eventSourceARN"] == f"arn:aws:sqs:us-east-1:123456789012:{name}"
 
@@ -405,7 +408,9 @@ def test_sqs_mapping_deletes_acknowledged_messages_and_leaves_item_failures(
     assert {m["Attributes"]["ApproximateReceiveCount"] for m in left} == {"2"}
 
 
-def test_sqs_mapping_on_an_invocation_error_deletes_nothing(host_for, sqs, queues) -> None:
+def test_sqs_mapping_on_an_invocation_error_deletes_nothing(
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str]
+) -> None:
     _name, queue_url, _dlq = queues
     send(sqs, queue_url, ["a", "b", "c"])
     host = host_for("error")
@@ -419,7 +424,9 @@ def test_sqs_mapping_on_an_invocation_error_deletes_nothing(host_for, sqs, queue
     assert sorted(m["Body"] for m in drain(sqs, queue_url)) == ["a", "b", "c"]
 
 
-def test_sqs_mapping_treats_an_unknown_item_identifier_as_a_whole_batch_failure(host_for, sqs, queues) -> None:
+def test_sqs_mapping_treats_an_unknown_item_identifier_as_a_whole_batch_failure(
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str]
+) -> None:
     _name, queue_url, _dlq = queues
     send(sqs, queue_url, ["a", "b"])
     summary = run_sqs(host_for("sqs-bad-id"), queue_url, max_batches=1, wait=0)
@@ -427,7 +434,9 @@ def test_sqs_mapping_treats_an_unknown_item_identifier_as_a_whole_batch_failure(
     assert len(drain(sqs, queue_url)) == 2
 
 
-def test_a_message_that_keeps_failing_lands_in_the_dlq(host_for, sqs, queues, tmp_path: Path) -> None:
+def test_a_message_that_keeps_failing_lands_in_the_dlq(
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str], tmp_path: Path
+) -> None:
     _name, queue_url, dlq_url = queues
     ids = send(sqs, queue_url, ["ok-1", "fail-1"])
     host = host_for("sqs")
@@ -449,7 +458,9 @@ def test_a_message_that_keeps_failing_lands_in_the_dlq(host_for, sqs, queues, tm
     assert [(m["MessageId"], m["Body"]) for m in dead] == [(ids["fail-1"], "fail-1")]
 
 
-def test_cli_sqs_until_empty(fake: Path, tmp_path: Path, sqs, queues, stack_env: dict[str, str]) -> None:
+def test_cli_sqs_until_empty(
+    fake: Path, tmp_path: Path, sqs: SqsClient, queues: tuple[str, str, str], stack_env: dict[str, str]
+) -> None:
     _name, queue_url, _dlq = queues
     send(sqs, queue_url, [f"ok-{i}" for i in range(7)])
     env_file = tmp_path / "stack.env"
@@ -478,7 +489,7 @@ STAGED_TABLES = {"raw_events": "RAW_EVENTS", "raw_events_rejected": "RAW_EVENTS_
 
 
 @pytest.mark.skipif(not INGEST.exists(), reason=f"{INGEST} is not built (cargo build -p ingest)")
-def test_real_ingest_stages_valid_and_rejected_rows(sqs, stack_env: dict[str, str], tmp_path: Path) -> None:
+def test_real_ingest_stages_valid_and_rejected_rows(sqs: SqsClient, stack_env: dict[str, str], tmp_path: Path) -> None:
     staging = sqs.create_queue(QueueName=f"pytest-lambda-host-staging-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     events = [
         {"event_id": "e1", "event_time": "2026-11-02T10:00:00+02:00", "merchant_id": "m1",

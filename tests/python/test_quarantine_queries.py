@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def select(sf: SnowflakeConnection, sql: str) -> list[tuple[Any, ...]]:
 
 def day(n: int, hour: int, minute: int = 0) -> datetime:
     """n days before today (UTC), at hour:minute."""
-    today = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=n) + timedelta(hours=hour, minutes=minute)
 
 
@@ -89,7 +89,7 @@ def queries(table: str) -> list[str]:
 
 
 def test_rejections_by_reason_and_day(sf: SnowflakeConnection, rejected: tuple[str, dict[str, Any]]) -> None:
-    table, facts = rejected
+    table, _facts = rejected
     by_day, _, _ = queries(table)
     assert select(sf, by_day) == [
         (day(0, 0), "invalid_field", 7, 2),

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import stack_env_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +60,12 @@ def test_dead_lettered_events_and_chunks_come_back_and_load_once(stack_env: dict
     assert (f["events_sent"], f["valid_sent"], f["bad_sent"]) == (EVENTS, 26, 4), detail
     assert f["flush_report"]["status"] == "loaded", detail
     assert (f["flush_report"]["events_loaded"], f["flush_report"]["events_rejected"]) == (26, 4), detail
-    assert (f["loaded_rows"], f["loaded_distinct"], f["missing"], f["duplicates"], f["bad_loaded"]) == (26, 26, 0, 0, 0), detail
+    assert (f["loaded_rows"], f["loaded_distinct"], f["missing"], f["duplicates"], f["bad_loaded"]) == (
+        26,
+        26,
+        0,
+        0,
+        0,
+    ), detail
     assert f["quarantined_by_reason"] == {"missing_field": 2, "invalid_field": 2}, detail
     assert f["left"] == {"events_queue": 0, "events_dlq": 0, "staging_queue": 0, "staging_dlq": 0}, detail

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import jwt
 import pytest
 import zstandard
+
 from conftest import DATABASE
 from sflocal import Control, Http, Identity, Reply, SqlApi, sfquery
 

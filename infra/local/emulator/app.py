@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
 import tracklayer_local.emulator as emulator_package
 from tracklayer_local.emulator import streaming as streaming_emulator
 from tracklayer_local.emulator.auth import (
@@ -42,21 +43,8 @@ from tracklayer_local.emulator.auth import (
     verify_keypair_jwt,
 )
 from tracklayer_local.emulator.engine import Cancelled, Engine
-from tracklayer_local.emulator.errors import (
-    Answer,
-    ApiError,
-    bad_request,
-    internal_error,
-    sql_error,
-)
-from tracklayer_local.emulator.faults import (
-    AFTER,
-    BEFORE,
-    DroppedResponse,
-    Fault,
-    Faults,
-    binding_text,
-)
+from tracklayer_local.emulator.errors import Answer, ApiError, bad_request, internal_error, sql_error
+from tracklayer_local.emulator.faults import AFTER, BEFORE, DroppedResponse, Fault, Faults, binding_text
 from tracklayer_local.emulator.intercepts import Intercepts
 from tracklayer_local.emulator.report import Report
 from tracklayer_local.emulator.requests import (
@@ -493,7 +481,7 @@ def create_app(emulator: Emulator) -> Starlette:
     ]
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # noqa: ANN202
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         emulator.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -55,6 +55,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
 from tracklayer_local.emulator.errors import ApiError, unauthorized
 
 JWT_MAX_LIFETIME_S = 3600
@@ -158,7 +159,7 @@ def load_public_key(pem: Any) -> RSAPublicKey:
 
 def parse_instant(value: Any) -> float | None:
     """Epoch seconds from a number or an ISO 8601 string (naive means UTC); None stays None."""
-    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         return value
     if isinstance(value, str):
         at = datetime.fromisoformat(value)
@@ -294,9 +295,7 @@ def verify_keypair_jwt(users: Users, token: str, now: float) -> User:
     subject = claims.get("sub")
     user = users.get(account, name)
     if subject != f"{account}.{name}" or user is None:
-        raise JwtRejected(
-            JWT_TOKEN_INVALID, f"Subject {subject!r} / issuer {account}.{name} is not a registered user."
-        )
+        raise JwtRejected(JWT_TOKEN_INVALID, f"Subject {subject!r} / issuer {account}.{name} is not a registered user.")
     key = user.keys.get(fingerprint)
     if key is None:
         raise JwtRejected(

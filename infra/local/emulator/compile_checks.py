@@ -32,6 +32,7 @@ import duckdb
 import snowflake.connector.errors
 import sqlglot
 from sqlglot import exp
+
 from tracklayer_local.emulator.errors import ApiError, sql_error
 from tracklayer_local.emulator.requests import statement_kind
 

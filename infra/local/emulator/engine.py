@@ -18,13 +18,10 @@ import duckdb
 import fakesnow.server
 import snowflake.connector.errors
 from fakesnow.fakes import FakeSnowflakeConnection
+
 from tracklayer_local.emulator.compile_checks import check_insert
 from tracklayer_local.emulator.errors import ApiError, internal_error, sql_error
-from tracklayer_local.emulator.parse_json import (
-    DUPLICATE_KEY_ERROR,
-    register_json_udfs,
-    strict_json_sql,
-)
+from tracklayer_local.emulator.parse_json import DUPLICATE_KEY_ERROR, register_json_udfs, strict_json_sql
 from tracklayer_local.emulator.requests import Context
 from tracklayer_local.emulator.results import Result, row_type, table_rows
 from tracklayer_local.emulator.statements import Statement
@@ -97,13 +94,13 @@ class Engine:
                 create_database=False,
                 create_schema=False,
             )
-            stmt.duck = conn._duck_conn  # noqa: SLF001
+            stmt.duck = conn._duck_conn
             try:
                 cur = conn.cursor()
                 check_insert(cur, sql)
                 cur.execute(strict_json_sql(sql), binding_params=params, server=True)
-                describe = cur._describe_last_sql()  # noqa: SLF001
-                table = cur._arrow_table  # noqa: SLF001
+                describe = cur._describe_last_sql()
+                table = cur._arrow_table
             except (snowflake.connector.errors.ProgrammingError, snowflake.connector.errors.OperationalError) as e:
                 raise sql_error(*snowflake_error(e)) from None
             except duckdb.Error as e:

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from tracklayer_local.emulator.statements import Statement
 
 
-
 @dataclass
 class Answer:
     """An HTTP answer: status, Snowflake JSON body, optional extra headers."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.responses import Response
+
 from tracklayer_local.emulator import streaming as streaming_emulator
 from tracklayer_local.emulator.errors import Answer
 from tracklayer_local.emulator.statements import Statement

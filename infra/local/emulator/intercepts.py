@@ -20,12 +20,7 @@ import re
 
 from tracklayer_local.emulator.auth import LoginFailures
 from tracklayer_local.emulator.errors import ApiError, sql_error
-from tracklayer_local.emulator.requests import (
-    DML_KINDS,
-    Context,
-    SqlRequest,
-    no_context_named,
-)
+from tracklayer_local.emulator.requests import DML_KINDS, Context, SqlRequest, no_context_named
 from tracklayer_local.emulator.results import Result, column_info, status_result
 from tracklayer_local.emulator.settings import Settings, Warehouse
 

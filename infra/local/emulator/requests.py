@@ -65,6 +65,7 @@ from typing import Any
 from fakesnow.converter import from_binding
 from sqlglot.dialects.snowflake import Snowflake
 from sqlglot.tokens import TokenType
+
 from tracklayer_local.emulator.auth import User
 from tracklayer_local.emulator.errors import ApiError, bad_request, sql_error
 

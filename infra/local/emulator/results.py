@@ -39,6 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 from fakesnow.rowtype import describe_as_rowtype
+
 from tracklayer_local.emulator.errors import Answer
 from tracklayer_local.emulator.requests import DML_KINDS
 from tracklayer_local.emulator.statements import Statement

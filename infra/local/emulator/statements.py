@@ -78,7 +78,7 @@ class Statement:
         if duck is not None:
             try:
                 duck.interrupt()
-            except Exception:  # noqa: BLE001 - the connection may just have closed
+            except Exception:
                 log.debug("interrupt failed", exc_info=True)
         return True
 
