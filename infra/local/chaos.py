@@ -46,11 +46,10 @@ Needs a running stack (``python -m tracklayer_local.stack up``, found through ``
    binaries).
 
 The events queue pair lives, by default (``--events-sqs private``), on a private moto server
-(the stack's moto, ``chaos.py --serve-sqs PORT``) that this script starts on a free port with
-speed patches (``patch_moto``): moto pays, for every message sent or received, a few clock reads
-per message in the queue, which makes 100,000 messages through the stack's moto take hours. The
-patches (a cheap clock, one pass to count a queue's messages, an O(1) retention check, cheap
-receipt handles, a one-pass delete) keep its behaviour. The staging queue, the secret and
+(the stack's moto with the speed patches of ``moto_patches.py``, which keep its behaviour:
+``python -m tracklayer_local.moto_patches --port PORT``) that this script starts on a free port:
+moto pays, for every message sent or received, a few clock reads per message in the queue, which
+makes 100,000 messages through the stack's moto take hours. The staging queue, the secret and
 Snowflake are the stack's. ``--events-sqs stack`` puts the events queues on the stack's moto too
 (fine for a few thousand events).
 
@@ -93,6 +92,7 @@ from tracklayer_local.harness import (
     snowflake_port,
     sqs_client,
 )
+from tracklayer_local.moto_patches import MotoVersionError, check_moto_version
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,96 +142,6 @@ progress = progress_to_stderr("chaos")
 # ------------------------------------------------------------------------------------------------
 
 
-def patch_moto() -> None:
-    """Speed patches for moto's SQS, same behaviour (moto of the version requirements.txt pins).
-
-    moto computes a queue's attributes, its three message counts included, for every message sent
-    and three times for every message received (its retention check); each count reads the clock
-    through a slow datetime helper once or twice per message in the queue. A receipt handle is
-    185 random.choice() calls, and a delete walks the queue twice building a list per message.
-    """
-    import base64
-    import functools
-
-    import moto.sqs.models as models
-
-    slow_unix_time = models.unix_time
-
-    def unix_time(dt: Any = None) -> float:
-        return time.time() if dt is None else slow_unix_time(dt)
-
-    def unix_time_millis(dt: Any = None) -> float:
-        return time.time() * 1000.0 if dt is None else slow_unix_time(dt) * 1000.0
-
-    models.unix_time = unix_time
-    models.unix_time_millis = unix_time_millis
-    models.camelcase_to_underscores = functools.lru_cache(maxsize=4096)(models.camelcase_to_underscores)
-    # opaque 185-character handles, as moto's, from os.urandom
-    models.generate_receipt_handle = lambda: base64.b32encode(os.urandom(120)).decode().lower()[:185]
-
-    building = threading.local()  # the counts of the attributes dict this thread is building
-
-    def counts(queue: Any) -> tuple[int, int, int]:
-        """(visible and not delayed, delayed, not visible): one pass, one clock read, memoised
-        while one attributes dict is being built (per thread: the server is threaded)."""
-        memo = getattr(building, "counts", None)
-        if memo is not None and memo[0] is queue:
-            return memo[1]
-        now = time.time() * 1000.0
-        available = delayed = hidden = 0
-        for message in queue._messages:
-            visible = now > message.visible_at
-            late = now < message.delayed_until
-            if visible and not late:
-                available += 1
-            if late:
-                delayed += 1
-            if not visible:
-                hidden += 1
-        return available, delayed, hidden
-
-    models.Queue.approximate_number_of_messages = property(lambda self: counts(self)[0])
-    models.Queue.approximate_number_of_messages_delayed = property(lambda self: counts(self)[1])
-    models.Queue.approximate_number_of_messages_not_visible = property(lambda self: counts(self)[2])
-    slow_attributes = models.Queue.attributes.fget
-
-    def attributes(self: Any) -> dict[str, Any]:
-        outer = getattr(building, "counts", None)
-        building.counts = (self, counts(self))
-        try:
-            return slow_attributes(self)
-        finally:
-            building.counts = outer
-
-    models.Queue.attributes = property(attributes)
-
-    def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
-        queue = self.get_queue(queue_name)
-        return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
-
-    models.SQSBackend.is_message_valid_based_on_retention_period = retention_ok
-
-    def delete_message(self: Any, receipt_handle: str) -> None:
-        if receipt_handle in self.deleted_messages:
-            return  # deleted before: fine, as in moto
-        for index, message in enumerate(self._messages):
-            if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
-                del self._messages[index]
-                self.pending_messages.discard(message)
-                self.deleted_messages.update(message.all_receipt_handles)
-                return
-        raise models.ReceiptHandleIsInvalid()
-
-    models.Queue.delete_message = delete_message
-
-
-def serve_sqs(port: int) -> None:
-    patch_moto()
-    from moto.server import main as moto_main
-
-    moto_main(["-H", "127.0.0.1", "-p", str(port)])
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -251,7 +161,7 @@ class PrivateSqs:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:  # in our process group: a signal to the group stops it too
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "tracklayer_local.chaos", "--serve-sqs", str(self.port)],
+                [sys.executable, "-m", "tracklayer_local.moto_patches", "--port", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -788,9 +698,6 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--serve-sqs"]:
-        serve_sqs(int(argv[1]))
-        return 0
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
     for binary in (args.ingest_binary, args.flush_binary):
@@ -826,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
         "prefix": prefix,
         "seed": args.seed,
     }
+    if args.events_sqs == "private":
+        try:
+            check_moto_version()
+        except MotoVersionError as e:
+            progress(str(e))
+            return 2
     private = PrivateSqs(args.log_dir / "chaos-sqs.log") if args.events_sqs == "private" else None
     settings_before = control.call("GET", "/settings")
     queues: list[tuple[Any, str]] = []
