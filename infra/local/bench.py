@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklayer_local.bench_ingest import make_event, make_templates
-from tracklayer_local.harness import Control, progress_to_stderr, read_env_file, span, spread
+from tracklayer_local.harness import Control, markdown_table, progress_to_stderr, read_env_file, span, spread
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -669,9 +669,7 @@ def ingest_row(label: str, result: dict[str, Any], mode: str) -> list[str] | Non
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
+    return markdown_table(header, rows).split("\n")
 
 
 def batch_label(result: dict[str, Any]) -> str:

@@ -55,6 +55,7 @@ from tracklayer_local.harness import (
     command_line,
     count_rows,
     invocation_summaries,
+    markdown_table,
     missing_setup,
     print_result,
     progress_to_stderr,
@@ -272,18 +273,23 @@ def markdown(result: dict[str, Any]) -> str:
         f"batches of {result['ingest_batch']:,} messages ({first.get('staging', {}).get('chunks')} chunks), "
         f"then one `{result['flush']}` invocation; {len(result['runs'])} runs, fresh stage each.",
         "",
-        "| figure | median (min-max) |",
-        "| --- | --- |",
-        f"| wall time, ms | {span(s['wall_ms'])} |",
-        f"| events/s | {span(s['events_per_s'], digits=0)} |",
-        f"| client CPU of the invocation, ms | {span(s['cpu_ms'])} (init {span(s['init_cpu_ms'])}) |",
-        f"| client CPU per million events, ms | {span(s['cpu_ms_per_million'])} |",
-        f"| SQL API statements (INSERTs) | {span(s['sql_api_statements'], digits=0)} "
-        f"({span(s['inserts'], digits=0)}) |",
-        f"| statements per 100,000 events | {span(s['statements_per_100k'])} |",
-        f"| bytes of rows sent, MB | {span(s['bytes_sent'], 1e6, 2)} |",
-        f"| peak RSS, MB | {span(s['peak_rss_kb'], 1024)} |",
-        f"| cold start, ms | {span(s['cold_start_ms'])} |",
+        markdown_table(
+            ["figure", "median (min-max)"],
+            [
+                ["wall time, ms", span(s["wall_ms"])],
+                ["events/s", span(s["events_per_s"], digits=0)],
+                ["client CPU of the invocation, ms", f"{span(s['cpu_ms'])} (init {span(s['init_cpu_ms'])})"],
+                ["client CPU per million events, ms", span(s["cpu_ms_per_million"])],
+                [
+                    "SQL API statements (INSERTs)",
+                    f"{span(s['sql_api_statements'], digits=0)} ({span(s['inserts'], digits=0)})",
+                ],
+                ["statements per 100,000 events", span(s["statements_per_100k"])],
+                ["bytes of rows sent, MB", span(s["bytes_sent"], 1e6, 2)],
+                ["peak RSS, MB", span(s["peak_rss_kb"], 1024)],
+                ["cold start, ms", span(s["cold_start_ms"])],
+            ],
+        ),
         "",
         f"Targets: <= {STATEMENTS_TARGET} statements per 100,000 events: "
         f"{'pass' if per100k is not None and per100k <= STATEMENTS_TARGET else 'FAIL'}; "

@@ -52,6 +52,7 @@ from tracklayer_local.harness import (
     drain,
     invocation_summaries,
     log_size,
+    markdown_table,
     missing_setup,
     print_result,
     progress_to_stderr,
@@ -346,10 +347,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"SQS event {batch['event_bytes'] / 1e6:.2f} MB; {result['runs']} timed runs per mode after one warm-up; "
         f"binary `{result['binary']}`.",
         "",
-        "| mode | CPU ms median (min-max) | wall ms median (min-max) | peak RSS | chunks / statements | "
-        "CPU target (<= 100 ms) | RSS target (<= 64 MB) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    header = [
+        "mode", "CPU ms median (min-max)", "wall ms median (min-max)", "peak RSS", "chunks / statements",
+        "CPU target (<= 100 ms)", "RSS target (<= 64 MB)",
+    ]  # fmt: skip
+    rows = []
     for mode in result["modes"]:
         cpu, rss = mode["cpu_ms"], mode["peak_rss_kb"]
         last = mode["runs"][-1] if mode["runs"] else {}
@@ -358,11 +361,13 @@ def markdown(result: dict[str, Any]) -> str:
         rss_text = "n/a" if rss is None else f"{rss / 1024:.1f} MB"
         if rss is not None and mode.get("warm_peak_rss_kb"):
             rss_text += f" ({mode['warm_peak_rss_kb'] / 1024:.1f} MB after warm-up)"
-        lines.append(
-            f"| {mode['mode']} | {span(cpu)} | {span(mode['wall_ms'])} | {rss_text} "
-            f"| {last.get('chunks')} / {last.get('statements')} | {verdict(cpu_ok)} | {verdict(rss_ok)} |"
-        )
-    lines += ["", f"Command: `{result['command']}`"]
+        rows.append(
+            [
+                mode["mode"], span(cpu), span(mode["wall_ms"]), rss_text,
+                f"{last.get('chunks')} / {last.get('statements')}", verdict(cpu_ok), verdict(rss_ok),
+            ]
+        )  # fmt: skip
+    lines += [markdown_table(header, rows), "", f"Command: `{result['command']}`"]
     return "\n".join(lines)
 
 

@@ -59,6 +59,7 @@ from tracklayer_local.harness import (
     command_line,
     connect,
     count_rows,
+    markdown_table,
     missing_setup,
     print_result,
     progress_to_stderr,
@@ -322,17 +323,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['events']:,} events (~600 B, 1% invalid), batches of {result['batch']:,}; "
         f"{len(result['runs'])} runs, alternating which side goes first.",
         "",
-        "| loader | client CPU, ms | CPU per event, us | peak RSS, MB | wall, ms (mostly the local server) |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for name, label in (
-        ("python", "Python: snowflake-connector-python executemany"),
-        ("ours", "ours: ingest, stream mode"),
-    ):
-        lines.append(
-            f"| {label} | {span(s[name]['cpu_ms'])} | {span(s[name]['cpu_us_per_event'], digits=2)} | "
-            f"{span(s[name]['peak_rss_kb'], 1024)} | {span(s[name]['wall_ms'], digits=0)} |"
-        )
+    header = ["loader", "client CPU, ms", "CPU per event, us", "peak RSS, MB", "wall, ms (mostly the local server)"]
+    sides = (("python", "Python: snowflake-connector-python executemany"), ("ours", "ours: ingest, stream mode"))
+    rows = [
+        [
+            label, span(s[name]["cpu_ms"]), span(s[name]["cpu_us_per_event"], digits=2),
+            span(s[name]["peak_rss_kb"], 1024), span(s[name]["wall_ms"], digits=0),
+        ]
+        for name, label in sides
+    ]  # fmt: skip
+    lines.append(markdown_table(header, rows))
     ratio = s["cpu_ratio_per_run"]
     lines += [
         "",

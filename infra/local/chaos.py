@@ -85,6 +85,7 @@ from tracklayer_local.harness import (
     add_stack_options,
     command_line,
     create_queue_pair,
+    markdown_table,
     progress_to_stderr,
     query,
     queue_depth,
@@ -685,11 +686,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def table(rows: list[tuple[str, Any, str]]) -> str:
-    lines = ["| figure | value | check |", "| --- | --- | --- |"]
-    for name, value, check in rows:
-        text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-        lines.append(f"| {name} | {text} | {check} |")
-    return "\n".join(lines)
+    def shown(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+    return markdown_table(["figure", "value", "check"], [(name, shown(value), check) for name, value, check in rows])
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:
@@ -944,7 +944,7 @@ def main(argv: list[str] | None = None) -> int:
             chaos["faults"],
             ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items())),
         ),
-        ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
+        ("faults injected, by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
         ("answers 202 (async threshold 200 ms), polled", chaos["async_202"], ""),
         (
             "retry=true submissions / answered from the store",

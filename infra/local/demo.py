@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from snowflake.connector.errors import Error as ConnectorError
+from tabulate import tabulate
 
 from tracklayer_local.harness import (
     SqsClient,
@@ -139,16 +140,12 @@ def print_table(
         )
         for i in range(len(columns))
     ]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-
-    def line(values: list[str]) -> str:
-        parts = [v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))]
-        return (indent + "  ".join(parts)).rstrip()
-
-    say(line([c.lower() for c in columns]))
-    say(indent + "  ".join("-" * w for w in widths))
-    for row in cells:
-        say(line(row))
+    aligns = ["right" if is_number else "left" for is_number in numeric]
+    text = tabulate(
+        cells, headers=[c.lower() for c in columns], tablefmt="simple", colalign=aligns, disable_numparse=True
+    )
+    for line in text.splitlines():
+        say((indent + line).rstrip())
     if limit is not None and len(rows) > limit:
         say(f"{indent}… {len(rows) - limit:,} more rows ({len(rows):,} in all)")
     elif not rows:
