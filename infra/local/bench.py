@@ -22,13 +22,14 @@ ports apart from the default stack's so a running dev stack is not disturbed), r
 5. ``baseline``: ``bench_python_baseline.py``, snowflake-connector-python against our stream mode;
 
 then computes the cost per million events from those figures and the prices in PRICES, and
-writes ``--out`` (default BENCHMARKS.md at the repository root: the preamble below, a summary
+writes ``--out`` (default BENCHMARKS.md at the repository root, rendered from
+``templates/BENCHMARKS.md.j2`` (Jinja2), which holds all its prose: the preamble, a summary
 of the targets, each section with the command that reproduces it, the cost model with every
 assumption) plus every raw JSON result under ``<stack-dir>/bench``. It stops its stack at the end
 (unless ``--keep-stack``). With ``--only`` it runs those sections and prints their Markdown
 instead of writing the file (unless ``--out`` is given). ``--quick`` uses fewer runs (a smoke
 test, not for publishing). ``--render <stack-dir>/bench/report.json`` runs nothing and writes the
-Markdown again from an earlier run (after editing PREAMBLE or the report's wording; pass the
+Markdown again from an earlier run (after editing the template or the report's wording; pass the
 run's ``--stack-dir`` and ports too, since the commands shown name them).
 
 Exit status 0 when every benchmark ran and checked its results (the targets are reported, not
@@ -1017,7 +1018,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--baseline-events", type=int, default=5000, help="events per side in the baseline (5000)")
     parser.add_argument(
         "--render", type=Path, help="only write the Markdown again from a report.json of an earlier run (e.g. after "
-        "editing PREAMBLE)",
+        "editing templates/BENCHMARKS.md.j2)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     args.stack_dir = args.stack_dir if args.stack_dir.is_absolute() else (Path.cwd() / args.stack_dir)
