@@ -150,8 +150,9 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
         with LambdaHost(INGEST, "ingest", env=env, timeout=60, log=log) as host:
             stats = run_sqs(host, queue_url, batch_size=10, until_empty=True, wait=0)
         faulted = [s for s in control.requests()["statements"] if s["fault"]]
+        armed = control.faults()
     finally:
-        assert control.call("DELETE", "/faults")["cleared"] >= 0
+        cleared = control.call("DELETE", "/faults")["cleared"]
     text = log.read_text(errors="replace")
 
     # SQS: the poison message was received MAX_RECEIVE_COUNT times, failed each time, then redriven.
@@ -180,8 +181,11 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
         [message_ids[invalid_json], None, None, "invalid_json", invalid_json],
         [message_ids[missing_body], f"{prefix}-nomerchant", None, "missing_field", missing_body],
     ]
-    # The injected error hit only the poison message's statement, once per receive (no retries).
+    # The injected error hit only the poison message's statement, once per receive (no retries):
+    # the rule was taken that often and stays armed for the rest of its 100 uses, the one rule cleared.
     assert len(faulted) == MAX_RECEIVE_COUNT, faulted
+    assert [(rule["taken"], rule["remaining"]) for rule in armed] == [(MAX_RECEIVE_COUNT, 100 - MAX_RECEIVE_COUNT)]
+    assert cleared == 1
 
     # The function's own summaries: one per batch, failures only for the poison message's batches.
     lines = summaries(log)

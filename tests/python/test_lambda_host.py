@@ -82,10 +82,12 @@ FAKE_RUNTIME = textwrap.dedent(
         request_id = headers["lambda-runtime-aws-request-id"]
         env = {{k: v for k, v in os.environ.items() if k.startswith(("AWS_LAMBDA_", "AWS_REGION", "FAKE_"))}}
         seen = {{"event": event, "headers": headers, "env": env, "pid": os.getpid(), "now_ms": int(time.time() * 1000)}}
+        seen["got_monotonic"] = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the host's
         if RECORD:
             with open(RECORD, "a") as record:
                 record.write(json.dumps(seen) + "\\n")
         if MODE == "echo":
+            seen["answering_monotonic"] = time.monotonic()
             post(f"/invocation/{{request_id}}/response", seen)
         elif MODE == "error":
             error = {{"errorType": "Fake.Failure", "errorMessage": "failed on purpose"}}
@@ -194,7 +196,11 @@ def test_event_round_trip_and_headers(host_for: HostFactory, tmp_path: Path) -> 
     host = host_for("echo", timeout=12, memory_mb=256, name="echo-fn")
     event = {"hello": "wörld", "n": [1, 2.5, None], "nested": {"a": True}}
     before_ms = int(time.time() * 1000)
-    results = [host.invoke(event), host.invoke(event)]
+    results, invoke_ms = [], []
+    for _ in range(2):
+        started = time.monotonic()
+        results.append(host.invoke(event))
+        invoke_ms.append((time.monotonic() - started) * 1000)
     after_ms = int(time.time() * 1000)
 
     assert [ok for ok, _ in results] == [True, True]
@@ -227,7 +233,12 @@ def test_event_round_trip_and_headers(host_for: HostFactory, tmp_path: Path) -> 
     summary = host.summary()
     assert summary["cold_start_ms"] > 0 and len(summary["cold_starts_ms"]) == 1
     assert summary["restarts"] == 0 and summary["invocations"] == 2
-    assert len(summary["durations_ms"]) == 2 and all(d >= 0 for d in summary["durations_ms"])
+    # Each duration (rounded to 0.1 ms) covers the function's work on the event, as its own clock
+    # saw it, and lies within the invoke() call that waited for it.
+    work_ms = [(p["answering_monotonic"] - p["got_monotonic"]) * 1000 for _, p in results]
+    assert len(summary["durations_ms"]) == 2
+    for duration, work, waited in zip(summary["durations_ms"], work_ms, invoke_ms, strict=True):
+        assert work - 0.05 <= duration <= waited + 0.05, (duration, work, waited)
     pid = host.pid
     host.close()
     assert host.summary()["peak_rss_kb"] > 1000
