@@ -758,15 +758,11 @@ def headline(report: dict[str, Any]) -> list[str]:
         )
     cost = report.get("cost")
     if cost:
-        by = {(r["mode"], r["events_per_message"], r["events_per_day"]): r for r in cost["rows"]}
-        parts = []
-        for volume in (1_000_000, 10_000_000):
-            stream, scheduled = by.get(("stream", 1, volume)), by.get(("scheduled", 1, volume))
-            if stream and scheduled:
-                parts.append(
-                    f"{volume / 1e6:.0f}M events/day: scheduled ${scheduled['usd_per_million']:.2f}, "
-                    f"stream ${stream['usd_per_million']:.2f}"
-                )
+        parts = [
+            f"{volume / 1e6:.0f}M events/day: scheduled ${scheduled['usd_per_million']:.2f}, "
+            f"stream ${stream['usd_per_million']:.2f}"
+            for volume, scheduled, stream in one_event_costs(cost)
+        ]
         if parts:
             lines.append("- Cost per million events (one event per message; section 5): " + "; ".join(parts) + ".")
     return ["", *lines] if lines else []
@@ -894,17 +890,23 @@ def cost_table(cost: dict[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
-def cost_notes(cost: dict[str, Any]) -> list[str]:
+def one_event_costs(cost: dict[str, Any]) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(events per day, scheduled row, stream row) of the cost model at one event per message."""
     by = {(r["mode"], r["events_per_message"], r["events_per_day"]): r for r in cost["rows"]}
-    notes = []
+    pairs = []
     for volume in (1_000_000, 10_000_000):
         stream, scheduled = by.get(("stream", 1, volume)), by.get(("scheduled", 1, volume))
         if stream and scheduled:
-            notes.append(
-                f"at {volume / 1e6:.0f}M events/day (one event per message) scheduled costs "
-                f"${scheduled['usd_per_million']:.2f} and stream ${stream['usd_per_million']:.2f} per million events"
-            )
-    return notes
+            pairs.append((volume, scheduled, stream))
+    return pairs
+
+
+def cost_notes(cost: dict[str, Any]) -> list[str]:
+    return [
+        f"at {volume / 1e6:.0f}M events/day (one event per message) scheduled costs "
+        f"${scheduled['usd_per_million']:.2f} and stream ${stream['usd_per_million']:.2f} per million events"
+        for volume, scheduled, stream in one_event_costs(cost)
+    ]
 
 
 def render_context(report: dict[str, Any], bench: Bench) -> dict[str, Any]:

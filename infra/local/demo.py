@@ -60,6 +60,7 @@ from tabulate import tabulate
 from tracklayer_local.harness import (
     SqsClient,
     connect,
+    dbt_environment,
     queue_depth,
     read_env_file,
     snowflake_port,
@@ -969,19 +970,7 @@ def run_dbt(demo: Demo, dbt: Path) -> tuple[bool, str, list[dict[str, Any]], str
     work = demo.stack_dir / "dbt-demo"
     port = demo.env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1]
     schema = os.environ.get("DBT_SCHEMA") or "ANALYTICS"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
-    }
-    env.update(
-        DBT_TARGET="local",
-        DBT_SCHEMA=schema,
-        SNOWFLAKE_HOST="127.0.0.1",
-        SNOWFLAKE_PORT=port,
-        DO_NOT_TRACK="1",
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
+    env = dbt_environment(demo.env, schema)
     command = [
         str(dbt),
         "build",

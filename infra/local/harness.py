@@ -187,6 +187,25 @@ def connect(port: int, database: str = DATABASE, schema: str = SCHEMA, network_t
     )
 
 
+def dbt_environment(env: dict[str, str], schema: str) -> dict[str, str]:
+    """This process's environment for `dbt` against the local Snowflake (infra/dbt/profiles.yml's
+    target "local"), in `schema`, with dbt's telemetry off."""
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
+    }
+    environment.update(
+        DBT_TARGET="local",
+        DBT_SCHEMA=schema,
+        SNOWFLAKE_HOST="127.0.0.1",
+        SNOWFLAKE_PORT=str(snowflake_port(env)),
+        DO_NOT_TRACK="1",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    return environment
+
+
 def count_rows(port: int, table: str, column: str, prefix: str) -> int:
     """Rows of `table` whose `column` starts with `prefix`, read through the drivers' protocol."""
     conn = connect(port)

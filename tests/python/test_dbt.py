@@ -18,7 +18,6 @@ on the same load.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -33,7 +32,7 @@ import pytest
 from snowflake.connector.connection import SnowflakeConnection
 
 from sflocal import Http, Identity, SqlApi
-from tracklayer_local.harness import connect, snowflake_port
+from tracklayer_local.harness import connect, dbt_environment, snowflake_port
 
 REPO = Path(__file__).resolve().parents[2]
 DBT_DIR = REPO / "infra" / "dbt"
@@ -385,19 +384,7 @@ def dbt(
         pytest.skip(f"{DBT} is missing: create the dbt venv with `{VENV_HINT}`")
     schema = f"DBT_PYTEST_{load.run.upper()}"
     work = tmp_path_factory.mktemp("dbt")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
-    }
-    env.update(
-        DBT_TARGET="local",
-        DBT_SCHEMA=schema,
-        SNOWFLAKE_HOST="127.0.0.1",
-        SNOWFLAKE_PORT=stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1],
-        DO_NOT_TRACK="1",
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
+    env = dbt_environment(stack_env, schema)
     done = subprocess.run(
         [
             str(DBT),
