@@ -6,7 +6,8 @@ PYTHON_BOOTSTRAP ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 REQUIREMENTS := infra/local/requirements.txt
-VENV_STAMP := $(VENV)/.installed-$(shell sha256sum $(REQUIREMENTS) 2>/dev/null | cut -c1-12)
+PYPROJECT := pyproject.toml
+VENV_STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) $(PYPROJECT) 2>/dev/null | sha256sum | cut -c1-12)
 STACK_ENV := .local/stack.env
 CARGO ?= cargo
 
@@ -30,13 +31,16 @@ DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): $(REQUIREMENTS)
-	@echo "==> Python tools into $(VENV) (pinned in $(REQUIREMENTS))"
+# infra/local is the package tracklayer_local (pyproject.toml), installed editable: its scripts
+# run as `$(PY) -m tracklayer_local.<script>`.
+$(VENV_STAMP): $(REQUIREMENTS) $(PYPROJECT)
+	@echo "==> Python tools into $(VENV) (pinned in $(REQUIREMENTS)), infra/local as tracklayer_local"
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(VENV_STAMP) ## Install the pinned Python tools into .venv
+venv: $(VENV_STAMP) ## Install the pinned Python tools into .venv, and infra/local as tracklayer_local
 
 $(SAM_STAMP): $(SAM_REQUIREMENTS)
 	@echo "==> SAM CLI and cargo-lambda into $(SAM_VENV) (pinned in $(SAM_REQUIREMENTS))"
@@ -73,7 +77,7 @@ demo: venv venv-dbt ## Run the whole pipeline locally: generate, ingest, flush, 
 	@$(CARGO) build --locked -p ingest -p flush -p connection-test
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
-	  $(PY) infra/local/demo.py || status=$$?; \
+	  $(PY) -m tracklayer_local.demo || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 
@@ -81,25 +85,26 @@ redrive-local: venv ## Dead-letter events and chunks by a misconfiguration, fix 
 	@$(CARGO) build --locked -p ingest -p flush
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
-	  $(PY) infra/local/redrive.py || status=$$?; \
+	  $(PY) -m tracklayer_local.redrive || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 
 stack-up: venv ## Start moto (SQS, Secrets Manager) and the local Snowflake; writes .local/stack.env
-	@$(PY) infra/local/stack.py up
+	@$(PY) -m tracklayer_local.stack up
 
 stack-down: ## Stop the local stack
-	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down; fi
+	@if [ -x $(PY) ]; then $(PY) -m tracklayer_local.stack down; fi
 
 stack-status: ## Show what the local stack runs
-	@$(PY) infra/local/stack.py status
+	@$(PY) -m tracklayer_local.stack status
 
-test: venv venv-sam venv-dbt ## Build, start the local stack, run every test, stop the stack (even on failure)
+test: venv venv-sam venv-dbt ## Lint, build, start the local stack, run every test, stop the stack (even on failure)
+	@echo "==> Lint"
+	@$(MAKE) --no-print-directory lint
 	@echo "==> Validating template.yaml"
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
 	@$(CARGO) build --workspace --all-targets --locked
-	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory deny
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
@@ -147,20 +152,25 @@ fuzz: $(CARGO_FUZZ) ## Fuzz body parsing: 1M proptest inputs, then 1M libFuzzer 
 
 bench: venv ## Every benchmark (parse, ingest, flush, cold start, Python side by side, cost); writes BENCHMARKS.md
 	@$(CARGO) build --release --locked -p ingest -p flush -p connection-test
-	@$(PY) infra/local/bench.py
+	@$(PY) -m tracklayer_local.bench
 
 chaos: venv ## 100,000 events through ingest and flush with injected failures and killed flushes; prints the accounting
 	@$(CARGO) build --locked -p ingest -p flush
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
-	  $(PY) infra/local/chaos.py --events $${EVENTS:-100000} || status=$$?; \
+	  $(PY) -m tracklayer_local.chaos --events $${EVENTS:-100000} || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 
-fmt: ## Format the Rust code
-	$(CARGO) fmt --all
+PYTHON_SOURCES := infra/local tests/python
 
-lint: ## Formatting and clippy, warnings as errors
+fmt: ## Format the Rust and the Python code
+	$(CARGO) fmt --all
+	$(VENV)/bin/ruff format $(PYTHON_SOURCES)
+
+lint: venv ## Formatting and lints, warnings as errors: ruff (Python; pyproject.toml), rustfmt and clippy (Rust)
+	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
+	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 

@@ -1,10 +1,10 @@
 """Benchmark the real flush binary: load 100,000 staged events into the local Snowflake.
 
-    .venv/bin/python infra/local/bench_flush.py [--flush target/release/flush]
+    .venv/bin/python -m tracklayer_local.bench_flush [--flush target/release/flush]
         [--ingest target/release/ingest] [--events 100000] [--ingest-batch 1000]
         [--body-bytes 600] [--runs 3] [--memory 256] [--reset-emulator] [--json FILE]
 
-Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
+Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and both release binaries (``cargo build --release -p ingest -p flush``).
 
 Each run starts from a fresh staging queue and stages ``--events`` events the way production
@@ -41,91 +41,61 @@ succeeded (targets are reported, not enforced), 1 otherwise, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shlex
-import statistics
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracklayer_local.bench_ingest import make_event, make_templates
+from tracklayer_local.harness import (
+    Control,
+    SqsClient,
+    add_stack_options,
+    command_line,
+    count_rows,
+    invocation_summaries,
+    markdown_table,
+    missing_setup,
+    print_result,
+    progress_to_stderr,
+    queue_depth,
+    read_env_file,
+    shown_path,
+    snowflake_port,
+    span,
+    spread,
+    sqs_client,
+)
+from tracklayer_local.lambda_host import LambdaHost
 
-from bench_ingest import make_event, make_templates  # noqa: E402
-from lambda_host import LambdaHost, read_env_file, sqs_client  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 STATEMENTS_TARGET = 100  # per 100,000 events
 RSS_TARGET_KB = 64 * 1024
 SETTLE_S = 0.2
 
 
-def progress(line: str) -> None:
-    print(f"bench_flush: {line}", file=sys.stderr, flush=True)
+progress = progress_to_stderr("bench_flush")
 
 
 def emulator(stack: dict[str, str], method: str, path: str, body: dict | None = None) -> Any:
-    url = stack["SNOWFLAKE_EMULATOR_URL"].rstrip("/") + path
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - the local emulator
-        text = answer.read()
-    return json.loads(text) if text else None
+    return Control(stack["SNOWFLAKE_EMULATOR_URL"]).call(method, path.removeprefix("/__emulator"), body)
 
 
-def count_rows(stack: dict[str, str], table: str, column: str, prefix: str) -> int:
-    """Rows of `table` whose `column` starts with `prefix`, read through the drivers' protocol."""
-    import snowflake.connector
-
-    port = int(stack["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1].split("/")[0])
-    conn = snowflake.connector.connect(
-        account="fakesnow", user="bench", password="bench", host="127.0.0.1", port=port,
-        protocol="http", database="TRACKLAYER", schema="EVENTS", login_timeout=10, network_timeout=120,
-    )  # fmt: skip
-    try:
-        cur = conn.cursor()
-        cur.execute(f"SELECT COUNT(*) AS N FROM {table} WHERE {column} LIKE %s", (prefix + "%",))
-        return int(cur.fetchone()[0])
-    finally:
-        conn.close()
-
-
-def queue_count(sqs, url: str) -> int:  # noqa: ANN001
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[n]) for n in names)
-
-
-def ingest_summaries(log: Path, offset: int) -> list[dict[str, Any]]:
-    with open(log, "rb") as handle:
-        handle.seek(offset)
-        text = handle.read().decode("utf-8", errors="replace")
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{") and "ingest invocation summary" in line:
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
-
-
-def spread(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "min": None, "max": None}
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+def queued(sqs: SqsClient, url: str) -> int:
+    """Messages on the queue, visible or in flight."""
+    depth = queue_depth(sqs, url)
+    return depth.visible + depth.in_flight
 
 
 def stage(
     args: argparse.Namespace,
     stack: dict[str, str],
-    sqs,
+    sqs: SqsClient,
     staging: str,
     tag: str,
-    templates: list[str],  # noqa: ANN001
+    templates: list[str],
 ) -> dict[str, Any]:
     """Stages args.events events through the real ingest binary; returns what it did."""
     env = {**stack, "TRACKLAYER_LOAD_MODE": "scheduled", "TRACKLAYER_STAGING_QUEUE_URL": staging}
@@ -140,14 +110,14 @@ def stage(
             if not ok or (payload or {}).get("batchItemFailures"):
                 raise RuntimeError(f"staging batch {number} failed: {str(payload)[:500]}; log {log}")
         summary = host.summary()
-    lines = ingest_summaries(log, offset)
+    lines = invocation_summaries(log, offset)
     return {
         "invocations": batches,
         "staged_events": sum(line.get("EventsStaged", 0) for line in lines),
         "rejected_events": sum(line.get("rejected", 0) for line in lines),
         "chunks": sum(line.get("chunks", 0) for line in lines),
         "send_message_batch_calls": sum(line.get("statements", 0) for line in lines),
-        "staged_messages": queue_count(sqs, staging),
+        "staged_messages": queued(sqs, staging),
         "ingest_cpu_ms": summary["cpu_ms"],
         "ingest_peak_rss_kb": summary["peak_rss_kb"],
         "seconds": round(time.monotonic() - started, 1),
@@ -215,13 +185,13 @@ def run_once(args: argparse.Namespace, stack: dict[str, str], templates: list[st
         emulator(stack, "DELETE", "/__emulator/requests")
         flushed = flush_once(args, stack, staging, number)
         report_sf = emulator(stack, "GET", "/__emulator/requests")
-        left = queue_count(sqs, staging)
+        left = queued(sqs, staging)
     finally:
         sqs.delete_queue(QueueUrl=staging)
     report = flushed["report"] if isinstance(flushed["report"], dict) else {}
     statements = report_sf.get("statements", [])
     inserts = [s for s in statements if s.get("kind") == "INSERT"]
-    rows = count_rows(stack, "RAW_EVENTS", "EVENT_ID", tag + "-")
+    rows = count_rows(snowflake_port(stack), "RAW_EVENTS", "EVENT_ID", tag + "-")
     wall_s = flushed["wall_ms"] / 1000
     loaded = report.get("events_loaded") or 0
     run = {
@@ -293,13 +263,6 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def span(values: dict[str, float | None], scale: float = 1.0, digits: int = 1) -> str:
-    if values["median"] is None:
-        return "n/a"
-    f = lambda v: f"{v / scale:,.{digits}f}"  # noqa: E731
-    return f"{f(values['median'])} ({f(values['min'])}-{f(values['max'])})"
-
-
 def markdown(result: dict[str, Any]) -> str:
     s = result["summary"]
     per100k = s["statements_per_100k"]["median"]
@@ -310,17 +273,23 @@ def markdown(result: dict[str, Any]) -> str:
         f"batches of {result['ingest_batch']:,} messages ({first.get('staging', {}).get('chunks')} chunks), "
         f"then one `{result['flush']}` invocation; {len(result['runs'])} runs, fresh stage each.",
         "",
-        "| figure | median (min-max) |",
-        "| --- | --- |",
-        f"| wall time, ms | {span(s['wall_ms'])} |",
-        f"| events/s | {span(s['events_per_s'], digits=0)} |",
-        f"| client CPU of the invocation, ms | {span(s['cpu_ms'])} (init {span(s['init_cpu_ms'])}) |",
-        f"| client CPU per million events, ms | {span(s['cpu_ms_per_million'])} |",
-        f"| SQL API statements (INSERTs) | {span(s['sql_api_statements'], digits=0)} ({span(s['inserts'], digits=0)}) |",
-        f"| statements per 100,000 events | {span(s['statements_per_100k'])} |",
-        f"| bytes of rows sent, MB | {span(s['bytes_sent'], 1e6, 2)} |",
-        f"| peak RSS, MB | {span(s['peak_rss_kb'], 1024)} |",
-        f"| cold start, ms | {span(s['cold_start_ms'])} |",
+        markdown_table(
+            ["figure", "median (min-max)"],
+            [
+                ["wall time, ms", span(s["wall_ms"])],
+                ["events/s", span(s["events_per_s"], digits=0)],
+                ["client CPU of the invocation, ms", f"{span(s['cpu_ms'])} (init {span(s['init_cpu_ms'])})"],
+                ["client CPU per million events, ms", span(s["cpu_ms_per_million"])],
+                [
+                    "SQL API statements (INSERTs)",
+                    f"{span(s['sql_api_statements'], digits=0)} ({span(s['inserts'], digits=0)})",
+                ],
+                ["statements per 100,000 events", span(s["statements_per_100k"])],
+                ["bytes of rows sent, MB", span(s["bytes_sent"], 1e6, 2)],
+                ["peak RSS, MB", span(s["peak_rss_kb"], 1024)],
+                ["cold start, ms", span(s["cold_start_ms"])],
+            ],
+        ),
         "",
         f"Targets: <= {STATEMENTS_TARGET} statements per 100,000 events: "
         f"{'pass' if per100k is not None and per100k <= STATEMENTS_TARGET else 'FAIL'}; "
@@ -331,25 +300,9 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def command_line() -> str:
-    python = Path(sys.executable)
-    with_repo = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
-    script = Path(sys.argv[0]).resolve()
-    script_text = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
-    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
-    return prefix + shlex.join([with_repo, script_text, *sys.argv[1:]])
-
-
-def shown(path: Path) -> str:
-    full = path.resolve()
-    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
     release = REPO / "target" / "release"
-    parser = argparse.ArgumentParser(prog="bench_flush.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench_flush", description=__doc__.split("\n\n")[0])
     parser.add_argument("--flush", type=Path, default=release / "flush")
     parser.add_argument("--ingest", type=Path, default=release / "ingest")
     parser.add_argument("--events", type=int, default=100_000, help="events staged per run (100000)")
@@ -360,9 +313,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="flush's function timeout, s (300)")
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     parser.add_argument("--reset-emulator", action="store_true", help="drop the local Snowflake's data before each run")
-    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
-    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the function logs go")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    add_stack_options(parser)
     args = parser.parse_args(argv)
     if args.runs < 1 or args.events < 100 or not 10 <= args.ingest_batch <= 10_000:
         parser.error("--runs >= 1, --events >= 100, --ingest-batch 10..10000")
@@ -371,12 +322,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    for binary, package in ((args.flush, "flush"), (args.ingest, "ingest")):
-        if not binary.is_file():
-            print(f"bench_flush: {binary} is not built (cargo build --release -p {package})", file=sys.stderr)
-            return 2
-    if not args.env_file.is_file():
-        print(f"bench_flush: {args.env_file} missing: start the stack (infra/local/stack.py up)", file=sys.stderr)
+    binaries = {args.flush: "--release -p flush", args.ingest: "--release -p ingest"}
+    problem = missing_setup("bench_flush", binaries, args.env_file)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     stack = read_env_file(str(args.env_file))
     args.log_dir.mkdir(parents=True, exist_ok=True)
@@ -396,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     body_bytes = round(sum(len(t.encode()) for t in templates) / len(templates))
     result = {
         "command": command_line(),
-        "flush": shown(args.flush),
-        "ingest": shown(args.ingest),
+        "flush": shown_path(args.flush),
+        "ingest": shown_path(args.ingest),
         "events": args.events,
         "ingest_batch": args.ingest_batch,
         "body_bytes": body_bytes,
@@ -408,12 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_ok": len(good) == len(runs),
         "total_s": round(time.monotonic() - started, 1),
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    print()
-    print(markdown(result))
+    print_result(result, markdown(result), args.json)
     return 0 if result["all_ok"] else 1
 
 

@@ -1,10 +1,10 @@
 """Benchmark the real ingest binary on a big SQS batch against the local stack.
 
-    .venv/bin/python infra/local/bench_ingest.py [--binary target/release/ingest] [--runs 5]
+    .venv/bin/python -m tracklayer_local.bench_ingest [--binary target/release/ingest] [--runs 5]
         [--messages 10000] [--body-bytes 600] [--events-per-message 1] [--modes scheduled,stream]
         [--memory 128] [--json FILE]
 
-Needs a running stack (``infra/local/stack.py up``; found through ``--env-file``, default
+Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and a built binary (``cargo build --release -p ingest``).
 
 It generates one realistic SQS event: ``--messages`` records (default 10,000) of one ecommerce
@@ -13,8 +13,8 @@ and currencies, values with 2 decimals, properties with products and UTM tags), 
 on average (default 600, so ~6 MB of bodies; an event is never shorter than ~500 bytes), 1% of
 them invalid (bad JSON, a missing or bad field); with ``--events-per-message N`` each body is
 NDJSON of N such events (each its own id; the invalid 1% are lines inside the bodies). Then, for
-each mode, it starts the binary under ``lambda_host`` (scheduled: a fresh staging queue, emptied after every run and deleted at the
-end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
+each mode, it starts the binary under ``lambda_host`` (scheduled: a fresh staging queue, emptied
+after every run and deleted at the end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
 Snowflake), sends one small warm-up event, and then ``--runs`` timed invocations of the big
 event, with fresh event ids each time (stream mode inserts new rows every run). Measured per
 invocation: the binary's CPU time (user + system of the process, /proc/<pid>/stat, delta from
@@ -39,18 +39,31 @@ import hashlib
 import json
 import os
 import random
-import shlex
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracklayer_local.harness import (
+    SqsClient,
+    add_stack_options,
+    command_line,
+    drain,
+    invocation_summaries,
+    log_size,
+    markdown_table,
+    missing_setup,
+    print_result,
+    progress_to_stderr,
+    read_env_file,
+    shown_path,
+    spread,
+    sqs_client,
+)
+from tracklayer_local.lambda_host import LambdaHost, read_vm_hwm_kb
 
-from lambda_host import LambdaHost, read_env_file, read_vm_hwm_kb, sqs_client  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 CPU_TARGET_MS = 100  # scheduled mode, per batch
 RSS_TARGET_KB = 64 * 1024
@@ -71,8 +84,7 @@ UTM_MEDIUMS = ["cpc", "social", "email", "organic", "display", "affiliate"]
 PATHS = ["/products/", "/collections/sale/products/", "/shop/", "/p/"]
 
 
-def progress(line: str) -> None:
-    print(f"bench_ingest: {line}", file=sys.stderr, flush=True)
+progress = progress_to_stderr("bench_ingest")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,7 +208,7 @@ def make_event(templates: list[str], tag: str) -> bytes:
                     "ApproximateFirstReceiveTimestamp": now_ms,
                 },
                 "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": SOURCE_ARN,
                 "awsRegion": "us-east-1",
@@ -210,59 +222,13 @@ def make_event(templates: list[str], tag: str) -> bytes:
 # ------------------------------------------------------------------------------------------------
 
 
-def summary_lines(log: Path, offset: int) -> list[dict[str, Any]]:
-    """The function's invocation summaries written after `offset`."""
-    with open(log, "rb") as handle:
-        handle.seek(offset)
-        text = handle.read().decode("utf-8", errors="replace")
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{") and "ingest invocation summary" in line:
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
-
-
-def log_size(log: Path) -> int:
-    try:
-        return log.stat().st_size
-    except OSError:
-        return 0
-
-
-def queue_count(sqs, url: str) -> int:  # noqa: ANN001
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[n]) for n in names)
-
-
-def empty_queue(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
+def empty_queue(sqs: SqsClient, url: str) -> tuple[int, int]:
     """Receives and deletes every message (PurgeQueue is allowed once a minute).
 
     Returns how many messages were deleted and the UTF-8 bytes of their bodies.
     """
-    deleted = body_bytes = 0
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return deleted, body_bytes
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-        done = {e["Id"] for e in sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Successful", [])}
-        deleted += len(done)
-        body_bytes += sum(len(m.get("Body", "").encode()) for i, m in enumerate(got) if str(i) in done)
-
-
-def spread(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "min": None, "max": None, "mean": None}
-    return {
-        "median": round(statistics.median(values), 1),
-        "min": round(min(values), 1),
-        "max": round(max(values), 1),
-        "mean": round(statistics.fmean(values), 1),
-    }
+    deleted = drain(sqs, url)
+    return len(deleted), sum(len(m.get("Body", "").encode()) for m in deleted)
 
 
 def run_mode(
@@ -308,7 +274,7 @@ def run_mode(
             cpu = round(cpu_after - cpu_before, 1) if same_process and None not in (cpu_before, cpu_after) else None
             wall = host.durations_ms[-1]
             failures = len((payload or {}).get("batchItemFailures") or []) if ok and isinstance(payload, dict) else None
-            lines = summary_lines(log, offset)
+            lines = invocation_summaries(log, offset)
             line = lines[-1] if lines else {}
             landed = line.get("EventsStaged" if mode == "scheduled" else "EventsLoaded")
             run = {
@@ -347,8 +313,8 @@ def run_mode(
     result.update(
         {
             "runs": runs,
-            "cpu_ms": spread(cpu),
-            "wall_ms": spread(wall),
+            "cpu_ms": spread(cpu, mean=True),
+            "wall_ms": spread(wall, mean=True),
             "peak_rss_kb": summary["peak_rss_kb"],
             "process_cpu_ms": summary["cpu_ms"],
             "cold_start_ms": summary["cold_start_ms"],
@@ -381,10 +347,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"SQS event {batch['event_bytes'] / 1e6:.2f} MB; {result['runs']} timed runs per mode after one warm-up; "
         f"binary `{result['binary']}`.",
         "",
-        "| mode | CPU ms median (min-max) | wall ms median (min-max) | peak RSS | chunks / statements | "
-        "CPU target (<= 100 ms) | RSS target (<= 64 MB) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    header = [
+        "mode", "CPU ms median (min-max)", "wall ms median (min-max)", "peak RSS", "chunks / statements",
+        "CPU target (<= 100 ms)", "RSS target (<= 64 MB)",
+    ]  # fmt: skip
+    rows = []
     for mode in result["modes"]:
         cpu, rss = mode["cpu_ms"], mode["peak_rss_kb"]
         last = mode["runs"][-1] if mode["runs"] else {}
@@ -393,32 +361,18 @@ def markdown(result: dict[str, Any]) -> str:
         rss_text = "n/a" if rss is None else f"{rss / 1024:.1f} MB"
         if rss is not None and mode.get("warm_peak_rss_kb"):
             rss_text += f" ({mode['warm_peak_rss_kb'] / 1024:.1f} MB after warm-up)"
-        lines.append(
-            f"| {mode['mode']} | {span(cpu)} | {span(mode['wall_ms'])} | {rss_text} "
-            f"| {last.get('chunks')} / {last.get('statements')} | {verdict(cpu_ok)} | {verdict(rss_ok)} |"
-        )
-    lines += ["", f"Command: `{result['command']}`"]
+        rows.append(
+            [
+                mode["mode"], span(cpu), span(mode["wall_ms"]), rss_text,
+                f"{last.get('chunks')} / {last.get('statements')}", verdict(cpu_ok), verdict(rss_ok),
+            ]
+        )  # fmt: skip
+    lines += [markdown_table(header, rows), "", f"Command: `{result['command']}`"]
     return "\n".join(lines)
 
 
-def shown_path(path: Path) -> str:
-    full = path.resolve()
-    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
-
-
-def command_line() -> str:
-    python = Path(sys.executable)
-    with_repo = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
-    script = Path(sys.argv[0]).resolve()
-    script_text = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
-    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
-    return prefix + shlex.join([with_repo, script_text, *sys.argv[1:]])
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
-    parser = argparse.ArgumentParser(prog="bench_ingest.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench_ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "ingest")
     parser.add_argument("--runs", type=int, default=5, help="timed invocations per mode (5)")
     parser.add_argument("--messages", type=int, default=10_000, help="records in the batch (10000)")
@@ -428,9 +382,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     parser.add_argument("--timeout", type=float, default=120.0, help="function timeout per invocation, s (120)")
     parser.add_argument("--memory", type=int, default=128, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB (128)")
-    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
-    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the function logs go")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    add_stack_options(parser)
     args = parser.parse_args(argv)
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.mode_list or any(m not in ("scheduled", "stream") for m in args.mode_list):
@@ -442,11 +394,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.binary.is_file():
-        print(f"bench_ingest: {args.binary} is not built (cargo build --release -p ingest)", file=sys.stderr)
-        return 2
-    if not args.env_file.is_file():
-        print(f"bench_ingest: {args.env_file} missing: start the stack (infra/local/stack.py up)", file=sys.stderr)
+    problem = missing_setup("bench_ingest", {args.binary: "--release -p ingest"}, args.env_file)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     stack = read_env_file(str(args.env_file))
     started = time.monotonic()
@@ -480,12 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "modes": modes,
         "total_s": round(time.monotonic() - started, 1),
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    print()
-    print(markdown(result))
+    print_result(result, markdown(result), args.json)
     return 0 if all(m["all_ok"] for m in modes) else 1
 
 

@@ -1,9 +1,9 @@
 """Side by side: the same events loaded by a typical Python loader and by our stream-mode ingest.
 
-    .venv/bin/python infra/local/bench_python_baseline.py [--events 20000] [--batch 1000] [--runs 3]
+    .venv/bin/python -m tracklayer_local.bench_python_baseline [--events 20000] [--batch 1000] [--runs 3]
         [--ours target/release/ingest] [--body-bytes 600] [--json FILE]
 
-Needs a running stack (``infra/local/stack.py up``; ``--env-file``, default ``$STACK_DIR/stack.env``)
+Needs a running stack (``python -m tracklayer_local.stack up``; ``--env-file``, default ``$STACK_DIR/stack.env``)
 and the release ingest binary.
 
 The events are ``bench_ingest.py``'s: ``--events`` realistic ecommerce events of ~600 bytes, one per
@@ -45,10 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -56,10 +53,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracklayer_local.bench_ingest import EVENT_ID_SLOT, make_event, make_templates
+from tracklayer_local.harness import (
+    add_stack_options,
+    command_line,
+    connect,
+    count_rows,
+    markdown_table,
+    missing_setup,
+    print_result,
+    progress_to_stderr,
+    read_env_file,
+    snowflake_port,
+    span,
+    spread,
+)
 
-from bench_ingest import EVENT_ID_SLOT, make_event, make_templates  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PY_TABLE = "RAW_EVENTS_PY"
 PY_REJECTED = "RAW_EVENTS_REJECTED_PY"
@@ -77,23 +87,13 @@ REJECTED_AT TIMESTAMP_NTZ DEFAULT CURRENT_TIMESTAMP(), SOURCE_MESSAGE_ID STRING,
 MERCHANT_ID STRING, REASON STRING, DETAIL STRING, RAW_TEXT VARCHAR)"""
 
 
-def progress(line: str) -> None:
-    print(f"bench_python_baseline: {line}", file=sys.stderr, flush=True)
+progress = progress_to_stderr("bench_python_baseline")
 
 
 def bodies_for(events: int, body_bytes: int, seed: int, tag: str) -> list[str]:
     """The message bodies both sides load: bench_ingest's events with ids `<tag>-<index>`."""
     templates, _ = make_templates(events, body_bytes, seed)
     return [t.replace(EVENT_ID_SLOT, f"{tag}-{i:06d}") for i, t in enumerate(templates)]
-
-
-def connect(port: int):  # noqa: ANN201
-    import snowflake.connector
-
-    return snowflake.connector.connect(
-        account="fakesnow", user="bench", password="bench", host="127.0.0.1", port=port, protocol="http",
-        database="TRACKLAYER", schema="EVENTS", login_timeout=30, network_timeout=600,
-    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def python_loader(bodies: list[str], message_ids: list[str], port: int, batch: i
         f"INSERT INTO {PY_REJECTED} (SOURCE_MESSAGE_ID, EVENT_ID, MERCHANT_ID, REASON, DETAIL, RAW_TEXT) "
         "VALUES (%s, %s, %s, %s, %s, %s)"
     )
-    conn = connect(port)
+    conn = connect(port, network_timeout=600)
     try:
         cur = conn.cursor()
         cur.execute(PY_DDL)
@@ -218,7 +218,7 @@ def python_only(args: argparse.Namespace) -> int:
 
 
 def run_ours(args: argparse.Namespace, stack: dict[str, str], bodies: list[str]) -> dict[str, Any]:
-    from lambda_host import LambdaHost
+    from tracklayer_local.lambda_host import LambdaHost
 
     env = {
         **stack,
@@ -252,7 +252,7 @@ def run_ours(args: argparse.Namespace, stack: dict[str, str], bodies: list[str])
 
 def run_python(args: argparse.Namespace, port: int, tag: str) -> dict[str, Any]:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--python-only", "--events", str(args.events),
+        sys.executable, "-m", "tracklayer_local.bench_python_baseline", "--python-only", "--events", str(args.events),
         "--batch", str(args.batch), "--body-bytes", str(args.body_bytes), "--seed", str(args.seed),
         "--port", str(port), "--tag", tag,
     ]  # fmt: skip
@@ -262,24 +262,8 @@ def run_python(args: argparse.Namespace, port: int, tag: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def count(port: int, table: str, column: str, prefix: str) -> int:
-    conn = connect(port)
-    try:
-        cur = conn.cursor()
-        cur.execute(f"SELECT COUNT(*) AS N FROM {table} WHERE {column} LIKE %s", (prefix + "%",))
-        return int(cur.fetchone()[0])
-    finally:
-        conn.close()
-
-
-def spread(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "min": None, "max": None}
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
-
-
 def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
-    port = int(stack["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1].split("/")[0])
+    port = snowflake_port(stack)
     invalid = sum(1 for i in range(args.events) if i % 100 == 50)
     valid = args.events - invalid
     runs = []
@@ -290,11 +274,11 @@ def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
             tag = f"{'p' if side == 'python' else 'o'}{uuid.uuid4().hex[:9]}"
             if side == "python":
                 measured = run_python(args, port, tag)
-                measured["rows"] = count(port, PY_TABLE, "EVENT_ID", tag + "-")
+                measured["rows"] = count_rows(port, PY_TABLE, "EVENT_ID", tag + "-")
                 measured["rejected_rows"] = measured.get("quarantined")
             else:
                 measured = run_ours(args, stack, bodies_for(args.events, args.body_bytes, args.seed, tag))
-                measured["rows"] = count(port, "RAW_EVENTS", "EVENT_ID", tag + "-")
+                measured["rows"] = count_rows(port, "RAW_EVENTS", "EVENT_ID", tag + "-")
             measured["ok"] = measured["rows"] == valid and not measured.get("failed_invocations")
             measured["cpu_us_per_event"] = round(measured["cpu_ms"] * 1000 / args.events, 2)
             run[side] = measured
@@ -309,7 +293,7 @@ def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
         runs.append(run)
 
     def side(name: str, key: str) -> dict[str, float | None]:
-        return spread([r[name][key] for r in runs if r[name].get(key) is not None])
+        return spread([r[name][key] for r in runs if r[name].get(key) is not None], digits=3)
 
     summary = {
         name: {key: side(name, key) for key in ("cpu_ms", "cpu_us_per_event", "wall_ms", "peak_rss_kb")}
@@ -319,7 +303,7 @@ def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
     summary["python"]["rss_before_load_kb"] = side("python", "rss_before_load_kb")
     py_cpu, our_cpu = summary["python"]["cpu_ms"]["median"], summary["ours"]["cpu_ms"]["median"]
     summary["cpu_ratio_of_medians"] = round(our_cpu / py_cpu, 4) if py_cpu else None
-    summary["cpu_ratio_per_run"] = spread([r["cpu_ratio"] for r in runs if r["cpu_ratio"] is not None])
+    summary["cpu_ratio_per_run"] = spread([r["cpu_ratio"] for r in runs if r["cpu_ratio"] is not None], digits=3)
     py_rss, our_rss = summary["python"]["peak_rss_kb"]["median"], summary["ours"]["peak_rss_kb"]["median"]
     summary["rss_ratio_of_medians"] = round(our_rss / py_rss, 4) if py_rss else None
     return {
@@ -335,27 +319,21 @@ def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     s = result["summary"]
 
-    def span(values: dict[str, float | None], scale: float = 1.0, digits: int = 1) -> str:
-        if values["median"] is None:
-            return "n/a"
-        f = lambda v: f"{v / scale:,.{digits}f}"  # noqa: E731
-        return f"{f(values['median'])} ({f(values['min'])}-{f(values['max'])})"
-
     lines = [
         f"{result['events']:,} events (~600 B, 1% invalid), batches of {result['batch']:,}; "
         f"{len(result['runs'])} runs, alternating which side goes first.",
         "",
-        "| loader | client CPU, ms | CPU per event, us | peak RSS, MB | wall, ms (mostly the local server) |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for name, label in (
-        ("python", "Python: snowflake-connector-python executemany"),
-        ("ours", "ours: ingest, stream mode"),
-    ):
-        lines.append(
-            f"| {label} | {span(s[name]['cpu_ms'])} | {span(s[name]['cpu_us_per_event'], digits=2)} | "
-            f"{span(s[name]['peak_rss_kb'], 1024)} | {span(s[name]['wall_ms'], digits=0)} |"
-        )
+    header = ["loader", "client CPU, ms", "CPU per event, us", "peak RSS, MB", "wall, ms (mostly the local server)"]
+    sides = (("python", "Python: snowflake-connector-python executemany"), ("ours", "ours: ingest, stream mode"))
+    rows = [
+        [
+            label, span(s[name]["cpu_ms"]), span(s[name]["cpu_us_per_event"], digits=2),
+            span(s[name]["peak_rss_kb"], 1024), span(s[name]["wall_ms"], digits=0),
+        ]
+        for name, label in sides
+    ]  # fmt: skip
+    lines.append(markdown_table(header, rows))
     ratio = s["cpu_ratio_per_run"]
     lines += [
         "",
@@ -370,19 +348,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def command_line() -> str:
-    python = Path(sys.executable)
-    with_repo = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
-    script = Path(sys.argv[0]).resolve()
-    script_text = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
-    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
-    return prefix + shlex.join([with_repo, script_text, *sys.argv[1:]])
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
-    parser = argparse.ArgumentParser(prog="bench_python_baseline.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench_python_baseline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events per side per run (20000)")
     parser.add_argument("--batch", type=int, default=1000, help="rows per executemany / messages per invocation (1000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of both sides (3)")
@@ -390,9 +357,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--body-bytes", type=int, default=600, help="average event size (600)")
     parser.add_argument("--memory", type=int, default=256, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE for ours, MB (256)")
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
-    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
-    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the function logs go")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    add_stack_options(parser)
     parser.add_argument("--python-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
@@ -406,25 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.python_only:
         return python_only(args)
-    from lambda_host import read_env_file
-
-    if not args.ours.is_file():
-        print(f"bench_python_baseline: {args.ours} is not built (cargo build --release -p ingest)", file=sys.stderr)
-        return 2
-    if not args.env_file.is_file():
-        print(f"bench_python_baseline: {args.env_file} missing: start the stack", file=sys.stderr)
+    problem = missing_setup("bench_python_baseline", {args.ours: "--release -p ingest"}, args.env_file)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     stack = read_env_file(str(args.env_file))
     args.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     result = {"command": command_line(), "ours_binary": str(args.ours), **compare(args, stack)}
     result["total_s"] = round(time.monotonic() - started, 1)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    print()
-    print(markdown(result))
+    print_result(result, markdown(result), args.json)
     return 0 if result["all_ok"] else 1
 
 

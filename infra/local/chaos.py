@@ -1,10 +1,10 @@
 """The chaos test: real ingest and flush binaries against a local Snowflake that fails on purpose.
 
-    .venv/bin/python infra/local/chaos.py [--events 100000] [--seed 20261127] [--fault-rate 0.10]
+    .venv/bin/python -m tracklayer_local.chaos [--events 100000] [--seed 20261127] [--fault-rate 0.10]
         [--statement-bytes 250000] [--kill-probability 0.8] [--flush-budget 900] [--json FILE]
         [--events-sqs private|stack] [--keep-queues]
 
-Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``, default
+Needs a running stack (``python -m tracklayer_local.stack up``, found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and the debug binaries (``cargo build -p ingest -p flush``).
 
 1. Generates ``--events`` realistic ecommerce events (~600 bytes, unique event ids
@@ -23,10 +23,11 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    ``async=true``, so every INSERT answers 202 and is polled, the late ones for longer).
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
    ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
-   ``--kill-probability`` (0.8) when allowed (always, until ``--min-kills``, 3, runs were), is SIGKILLed at a seeded random point: 70% of the
-   kills 0-0.3 s after the run's 1st-10th INSERT was answered (the first kill: 1st-3rd; seen in
-   the emulator's request report; 3 s after the event at the latest), while chunks are inserted
-   and not yet deleted; the others 0.05-2 s after the run got its event (maybe before any INSERT).
+   ``--kill-probability`` (0.8) when allowed (always, until ``--min-kills``, 3, runs were), is
+   SIGKILLed at a seeded random point: 70% of the kills 0-0.3 s after the run's 1st-10th INSERT
+   was answered (the first kill: 1st-3rd; seen in the emulator's request report; 3 s after the
+   event at the latest), while chunks are inserted and not yet deleted; the others 0.05-2 s after
+   the run got its event (maybe before any INSERT).
    Chunks a killed run inserted stay on the queue and come back to a later run, which loads them
    with statements that skip rows already in the table (its report counts them). The other
    runs complete: each drains the queue (no ``max_seconds``: with a 1 s margin a bounded run
@@ -46,11 +47,10 @@ Needs a running stack (``infra/local/stack.py up``, found through ``--env-file``
    binaries).
 
 The events queue pair lives, by default (``--events-sqs private``), on a private moto server
-(the stack's moto, ``chaos.py --serve-sqs PORT``) that this script starts on a free port with
-speed patches (``patch_moto``): moto pays, for every message sent or received, a few clock reads
-per message in the queue, which makes 100,000 messages through the stack's moto take hours. The
-patches (a cheap clock, one pass to count a queue's messages, an O(1) retention check, cheap
-receipt handles, a one-pass delete) keep its behaviour. The staging queue, the secret and
+(the stack's moto with the speed patches of ``moto_patches.py``, which keep its behaviour:
+``python -m tracklayer_local.moto_patches --port PORT``) that this script starts on a free port:
+moto pays, for every message sent or received, a few clock reads per message in the queue, which
+makes 100,000 messages through the stack's moto take hours. The staging queue, the secret and
 Snowflake are the stack's. ``--events-sqs stack`` puts the events queues on the stack's moto too
 (fine for a few thousand events).
 
@@ -66,7 +66,6 @@ import contextlib
 import json
 import os
 import random
-import shlex
 import signal
 import socket
 import subprocess
@@ -81,9 +80,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracklayer_local.harness import (
+    Control,
+    SqsClient,
+    add_stack_options,
+    command_line,
+    create_queue_pair,
+    markdown_table,
+    progress_to_stderr,
+    query,
+    queue_depth,
+    read_env_file,
+    snowflake_port,
+    sqs_client,
+)
+from tracklayer_local.moto_patches import MotoVersionError, check_moto_version
+
 REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 MAX_RECEIVE_COUNT = 5
 BATCH_SIZE = 1000
@@ -123,103 +136,12 @@ BAD_KINDS = [
 ]
 
 
-def progress(line: str) -> None:
-    print(f"chaos: {line}", file=sys.stderr, flush=True)
+progress = progress_to_stderr("chaos")
 
 
 # ------------------------------------------------------------------------------------------------
 # A private, faster moto for the events queue pair
 # ------------------------------------------------------------------------------------------------
-
-
-def patch_moto() -> None:
-    """Speed patches for moto's SQS, same behaviour (moto of the version requirements.txt pins).
-
-    moto computes a queue's attributes, its three message counts included, for every message sent
-    and three times for every message received (its retention check); each count reads the clock
-    through a slow datetime helper once or twice per message in the queue. A receipt handle is
-    185 random.choice() calls, and a delete walks the queue twice building a list per message.
-    """
-    import base64
-    import functools
-
-    import moto.sqs.models as models
-
-    slow_unix_time = models.unix_time
-
-    def unix_time(dt: Any = None) -> float:
-        return time.time() if dt is None else slow_unix_time(dt)
-
-    def unix_time_millis(dt: Any = None) -> float:
-        return time.time() * 1000.0 if dt is None else slow_unix_time(dt) * 1000.0
-
-    models.unix_time = unix_time
-    models.unix_time_millis = unix_time_millis
-    models.camelcase_to_underscores = functools.lru_cache(maxsize=4096)(models.camelcase_to_underscores)
-    # opaque 185-character handles, as moto's, from os.urandom
-    models.generate_receipt_handle = lambda: base64.b32encode(os.urandom(120)).decode().lower()[:185]
-
-    building = threading.local()  # the counts of the attributes dict this thread is building
-
-    def counts(queue: Any) -> tuple[int, int, int]:
-        """(visible and not delayed, delayed, not visible): one pass, one clock read, memoised
-        while one attributes dict is being built (per thread: the server is threaded)."""
-        memo = getattr(building, "counts", None)
-        if memo is not None and memo[0] is queue:
-            return memo[1]
-        now = time.time() * 1000.0
-        available = delayed = hidden = 0
-        for message in queue._messages:
-            visible = now > message.visible_at
-            late = now < message.delayed_until
-            if visible and not late:
-                available += 1
-            if late:
-                delayed += 1
-            if not visible:
-                hidden += 1
-        return available, delayed, hidden
-
-    models.Queue.approximate_number_of_messages = property(lambda self: counts(self)[0])
-    models.Queue.approximate_number_of_messages_delayed = property(lambda self: counts(self)[1])
-    models.Queue.approximate_number_of_messages_not_visible = property(lambda self: counts(self)[2])
-    slow_attributes = models.Queue.attributes.fget
-
-    def attributes(self: Any) -> dict[str, Any]:
-        outer = getattr(building, "counts", None)
-        building.counts = (self, counts(self))
-        try:
-            return slow_attributes(self)
-        finally:
-            building.counts = outer
-
-    models.Queue.attributes = property(attributes)
-
-    def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
-        queue = self.get_queue(queue_name)
-        return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
-
-    models.SQSBackend.is_message_valid_based_on_retention_period = retention_ok
-
-    def delete_message(self: Any, receipt_handle: str) -> None:
-        if receipt_handle in self.deleted_messages:
-            return  # deleted before: fine, as in moto
-        for index, message in enumerate(self._messages):
-            if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
-                del self._messages[index]
-                self.pending_messages.discard(message)
-                self.deleted_messages.update(message.all_receipt_handles)
-                return
-        raise models.ReceiptHandleIsInvalid()
-
-    models.Queue.delete_message = delete_message
-
-
-def serve_sqs(port: int) -> None:
-    patch_moto()
-    from moto.server import main as moto_main
-
-    moto_main(["-H", "127.0.0.1", "-p", str(port)])
 
 
 def free_port() -> int:
@@ -241,7 +163,7 @@ class PrivateSqs:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:  # in our process group: a signal to the group stops it too
             self.popen = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve-sqs", str(self.port)],
+                [sys.executable, "-m", "tracklayer_local.moto_patches", "--port", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -312,13 +234,13 @@ def bad_text(event: dict[str, Any], kind: str) -> str:
 
 
 def generate(events: int, seed: int, prefix: str) -> Plan:
-    from bench_ingest import ecommerce_event
+    from tracklayer_local.bench_ingest import ecommerce_event
 
     rng = random.Random(seed)
     messages: list[Message] = []
     by_kind: collections.Counter = collections.Counter()
     by_reason: collections.Counter = collections.Counter()
-    single_kinds = [k for k in BAD_KINDS]
+    single_kinds = list(BAD_KINDS)
     array_kinds = [k for k in BAD_KINDS if k[2]]
     index = arrays = 0
     bad_seen = 0
@@ -366,29 +288,17 @@ def generate(events: int, seed: int, prefix: str) -> Plan:
 # ------------------------------------------------------------------------------------------------
 
 
-def create_pair(sqs, name: str, visibility: int) -> tuple[str, str]:  # noqa: ANN001
+def create_pair(sqs: SqsClient, name: str, visibility: int) -> tuple[str, str]:
     """A queue and its DLQ (maxReceiveCount 5)."""
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    main = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
-    return main, dlq
+    return create_queue_pair(sqs, name, MAX_RECEIVE_COUNT, {"VisibilityTimeout": str(visibility)})
 
 
-def depth(sqs, url: str) -> dict[str, int]:  # noqa: ANN001
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    visible, hidden, delayed = (int(attributes.get(n, 0)) for n in names)
-    return {"visible": visible, "in_flight": hidden, "delayed": delayed, "total": visible + hidden + delayed}
+def depth(sqs: SqsClient, url: str) -> dict[str, int]:
+    found = queue_depth(sqs, url)
+    return {"visible": found.visible, "in_flight": found.in_flight, "delayed": found.delayed, "total": found.total}
 
 
-def sender(sqs):  # noqa: ANN001, ANN201
+def sender(sqs: SqsClient) -> SqsClient:
     """A client like `sqs` that never resends a SendMessageBatch by itself: a call the server
     answered with an error may have queued some of its messages, and an automatic retry would
     queue them twice (send_wave resends only the entries that did not succeed)."""
@@ -406,7 +316,7 @@ def sender(sqs):  # noqa: ANN001, ANN201
     )
 
 
-def send_wave(sqs, url: str, messages: list[Message], pool: ThreadPoolExecutor) -> None:  # noqa: ANN001
+def send_wave(sqs: SqsClient, url: str, messages: list[Message], pool: ThreadPoolExecutor) -> None:
     """SendMessageBatch calls of 10, a few in flight; sets each message's MessageId."""
 
     def one(batch: list[Message]) -> None:
@@ -428,21 +338,8 @@ def send_wave(sqs, url: str, messages: list[Message], pool: ThreadPoolExecutor) 
 
 
 # ------------------------------------------------------------------------------------------------
-# The local Snowflake's control endpoints
+# Fault rules for the local Snowflake
 # ------------------------------------------------------------------------------------------------
-
-
-class Control:
-    def __init__(self, base_url: str) -> None:
-        self.base = base_url.rstrip("/") + "/__emulator"
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
 
 
 def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
@@ -462,8 +359,8 @@ def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, url: str) -> dict[str, Any]:  # noqa: ANN001
-    from lambda_host import LambdaHost, run_sqs
+def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs: SqsClient, url: str) -> dict[str, Any]:
+    from tracklayer_local.lambda_host import LambdaHost, run_sqs
 
     totals = collections.Counter()
     wave = BATCH_SIZE
@@ -473,9 +370,10 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
     log.write_text("")
     send_s = 0.0
     send_sqs = sender(sqs)
-    with ThreadPoolExecutor(max_workers=4) as pool, LambdaHost(
-        args.ingest_binary, "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=256, log=log
-    ) as host:
+    with (
+        ThreadPoolExecutor(max_workers=4) as pool,
+        LambdaHost(args.ingest_binary, "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=256, log=log) as host,
+    ):
         if not host.wait_ready():
             raise RuntimeError(f"ingest did not start: {host.init_error or host.log_tail()}")
         waves = [plan.messages[i : i + wave] for i in range(0, len(plan.messages), wave)]
@@ -483,7 +381,9 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs, u
             t = time.monotonic()
             send_wave(send_sqs, url, messages, pool)
             send_s += time.monotonic() - t
-            stats = run_sqs(host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None)
+            stats = run_sqs(
+                host, url, batch_size=BATCH_SIZE, until_empty=True, wait=0, sqs=sqs, progress=lambda _l: None
+            )
             for key in ("batches", "messages_received", "messages_deleted", "messages_failed", "invocation_errors"):
                 totals[key] += stats[key]
             if stats.get("interrupted"):  # run_sqs took our Ctrl-C / SIGTERM: pass it on
@@ -550,7 +450,9 @@ def report_length(control: Control) -> int:
 
 def inserts_answered(control: Control, since: int) -> int:
     statements = control.call("GET", "/requests")["statements"][since:]
-    return sum(1 for s in statements if s.get("kind") == "INSERT" and s.get("executed") and s.get("status") in (200, 202))
+    return sum(
+        1 for s in statements if s.get("kind") == "INSERT" and s.get("executed") and s.get("status") in (200, 202)
+    )
 
 
 def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
@@ -605,9 +507,13 @@ def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
 
 
 def flush_loop(
-    args: argparse.Namespace, env: dict[str, str], sqs, staging: str, control: Control  # noqa: ANN001
+    args: argparse.Namespace,
+    env: dict[str, str],
+    sqs: SqsClient,
+    staging: str,
+    control: Control,
 ) -> tuple[list[FlushRun], bool]:
-    from lambda_host import LambdaHost
+    from tracklayer_local.lambda_host import LambdaHost
 
     rng = random.Random(args.seed + 1)
     runs: list[FlushRun] = []
@@ -670,8 +576,11 @@ def flush_loop(
             progress(
                 f"flush run {number}: {run.status}"
                 + (f" {run.killed_at_s} s in ({describe_kill(run.kill)})" if run.killed else "")
-                + (f" (kill {describe_kill(run.kill)} planned, it finished first)"
-                   if run.kill is not None and not run.killed else "")
+                + (
+                    f" (kill {describe_kill(run.kill)} planned, it finished first)"
+                    if run.kill is not None and not run.killed
+                    else ""
+                )
                 + (f" (max_seconds {run.max_seconds})" if run.max_seconds else "")
                 + f", {run.chunks_loaded} chunks, {run.events_loaded:,} events + {run.events_rejected} rejected"
                 + f", {run.seconds} s; queue {queue['visible']} visible, {queue['in_flight']} in flight before"
@@ -686,9 +595,7 @@ def flush_loop(
 
 
 def sql(port: int, statement: str) -> list[list[Any]]:
-    from sfquery import query
-
-    return query(statement, port, "TRACKLAYER", "EVENTS")["rows"]
+    return query(statement, port)["rows"]
 
 
 def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> dict[str, Any]:
@@ -747,9 +654,7 @@ def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> di
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    stack_dir = stack_dir if stack_dir.is_absolute() else REPO / stack_dir
-    parser = argparse.ArgumentParser(prog="chaos.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events to send (100000)")
     parser.add_argument("--seed", type=int, default=20261127, help="seed of events, faults and kills")
     parser.add_argument("--fault-rate", type=float, default=0.10, help="share of INSERT submissions that fail (0.10)")
@@ -759,16 +664,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
     )  # fmt: skip
     parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run when allowed (0.8)")
-    parser.add_argument("--min-kills", type=int, default=3,
-                        help="kill every run allowed to be killed until this many were (3)")
+    parser.add_argument(
+        "--min-kills", type=int, default=3, help="kill every run allowed to be killed until this many were (3)"
+    )
     parser.add_argument("--flush-budget", type=float, default=900, help="give the flush loop up after N s (900)")
-    parser.add_argument("--events-sqs", choices=("private", "stack"), default="private",
-                        help="where the events queue pair lives (private: a patched moto this script starts)")  # fmt: skip
+    parser.add_argument(
+        "--events-sqs",
+        choices=("private", "stack"),
+        default="private",
+        help="where the events queue pair lives (private: a patched moto this script starts)",
+    )
     parser.add_argument("--ingest-binary", type=Path, default=REPO / "target" / "debug" / "ingest")
     parser.add_argument("--flush-binary", type=Path, default=REPO / "target" / "debug" / "flush")
-    parser.add_argument("--env-file", type=Path, default=stack_dir / "stack.env", help="the stack's env file")
-    parser.add_argument("--log-dir", type=Path, default=stack_dir / "logs", help="where the functions' logs go")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_stack_options(parser, "also write the figures here")
     parser.add_argument("--keep-queues", action="store_true", help="do not delete the run's queues")
     args = parser.parse_args(argv)
     if args.events < 100 or not 0 < args.fault_rate < 1 or not 0 <= args.kill_probability <= 1:
@@ -778,19 +686,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def command_line(argv: list[str]) -> str:
-    python = Path(sys.executable)
-    shown = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
-    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
-    return prefix + shlex.join([shown, "infra/local/chaos.py", *argv])
-
-
 def table(rows: list[tuple[str, Any, str]]) -> str:
-    lines = ["| figure | value | check |", "| --- | --- | --- |"]
-    for name, value, check in rows:
-        text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-        lines.append(f"| {name} | {text} | {check} |")
-    return "\n".join(lines)
+    def shown(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+    return markdown_table(["figure", "value", "check"], [(name, shown(value), check) for name, value, check in rows])
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:
@@ -799,9 +699,6 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--serve-sqs"]:
-        serve_sqs(int(argv[1]))
-        return 0
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
     for binary in (args.ingest_binary, args.flush_binary):
@@ -809,10 +706,8 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"{binary} is not built (cargo build -p ingest -p flush)")
             return 2
     if not args.env_file.is_file():
-        progress(f"{args.env_file} missing: start the stack (infra/local/stack.py up)")
+        progress(f"{args.env_file} missing: start the stack (python -m tracklayer_local.stack up)")
         return 2
-    from lambda_host import read_env_file, sqs_client
-
     stack = read_env_file(str(args.env_file))
     control = Control(stack["SNOWFLAKE_EMULATOR_URL"])
     try:
@@ -820,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         progress(f"the local Snowflake does not answer at {stack['SNOWFLAKE_EMULATOR_URL']}: {e}")
         return 2
-    port = int(stack["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
+    port = snowflake_port(stack)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:10]
@@ -834,7 +729,17 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     stack_sqs = sqs_client(stack)
-    figures: dict[str, Any] = {"command": command_line(argv), "prefix": prefix, "seed": args.seed}
+    figures: dict[str, Any] = {
+        "command": command_line(argv, "tracklayer_local.chaos"),
+        "prefix": prefix,
+        "seed": args.seed,
+    }
+    if args.events_sqs == "private":
+        try:
+            check_moto_version()
+        except MotoVersionError as e:
+            progress(str(e))
+            return 2
     private = PrivateSqs(args.log_dir / "chaos-sqs.log") if args.events_sqs == "private" else None
     settings_before = control.call("GET", "/settings")
     queues: list[tuple[Any, str]] = []
@@ -848,7 +753,12 @@ def main(argv: list[str] | None = None) -> int:
             events_sqs = stack_sqs
         events_url, events_dlq = create_pair(events_sqs, f"chaos-{run_id}-events", 60)
         staging_url, staging_dlq = create_pair(stack_sqs, f"chaos-{run_id}-staging", 60)
-        queues = [(events_sqs, events_url), (events_sqs, events_dlq), (stack_sqs, staging_url), (stack_sqs, staging_dlq)]
+        queues = [
+            (events_sqs, events_url),
+            (events_sqs, events_dlq),
+            (stack_sqs, staging_url),
+            (stack_sqs, staging_dlq),
+        ]
         common = {
             **stack,
             "TRACKLAYER_STAGING_QUEUE_URL": staging_url,
@@ -891,8 +801,12 @@ def main(argv: list[str] | None = None) -> int:
         armed = False
 
         loaded_rows, loaded_distinct = (
-            int(v) for v in sql(port, f"SELECT COUNT(*) AS n, COUNT(DISTINCT EVENT_ID) AS d FROM RAW_EVENTS "
-                                      f"WHERE EVENT_ID LIKE '{prefix}-v%'")[0]  # fmt: skip
+            int(v)
+            for v in sql(
+                port,
+                f"SELECT COUNT(*) AS n, COUNT(DISTINCT EVENT_ID) AS d FROM RAW_EVENTS "
+                f"WHERE EVENT_ID LIKE '{prefix}-v%'",
+            )[0]
         )
         bad_loaded = int(sql(port, f"SELECT COUNT(*) AS n FROM RAW_EVENTS WHERE EVENT_ID LIKE '{prefix}-b%'")[0][0])
         quarantine = sql(
@@ -992,42 +906,77 @@ def main(argv: list[str] | None = None) -> int:
         return "ok" if ok else "**FAIL**"
 
     rows = [
-        ("events sent (messages, of which arrays)", f"{plan.events:,} ({len(plan.messages):,}, {plan.array_messages:,})", ""),
+        (
+            "events sent (messages, of which arrays)",
+            f"{plan.events:,} ({len(plan.messages):,}, {plan.array_messages:,})",
+            "",
+        ),
         ("valid events sent", plan.valid, ""),
         ("bad events sent", plan.bad, ", ".join(f"{k} {v}" for k, v in sorted(plan.bad_by_reason.items()))),
         ("distinct valid event_ids in RAW_EVENTS", loaded_distinct, ""),
         ("rows in RAW_EVENTS for the run", loaded_rows, ""),
-        ("rows quarantined (RAW_EVENTS_REJECTED)", quarantined,
-         mark(checks["quarantine == bad sent"]) + " = bad sent, by reason and SQS message id"),
+        (
+            "rows quarantined (RAW_EVENTS_REJECTED)",
+            quarantined,
+            mark(checks["quarantine == bad sent"]) + " = bad sent, by reason and SQS message id",
+        ),
         ("events lost (valid sent - distinct loaded)", lost, mark(checks["no event lost"])),
         ("duplicate event_ids (rows - distinct)", duplicates, mark(checks["no duplicate"])),
         ("bad events in RAW_EVENTS", bad_loaded, mark(checks["no bad event loaded"])),
-        ("messages left in the events DLQ / staging DLQ", f"{left['events_dlq']} / {left['staging_dlq']}",
-         mark(checks["DLQs empty"])),
-        ("messages left in the events queue / staging queue", f"{left['events_queue']} / {left['staging_queue']}",
-         mark(checks["queues drained"])),
+        (
+            "messages left in the events DLQ / staging DLQ",
+            f"{left['events_dlq']} / {left['staging_dlq']}",
+            mark(checks["DLQs empty"]),
+        ),
+        (
+            "messages left in the events queue / staging queue",
+            f"{left['events_queue']} / {left['staging_queue']}",
+            mark(checks["queues drained"]),
+        ),
         ("ingest invocations (messages failed)", f"{ingest['batches']} ({ingest['messages_failed']})", ""),
         ("chunks staged", staged, ""),
-        ("INSERT submissions (distinct requestIds)", f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})", ""),
-        ("faults injected (statements with a fault)", chaos["faults"],
-         ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items()))),
-        ("  by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
+        (
+            "INSERT submissions (distinct requestIds)",
+            f"{chaos['insert_submissions']:,} ({chaos['chunks_submitted']:,})",
+            "",
+        ),
+        (
+            "faults injected (statements with a fault)",
+            chaos["faults"],
+            ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items())),
+        ),
+        ("faults injected, by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
         ("answers 202 (async submissions), polled", chaos["async_202"], ""),
-        ("retry=true submissions / answered from the store", f"{chaos['retry_submissions']} / {chaos['answered_from_store']}", ""),
+        (
+            "retry=true submissions / answered from the store",
+            f"{chaos['retry_submissions']} / {chaos['answered_from_store']}",
+            "",
+        ),
         ("INSERTs that landed while a killed flush ran", chaos["statements_landed_by_killed_runs"], ""),
-        ("chunks delivered again / their rows found already loaded, not inserted again",
-         f"{chaos['chunks_redelivered']} / {chaos['rows_already_loaded']:,}", ""),
-        ("most flush runs that sent one statement (requestId)",
-         chaos["most_runs_submitting_one_chunk"], ""),
-        ("flush runs / killed", f"{len(runs)} / {kills}",
-         ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0])))),
-        ("time: total / ingest / flush loop", f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",
-         mark(finished)),
-    ]  # fmt: skip
+        (
+            "chunks delivered again / their rows found already loaded, not inserted again",
+            f"{chaos['chunks_redelivered']} / {chaos['rows_already_loaded']:,}",
+            "",
+        ),
+        ("most flush runs that sent one statement (requestId)", chaos["most_runs_submitting_one_chunk"], ""),
+        (
+            "flush runs / killed",
+            f"{len(runs)} / {kills}",
+            ", ".join(f"{k} {v}" for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))),
+        ),
+        (
+            "time: total / ingest / flush loop",
+            f"{figures['total_s']} s / {ingest['seconds']} s / {figures['flush_s']} s",
+            mark(finished),
+        ),
+    ]
     print(table(rows))
     print()
-    print(f"{'PASSED' if figures['passed'] else 'FAILED'}: {', '.join(k for k, v in checks.items() if not v) or 'every check'}"
-          f"{' failed' if not figures['passed'] else ' passed'}")  # fmt: skip
+    failed = ", ".join(k for k, v in checks.items() if not v)
+    if figures["passed"]:
+        print("PASSED: every check passed")
+    else:
+        print(f"FAILED: {failed} failed")
     print(f"Command: `{figures['command']}`")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")

@@ -1,9 +1,9 @@
 """`make demo`: a realistic ecommerce event stream through the real Lambda binaries into the local Snowflake.
 
-    .venv/bin/python infra/local/demo.py [--events 20000] [--seed 7] [--env-file .local/stack.env]
+    .venv/bin/python -m tracklayer_local.demo [--events 20000] [--seed 7] [--env-file .local/stack.env]
         [--dbt .venv-dbt/bin/dbt] [--target-dir target/debug] [--batch-size 1000] [--wave 50] [--verbose]
 
-Needs a running local stack (`.venv/bin/python infra/local/stack.py up`) and the debug binaries
+Needs a running local stack (`.venv/bin/python -m tracklayer_local.stack up`) and the debug binaries
 (`cargo build -p ingest -p flush -p connection-test`). Steps:
 
 1. generate a stream, the same for the same ``--seed`` (times relative to now): four merchants
@@ -49,16 +49,27 @@ import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+from snowflake.connector.errors import Error as ConnectorError
+from tabulate import tabulate
 
-from lambda_host import HostError, LambdaHost, read_env_file, run_sqs, sqs_client  # noqa: E402
+from tracklayer_local.harness import (
+    SqsClient,
+    connect,
+    dbt_environment,
+    queue_depth,
+    read_env_file,
+    snowflake_port,
+    sqs_client,
+    stack_env_path,
+)
+from tracklayer_local.lambda_host import HostError, LambdaHost, run_sqs
+
+REPO = Path(__file__).resolve().parents[2]
 
 GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
 QUARANTINE_QUERIES_FILE = REPO / "infra" / "sql" / "quarantine_queries.sql"
@@ -71,6 +82,7 @@ FLUSH_TIMEOUT_S = 300
 MEMORY_MB = 256
 MAX_FLUSH_RUNS = 5
 TABLE_ROWS = 10
+
 
 class DemoError(Exception):
     """A setup problem reported as one line (exit status 2)."""
@@ -122,20 +134,19 @@ def print_table(
     cells = [[fmt_cell(v, columns[i], max_width) for i, v in enumerate(row)] for row in shown]
     numeric = [
         any(row[i] is not None for row in shown)
-        and all(isinstance(row[i], (int, float, Decimal)) and not isinstance(row[i], bool) for row in shown
-                if row[i] is not None)
+        and all(
+            isinstance(row[i], (int, float, Decimal)) and not isinstance(row[i], bool)
+            for row in shown
+            if row[i] is not None
+        )
         for i in range(len(columns))
     ]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-
-    def line(values: list[str]) -> str:
-        parts = [v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
-        return (indent + "  ".join(parts)).rstrip()
-
-    say(line([c.lower() for c in columns]))
-    say(indent + "  ".join("-" * w for w in widths))
-    for row in cells:
-        say(line(row))
+    aligns = ["right" if is_number else "left" for is_number in numeric]
+    text = tabulate(
+        cells, headers=[c.lower() for c in columns], tablefmt="simple", colalign=aligns, disable_numparse=True
+    )
+    for line in text.splitlines():
+        say((indent + line).rstrip())
     if limit is not None and len(rows) > limit:
         say(f"{indent}… {len(rows) - limit:,} more rows ({len(rows):,} in all)")
     elif not rows:
@@ -204,7 +215,7 @@ MERCHANTS = (
             _p("NW-200", "Trail Runner GTX 🥾", "149.99"),
             _p("NW-201", "Ñandú merino socks (3-pack)", "24.00"),
             _p("NW-202", "Summit 35L backpack", "129.50"),
-            _p("NW-203", "Rain shell \"Cascade\"", "189.00"),
+            _p("NW-203", 'Rain shell "Cascade"', "189.00"),
             _p("NW-204", "Titanium spork", "12.95"),
             _p("NW-205", "Headlamp 400 lm 🔦", "39.99"),
             _p("NW-206", "Down jacket Ultralight", "229.00"),
@@ -329,10 +340,7 @@ def event_time_value(rng: random.Random, when: datetime, merchant: Merchant) -> 
     style = rng.random()
     if style < 0.12:
         return int(when.timestamp() * 1000)
-    if style < 0.32:
-        offset = 0
-    else:
-        offset = pick(rng, merchant.offsets)[0]
+    offset = 0 if style < 0.32 else pick(rng, merchant.offsets)[0]
     local = when.astimezone(timezone(timedelta(minutes=offset)))
     fraction = rng.random()
     if fraction < 0.6:
@@ -349,6 +357,71 @@ def event_time_value(rng: random.Random, when: datetime, merchant: Merchant) -> 
 
 def make_uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+@dataclass
+class Session:
+    """One visitor's session: what its events share, and the events so far."""
+
+    rng: random.Random
+    visitor: Visitor
+    platform: str
+    source: str
+    utm: tuple[str | None, str | None, str | None]
+    consent: str | None
+    session_id: str
+    lower_currency: bool
+    when: datetime
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, name: str, products: list[tuple[Product, int]], extra: dict[str, Any] | None = None) -> None:
+        """One more event of the session, a few seconds to minutes after the one before."""
+        rng, m, visitor = self.rng, self.visitor.merchant, self.visitor
+        platform, source, session_id, consent = self.platform, self.source, self.session_id, self.consent
+        utm_source, utm_medium, utm_campaign = self.utm
+        self.when = when = self.when + timedelta(seconds=rng.randint(8, 150), milliseconds=rng.randint(0, 999))
+        lines = [(p, q) for p, q in products]
+        total_value = sum((p.price * q for p, q in lines), Decimal("0"))
+        slug = lines[0][0].slug
+        if platform == "web":
+            url = f"https://{m.domain}/products/{slug}"
+            if utm_source:
+                url += f"?utm_source={utm_source}&utm_medium={utm_medium}&utm_campaign={utm_campaign}"
+        else:
+            url = f"{m.app}://products/{slug}"
+        if name == "begin_checkout":
+            url = f"https://{m.domain}/checkout" if platform == "web" else f"{m.app}://checkout"
+        elif name == "purchase":
+            url = f"https://{m.domain}/checkout/thank-you" if platform == "web" else f"{m.app}://order-confirmation"
+        properties: dict[str, Any] = {
+            "page_url": url,
+            "session_id": session_id,
+            "products": [
+                {"product_id": p.sku, "name": p.name, "quantity": q, "price": money(p.price)} for p, q in lines
+            ],
+        }
+        if utm_source:
+            properties.update(utm_source=utm_source, utm_medium=utm_medium, utm_campaign=utm_campaign)
+        body: dict[str, Any] = {
+            "event_id": make_uuid(rng),
+            "event_time": event_time_value(rng, when, m),
+            "merchant_id": m.merchant_id,
+            "event_name": name,
+        }
+        if visitor.user_id is not None:
+            body["user_id"] = visitor.user_id
+        body["anonymous_id"] = visitor.anonymous_id
+        if extra:
+            body.update(extra)
+        body["platform"] = platform
+        body["source"] = source
+        value = money(total_value)
+        body["value"] = value if rng.random() > 0.08 else value[len(NUM) :]  # some SDKs send a string
+        body["currency"] = m.currency.lower() if self.lower_currency else m.currency
+        if consent is not None:
+            body["consent_status"] = consent
+        body["properties"] = properties
+        self.steps.append(body)
 
 
 def generate(total: int, seed: int, now: datetime) -> Stream:
@@ -371,7 +444,9 @@ def generate(total: int, seed: int, now: datetime) -> Stream:
                 user_id = f"usr_{merchant.order_prefix.lower()}_{i:05d}" if rng.random() < 0.9 else 100000 + i
             loyalty = rng.paretovariate(1.5) if known else 1.0
             visitors.append(
-                Visitor(merchant, user_id, f"anon_{rng.getrandbits(64):016x}", pick(rng, PLATFORMS), first_seen, loyalty)
+                Visitor(
+                    merchant, user_id, f"anon_{rng.getrandbits(64):016x}", pick(rng, PLATFORMS), first_seen, loyalty
+                )
             )
             weights.append(merchant.weight * loyalty / pool)
     cum_weights = list(itertools.accumulate(weights))
@@ -404,53 +479,18 @@ def generate(total: int, seed: int, now: datetime) -> Stream:
         consent = pick(rng, CONSENT)[0]
         session_id = f"ses_{rng.getrandbits(48):012x}"
         lower_currency = rng.random() < 0.04
-        steps: list[dict[str, Any]] = []
-
-        def event(name: str, products: list[tuple[Product, int]], extra: dict[str, Any] | None = None) -> None:
-            nonlocal when
-            when = when + timedelta(seconds=rng.randint(8, 150), milliseconds=rng.randint(0, 999))
-            lines = [(p, q) for p, q in products]
-            total_value = sum((p.price * q for p, q in lines), Decimal("0"))
-            slug = lines[0][0].slug
-            if platform == "web":
-                url = f"https://{m.domain}/products/{slug}"
-                if utm_source:
-                    url += f"?utm_source={utm_source}&utm_medium={utm_medium}&utm_campaign={utm_campaign}"
-            else:
-                url = f"{m.app}://products/{slug}"
-            if name == "begin_checkout":
-                url = f"https://{m.domain}/checkout" if platform == "web" else f"{m.app}://checkout"
-            elif name == "purchase":
-                url = f"https://{m.domain}/checkout/thank-you" if platform == "web" else f"{m.app}://order-confirmation"
-            properties: dict[str, Any] = {
-                "page_url": url,
-                "session_id": session_id,
-                "products": [
-                    {"product_id": p.sku, "name": p.name, "quantity": q, "price": money(p.price)} for p, q in lines
-                ],
-            }
-            if utm_source:
-                properties.update(utm_source=utm_source, utm_medium=utm_medium, utm_campaign=utm_campaign)
-            body: dict[str, Any] = {
-                "event_id": make_uuid(rng),
-                "event_time": event_time_value(rng, when, m),
-                "merchant_id": m.merchant_id,
-                "event_name": name,
-            }
-            if visitor.user_id is not None:
-                body["user_id"] = visitor.user_id
-            body["anonymous_id"] = visitor.anonymous_id
-            if extra:
-                body.update(extra)
-            body["platform"] = platform
-            body["source"] = source
-            value = money(total_value)
-            body["value"] = value if rng.random() > 0.08 else value[len(NUM) :]  # some SDKs send a string
-            body["currency"] = m.currency.lower() if lower_currency else m.currency
-            if consent is not None:
-                body["consent_status"] = consent
-            body["properties"] = properties
-            steps.append(body)
+        session = Session(
+            rng,
+            visitor,
+            platform,
+            source,
+            (utm_source, utm_medium, utm_campaign),
+            consent,
+            session_id,
+            lower_currency,
+            when,
+        )
+        event, steps = session.event, session.steps
 
         viewed = rng.sample(m.products, k=min(len(m.products), 1 + min(3, int(rng.expovariate(0.9)))))
         for product in viewed:
@@ -556,7 +596,9 @@ def send_batches(bodies: list[tuple[str, list[DemoEvent]]]) -> list[list[tuple[s
     return batches
 
 
-def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]], pool: ThreadPoolExecutor) -> dict[str, list[DemoEvent]]:  # noqa: ANN001, E501
+def send(
+    sqs: SqsClient, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]], pool: ThreadPoolExecutor
+) -> dict[str, list[DemoEvent]]:
     """Sends with SendMessageBatch, a few calls in flight; returns message id -> its events."""
     sent: dict[str, list[DemoEvent]] = {}
     lock = threading.Lock()
@@ -581,11 +623,10 @@ def send(sqs, queue_url: str, bodies: list[tuple[str, list[DemoEvent]]], pool: T
     return sent
 
 
-def queue_depth(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attrs.get("ApproximateNumberOfMessages", 0)), int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+def waiting_and_in_flight(sqs: SqsClient, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of the queue."""
+    depth = queue_depth(sqs, url)
+    return depth.visible, depth.in_flight
 
 
 # ------------------------------------------------------------------------------------------------
@@ -595,20 +636,7 @@ def queue_depth(sqs, url: str) -> tuple[int, int]:  # noqa: ANN001
 
 class Warehouse:
     def __init__(self, port: int) -> None:
-        import snowflake.connector
-
-        self.conn = snowflake.connector.connect(
-            account="fakesnow",
-            user="demo",
-            password="local",
-            host="127.0.0.1",
-            port=port,
-            protocol="http",
-            database="TRACKLAYER",
-            schema="EVENTS",
-            login_timeout=10,
-            network_timeout=120,
-        )
+        self.conn = connect(port)
 
     def query(self, sql: str, params: tuple | None = None) -> tuple[list[str], list[list[Any]]]:
         cur = self.conn.cursor()
@@ -635,7 +663,7 @@ def id_counts(wh: Warehouse, merchants: list[str]) -> Counter:
             f"SELECT EVENT_ID, COUNT(*) AS N FROM RAW_EVENTS WHERE MERCHANT_ID IN ({marks}) GROUP BY EVENT_ID",
             tuple(merchants),
         )
-    except Exception as e:  # noqa: BLE001 - the connector's ProgrammingError
+    except ConnectorError as e:
         if table_missing(e):
             return Counter()
         raise
@@ -646,7 +674,7 @@ def rejected_rows(wh: Warehouse) -> list[tuple[Any, ...]]:
     """(source message id, reason, detail, event id, raw text) of every quarantined event."""
     try:
         _, rows = wh.query("SELECT SOURCE_MESSAGE_ID, REASON, DETAIL, EVENT_ID, RAW_TEXT FROM RAW_EVENTS_REJECTED")
-    except Exception as e:  # noqa: BLE001
+    except ConnectorError as e:
         if table_missing(e):
             return []
         raise
@@ -746,26 +774,29 @@ class Demo:
 
 
 def check_setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
-    if args.env_file:
-        env_path = Path(args.env_file)
-    else:
-        stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-        env_path = (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
+    env_path = Path(args.env_file) if args.env_file else stack_env_path()
     if not env_path.is_file():
         raise DemoError(
             f"{env_path} does not exist: start the local stack first (`make stack-up`, or "
-            "`.venv/bin/python infra/local/stack.py up`)"
+            "`.venv/bin/python -m tracklayer_local.stack up`)"
         )
     env = read_env_file(str(env_path))
-    for key in ("AWS_ENDPOINT_URL", "TRACKLAYER_EVENTS_QUEUE_URL", "TRACKLAYER_STAGING_QUEUE_URL",
-                "TRACKLAYER_SECRET_ID", "SNOWFLAKE_EMULATOR_URL"):
+    for key in (
+        "AWS_ENDPOINT_URL",
+        "TRACKLAYER_EVENTS_QUEUE_URL",
+        "TRACKLAYER_STAGING_QUEUE_URL",
+        "TRACKLAYER_SECRET_ID",
+        "SNOWFLAKE_EMULATOR_URL",
+    ):
         if not env.get(key):
             raise DemoError(f"{env_path} has no {key}; restart the stack (`make stack-up`)")
     import urllib.error
     import urllib.request
 
-    for name, url in (("moto", env["AWS_ENDPOINT_URL"] + "/moto-api/"),
-                      ("local Snowflake", env["SNOWFLAKE_EMULATOR_URL"] + "/__emulator/health")):
+    for name, url in (
+        ("moto", env["AWS_ENDPOINT_URL"] + "/moto-api/"),
+        ("local Snowflake", env["SNOWFLAKE_EMULATOR_URL"] + "/__emulator/health"),
+    ):
         try:
             with urllib.request.urlopen(url, timeout=3):
                 pass
@@ -791,7 +822,7 @@ class StreamResult:
     host: dict[str, Any] = field(default_factory=dict)
 
 
-def stream_through_ingest(demo: Demo, sqs, bodies: list[tuple[str, list[DemoEvent]]]) -> StreamResult:  # noqa: ANN001
+def stream_through_ingest(demo: Demo, sqs: SqsClient, bodies: list[tuple[str, list[DemoEvent]]]) -> StreamResult:
     """Producers send in waves; after each, the event source mapping drains the queue through ingest.
 
     The local SQS (moto) pays for every message sent or received in proportion to the messages
@@ -829,18 +860,28 @@ def stream_through_ingest(demo: Demo, sqs, bodies: list[tuple[str, list[DemoEven
         result.totals["staged"] += staged
         result.batch_sizes.append(int(summary.get("messages", 0)))
         if verbose:
-            say(f"      ingest {line.split(':')[0]}: {summary.get('messages', 0)} messages -> "
+            say(
+                f"      ingest {line.split(':')[0]}: {summary.get('messages', 0)} messages -> "
                 f"{summary.get('events', 0)} events, {staged} staged in {summary.get('chunks', 0)} chunks, "
                 f"{summary.get('rejected', 0)} rejected, {summary.get('failures', 0)} failed "
-                f"({summary.get('duration_ms', 0)} ms)")
+                f"({summary.get('duration_ms', 0)} ms)"
+            )
 
     waves = [bodies[i : i + demo.args.wave] for i in range(0, len(bodies), demo.args.wave)]
     next_report = 0.0
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=4) as pool, LambdaHost(
-        demo.binary("ingest"), "ingest", env=env, timeout=INGEST_TIMEOUT_S, memory_mb=MEMORY_MB, log=log,
-        progress=on_batch,
-    ) as host:
+    with (
+        ThreadPoolExecutor(max_workers=4) as pool,
+        LambdaHost(
+            demo.binary("ingest"),
+            "ingest",
+            env=env,
+            timeout=INGEST_TIMEOUT_S,
+            memory_mb=MEMORY_MB,
+            log=log,
+            progress=on_batch,
+        ) as host,
+    ):
         host.wait_ready()
         sent_messages = sent_events = 0
         for number, wave in enumerate(waves, 1):
@@ -872,8 +913,9 @@ def stream_through_ingest(demo: Demo, sqs, bodies: list[tuple[str, list[DemoEven
                 )
                 next_report = share + 0.1
         # whatever failed and came back (or reached the queue late) is drained too
-        stats = run_sqs(host, queue_url, batch_size=demo.args.batch_size, until_empty=True, wait=0, sqs=sqs,
-                        progress=on_batch)
+        stats = run_sqs(
+            host, queue_url, batch_size=demo.args.batch_size, until_empty=True, wait=0, sqs=sqs, progress=on_batch
+        )
         result.batches += stats["batches"]
         result.messages_deleted += stats["messages_deleted"]
         result.messages_failed += stats["messages_failed"]
@@ -887,7 +929,9 @@ def run_flush(demo: Demo) -> list[dict[str, Any]]:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = demo.function_env(TRACKLAYER_STAGING_QUEUE_URL=demo.env["TRACKLAYER_STAGING_QUEUE_URL"])
     reports: list[dict[str, Any]] = []
-    with LambdaHost(demo.binary("flush"), "flush", env=env, timeout=FLUSH_TIMEOUT_S, memory_mb=MEMORY_MB, log=log) as host:
+    with LambdaHost(
+        demo.binary("flush"), "flush", env=env, timeout=FLUSH_TIMEOUT_S, memory_mb=MEMORY_MB, log=log
+    ) as host:
         for run in range(1, MAX_FLUSH_RUNS + 1):
             ok, report = host.invoke({})
             if not ok:
@@ -911,8 +955,14 @@ def run_flush(demo: Demo) -> list[dict[str, Any]]:
 def run_connection_test(demo: Demo) -> tuple[bool, dict[str, Any]]:
     log = demo.log("connection-test")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with LambdaHost(demo.binary("connection-test"), "connection-test", env=demo.function_env(), timeout=60,
-                    memory_mb=MEMORY_MB, log=log) as host:
+    with LambdaHost(
+        demo.binary("connection-test"),
+        "connection-test",
+        env=demo.function_env(),
+        timeout=60,
+        memory_mb=MEMORY_MB,
+        log=log,
+    ) as host:
         return host.invoke({"mode": "test_sync"})
 
 
@@ -920,17 +970,26 @@ def run_dbt(demo: Demo, dbt: Path) -> tuple[bool, str, list[dict[str, Any]], str
     work = demo.stack_dir / "dbt-demo"
     port = demo.env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1]
     schema = os.environ.get("DBT_SCHEMA") or "ANALYTICS"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")}
-    env.update(
-        DBT_TARGET="local", DBT_SCHEMA=schema, SNOWFLAKE_HOST="127.0.0.1", SNOWFLAKE_PORT=port,
-        DO_NOT_TRACK="1", DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
+    env = dbt_environment(demo.env, schema)
     command = [
-        str(dbt), "build", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT), "--target", "local",
-        "--target-path", str(work / "target"), "--log-path", str(work / "logs"), "--no-use-colors",
+        str(dbt),
+        "build",
+        "--project-dir",
+        str(DBT_PROJECT),
+        "--profiles-dir",
+        str(DBT_PROJECT),
+        "--target",
+        "local",
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+        "--no-use-colors",
     ]
-    say(f"    $ {dbt.relative_to(REPO) if dbt.is_relative_to(REPO) else dbt} build --project-dir infra/dbt "
-        f"--profiles-dir infra/dbt --target local   (SNOWFLAKE_PORT={port}, schema {schema})")
+    say(
+        f"    $ {dbt.relative_to(REPO) if dbt.is_relative_to(REPO) else dbt} build --project-dir infra/dbt "
+        f"--profiles-dir infra/dbt --target local   (SNOWFLAKE_PORT={port}, schema {schema})"
+    )
     lines: list[str] = []
     process = subprocess.Popen(
         command, cwd=DBT_PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -974,28 +1033,53 @@ def where_in_aws(wh: Warehouse, reports: list[dict[str, Any]]) -> None:
     outputs = set(template_outputs())
     say()
     say("Where to see this in AWS once deployed (docs/operations.md), with the stack's outputs:")
-    say('  STACK=tracklayer-snowflake; output() { aws cloudformation describe-stacks --stack-name "$STACK" '
-        "--query \"Stacks[0].Outputs[?OutputKey=='$1'].OutputValue\" --output text; }")
-    say("  dashboard   $(output DashboardUrl)" + ("" if "DashboardUrl" in outputs else "  (missing from template.yaml!)"))
+    say(
+        '  STACK=tracklayer-snowflake; output() { aws cloudformation describe-stacks --stack-name "$STACK" '
+        "--query \"Stacks[0].Outputs[?OutputKey=='$1'].OutputValue\" --output text; }"
+    )
+    say(
+        "  dashboard   $(output DashboardUrl)"
+        + ("" if "DashboardUrl" in outputs else "  (missing from template.yaml!)")
+    )
     say("              events loaded, rejected and staged per minute; freshness (LoadedEventAgeSeconds); queue depth")
     say("              and age of the oldest message; dead-letter queues; function errors, throttles, duration;")
-    say("              Snowflake statements per flush run"
-        + (f" (this demo's flush: {sum(int(r.get('statements', 0)) for r in reports)} statements, oldest chunk "
-           f"{max(int(r['loaded_age_ms']) for r in loaded) / 1000:.1f} s on the staging queue)" if loaded else ""))
+    say(
+        "              Snowflake statements per flush run"
+        + (
+            f" (this demo's flush: {sum(int(r.get('statements', 0)) for r in reports)} statements, oldest chunk "
+            f"{max(int(r['loaded_age_ms']) for r in loaded) / 1000:.1f} s on the staging queue)"
+            if loaded
+            else ""
+        )
+    )
     alarms = template_names("AWS::CloudWatch::Alarm")
     say(f"  alarms      $(output AlarmsUrl): {', '.join(alarms)}")
     say("              every one notifies AlarmTopicArn when set (docs/operations.md, Alarms)")
-    say("  logs        CloudWatch Logs /aws/lambda/$(output IngestFunctionName) and $(output FlushFunctionName): one JSON")
-    say("              summary line per invocation, as in the demo-*.log files above (Logs Insights: filter ispresent(error))")
+    say(
+        "  logs        CloudWatch Logs /aws/lambda/$(output IngestFunctionName) and $(output FlushFunctionName): one "
+        "JSON"
+    )
+    say(
+        "              summary line per invocation, as in the demo-*.log files above (Logs Insights: filter "
+        "ispresent(error))"
+    )
     say("  redrive     after fixing the cause of a message in a dead-letter queue:")
-    say('              aws sqs start-message-move-task --source-arn "$(output EventsDeadLetterQueueArn)" '
-        '--destination-arn "$(output EventsQueueArn)"')
-    say('              aws sqs start-message-move-task --source-arn "$(output StagingDeadLetterQueueArn)" '
-        '--destination-arn "$(output StagingQueueArn)"')
-    say('              aws sqs list-message-move-tasks --source-arn "$(output EventsDeadLetterQueueArn)"   '
-        "(locally: make redrive-local)")
-    say(f"  quarantine  {QUARANTINE_QUERIES_FILE.relative_to(REPO)} in a worksheet: by reason and day, the latest five "
-        "examples per reason, by merchant;")
+    say(
+        '              aws sqs start-message-move-task --source-arn "$(output EventsDeadLetterQueueArn)" '
+        '--destination-arn "$(output EventsQueueArn)"'
+    )
+    say(
+        '              aws sqs start-message-move-task --source-arn "$(output StagingDeadLetterQueueArn)" '
+        '--destination-arn "$(output StagingQueueArn)"'
+    )
+    say(
+        '              aws sqs list-message-move-tasks --source-arn "$(output EventsDeadLetterQueueArn)"   '
+        "(locally: make redrive-local)"
+    )
+    say(
+        f"  quarantine  {QUARANTINE_QUERIES_FILE.relative_to(REPO)} in a worksheet: by reason and day, the latest five "
+        "examples per reason, by merchant;"
+    )
     if not QUARANTINE_QUERIES_FILE.is_file():
         say("              (the file is missing)")
         return
@@ -1035,8 +1119,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = Demo(args, env, stack_dir)
     missing = [n for n in ("ingest", "flush", "connection-test") if not demo.binary(n).is_file()]
     if missing:
-        print(f"demo: {', '.join(str(demo.binary(n)) for n in missing)} missing: build them first "
-              f"(`cargo build -p ingest -p flush -p connection-test`)", file=sys.stderr)
+        print(
+            f"demo: {', '.join(str(demo.binary(n)) for n in missing)} missing: build them first "
+            f"(`cargo build -p ingest -p flush -p connection-test`)",
+            file=sys.stderr,
+        )
         return 2
 
     say("TrackLayer -> Snowflake demo: a synthetic ecommerce stream through the real Lambda binaries")
@@ -1044,30 +1131,41 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  binaries: {demo.binary('ingest').parent}; function logs: {stack_dir / 'logs'}/demo-*.log")
 
     sqs = sqs_client(env)
-    port = int(env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
+    port = snowflake_port(env)
     wh = Warehouse(port)
     merchants = [m.merchant_id for m in MERCHANTS]
 
     # ---- 1. generate
     step(1, f"generate {fmt_int(args.events)} events (seed {args.seed})")
     t = time.monotonic()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     stream = generate(args.events, args.seed, now)
     by_name = Counter(json.loads(e.text).get("event_name") for e in stream.events if e.defect is None)
     by_defect = Counter(e.defect for e in stream.events if e.defect)
     per_merchant = Counter(e.merchant_id for e in stream.events if e.defect is None)
-    say(f"    {fmt_int(stream.sessions)} sessions of {fmt_int(stream.visitors)} visitors "
+    say(
+        f"    {fmt_int(stream.sessions)} sessions of {fmt_int(stream.visitors)} visitors "
         f"({fmt_int(stream.known_users)} signed-in customers, the rest anonymous), "
-        f"{fmt_int(stream.orders)} orders, over the last {HISTORY_DAYS} days")
-    say("    funnel: " + ", ".join(f"{n} {fmt_int(by_name[n])}" for n in
-                                   ("view_content", "add_to_cart", "begin_checkout", "purchase")))
-    say("    merchants: " + ", ".join(f"{m.merchant_id} ({m.currency}) {fmt_int(per_merchant[m.merchant_id])}"
-                                      for m in MERCHANTS))
-    say(f"    broken on purpose: {sum(by_defect.values())}"
-        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by_defect.items())) + ")" if by_defect else ""))
-    say(f"    packed into {fmt_int(len(stream.bodies))} SQS messages: {fmt_int(stream.shapes['single'])} single events, "
+        f"{fmt_int(stream.orders)} orders, over the last {HISTORY_DAYS} days"
+    )
+    say(
+        "    funnel: "
+        + ", ".join(f"{n} {fmt_int(by_name[n])}" for n in ("view_content", "add_to_cart", "begin_checkout", "purchase"))
+    )
+    say(
+        "    merchants: "
+        + ", ".join(f"{m.merchant_id} ({m.currency}) {fmt_int(per_merchant[m.merchant_id])}" for m in MERCHANTS)
+    )
+    say(
+        f"    broken on purpose: {sum(by_defect.values())}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by_defect.items())) + ")" if by_defect else "")
+    )
+    say(
+        f"    packed into {fmt_int(len(stream.bodies))} SQS messages: {fmt_int(stream.shapes['single'])} single "
+        "events, "
         f"{stream.shapes['array']} JSON arrays, {stream.shapes['ndjson']} NDJSON bodies "
-        f"({sum(len(b.encode()) for b, _ in stream.bodies) / 1e6:.1f} MB)")
+        f"({sum(len(b.encode()) for b, _ in stream.bodies) / 1e6:.1f} MB)"
+    )
     demo.timed("1 generate", t, f"{fmt_int(len(stream.events))} events")
 
     before = id_counts(wh, merchants)
@@ -1077,16 +1175,21 @@ def main(argv: list[str] | None = None) -> int:
             "on this stack); the accounting counts this run only, the sample queries and dbt see both "
             "(restart the stack for a clean slate)"
         )
-    waiting, inflight = queue_depth(sqs, env["TRACKLAYER_EVENTS_QUEUE_URL"])
+    waiting, inflight = waiting_and_in_flight(sqs, env["TRACKLAYER_EVENTS_QUEUE_URL"])
     if waiting or inflight:
         demo.notes.append(f"the events queue already held {waiting + inflight} messages; ingest consumed them too")
 
     # ---- 2. send + ingest
     queue_name = env["TRACKLAYER_EVENTS_QUEUE_URL"].rsplit("/", 1)[-1]
-    step(2, f"send + ingest: SendMessageBatch to {queue_name}; ingest (scheduled mode) through the SQS event source "
-            "mapping")
-    say(f"    Producers send in waves of {args.wave} messages and the mapping (batch size {args.batch_size}, as in "
-        "template.yaml) invokes ingest")
+    step(
+        2,
+        f"send + ingest: SendMessageBatch to {queue_name}; ingest (scheduled mode) through the SQS event source "
+        "mapping",
+    )
+    say(
+        f"    Producers send in waves of {args.wave} messages and the mapping (batch size {args.batch_size}, as in "
+        "template.yaml) invokes ingest"
+    )
     say("    with what is waiting, as when ingest keeps up with live traffic (the local SQS slows down sharply")
     say("    with thousands of messages queued). ingest validates, batches and stages chunks; no Snowflake yet.")
     t = time.monotonic()
@@ -1100,18 +1203,25 @@ def main(argv: list[str] | None = None) -> int:
     host = streamed.host
     sizes = streamed.batch_sizes or [0]
     say(f"    sent: {fmt_int(len(sent))} messages with SendMessageBatch in {streamed.send_s:.1f} s")
-    say(f"    ingest: {streamed.batches} invocations of {min(sizes)}-{max(sizes)} messages in {streamed.ingest_s:.1f} s: "
+    say(
+        f"    ingest: {streamed.batches} invocations of {min(sizes)}-{max(sizes)} messages in "
+        f"{streamed.ingest_s:.1f} s: "
         f"{fmt_int(totals['events'])} events, {fmt_int(totals['staged'])} staged for flush in "
         f"{fmt_int(totals['chunks'])} chunks, {totals['rejected']} rejected (staged for the quarantine), "
-        f"{streamed.messages_failed} messages left for redelivery")
+        f"{streamed.messages_failed} messages left for redelivery"
+    )
     durations = sorted(host.get("durations_ms") or [0])
-    say(f"    ingest function: cold start {host.get('cold_start_ms') or 0:.0f} ms, median invocation "
+    say(
+        f"    ingest function: cold start {host.get('cold_start_ms') or 0:.0f} ms, median invocation "
         f"{durations[len(durations) // 2]:.0f} ms, CPU {host.get('cpu_ms') or 0:.0f} ms in all, "
-        f"peak RSS {(host.get('peak_rss_kb') or 0) / 1024:.0f} MB")
+        f"peak RSS {(host.get('peak_rss_kb') or 0) / 1024:.0f} MB"
+    )
     if streamed.invocation_errors or host.get("init_error"):
-        demo.problems.append(f"ingest: {streamed.invocation_errors} failed invocations {host.get('init_error') or ''}"
-                             f" (see {demo.log('ingest')})")
-    staged_waiting, _ = queue_depth(sqs, env["TRACKLAYER_STAGING_QUEUE_URL"])
+        demo.problems.append(
+            f"ingest: {streamed.invocation_errors} failed invocations {host.get('init_error') or ''}"
+            f" (see {demo.log('ingest')})"
+        )
+    staged_waiting, _ = waiting_and_in_flight(sqs, env["TRACKLAYER_STAGING_QUEUE_URL"])
     say(f"    staging queue: {staged_waiting} chunks waiting for flush; Snowflake not contacted yet")
     demo.timed("2 send + ingest", t, f"send {streamed.send_s:.0f} s, ingest {streamed.ingest_s:.0f} s")
 
@@ -1126,13 +1236,19 @@ def main(argv: list[str] | None = None) -> int:
     statuses = [r.get("status") for r in reports]
     last = reports[-1]
     if last.get("status") != "loaded" and statuses != ["empty"]:
-        errors = "; ".join(f"{r.get('error') or r.get('errorMessage')} ({r.get('fix')})" if r.get("fix")
-                           else str(r.get("error") or r.get("errorMessage") or "") for r in reports
-                           if r.get("error") or r.get("errorMessage"))
+        errors = "; ".join(
+            f"{r.get('error') or r.get('errorMessage')} ({r.get('fix')})"
+            if r.get("fix")
+            else str(r.get("error") or r.get("errorMessage") or "")
+            for r in reports
+            if r.get("error") or r.get("errorMessage")
+        )
         leftover = last.get("leftover_estimate")
-        say(f"    !! flush runs ended {' -> '.join(map(str, statuses))}; about {leftover} chunks are still on the "
+        say(
+            f"    !! flush runs ended {' -> '.join(map(str, statuses))}; about {leftover} chunks are still on the "
             "staging queue (failed chunks stay invisible until their visibility timeout ends, then the next "
-            "scheduled flush retries them)")
+            "scheduled flush retries them)"
+        )
         demo.problems.append(f"flush did not load everything ({' -> '.join(map(str, statuses))}): {errors}")
     demo.timed("3 flush", t, f"{len(reports)} run(s): {' -> '.join(map(str, statuses))}")
 
@@ -1152,8 +1268,10 @@ def main(argv: list[str] | None = None) -> int:
                         say(f"      fix: {c.get('fix')}")
         else:  # every check passed: no fixes to show
             print_table(["check", "status", "detail"], [row[:3] for row in rows], max_width=110)
-        say(f"    ok: {answer.get('ok')}; test event {answer.get('test_event_id')} "
-            "(event_name tracklayer_connection_test, merchant tracklayer; dbt staging drops it)")
+        say(
+            f"    ok: {answer.get('ok')}; test event {answer.get('test_event_id')} "
+            "(event_name tracklayer_connection_test, merchant tracklayer; dbt staging drops it)"
+        )
         if not answer.get("ok"):
             demo.problems.append("connection-test reported a failing check")
     else:
@@ -1170,47 +1288,72 @@ def main(argv: list[str] | None = None) -> int:
     valid_ids, got_reasons, expected_reasons = acc.valid_ids, acc.reasons, acc.expected_reasons
     print_table(
         ["", "events"],
-        [["sent", n_sent], ["loaded (distinct event ids in RAW_EVENTS)", loaded],
-         ["quarantined (RAW_EVENTS_REJECTED)", quarantined], ["loaded + quarantined", loaded + quarantined]],
+        [
+            ["sent", n_sent],
+            ["loaded (distinct event ids in RAW_EVENTS)", loaded],
+            ["quarantined (RAW_EVENTS_REJECTED)", quarantined],
+            ["loaded + quarantined", loaded + quarantined],
+        ],
     )
     say("    quarantined by reason (expected: the broken events step 1 made):")
     print_table(
         ["reason", "events", "expected", "by field", "example detail"],
-        [[reason, got_reasons.get(reason, 0), expected_reasons.get(reason, 0),
-          ", ".join(f"{f} {n}" for f, n in sorted(acc.fields.get(reason, Counter()).items())), acc.examples.get(reason, "")]
-         for reason in sorted(set(got_reasons) | set(expected_reasons))],
-        indent="      ", max_width=90,
+        [
+            [
+                reason,
+                got_reasons.get(reason, 0),
+                expected_reasons.get(reason, 0),
+                ", ".join(f"{f} {n}" for f, n in sorted(acc.fields.get(reason, Counter()).items())),
+                acc.examples.get(reason, ""),
+            ]
+            for reason in sorted(set(got_reasons) | set(expected_reasons))
+        ],
+        indent="      ",
+        max_width=90,
     )
     problems_before = len(demo.problems)
     if loaded + quarantined == n_sent and loaded == len(valid_ids):
-        say(f"    OK: all {fmt_int(n_sent)} events accounted for ({fmt_int(loaded)} loaded + {quarantined} quarantined)")
+        say(
+            f"    OK: all {fmt_int(n_sent)} events accounted for ({fmt_int(loaded)} loaded + {quarantined} quarantined)"
+        )
         outcome = "OK"
     else:
         diff = n_sent - loaded - quarantined
         say("    " + "!" * 80)
-        say(f"    MISMATCH: sent {fmt_int(n_sent)} != loaded {fmt_int(loaded)} + quarantined {fmt_int(quarantined)}"
-            f" (difference {diff:+,}); {fmt_int(len(valid_ids) - loaded)} valid events are not in RAW_EVENTS")
+        say(
+            f"    MISMATCH: sent {fmt_int(n_sent)} != loaded {fmt_int(loaded)} + quarantined {fmt_int(quarantined)}"
+            f" (difference {diff:+,}); {fmt_int(len(valid_ids) - loaded)} valid events are not in RAW_EVENTS"
+        )
         say("    " + "!" * 80)
         what = "missing (neither in RAW_EVENTS nor in the quarantine)" if diff > 0 else "too many"
-        demo.problems.append(f"{abs(diff):,} events {what}: sent {n_sent:,}, loaded {loaded:,}, "
-                             f"quarantined {quarantined:,}")
+        demo.problems.append(
+            f"{abs(diff):,} events {what}: sent {n_sent:,}, loaded {loaded:,}, quarantined {quarantined:,}"
+        )
         outcome = f"MISMATCH {diff:+,}"
     if loaded_twice or quarantined_twice:
         say("    " + "!" * 80)
-        say(f"    DUPLICATES: {loaded_twice} extra rows in RAW_EVENTS, {quarantined_twice} in RAW_EVENTS_REJECTED "
-            "(a chunk loaded twice; dbt staging deduplicates RAW_EVENTS by event_id)")
+        say(
+            f"    DUPLICATES: {loaded_twice} extra rows in RAW_EVENTS, {quarantined_twice} in RAW_EVENTS_REJECTED "
+            "(a chunk loaded twice; dbt staging deduplicates RAW_EVENTS by event_id)"
+        )
         say("    " + "!" * 80)
-        demo.warnings.append(f"duplicates: {loaded_twice} extra RAW_EVENTS rows, {quarantined_twice} extra "
-                             "RAW_EVENTS_REJECTED rows (a staged chunk loaded twice)")
+        demo.warnings.append(
+            f"duplicates: {loaded_twice} extra RAW_EVENTS rows, {quarantined_twice} extra "
+            "RAW_EVENTS_REJECTED rows (a staged chunk loaded twice)"
+        )
         outcome += f", {loaded_twice + quarantined_twice} duplicate rows"
     if unexpected:
         say(f"    note: {fmt_int(unexpected)} rows of the demo merchants that this run did not send")
     if got_reasons != expected_reasons:
-        demo.warnings.append(f"quarantine reasons {dict(got_reasons)} differ from the expected {dict(expected_reasons)}")
-    for name, url in (("events DLQ", env.get("TRACKLAYER_EVENTS_DLQ_URL")),
-                      ("staging DLQ", env.get("TRACKLAYER_STAGING_DLQ_URL"))):
+        demo.warnings.append(
+            f"quarantine reasons {dict(got_reasons)} differ from the expected {dict(expected_reasons)}"
+        )
+    for name, url in (
+        ("events DLQ", env.get("TRACKLAYER_EVENTS_DLQ_URL")),
+        ("staging DLQ", env.get("TRACKLAYER_STAGING_DLQ_URL")),
+    ):
         if url:
-            depth = sum(queue_depth(sqs, url))
+            depth = sum(waiting_and_in_flight(sqs, url))
             if depth:
                 say(f"    !! {name}: {depth} messages")
                 demo.problems.append(f"{name} holds {depth} messages")
@@ -1227,7 +1370,7 @@ def main(argv: list[str] | None = None) -> int:
         q_started = time.monotonic()
         try:
             columns, rows = wh.query(sql)
-        except Exception as e:  # noqa: BLE001 - report and go on
+        except ConnectorError as e:
             say(f"    -- {title}: FAILED: {e}")
             failed_queries += 1
             continue
@@ -1266,20 +1409,21 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     _, rows = wh.query(f"SELECT COUNT(*) AS N FROM TRACKLAYER.{schema}.{model.upper()}")
                     counts.append([f"TRACKLAYER.{schema}.{model.upper()}", rows[0][0]])
-                except Exception as e:  # noqa: BLE001
+                except ConnectorError as e:
                     counts.append([f"TRACKLAYER.{schema}.{model.upper()}", f"? ({e})"])
             say("    what dbt built:")
             print_table(["model", "rows"], counts, indent="      ")
             if "dim_customers" in models:
                 try:
                     columns, rows = wh.query(
-                        f"SELECT MERCHANT_ID, CUSTOMER_TYPE, COUNT(*) AS CUSTOMERS, CAST(SUM(ORDERS) AS INTEGER) AS ORDERS, "
+                        "SELECT MERCHANT_ID, CUSTOMER_TYPE, COUNT(*) AS CUSTOMERS, CAST(SUM(ORDERS) AS INTEGER) AS "
+                        "ORDERS, "
                         f"SUM(LIFETIME_REVENUE) AS REVENUE, MIN(CURRENCY) AS CURRENCY "
                         f"FROM TRACKLAYER.{schema}.DIM_CUSTOMERS GROUP BY 1, 2 ORDER BY 1, 2"
                     )
                     say("    customers by type (DIM_CUSTOMERS):")
                     print_table(columns, rows, indent="      ", limit=16)
-                except Exception as e:  # noqa: BLE001 - a preview only
+                except ConnectorError as e:
                     say(f"    (customer preview unavailable: {e})")
         demo.timed("7 dbt build", t, "OK" if ok else "FAILED")
 
@@ -1287,9 +1431,11 @@ def main(argv: list[str] | None = None) -> int:
     total = time.monotonic() - demo_started
     say()
     say("Summary")
-    print_table(["step", "seconds", "outcome"],
-                [[label, round(s, 1), outcome] for label, s, outcome in demo.timings] + [["total", round(total, 1), ""]],
-                indent="  ")
+    print_table(
+        ["step", "seconds", "outcome"],
+        [[label, round(s, 1), outcome] for label, s, outcome in demo.timings] + [["total", round(total, 1), ""]],
+        indent="  ",
+    )
     for note in demo.notes:
         say(f"  note: {note}")
     for warning in demo.warnings:
@@ -1304,11 +1450,15 @@ def main(argv: list[str] | None = None) -> int:
         wh.close()
         return 1
     say()
-    say(f"Demo OK: {fmt_int(n_sent)} events sent, {fmt_int(loaded)} loaded, {fmt_int(quarantined)} quarantined, "
-        f"none lost, in {total:.0f} s.")
+    say(
+        f"Demo OK: {fmt_int(n_sent)} events sent, {fmt_int(loaded)} loaded, {fmt_int(quarantined)} quarantined, "
+        f"none lost, in {total:.0f} s."
+    )
     say("To explore the data yourself, keep a stack running (`make stack-up`, then this script), and query it:")
-    say(f"  .venv/bin/python infra/local/sfquery.py --port {port} "
-        "\"SELECT REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED LIMIT 5\"")
+    say(
+        f"  .venv/bin/python -m tracklayer_local.sfquery --port {port} "
+        '"SELECT REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED LIMIT 5"'
+    )
     where_in_aws(wh, reports)
     wh.close()
     return 0

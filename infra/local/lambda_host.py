@@ -1,8 +1,8 @@
 """Run a real Lambda binary locally the way AWS does: the Runtime API, and an SQS event source mapping.
 
-    .venv/bin/python infra/local/lambda_host.py invoke --binary target/debug/ingest --name ingest \\
+    .venv/bin/python -m tracklayer_local.lambda_host invoke --binary target/debug/ingest --name ingest \\
         [--timeout 30] [--event-file F | --event JSON] [--repeat N]
-    .venv/bin/python infra/local/lambda_host.py sqs --binary target/debug/ingest --name ingest \\
+    .venv/bin/python -m tracklayer_local.lambda_host sqs --binary target/debug/ingest --name ingest \\
         --queue-url URL [--batch-size 10] [--max-batches N] [--until-empty] [--wait 1]
 
 Common options: ``--env-file .local/stack.env`` (KEY=VALUE lines added to the function's
@@ -78,15 +78,24 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tracklayer_local.harness import (
+    DEFAULT_REGION,
+    Progress,
+    SqsClient,
+    progress_to_stderr,
+    read_env_file,
+    sqs_client,
+    stack_dir,
+)
+
 API_VERSION = "2018-06-01"
 ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "us-east-1"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous request and response
 ANSWER_GRACE_S = 0.5  # after the deadline, for an answer already on its way
 STOP_GRACE_S = 2.0  # SIGTERM -> SIGKILL
@@ -103,11 +112,7 @@ SQS_RECORD_ATTRIBUTES = (  # the system attributes Lambda copies into a record
     "AWSTraceHeader",
 )
 
-Progress = Callable[[str], None]
-
-
-def stderr_progress(line: str) -> None:
-    print(f"lambda_host: {line}", file=sys.stderr, flush=True)
+stderr_progress = progress_to_stderr("lambda_host")
 
 
 def quiet(_line: str) -> None:
@@ -217,8 +222,7 @@ def decode_payload(body: bytes) -> Any:
 
 
 def default_log_path(name: str) -> Path:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    return (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "logs" / f"{name}.log"
+    return stack_dir() / "logs" / f"{name}.log"
 
 
 class LambdaHost:
@@ -363,8 +367,7 @@ class LambdaHost:
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime())
-                + uuid.uuid4().hex,
+                "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + uuid.uuid4().hex,
                 "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             }
         )
@@ -726,7 +729,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.split("?")[0] != f"/{API_VERSION}/runtime/invocation/next":
             self.reply(404, {"errorType": "NotFound", "errorMessage": f"no route {self.path}"})
             return
@@ -751,7 +754,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             host._undispatch(invocation)
             self.close_connection = True
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         host = self.server.host
         path = self.path.split("?")[0]
         body = self.read_body()
@@ -806,22 +809,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
 # ------------------------------------------------------------------------------------------------
 
 
-def sqs_client(env: dict[str, str] | None = None, region: str | None = None):  # noqa: ANN201 - boto3 is untyped
-    """An SQS client for the endpoint, region and credentials in `env` (default: this process's)."""
-    import boto3
-
-    env = os.environ if env is None else env
-    return boto3.client(
-        "sqs",
-        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-        region_name=region or env.get("AWS_REGION") or DEFAULT_REGION,
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-    )
-
-
-def queue_arn(sqs, queue_url: str, region: str = DEFAULT_REGION) -> str:  # noqa: ANN001
+def queue_arn(sqs: SqsClient, queue_url: str, region: str = DEFAULT_REGION) -> str:
     try:
         return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     except Exception:  # noqa: BLE001 - fall back to the ARN Lambda would show for a default account
@@ -893,12 +881,12 @@ def batch_failures(ok: bool, payload: Any, message_ids: list[str]) -> tuple[set[
     return failed, None
 
 
-def _batches(items: list, size: int = 10):  # noqa: ANN202
+def _batches(items: list, size: int = 10) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def receive_batch(sqs, queue_url: str, batch_size: int, wait: int) -> list[dict[str, Any]]:  # noqa: ANN001
+def receive_batch(sqs: SqsClient, queue_url: str, batch_size: int, wait: int) -> list[dict[str, Any]]:
     """Up to `batch_size` messages, in ReceiveMessage calls of at most 10; only the first long-polls."""
     messages: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -919,7 +907,7 @@ def receive_batch(sqs, queue_url: str, batch_size: int, wait: int) -> list[dict[
     return messages
 
 
-def _delete(sqs, queue_url: str, messages: list[dict[str, Any]], say: Progress) -> int:  # noqa: ANN001
+def _delete(sqs: SqsClient, queue_url: str, messages: list[dict[str, Any]], say: Progress) -> int:
     deleted = 0
     for chunk in _batches(messages):
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
@@ -930,7 +918,7 @@ def _delete(sqs, queue_url: str, messages: list[dict[str, Any]], say: Progress) 
     return deleted
 
 
-def _make_visible(sqs, queue_url: str, messages: list[dict[str, Any]]) -> None:  # noqa: ANN001
+def _make_visible(sqs: SqsClient, queue_url: str, messages: list[dict[str, Any]]) -> None:
     for chunk in _batches(messages):
         entries = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)
@@ -946,7 +934,7 @@ def run_sqs(
     max_batches: int | None = None,
     until_empty: bool = False,
     wait: int = 1,
-    sqs=None,  # noqa: ANN001 - a boto3 SQS client; default from AWS_ENDPOINT_URL / AWS_REGION
+    sqs: SqsClient | None = None,  # default: a client for AWS_ENDPOINT_URL / AWS_REGION
     keep_responses: int = 5,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -1026,11 +1014,6 @@ def run_sqs(
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
-
-
-def read_env_file(path: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs if not key.strip().startswith("#")}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

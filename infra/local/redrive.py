@@ -1,6 +1,6 @@
 """`make redrive-local`: the way back from both dead-letter queues, through the real binaries.
 
-    .venv/bin/python infra/local/redrive.py [--events 40] [--env-file .local/stack.env]
+    .venv/bin/python -m tracklayer_local.redrive [--events 40] [--env-file .local/stack.env]
         [--target-dir target/debug] [--log-dir DIR] [--json figures.json]
 
 Needs a running local stack and the debug binaries (`cargo build -p ingest -p flush`). On fresh
@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +45,23 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from snowflake.connector.errors import ProgrammingError
-from lambda_host import LambdaHost, read_env_file, run_sqs, sqs_client  # this script's directory
-from sfquery import query as sf_query
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+from tracklayer_local.harness import (
+    SqsClient,
+    create_queue_pair,
+    invocation_summaries,
+    query,
+    queue_arn,
+    queue_depth,
+    read_env_file,
+    snowflake_port,
+    sqs_client,
+    stack_env_path,
+    wait_until,
+)
+from tracklayer_local.lambda_host import LambdaHost, run_sqs
+
+REPO = Path(__file__).resolve().parents[2]
 
 EVENTS_MAX_RECEIVES = 2
 STAGING_MAX_RECEIVES = 1
@@ -68,15 +77,6 @@ class SetupError(Exception):
 
 def say(line: str = "") -> None:
     print(line, flush=True)
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Polls `check` until it holds; raises after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,28 +136,19 @@ class Pair:
     dlq_arn: str
 
 
-def create_pair(sqs: Any, name: str, max_receives: int) -> Pair:
-    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = arn_of(sqs, dlq_url)
-    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
-    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy, "VisibilityTimeout": "30"})["QueueUrl"]
-    return Pair(url, arn_of(sqs, url), dlq_url, dlq_arn)
+def create_pair(sqs: SqsClient, name: str, max_receives: int) -> Pair:
+    url, dlq_url = create_queue_pair(sqs, name, max_receives, {"VisibilityTimeout": "30"})
+    return Pair(url, queue_arn(sqs, url), dlq_url, queue_arn(sqs, dlq_url))
 
 
-def arn_of(sqs: Any, url: str) -> str:
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def depth(sqs: Any, url: str) -> int:
+def depth(sqs: SqsClient, url: str) -> int:
     """Messages on the queue, visible or in flight."""
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[n]) for n in names)
+    found = queue_depth(sqs, url)
+    return found.visible + found.in_flight
 
 
-def in_flight(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
-    return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+def in_flight(sqs: SqsClient, url: str) -> int:
+    return queue_depth(sqs, url).in_flight
 
 
 def send_all(sqs: Any, url: str, bodies: list[str]) -> list[str]:
@@ -225,7 +216,7 @@ def redrive(env: dict[str, str], pair: Pair) -> dict[str, Any]:
         task.update(sqs.list_message_move_tasks(SourceArn=pair.dlq_arn, MaxResults=1)["Results"][0])
         return task["Status"] in ("COMPLETED", "FAILED", "CANCELLED")
 
-    wait_until(done, "the message move task")
+    wait_until(done, "the message move task", WAIT_S)
     say(f"    {task['Status']}: {task.get('ApproximateNumberOfMessagesMoved')} messages moved")
     return {"method": "StartMessageMoveTask", "moved": int(task.get("ApproximateNumberOfMessagesMoved", 0)),
             "status": task["Status"]}  # fmt: skip
@@ -265,9 +256,8 @@ class Run:
     def snowflake(self, sql: str) -> list[list[Any]]:
         """Rows of a query; none while the table does not exist yet (the loader creates it on
         its first load: 002003 on a fresh stack)."""
-        port = int(self.env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
         try:
-            return sf_query(sql, port, "TRACKLAYER", "EVENTS")["rows"]
+            return query(sql, snowflake_port(self.env))["rows"]
         except ProgrammingError as e:
             if e.errno == 2003:
                 return []
@@ -287,14 +277,6 @@ class Run:
         return Counter({r[0]: int(r[1]) for r in rows})
 
 
-def ingest_summaries(log: Path) -> list[dict[str, Any]]:
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        if '"ingest invocation summary"' in line and line.lstrip().startswith("{"):
-            found.append(json.loads(line))
-    return found
-
-
 def ingest(run: Run, staging_url: str, log: Path) -> dict[str, Any]:
     env = {**run.env, "TRACKLAYER_LOAD_MODE": "scheduled", "TRACKLAYER_STAGING_QUEUE_URL": staging_url}
     log.write_text("")
@@ -308,12 +290,15 @@ def flush_env(run: Run) -> dict[str, str]:
 
 
 def events_dead_lettered(run: Run, sqs: Any) -> None:
-    say(f"\n[1/{STEPS}] events dead-lettered: ingest (scheduled) with a TRACKLAYER_STAGING_QUEUE_URL that names no queue")
+    say(
+        f"\n[1/{STEPS}] events dead-lettered: ingest (scheduled) with a TRACKLAYER_STAGING_QUEUE_URL that names no "
+        "queue"
+    )
     ids = send_all(sqs, run.events.url, run.plan.bodies)
     say(f"    sent {len(ids)} messages ({len(run.plan.valid) + sum(run.plan.bad.values())} events) to the events queue")
     wrong = run.staging.url + "-missing"
     stats = ingest(run, wrong, run.log("ingest-misconfigured"))
-    summaries = ingest_summaries(run.log("ingest-misconfigured"))
+    summaries = invocation_summaries(run.log("ingest-misconfigured"))
     first = next((s for s in summaries if s.get("error")), {})
     run.figures.update(
         messages_sent=len(ids), ingest_invocations_misconfigured=stats["batches"],
@@ -323,7 +308,9 @@ def events_dead_lettered(run: Run, sqs: Any) -> None:
     )  # fmt: skip
     say(f"    ingest: {stats['batches']} invocations, every message failed: {first.get('error', '?')[:110]}")
     say(f"      fix: {first.get('fix', '?')}")
-    run.check(run.figures["events_dlq_after_misconfiguration"] == len(ids), f"all {len(ids)} messages in the events DLQ")
+    run.check(
+        run.figures["events_dlq_after_misconfiguration"] == len(ids), f"all {len(ids)} messages in the events DLQ"
+    )
     run.check(depth(sqs, run.events.url) == 0, "the events queue is empty")
     run.check(run.figures["staged_while_misconfigured"] == 0, "nothing staged")
 
@@ -332,7 +319,7 @@ def events_redriven(run: Run, sqs: Any) -> None:
     say(f"\n[2/{STEPS}] fix the URL, redrive the events DLQ, ingest stages them")
     run.figures["events_redrive"] = redrive(run.env, run.events)
     stats = ingest(run, run.staging.url, run.log("ingest"))
-    summaries = ingest_summaries(run.log("ingest"))
+    summaries = invocation_summaries(run.log("ingest"))
     run.figures.update(
         chunks_staged=depth(sqs, run.staging.url), events_staged=sum(int(s.get("EventsStaged", 0)) for s in summaries),
         ingest_failures_after_fix=stats["messages_failed"],
@@ -355,7 +342,9 @@ def chunks_dead_lettered(run: Run, sqs: Any, secrets: Any, good_secret: str) -> 
             if in_flight(sqs, run.staging.url):
                 say(f"    waiting for the chunks' visibility timeout ({VISIBILITY_S} s); the next run's receive "
                     f"moves them to the DLQ (maxReceiveCount {STAGING_MAX_RECEIVES})")  # fmt: skip
-                wait_until(lambda: in_flight(sqs, run.staging.url) == 0, "the failed chunks' visibility timeout")
+                wait_until(
+                    lambda: in_flight(sqs, run.staging.url) == 0, "the failed chunks' visibility timeout", WAIT_S
+                )
             ok, report = host.invoke({})
             reports.append(report if ok else {"status": "error", **report})
             say(f"    flush run {len(reports)}: {reports[-1].get('status')}"
@@ -365,7 +354,8 @@ def chunks_dead_lettered(run: Run, sqs: Any, secrets: Any, good_secret: str) -> 
     failed = next((r for r in reports if r.get("error")), {})
     run.figures.update(
         flush_runs_misconfigured=len(reports), flush_error=failed.get("error", ""), flush_fix=failed.get("fix", ""),
-        staging_dlq_after_misconfiguration=depth(sqs, run.staging.dlq_url), rows_before_redrive=sum(run.loaded().values()),
+        staging_dlq_after_misconfiguration=depth(sqs, run.staging.dlq_url),
+        rows_before_redrive=sum(run.loaded().values()),
     )  # fmt: skip
     say(f"      fix: {failed.get('fix', '?')}")
     chunks = run.figures["chunks_staged"]
@@ -415,11 +405,7 @@ def account(run: Run, sqs: Any) -> None:
 
 
 def setup(args: argparse.Namespace) -> tuple[dict[str, str], Path]:
-    if args.env_file:
-        env_path = Path(args.env_file)
-    else:
-        stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-        env_path = (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
+    env_path = Path(args.env_file) if args.env_file else stack_env_path()
     if not env_path.is_file():
         raise SetupError(f"{env_path} does not exist: start the local stack first (`make stack-up`)")
     env = read_env_file(str(env_path))
@@ -489,7 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Redrive OK: {f['messages_sent']} messages dead-lettered by a wrong staging queue URL and "
         f"{f['chunks_staged']} chunks by a wrong user came back after the fixes; {f['valid_sent']} events "
         f"loaded once, {f['bad_sent']} quarantined once.")  # fmt: skip
-    say("In AWS the same moves are `aws sqs start-message-move-task` (docs/operations.md, Redriving a dead-letter queue).")
+    say(
+        "In AWS the same moves are `aws sqs start-message-move-task` (docs/operations.md, Redriving a dead-letter "
+        "queue)."
+    )
     return 0
 
 

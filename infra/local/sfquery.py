@@ -1,6 +1,6 @@
 """Run one query against the local Snowflake through the drivers' protocol and print JSON.
 
-    .venv/bin/python infra/local/sfquery.py [--port 8085] [--database TRACKLAYER] [--schema EVENTS] "SELECT ..."
+    .venv/bin/python -m tracklayer_local.sfquery [--port 8085] [--database TRACKLAYER] [--schema EVENTS] "SELECT ..."
 
 Prints one line: {"columns": [...], "rows": [[...], ...]}. Values: strings as-is, Decimal via
 str() (e.g. "19.9900"), datetime as "YYYY-MM-DD HH:MM:SS.fff" (milliseconds, any time zone
@@ -16,41 +16,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
-from typing import Any
 
 import snowflake.connector
 
-
-def as_json_value(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
-    return str(value)
-
-
-def query(sql: str, port: int, database: str, schema: str) -> dict[str, list]:
-    conn = snowflake.connector.connect(
-        account="fakesnow",
-        user="local",
-        password="local",
-        host="127.0.0.1",
-        port=port,
-        protocol="http",
-        database=database,
-        schema=schema,
-        login_timeout=10,
-        network_timeout=60,
-    )
-    try:
-        cur = conn.cursor()
-        cur.execute(sql)
-        columns = [d.name for d in cur.description]
-        rows = [[as_json_value(v) for v in row] for row in cur.fetchall()]
-    finally:
-        conn.close()
-    return {"columns": columns, "rows": rows}
+from tracklayer_local.harness import query
 
 
 def main() -> int:

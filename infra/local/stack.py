@@ -1,6 +1,6 @@
 """Start, stop and inspect the local test stack: moto (SQS, Secrets Manager) and the local Snowflake.
 
-    .venv/bin/python infra/local/stack.py up | down | status
+    .venv/bin/python -m tracklayer_local.stack up | down | status
 
 Run from the repository root. Environment: MOTO_PORT (4566), SNOWFLAKE_PORT (8085), STACK_DIR
 (.local), TRACKLAYER_MAX_RECEIVE_COUNT (5, the queues' redrive maxReceiveCount).
@@ -27,9 +27,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-EMULATOR = REPO / "infra" / "local" / "snowflake_emulator.py"
+EMULATOR_MODULE = "tracklayer_local.emulator"
 PYTHON = Path(sys.executable).absolute()  # the venv's python, symlink kept
 VENV_BIN = PYTHON.parent
 
@@ -52,7 +53,7 @@ class Service:
     name: str
     port: int
     health_path: str
-    marker: str  # a string in the process's command line, checked before signalling a pid
+    markers: tuple[str, ...]  # one is in the process's command line, checked before signalling a pid
     stack_dir: Path
 
     @property
@@ -70,7 +71,7 @@ class Service:
     def command(self) -> list[str]:
         if self.name == "moto":
             return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
-        return [str(PYTHON), str(EMULATOR), "--host", "127.0.0.1", "--port", str(self.port)]
+        return [str(PYTHON), "-m", EMULATOR_MODULE, "--host", "127.0.0.1", "--port", str(self.port)]
 
     def pid(self) -> int | None:
         """The recorded pid if that process is alive and is this service."""
@@ -79,7 +80,7 @@ class Service:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, ValueError):
             return None
-        return pid if self.marker in cmdline else None
+        return pid if any(marker in cmdline for marker in self.markers) else None
 
     def answers(self) -> bool:
         try:
@@ -157,12 +158,13 @@ def port_in_use(port: int) -> bool:
 
 def services(stack_dir: Path) -> list[Service]:
     return [
-        Service("moto", int(os.environ.get("MOTO_PORT", "4566")), "/moto-api/", "moto_server", stack_dir),
+        Service("moto", int(os.environ.get("MOTO_PORT", "4566")), "/moto-api/", ("moto_server",), stack_dir),
         Service(
             "snowflake",
             int(os.environ.get("SNOWFLAKE_PORT", "8085")),
             "/__emulator/health",
-            "snowflake_emulator.py",
+            # also the emulator's earlier entry point, so a stack started before the move still stops
+            (EMULATOR_MODULE, "infra/local/snowflake_emulator.py", "tracklayer_local.snowflake_emulator"),
             stack_dir,
         ),
     ]
@@ -173,7 +175,7 @@ def services(stack_dir: Path) -> list[Service]:
 # --------------------------------------------------------------------------------------------
 
 
-def aws_client(service: str, endpoint: str):  # noqa: ANN201 - boto3 clients are dynamically typed
+def aws_client(service: str, endpoint: str) -> Any:
     import boto3
 
     return boto3.client(

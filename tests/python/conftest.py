@@ -1,4 +1,4 @@
-"""Fixtures for tests against a running local stack (`.venv/bin/python infra/local/stack.py up`).
+"""Fixtures for tests against a running local stack (`.venv/bin/python -m tracklayer_local.stack up`).
 
 The stack is found through STACK_DIR/stack.env (default <repo>/.local). If it is missing or the
 servers do not answer, every test fails with a message saying so: nothing is skipped.
@@ -6,28 +6,18 @@ servers do not answer, every test fails with a message saying so: nothing is ski
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+
 from sflocal import Control, Http, Identity, SqlApi
+from tracklayer_local.harness import read_env_file, stack_env_path
 
-REPO = Path(__file__).resolve().parents[2]
 DATABASE, SCHEMA = "TRACKLAYER", "PYTEST"
-START_HINT = "start it with `.venv/bin/python infra/local/stack.py up` from the repository root"
-
-
-def stack_env_path() -> Path:
-    stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
-    return (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "stack.env"
-
-
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
+START_HINT = "start it with `.venv/bin/python -m tracklayer_local.stack up` from the repository root"
 
 
 def answers(url: str) -> bool:
@@ -45,7 +35,7 @@ def stack_env() -> dict[str, str]:
     path = stack_env_path()
     if not path.exists():
         pytest.fail(f"local stack not set up: {path} does not exist; {START_HINT}", pytrace=False)
-    env = read_env(path)
+    env = read_env_file(path)
     for name, url in (
         ("local Snowflake", env["SNOWFLAKE_EMULATOR_URL"] + "/__emulator/health"),
         ("moto", env["AWS_ENDPOINT_URL"] + "/moto-api/"),
@@ -66,7 +56,7 @@ def control(http: Http) -> Control:
 
 
 @pytest.fixture(autouse=True)
-def clean_emulator(control: Control):
+def clean_emulator(control: Control) -> Iterator[None]:
     """Each test starts and ends with no faults, default settings and an empty request report."""
     control.reset()
     yield
@@ -82,7 +72,7 @@ def loader(control: Control) -> Identity:
 
 
 @pytest.fixture(scope="session")
-def schema(http: Http, loader: Identity):
+def schema(http: Http, loader: Identity) -> Iterator[str]:
     """TRACKLAYER.PYTEST, dropped after the session (the loader's EVENTS schema stays untouched)."""
     admin = SqlApi(http, loader.headers(), DATABASE, "EVENTS")
     admin.rows(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}")

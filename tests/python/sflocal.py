@@ -6,12 +6,12 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 USER_AGENT = "tracklayer-pytest/1.0"
-SFQUERY = Path(__file__).resolve().parents[2] / "infra" / "local" / "sfquery.py"
 
 
 @dataclass
@@ -205,6 +204,23 @@ class Control:
         return self.call("POST", "/reset", {"drop_data": drop_data})
 
 
+def fake_received(body: str, receive_count: int = 1) -> dict[str, Any]:
+    """A message as SQS ReceiveMessage returns it, for building Lambda events by hand."""
+    now_ms = str(int(time.time() * 1000))
+    return {
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": base64.b64encode(os.urandom(48)).decode(),
+        "Body": body,
+        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+        "Attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": now_ms,
+            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
+            "ApproximateFirstReceiveTimestamp": now_ms,
+        },
+    }
+
+
 def make_events(count: int, prefix: str = "evt") -> list[dict[str, Any]]:
     """Ecommerce events as the loader receives them."""
     return [
@@ -231,10 +247,10 @@ def insert_batch(table: str, events: list[dict[str, Any]]) -> tuple[str, dict[st
 
 
 def sfquery(stack_env: dict[str, str], sql: str, schema: str = "PYTEST") -> dict[str, Any]:
-    """Read through the drivers' protocol with infra/local/sfquery.py, as the Rust tests do."""
+    """Read through the drivers' protocol with tracklayer_local.sfquery in its own process, as the Rust tests do."""
     port = stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1]
     done = subprocess.run(
-        [sys.executable, str(SFQUERY), "--port", port, "--schema", schema, sql],
+        [sys.executable, "-m", "tracklayer_local.sfquery", "--port", port, "--schema", schema, sql],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,20 +9,21 @@ import uuid
 
 import jwt
 import pytest
-from sflocal import USER_AGENT, Control, Http, Identity, SqlApi, bearer, fingerprint, new_key, public_pem
+
+from sflocal import USER_AGENT, Control, Http, Identity, Reply, SqlApi, bearer, fingerprint, new_key, public_pem
 
 DATABASE, SCHEMA = "TRACKLAYER", "EVENTS"
 FINGERPRINT_MISMATCH = "JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH"
 
 
-def select_one(http: Http, headers: dict[str, str]):
+def select_one(http: Http, headers: dict[str, str]) -> Reply:
     return SqlApi(http, headers, DATABASE, SCHEMA).submit("SELECT 1")
 
 
 JWT_INVALID = re.compile(r"JWT token is invalid\. \[([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]")
 
 
-def assert_jwt_rejected(reply, reason: str, http: Http, admin: Identity) -> dict:
+def assert_jwt_rejected(reply: Reply, reason: str, http: Http, admin: Identity) -> dict:
     """390144 with only the UUID in the message; the reason is what an administrator reads for it."""
     assert reply.status == 401, reply.body
     assert set(reply.body) == {"code", "sqlState", "message"}, reply.body

@@ -1,4 +1,4 @@
-"""The chaos test, short: `infra/local/chaos.py --events 3000` against the stack.
+"""The chaos test, short: `python -m tracklayer_local.chaos --events 3000` against the stack.
 
 Real `target/debug/ingest` (scheduled mode, through the SQS event source mapping emulator) and
 `target/debug/flush` (SIGKILLed now and then) while the local Snowflake fails about 10% of the
@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import stack_env_path
+from tracklayer_local import chaos
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "local"))
-
-import chaos  # noqa: E402
 
 BINARIES = [REPO / "target" / "debug" / name for name in ("ingest", "flush")]
 MISSING = [str(b.relative_to(REPO)) for b in BINARIES if not b.is_file()]
@@ -35,13 +34,14 @@ TIMEOUT_S = 300
 
 
 @pytest.mark.skipif(
-    bool(MISSING), reason=f"{', '.join(MISSING)} not built: run `cargo build -p ingest -p flush` (make test builds them)"
+    bool(MISSING),
+    reason=f"{', '.join(MISSING)} not built: run `cargo build -p ingest -p flush` (make test builds them)",
 )
 def test_short_chaos_run_loses_nothing_and_loads_nothing_twice(stack_env: dict[str, str], tmp_path: Path) -> None:
     result = tmp_path / "chaos.json"
     env_file = stack_env_path()
     command = [
-        sys.executable, str(REPO / "infra" / "local" / "chaos.py"),
+        sys.executable, "-m", "tracklayer_local.chaos",
         "--events", str(EVENTS),
         "--statement-bytes", "20000",  # ~140 chunks: enough INSERTs for ~10% faults to hit some
         "--min-kills", "1",  # keeps the run short; make chaos kills at least 3
@@ -111,7 +111,7 @@ def test_generated_events_are_one_percent_bad_with_unique_ids() -> None:
             assert 2 <= len(elements) <= 12
             ids += [e["event_id"] for e in elements]
         elif "cut-off JSON" in message.bad:
-            with pytest.raises(ValueError):
+            with pytest.raises(json.JSONDecodeError):
                 json.loads(message.body)
             assert '"event_id":"chaostest-b' in message.body
         else:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import pytest
+
 from sflocal import SqlApi
 
 ROWS = [
@@ -27,7 +29,7 @@ BINDINGS = {"1": {"type": "TEXT", "value": json.dumps(ROWS)}}
 
 
 @pytest.fixture
-def make_table(api: SqlApi):
+def make_table(api: SqlApi) -> Callable[[str], str]:
     def make(columns: str) -> str:
         name = f"TYPED_{uuid.uuid4().hex[:8].upper()}"
         api.rows(f"CREATE TABLE {name} ({columns})")
@@ -36,7 +38,7 @@ def make_table(api: SqlApi):
     return make
 
 
-def test_a_column_the_table_lacks_is_000904(api: SqlApi, make_table) -> None:
+def test_a_column_the_table_lacks_is_000904(api: SqlApi, make_table: Callable[[str], str]) -> None:
     table = make_table("EVENT_ID STRING, EVENT_TIME TIMESTAMP_NTZ, VALUE NUMBER(18,4), PROPS VARIANT")
     sql = INSERT.format(table=table)
     reply = api.submit(sql, bindings=BINDINGS)
@@ -59,7 +61,7 @@ def test_a_column_the_table_lacks_is_000904(api: SqlApi, make_table) -> None:
     ],
 )
 def test_a_type_no_coercion_reaches_is_002023(
-    api: SqlApi, make_table, column: str, column_type: str, expecting: str, got: str
+    api: SqlApi, make_table: Callable[[str], str], column: str, column_type: str, expecting: str, got: str
 ) -> None:
     types = {"EVENT_ID": "STRING", "EVENT_TIME": "TIMESTAMP_NTZ", "VALUE": "NUMBER(18,4)", "PROPERTIES": "VARIANT"}
     types[column] = column_type
@@ -73,7 +75,7 @@ def test_a_type_no_coercion_reaches_is_002023(
     assert api.count(table) == 0
 
 
-def test_coercible_types_load(api: SqlApi, make_table) -> None:
+def test_coercible_types_load(api: SqlApi, make_table: Callable[[str], str]) -> None:
     """VARCHAR takes numbers and VARIANTs, DATE takes timestamps: these compile and load."""
     table = make_table("EVENT_ID STRING, EVENT_TIME DATE, VALUE VARCHAR, PROPERTIES VARCHAR")
     reply = api.submit(INSERT.format(table=table), bindings=BINDINGS)
@@ -85,7 +87,7 @@ def test_coercible_types_load(api: SqlApi, make_table) -> None:
     ]
 
 
-def test_text_that_is_not_a_number_fails_at_run_time_with_100038(api: SqlApi, make_table) -> None:
+def test_text_that_is_not_a_number_fails_at_run_time_with_100038(api: SqlApi, make_table: Callable[[str], str]) -> None:
     table = make_table("EVENT_ID NUMBER, EVENT_TIME TIMESTAMP_NTZ, VALUE NUMBER(18,4), PROPERTIES VARIANT")
     reply = api.submit(INSERT.format(table=table), bindings=BINDINGS)
     assert (reply.status, reply.body["code"], reply.body["sqlState"]) == (422, "100038", "22018")

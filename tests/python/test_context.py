@@ -10,13 +10,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sflocal import Control, Http, Identity, SqlApi, insert_batch, make_events
+
+from sflocal import Control, Http, Identity, Reply, SqlApi, insert_batch, make_events
 
 DATABASE, SCHEMA = "TRACKLAYER", "PYTEST"
 CONTEXT = "SELECT CURRENT_ROLE(), CURRENT_WAREHOUSE(), CURRENT_DATABASE(), CURRENT_SCHEMA()"
 
 
-def failure(reply) -> tuple[int, str, str | None]:
+def failure(reply: Reply) -> tuple[int, str, str | None]:
     return reply.status, reply.body["code"], reply.body.get("sqlState")
 
 

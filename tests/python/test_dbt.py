@@ -18,28 +18,28 @@ on the same load.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import snowflake.connector
-from sflocal import SqlApi
+from snowflake.connector.connection import SnowflakeConnection
+
+from sflocal import Http, Identity, SqlApi
+from tracklayer_local.harness import connect, dbt_environment, snowflake_port
 
 REPO = Path(__file__).resolve().parents[2]
 DBT_DIR = REPO / "infra" / "dbt"
 SQL_DIR = REPO / "infra" / "sql"
 DBT = REPO / ".venv-dbt" / "bin" / "dbt"
-GUIDE = REPO.parent / "shared" / "seed" / "000_69af4e52c949c57a.txt"
-VENV_HINT = (
-    "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
-)
+GUIDE_QUERIES = Path(__file__).resolve().parent / "data" / "guide_sample_queries.txt"  # vendored from the guide
+VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
 
 # The loader's statement (shared/src/snowflake/tables.rs, INSERT_RAW_EVENTS): one bound JSON array
 # of {"r": raw event text, "t": UTC time, "n": trimmed name, "v": "19.9900", "c": "EUR"}.
@@ -79,7 +79,7 @@ def months_between(a: date, b: date) -> int:
 
 
 def at(day: date, hh: int, mm: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=UTC)
 
 
 def money(value: Any) -> Decimal:
@@ -151,7 +151,7 @@ def element(event: dict[str, Any], loaded_at: datetime | None = None) -> dict[st
 
 def build_events(load: Load) -> list[dict[str, Any]]:
     a, b = load.a, load.b
-    alice, bob, carol, dave, erin = (load.user(n) for n in ("alice", "bob", "carol", "dave", "erin"))
+    alice, _bob, carol, dave, erin = (load.user(n) for n in ("alice", "bob", "carol", "dave", "erin"))
     bob_int = int(load.run[-4:], 16) + 100_000  # an integer user id, as some SDKs send
     load.ids["bob_user"] = str(bob_int)
     mug = product("SKU-20417", "Café crème mug ☕", "14.50", 1)
@@ -171,7 +171,22 @@ def build_events(load: Load) -> list[dict[str, Any]]:
             "session_id": f"s_{uuid.uuid4().hex[:12]}",
         }
 
-    def purchase(key, merchant, user, when, order, value, currency, platform, ctx, items, *, anonymous_id=None, offset_minutes=0, **extra):  # noqa: ANN001, ANN202, E501
+    def purchase(
+        key: str,
+        merchant: str,
+        user: str | int | None,
+        when: datetime,
+        order: str,
+        value: str,
+        currency: str,
+        platform: dict[str, Any],
+        ctx: dict[str, Any],
+        items: list[dict[str, Any]],
+        *,
+        anonymous_id: str | None = None,
+        offset_minutes: int = 0,
+        **extra: Any,
+    ) -> dict[str, Any]:
         fields = {"event_name": "purchase", **platform}
         if user is not None:
             fields["user_id"] = user
@@ -191,7 +206,17 @@ def build_events(load: Load) -> list[dict[str, Any]]:
             context=ctx,
         )
 
-    def step(key, merchant, user, when, name, platform, ctx, items, **kw):  # noqa: ANN001, ANN202
+    def step(
+        key: str,
+        merchant: str,
+        user: str | int | None,
+        when: datetime,
+        name: str,
+        platform: dict[str, Any],
+        ctx: dict[str, Any],
+        items: list[dict[str, Any]],
+        **kw: Any,
+    ) -> dict[str, Any]:
         fields = {"event_name": name, **platform}
         if user is not None:
             fields["user_id"] = user
@@ -253,7 +278,17 @@ def build_events(load: Load) -> list[dict[str, Any]]:
         step("g-c2", a, None, at(load.d3, 15, 1), "add_to_cart", web, ctx_web, [mug], anonymous_id=guest_anon),
         step("g-k3", a, None, at(load.d3, 15, 2), "begin_checkout", web, ctx_web, [mug], anonymous_id=guest_anon),
         purchase(
-            "g-p4", a, None, at(load.d3, 15, 3), "ORD-1006", "42.00", "nzd", web, ctx_web, [mug], anonymous_id=guest_anon
+            "g-p4",
+            a,
+            None,
+            at(load.d3, 15, 3),
+            "ORD-1006",
+            "42.00",
+            "nzd",
+            web,
+            ctx_web,
+            [mug],
+            anonymous_id=guest_anon,
         ),
         # merchant B (AUD): erin, event time sent with a -05:00 offset; same order id as A's first
         step("e-v1", b, erin, at(load.d10, 11), "view_content", web, ctx_web, [mug]),
@@ -269,16 +304,16 @@ def connection_test_event(load: Load) -> dict[str, Any]:
         load,
         "t-1",
         merchant=load.a,
-        when=datetime.now(timezone.utc).replace(microsecond=0),
+        when=datetime.now(UTC).replace(microsecond=0),
         event_name="tracklayer_connection_test",
         source="connection-test",
     )
 
 
 @pytest.fixture(scope="module")
-def load(http, loader) -> Load:  # noqa: ANN001
+def load(http: Http, loader: Identity) -> Load:
     run = uuid.uuid4().hex[:8]
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     load = Load(
         run=run,
         a=f"mrc_dbt_a_{run}",
@@ -309,35 +344,23 @@ def load(http, loader) -> Load:  # noqa: ANN001
     insert(INSERT_RAW_EVENTS, [element(by_key["c-p5"])])
     # dave's view replayed an hour later by a newer SDK build: staging keeps the later row
     replay = {"body": {**by_key["d-v1"]["body"], "source": "tracklayer-js/3.4.2"}, "utc": by_key["d-v1"]["utc"]}
-    insert(INSERT_RAW_EVENTS_LOADED_AT, [element(replay, datetime.now(timezone.utc) + timedelta(hours=1))])
+    insert(INSERT_RAW_EVENTS_LOADED_AT, [element(replay, datetime.now(UTC) + timedelta(hours=1))])
     return load
 
 
 @pytest.fixture(scope="module")
-def sf(stack_env: dict[str, str]):  # noqa: ANN201
+def sf(stack_env: dict[str, str]) -> Iterator[SnowflakeConnection]:
     """snowflake-connector-python on the local Snowflake's drivers' protocol."""
-    port = int(stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
-    conn = snowflake.connector.connect(
-        account="fakesnow",
-        user="pytest",
-        password="local",
-        host="127.0.0.1",
-        port=port,
-        protocol="http",
-        database="TRACKLAYER",
-        schema="EVENTS",
-        login_timeout=10,
-        network_timeout=120,
-    )
+    conn = connect(snowflake_port(stack_env))
     yield conn
     conn.close()
 
 
-def select(sf, sql: str, params: tuple = ()) -> list[dict[str, Any]]:  # noqa: ANN001
+def select(sf: SnowflakeConnection, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
     cur = sf.cursor()
     cur.execute(sql, params)
     names = [d.name.lower() for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,22 +377,14 @@ class DbtRun:
 
 
 @pytest.fixture(scope="module")
-def dbt(load: Load, stack_env: dict[str, str], sf, tmp_path_factory) -> DbtRun:  # noqa: ANN001
+def dbt(
+    load: Load, stack_env: dict[str, str], sf: SnowflakeConnection, tmp_path_factory: pytest.TempPathFactory
+) -> DbtRun:
     if not DBT.is_file():
         pytest.skip(f"{DBT} is missing: create the dbt venv with `{VENV_HINT}`")
     schema = f"DBT_PYTEST_{load.run.upper()}"
     work = tmp_path_factory.mktemp("dbt")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
-    }
-    env.update(
-        DBT_TARGET="local",
-        DBT_SCHEMA=schema,
-        SNOWFLAKE_HOST="127.0.0.1",
-        SNOWFLAKE_PORT=stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1],
-        DO_NOT_TRACK="1",
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
+    env = dbt_environment(stack_env, schema)
     done = subprocess.run(
         [
             str(DBT),
@@ -419,8 +434,12 @@ def test_dbt_build_succeeds(dbt: DbtRun) -> None:
     assert re.search(r"Done\. PASS=\d+ WARN=0 ERROR=0 SKIP=0", dbt.output), dbt.output[-2000:]
 
 
-def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
-    rows = select(sf, f"SELECT * FROM TRACKLAYER.{dbt.schema}.STG_TRACKLAYER_EVENTS WHERE MERCHANT_ID IN (%s, %s)", (load.a, load.b))
+def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
+    rows = select(
+        sf,
+        f"SELECT * FROM TRACKLAYER.{dbt.schema}.STG_TRACKLAYER_EVENTS WHERE MERCHANT_ID IN (%s, %s)",
+        (load.a, load.b),
+    )
     by_id = {r["event_id"]: r for r in rows}
     # 21 + 2 events; the replays collapsed, the connection-test row gone
     assert len(rows) == 23 and len(by_id) == 23
@@ -462,7 +481,7 @@ def test_staging_deduplicates_normalises_and_unpacks(dbt: DbtRun, load: Load, sf
     assert (bv["locale"], bv["device_os"]) == ("en-NZ", "Android 15")
 
 
-def test_fct_orders(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
+def test_fct_orders(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
     rows = select(
         sf,
         f"SELECT *, CUSTOMER_KEY IS NULL AS NO_CUSTOMER FROM TRACKLAYER.{dbt.schema}.FCT_ORDERS "
@@ -470,7 +489,15 @@ def test_fct_orders(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
         (load.a, load.b),
     )
     got = [
-        (r["merchant_id"], r["order_id"], r["user_id"], money(r["revenue"]), r["currency"], r["platform"], r["purchase_events"])
+        (
+            r["merchant_id"],
+            r["order_id"],
+            r["user_id"],
+            money(r["revenue"]),
+            r["currency"],
+            r["platform"],
+            r["purchase_events"],
+        )
         for r in rows
     ]
     a, b = load.a, load.b
@@ -495,7 +522,7 @@ def test_fct_orders(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
     assert sum(money(r["revenue"]) for r in rows if r["merchant_id"] == a) == Decimal("317.4900")
 
 
-def test_dim_customers(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
+def test_dim_customers(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
     rows = select(
         sf,
         f"SELECT *, COHORT_MONTH IS NULL AS NO_COHORT, FIRST_ORDER_AT IS NULL AS NO_ORDER "
@@ -531,11 +558,16 @@ def test_dim_customers(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
     assert by_user[alice]["first_order_at"] == at(load.old1, 10).replace(tzinfo=None)
     assert by_user[alice]["last_order_at"] == at(load.d5, 9, 15).replace(tzinfo=None)
     d = by_user[dave]
-    assert (d["orders"], money(d["lifetime_revenue"]), d["customer_type"], d["events"]) == (0, Decimal("0"), "prospect", 2)
+    assert (d["orders"], money(d["lifetime_revenue"]), d["customer_type"], d["events"]) == (
+        0,
+        Decimal("0"),
+        "prospect",
+        2,
+    )
     assert d["no_cohort"] is True and d["no_order"] is True
 
 
-def test_fct_funnel_steps(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
+def test_fct_funnel_steps(dbt: DbtRun, load: Load, sf: SnowflakeConnection) -> None:
     rows = select(
         sf,
         f"SELECT * FROM TRACKLAYER.{dbt.schema}.FCT_FUNNEL_STEPS WHERE MERCHANT_ID IN (%s, %s)",
@@ -558,7 +590,7 @@ def test_fct_funnel_steps(dbt: DbtRun, load: Load, sf) -> None:  # noqa: ANN001
         )
         for r in rows
     }
-    D = Decimal  # noqa: N806
+    D = Decimal  # noqa: N806 - a one-letter alias keeps the expected rows below readable
     assert got == {
         # d5: alice went all the way, bob stopped after the cart, carol only looked
         (load.a, load.d5): (3, 3, 2, 1, 1, D("0.6667"), D("0.3333"), D("0.3333")),
@@ -585,17 +617,26 @@ def statements(path: Path) -> list[str]:
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
+def guide_queries() -> list[tuple[str, str]]:
+    """(title, statement) of each sample query in the guide's text, as data/guide_sample_queries.txt holds it."""
+    text = "\n".join(line for line in GUIDE_QUERIES.read_text().splitlines() if not line.startswith("#"))
+    queries = []
+    for chunk in text.split(";"):
+        if chunk.strip():
+            title, _, sql = chunk.strip().partition("\n")
+            queries.append((title, sql.strip()))
+    return queries
+
+
 def test_sample_queries_are_the_guides_verbatim() -> None:
-    if not GUIDE.is_file():
-        pytest.skip(f"the product guide is not at {GUIDE}")
-    guide = GUIDE.read_text()
-    queries = statements(SQL_DIR / "sample_queries.sql")
-    assert len(queries) == 3
-    for query in queries:
-        assert query + ";" in guide, query
+    ours = (SQL_DIR / "sample_queries.sql").read_text()
+    assert [title for title, _ in guide_queries()] == ["Revenue by platform", "Funnel rates", "Cohort LTV"]
+    assert statements(SQL_DIR / "sample_queries.sql") == [sql for _, sql in guide_queries()]
+    for title, _ in guide_queries():
+        assert f"-- {title}\n" in ours, title
 
 
-def test_sample_queries_give_the_seeded_figures(load: Load, sf) -> None:  # noqa: ANN001
+def test_sample_queries_give_the_seeded_figures(load: Load, sf: SnowflakeConnection) -> None:
     revenue, funnel, cohort = statements(SQL_DIR / "sample_queries.sql")
     a, b = load.a, load.b
 
@@ -658,7 +699,7 @@ def test_sample_queries_give_the_seeded_figures(load: Load, sf) -> None:  # noqa
     }
 
 
-def test_materialized_views(load: Load, sf) -> None:  # noqa: ANN001
+def test_materialized_views(load: Load, sf: SnowflakeConnection) -> None:
     """fakesnow creates them as plain views; the figures are what Snowflake would keep."""
     created = statements(SQL_DIR / "materialized_views.sql")
     assert [re.search(r"MATERIALIZED VIEW (\S+)", s).group(1) for s in created] == [
@@ -670,7 +711,11 @@ def test_materialized_views(load: Load, sf) -> None:  # noqa: ANN001
         for statement in created:
             cur.execute(statement)
         revenue = {
-            (r["event_date"], r["platform"], r["currency"]): (r["purchase_events"], r["orders_approx"], money(r["revenue"]))
+            (r["event_date"], r["platform"], r["currency"]): (
+                r["purchase_events"],
+                r["orders_approx"],
+                money(r["revenue"]),
+            )
             for r in select(sf, "SELECT * FROM tracklayer.events.mv_daily_revenue WHERE merchant_id = %s", (load.a,))
         }
         assert revenue == {
@@ -694,7 +739,9 @@ def test_materialized_views(load: Load, sf) -> None:  # noqa: ANN001
                     "purchasers_approx",
                 )
             )
-            for r in select(sf, "SELECT * FROM tracklayer.events.mv_daily_funnel_steps WHERE merchant_id = %s", (load.a,))
+            for r in select(
+                sf, "SELECT * FROM tracklayer.events.mv_daily_funnel_steps WHERE merchant_id = %s", (load.a,)
+            )
         }
         # raw rows: dave's view twice (replay), "Add_To_Cart" not a step, carol's purchase twice
         assert funnel[load.d3] == (4, 2, 2, 3, 3, 2, 2, 2)

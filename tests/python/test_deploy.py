@@ -34,8 +34,19 @@ SECRET = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:tracklayer/sno
 OTHER = {"arm64": "x86_64", "x86_64": "arm64"}
 # The make settings a caller may have set, and the variables through which an outer make
 # (`make test ARCH=...`) would hand its own command-line settings down.
-USER_SETTINGS = ("ARCH", "SECRET_ARN", "PARAMS", "GUIDED", "DRY_RUN", "SAM_BUILD_DIR", "SAM_CONFIG",
-                 "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+USER_SETTINGS = (
+    "ARCH",
+    "SECRET_ARN",
+    "PARAMS",
+    "GUIDED",
+    "DRY_RUN",
+    "SAM_BUILD_DIR",
+    "SAM_CONFIG",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+    "MAKEOVERRIDES",
+)
 
 # SAM CLI's `sam deploy` reads the argv as it would before deploying: its options, samconfig.toml,
 # the template, and the parameter list it sends to CloudFormation's CreateChangeSet.
@@ -84,7 +95,11 @@ def lay_out_build(build_dir: Path, bootstrap: bytes) -> Path:
 
 def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in USER_SETTINGS and not k.startswith("AWS_")}
-    base |= {"AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_CONFIG_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
+    base |= {
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     return subprocess.run(command, cwd=REPO, env=base | env, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -137,7 +152,9 @@ def test_deploy_passes_the_architecture_the_build_recorded(tmp_path: Path, confi
     assert saved["git_commit"] == head.stdout.strip()
     assert sorted(saved["functions"]) == sorted(FUNCTIONS)
 
-    deployed = sam_deploy(build_dir, config, SECRET_ARN=SECRET, PARAMS='LoadMode=stream FlushScheduleExpression="rate(2 hours)"')
+    deployed = sam_deploy(
+        build_dir, config, SECRET_ARN=SECRET, PARAMS='LoadMode=stream FlushScheduleExpression="rate(2 hours)"'
+    )
     sam = sam_reads(printed_command(deployed))
 
     assert sam["parameters"] == {
@@ -156,10 +173,17 @@ def test_deploy_passes_the_architecture_the_build_recorded(tmp_path: Path, confi
 def test_built_template_allows_only_the_recorded_architecture(tmp_path: Path, architecture: str) -> None:
     """Even a `sam deploy --guided` typed by hand cannot declare another Architecture."""
     build_dir = recorded_build(tmp_path, architecture)
-    read = run([str(SAM_PYTHON), "-c", (
-        "import json, sys; from samcli.yamlhelper import yaml_parse; "
-        "print(json.dumps(yaml_parse(open(sys.argv[1]).read())['Parameters']['Architecture']))"
-    ), str(build_dir / "template.yaml")])
+    read = run(
+        [
+            str(SAM_PYTHON),
+            "-c",
+            (
+                "import json, sys; from samcli.yamlhelper import yaml_parse; "
+                "print(json.dumps(yaml_parse(open(sys.argv[1]).read())['Parameters']['Architecture']))"
+            ),
+            str(build_dir / "template.yaml"),
+        ]
+    )
     parameter = json.loads(read.stdout)
     assert parameter["AllowedValues"] == [architecture]
     assert parameter["Default"] == architecture
@@ -224,16 +248,26 @@ def test_saved_overrides_are_passed_but_the_build_decides_the_architecture(tmp_p
     """A guided deploy saves parameter_overrides in samconfig.toml; passing any override replaces them."""
     build_dir = recorded_build(tmp_path, "arm64")
     config = tmp_path / "samconfig.toml"
-    text = (REPO / "samconfig.toml").read_text().replace(
-        "[default.deploy.parameters]\n",
-        "[default.deploy.parameters]\n"
-        f'parameter_overrides = "SnowflakeSecretArn=\\"{SECRET}\\" LoadMode=\\"stream\\" Architecture=\\"x86_64\\""\n',
+    text = (
+        (REPO / "samconfig.toml")
+        .read_text()
+        .replace(
+            "[default.deploy.parameters]\n",
+            "[default.deploy.parameters]\n"
+            f'parameter_overrides = "SnowflakeSecretArn=\\"{SECRET}\\" '
+            'LoadMode=\\"stream\\" Architecture=\\"x86_64\\""\n',
+        )
     )
     config.write_text(text)
 
     deployed = sam_deploy(build_dir, config, PARAMS="MemorySize=512")
     sam = sam_reads(printed_command(deployed))
-    assert sam["parameters"] == {"Architecture": "arm64", "SnowflakeSecretArn": SECRET, "LoadMode": "stream", "MemorySize": "512"}
+    assert sam["parameters"] == {
+        "Architecture": "arm64",
+        "SnowflakeSecretArn": SECRET,
+        "LoadMode": "stream",
+        "MemorySize": "512",
+    }
     assert f"{config} saved Architecture=x86_64; passing arm64, the build's" in deployed.stdout
 
 

@@ -6,12 +6,16 @@ import json
 import time
 import uuid
 from http.client import IncompleteRead
+from typing import Any
 
 import pytest
+
 from sflocal import Control, Http, SqlApi, insert_batch, make_events
 
 
-def submit_raw(http: Http, api: SqlApi, statement: str, bindings: dict, request_id: str, retry: bool = False):
+def submit_raw(
+    http: Http, api: SqlApi, statement: str, bindings: dict, request_id: str, retry: bool = False
+) -> tuple[int, bytes]:
     """POST a statement with http.client and read the whole answer (raises if the connection drops)."""
     conn = http.connection()
     try:
@@ -217,7 +221,7 @@ def test_drop_connection_on_a_poll(http: Http, api: SqlApi, control: Control) ->
 # ------------------------------------------------------------------------------------------------
 
 
-def probabilistic_fault(control: Control, p: float, count: int = 1000, **extra) -> dict:  # noqa: ANN003
+def probabilistic_fault(control: Control, p: float, count: int = 1000, **extra: Any) -> dict:
     spec = {"match": {"method": "POST", "path_prefix": "/api/v2/statements"}, "action": {"status": 503}}
     return control.call("POST", "/faults", {**spec, "count": count, "probability": p, **extra})
 
@@ -283,8 +287,14 @@ def test_probability_one_is_the_plain_rule(api: SqlApi, control: Control) -> Non
 
 @pytest.mark.parametrize(
     "extra",
-    [{"probability": 0}, {"probability": 1.5}, {"probability": -0.1}, {"probability": "half"}, {"seed": "x"},
-     {"probability": True}],  # fmt: skip
+    [
+        {"probability": 0},
+        {"probability": 1.5},
+        {"probability": -0.1},
+        {"probability": "half"},
+        {"seed": "x"},
+        {"probability": True},
+    ],
 )
 def test_invalid_probability_or_seed_is_rejected(http: Http, extra: dict) -> None:
     reply = http.request("POST", "/__emulator/faults", {"action": {"status": 503}, **extra})

@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
-import os
-import sys
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "local"))
+from sflocal import Control, fake_received
+from tracklayer_local.harness import (
+    SqsClient,
+    create_queue_pair,
+    drain,
+    invocation_summaries,
+    query,
+    queue_depth,
+    snowflake_port,
+    sqs_client,
+)
+from tracklayer_local.lambda_host import LambdaHost, run_sqs, sqs_event
 
-from lambda_host import LambdaHost, run_sqs, sqs_event  # noqa: E402
-from sfquery import query as sf_query  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 INGEST = REPO / "target" / "debug" / "ingest"
 MAX_RECEIVE_COUNT = 3
@@ -49,54 +54,26 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def sqs(stack_env: dict[str, str]):  # noqa: ANN201
-    return boto3.client(
-        "sqs",
-        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
-        region_name=stack_env["AWS_REGION"],
-        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
-    )
+def sqs(stack_env: dict[str, str]) -> SqsClient:
+    return sqs_client(stack_env)
 
 
 @pytest.fixture
-def queues(sqs):  # noqa: ANN001, ANN201
+def queues(sqs: SqsClient) -> Iterator[tuple[str, str]]:
     """A fresh queue and its DLQ (maxReceiveCount 3, visibility 30 s); deleted after the test."""
-    name = f"pytest-ingest-{uuid.uuid4().hex[:10]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    main = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
+    main, dlq = create_queue_pair(
+        sqs, f"pytest-ingest-{uuid.uuid4().hex[:10]}", MAX_RECEIVE_COUNT, {"VisibilityTimeout": "30"}
+    )
     yield main, dlq
     for url in (main, dlq):
         sqs.delete_queue(QueueUrl=url)
 
 
 @pytest.fixture
-def staging_queue(sqs):  # noqa: ANN001, ANN201
+def staging_queue(sqs: SqsClient) -> Iterator[str]:
     url = sqs.create_queue(QueueName=f"pytest-ingest-staging-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     yield url
     sqs.delete_queue(QueueUrl=url)
-
-
-def drain(sqs, queue_url: str) -> list[dict]:  # noqa: ANN001
-    """Receives (and deletes) everything visible now."""
-    messages = []
-    while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return messages
-        messages.extend(got)
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-
-
-def queue_depth(sqs, queue_url: str) -> dict[str, int]:  # noqa: ANN001
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-    return {name: int(attributes[name]) for name in names}
 
 
 def event(event_id: str, number: int = 0, pad: int = 0, **fields: Any) -> dict[str, Any]:
@@ -124,37 +101,12 @@ def stream_env(stack_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 def snowflake(stack_env: dict[str, str], sql: str) -> list[list[Any]]:
     """Rows of a query on TRACKLAYER.EVENTS through the drivers' protocol (infra/local/sfquery.py)."""
-    port = int(stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
-    return sf_query(sql, port, "TRACKLAYER", "EVENTS")["rows"]
+    return query(sql, snowflake_port(stack_env))["rows"]
 
 
 def summaries(log: Path) -> list[dict[str, Any]]:
     """The function's one-line JSON invocation summaries, in order."""
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        if SUMMARY_MESSAGE not in line or not line.lstrip().startswith("{"):
-            continue
-        record = json.loads(line)
-        if record.get("message") == SUMMARY_MESSAGE:
-            found.append(record)
-    return found
-
-
-def fake_received(body: str) -> dict[str, Any]:
-    """A message as ReceiveMessage returns it (first receive)."""
-    now_ms = str(int(time.time() * 1000))
-    return {
-        "MessageId": str(uuid.uuid4()),
-        "ReceiptHandle": base64.b64encode(os.urandom(48)).decode(),
-        "Body": body,
-        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
-        "Attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": now_ms,
-            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
-            "ApproximateFirstReceiveTimestamp": now_ms,
-        },
-    }
+    return invocation_summaries(log, 0, SUMMARY_MESSAGE)
 
 
 SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:tracklayer-events"
@@ -166,7 +118,7 @@ SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:tracklayer-events"
 
 
 def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
-    sqs, queues, control, stack_env: dict[str, str], tmp_path: Path
+    sqs: SqsClient, queues: tuple[str, str], control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     queue_url, dlq_url = queues
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
@@ -189,9 +141,7 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
         {
             "match": {"binding_contains": poison_id},
             "count": 100,
-            "action": {
-                "snowflake_error": {"status": 422, "code": "001003", "sqlState": "42000", "message": INJECTED}
-            },
+            "action": {"snowflake_error": {"status": 422, "code": "001003", "sqlState": "42000", "message": INJECTED}},
         },
     )
     log = tmp_path / "ingest.log"
@@ -200,8 +150,9 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
         with LambdaHost(INGEST, "ingest", env=env, timeout=60, log=log) as host:
             stats = run_sqs(host, queue_url, batch_size=10, until_empty=True, wait=0)
         faulted = [s for s in control.requests()["statements"] if s["fault"]]
+        armed = control.faults()
     finally:
-        assert control.call("DELETE", "/faults")["cleared"] >= 0
+        cleared = control.call("DELETE", "/faults")["cleared"]
     text = log.read_text(errors="replace")
 
     # SQS: the poison message was received MAX_RECEIVE_COUNT times, failed each time, then redriven.
@@ -213,7 +164,7 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
     assert [m["Body"] for m in dead] == [poison_body]
     assert [m["MessageId"] for m in dead] == [message_ids[poison_body]]
     assert drain(sqs, queue_url) == []
-    assert queue_depth(sqs, queue_url) == {"ApproximateNumberOfMessages": 0, "ApproximateNumberOfMessagesNotVisible": 0}
+    assert queue_depth(sqs, queue_url).total == 0
 
     # Snowflake: each valid event exactly once, nothing of the poison message.
     rows = snowflake(
@@ -230,8 +181,11 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
         [message_ids[invalid_json], None, None, "invalid_json", invalid_json],
         [message_ids[missing_body], f"{prefix}-nomerchant", None, "missing_field", missing_body],
     ]
-    # The injected error hit only the poison message's statement, once per receive (no retries).
+    # The injected error hit only the poison message's statement, once per receive (no retries):
+    # the rule was taken that often and stays armed for the rest of its 100 uses, the one rule cleared.
     assert len(faulted) == MAX_RECEIVE_COUNT, faulted
+    assert [(rule["taken"], rule["remaining"]) for rule in armed] == [(MAX_RECEIVE_COUNT, 100 - MAX_RECEIVE_COUNT)]
+    assert cleared == 1
 
     # The function's own summaries: one per batch, failures only for the poison message's batches.
     lines = summaries(log)
@@ -255,7 +209,7 @@ def test_stream_mode_through_sqs_poison_message_reaches_the_dlq_alone(
 
 
 def test_stream_mode_direct_invocation_loads_every_record(
-    control, stack_env: dict[str, str], tmp_path: Path
+    control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
     events = [
@@ -294,7 +248,7 @@ def test_stream_mode_direct_invocation_loads_every_record(
 
 
 def test_repeated_keys_load_with_the_last_value_and_raw_payload_is_an_object(
-    control, stack_env: dict[str, str], tmp_path: Path
+    control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Repeated keys inside properties and in unknown fields are valid events, not quarantined."""
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
@@ -342,7 +296,7 @@ def test_repeated_keys_load_with_the_last_value_and_raw_payload_is_an_object(
 
 
 def test_scheduled_mode_stages_chunks_and_never_contacts_snowflake(
-    sqs, staging_queue: str, control, stack_env: dict[str, str], tmp_path: Path
+    sqs: SqsClient, staging_queue: str, control: Control, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     prefix = f"pyt-{uuid.uuid4().hex[:10]}"
     events = [event(f"{prefix}-{i}", i) for i in range(5)]

@@ -17,17 +17,22 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pytest
 
+from sflocal import fake_received
+from tracklayer_local.harness import SqsClient, create_queue_pair, sqs_client
+from tracklayer_local.harness import drain as drain_visible
+from tracklayer_local.lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event
+
+HostFactory = Callable[..., LambdaHost]  # host_for(mode, **options): a started host over the fake runtime
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "local"))
 
-from lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event  # noqa: E402
-
-LAMBDA_HOST = REPO / "infra" / "local" / "lambda_host.py"
+LAMBDA_HOST = ["-m", "tracklayer_local.lambda_host"]  # the CLI, run as a module
 INGEST = REPO / "target" / "debug" / "ingest"
 MAX_RECEIVE_COUNT = 3
 
@@ -77,10 +82,12 @@ FAKE_RUNTIME = textwrap.dedent(
         request_id = headers["lambda-runtime-aws-request-id"]
         env = {{k: v for k, v in os.environ.items() if k.startswith(("AWS_LAMBDA_", "AWS_REGION", "FAKE_"))}}
         seen = {{"event": event, "headers": headers, "env": env, "pid": os.getpid(), "now_ms": int(time.time() * 1000)}}
+        seen["got_monotonic"] = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the host's
         if RECORD:
             with open(RECORD, "a") as record:
                 record.write(json.dumps(seen) + "\\n")
         if MODE == "echo":
+            seen["answering_monotonic"] = time.monotonic()
             post(f"/invocation/{{request_id}}/response", seen)
         elif MODE == "error":
             error = {{"errorType": "Fake.Failure", "errorMessage": "failed on purpose"}}
@@ -114,11 +121,11 @@ def fake(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def host_for(fake: Path, tmp_path: Path, stack_env: dict[str, str]):
+def host_for(fake: Path, tmp_path: Path, stack_env: dict[str, str]) -> Iterator[HostFactory]:
     """host_for(mode, **options) -> a started LambdaHost over the fake runtime; all closed after the test."""
     hosts: list[LambdaHost] = []
 
-    def make(mode: str, **options) -> LambdaHost:
+    def make(mode: str, **options: Any) -> LambdaHost:
         env = {
             **stack_env,
             "FAKE_MODE": mode,
@@ -155,54 +162,29 @@ def alive(pid: int) -> bool:
         return False
 
 
-def sqs_client(stack_env: dict[str, str]):  # noqa: ANN201
-    return boto3.client(
-        "sqs",
-        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
-        region_name=stack_env["AWS_REGION"],
-        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 @pytest.fixture
-def sqs(stack_env: dict[str, str]):  # noqa: ANN201
+def sqs(stack_env: dict[str, str]) -> SqsClient:
     return sqs_client(stack_env)
 
 
 @pytest.fixture
-def queues(sqs):  # noqa: ANN001, ANN201
+def queues(sqs: SqsClient) -> Iterator[tuple[str, str, str]]:
     """A fresh queue and its DLQ (redrive after MAX_RECEIVE_COUNT receives); deleted after the test."""
     name = f"pytest-lambda-host-{uuid.uuid4().hex[:10]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    main = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
+    main, dlq = create_queue_pair(sqs, name, MAX_RECEIVE_COUNT, {"VisibilityTimeout": "30"})
     yield name, main, dlq
     for url in (main, dlq):
         sqs.delete_queue(QueueUrl=url)
 
 
-def send(sqs, queue_url: str, bodies: list[str]) -> dict[str, str]:  # noqa: ANN001
+def send(sqs: SqsClient, queue_url: str, bodies: list[str]) -> dict[str, str]:
     """Sends the bodies in order; returns body -> message id."""
     return {body: sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"] for body in bodies}
 
 
-def drain(sqs, queue_url: str) -> list[dict]:  # noqa: ANN001
-    """Receives (and deletes) everything visible now."""
-    messages = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
-        ).get("Messages", [])
-        if not got:
-            return messages
-        messages.extend(got)
-        sqs.delete_message_batch(
-            QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-        )
+def drain(sqs: SqsClient, queue_url: str) -> list[dict]:
+    """Receives (and deletes) everything visible now, with the system attributes."""
+    return drain_visible(sqs, queue_url, MessageSystemAttributeNames=["All"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,11 +192,15 @@ def drain(sqs, queue_url: str) -> list[dict]:  # noqa: ANN001
 # ------------------------------------------------------------------------------------------------
 
 
-def test_event_round_trip_and_headers(host_for, tmp_path: Path) -> None:
+def test_event_round_trip_and_headers(host_for: HostFactory, tmp_path: Path) -> None:
     host = host_for("echo", timeout=12, memory_mb=256, name="echo-fn")
     event = {"hello": "wörld", "n": [1, 2.5, None], "nested": {"a": True}}
     before_ms = int(time.time() * 1000)
-    results = [host.invoke(event), host.invoke(event)]
+    results, invoke_ms = [], []
+    for _ in range(2):
+        started = time.monotonic()
+        results.append(host.invoke(event))
+        invoke_ms.append((time.monotonic() - started) * 1000)
     after_ms = int(time.time() * 1000)
 
     assert [ok for ok, _ in results] == [True, True]
@@ -247,7 +233,12 @@ def test_event_round_trip_and_headers(host_for, tmp_path: Path) -> None:
     summary = host.summary()
     assert summary["cold_start_ms"] > 0 and len(summary["cold_starts_ms"]) == 1
     assert summary["restarts"] == 0 and summary["invocations"] == 2
-    assert len(summary["durations_ms"]) == 2 and all(d >= 0 for d in summary["durations_ms"])
+    # Each duration (rounded to 0.1 ms) covers the function's work on the event, as its own clock
+    # saw it, and lies within the invoke() call that waited for it.
+    work_ms = [(p["answering_monotonic"] - p["got_monotonic"]) * 1000 for _, p in results]
+    assert len(summary["durations_ms"]) == 2
+    for duration, work, waited in zip(summary["durations_ms"], work_ms, invoke_ms, strict=True):
+        assert work - 0.05 <= duration <= waited + 0.05, (duration, work, waited)
     pid = host.pid
     host.close()
     assert host.summary()["peak_rss_kb"] > 1000
@@ -255,7 +246,7 @@ def test_event_round_trip_and_headers(host_for, tmp_path: Path) -> None:
     assert "fake runtime starting in mode echo" in (tmp_path / "fake.log").read_text()
 
 
-def test_function_error_is_returned_and_the_process_stays_warm(host_for) -> None:
+def test_function_error_is_returned_and_the_process_stays_warm(host_for: HostFactory) -> None:
     host = host_for("error")
     pid = host.pid
     for _ in range(2):
@@ -265,7 +256,7 @@ def test_function_error_is_returned_and_the_process_stays_warm(host_for) -> None
     assert host.pid == pid and host.summary()["restarts"] == 0
 
 
-def test_init_error_stops_the_host(host_for) -> None:
+def test_init_error_stops_the_host(host_for: HostFactory) -> None:
     host = host_for("init-error", timeout=30)
     pid = host.pid
     started = time.monotonic()
@@ -286,7 +277,7 @@ def test_init_error_stops_the_host(host_for) -> None:
     assert host.summary()["restarts"] == 0
 
 
-def test_exit_before_init_is_an_init_failure(host_for) -> None:
+def test_exit_before_init_is_an_init_failure(host_for: HostFactory) -> None:
     host = host_for("exit-at-start", timeout=30)
     started = time.monotonic()
     ok, payload = host.invoke({})
@@ -297,7 +288,7 @@ def test_exit_before_init_is_an_init_failure(host_for) -> None:
     assert host.invoke({})[0] is False and host.summary()["restarts"] == 0
 
 
-def test_child_death_fails_the_invocation_without_hanging_and_restarts(host_for, tmp_path: Path) -> None:
+def test_child_death_fails_the_invocation_without_hanging_and_restarts(host_for: HostFactory, tmp_path: Path) -> None:
     host = host_for("die-once", timeout=30)
     first_pid = host.pid
     started = time.monotonic()
@@ -315,7 +306,7 @@ def test_child_death_fails_the_invocation_without_hanging_and_restarts(host_for,
     assert summary["restarts"] == 1 and len(summary["cold_starts_ms"]) == 2
 
 
-def test_timeout_kills_the_process_and_the_next_invocation_starts_a_new_one(host_for) -> None:
+def test_timeout_kills_the_process_and_the_next_invocation_starts_a_new_one(host_for: HostFactory) -> None:
     host = host_for("sleep-once", timeout=1)
     first_pid = host.pid
     started = time.monotonic()
@@ -329,7 +320,7 @@ def test_timeout_kills_the_process_and_the_next_invocation_starts_a_new_one(host
     assert host.summary()["restarts"] == 1
 
 
-def test_initialisation_that_never_finishes_is_bounded(host_for) -> None:
+def test_initialisation_that_never_finishes_is_bounded(host_for: HostFactory) -> None:
     host = host_for("slow-init", timeout=30, init_timeout=1)
     pid = host.pid
     started = time.monotonic()
@@ -342,7 +333,7 @@ def test_initialisation_that_never_finishes_is_bounded(host_for) -> None:
 def test_cli_invoke_prints_one_summary(fake: Path, tmp_path: Path, stack_env: dict[str, str]) -> None:
     log = tmp_path / "cli.log"
     result = subprocess.run(
-        [sys.executable, str(LAMBDA_HOST), "invoke", "--binary", str(fake), "--name", "cli-fn",
+        [sys.executable, *LAMBDA_HOST, "invoke", "--binary", str(fake), "--name", "cli-fn",
          "--event", '{"n": 1}', "--repeat", "3", "--timeout", "5", "--log", str(log)],
         env={**os.environ, **stack_env, "FAKE_MODE": "echo"},
         capture_output=True, text=True, timeout=60, check=False,
@@ -359,7 +350,7 @@ def test_cli_invoke_prints_one_summary(fake: Path, tmp_path: Path, stack_env: di
 
 def test_cli_exits_1_when_invocations_fail(fake: Path, tmp_path: Path, stack_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [sys.executable, str(LAMBDA_HOST), "invoke", "--binary", str(fake), "--name", "cli-fn",
+        [sys.executable, *LAMBDA_HOST, "invoke", "--binary", str(fake), "--name", "cli-fn",
          "--log", str(tmp_path / "cli.log")],
         env={**os.environ, **stack_env, "FAKE_MODE": "error"},
         capture_output=True, text=True, timeout=60, check=False,
@@ -388,7 +379,7 @@ def test_batch_failure_rules() -> None:
 
 
 def test_sqs_mapping_deletes_acknowledged_messages_and_leaves_item_failures(
-    host_for, sqs, queues, tmp_path: Path
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str], tmp_path: Path
 ) -> None:
     name, queue_url, _dlq = queues
     bodies = [f"ok-{i}" for i in range(9)] + [f"fail-{i}" for i in range(3)]
@@ -419,7 +410,7 @@ def test_sqs_mapping_deletes_acknowledged_messages_and_leaves_item_failures(
     }  # fmt: skip
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert record["messageAttributes"] == {}
-    assert record["md5OfBody"] == hashlib.md5(b"ok-0").hexdigest()  # noqa: S324 - SQS's checksum
+    assert record["md5OfBody"] == hashlib.md5(b"ok-0").hexdigest()
     assert (record["eventSource"], record["awsRegion"]) == ("aws:sqs", "us-east-1")
     assert record["eventSourceARN"] == f"arn:aws:sqs:us-east-1:123456789012:{name}"
 
@@ -428,7 +419,9 @@ def test_sqs_mapping_deletes_acknowledged_messages_and_leaves_item_failures(
     assert {m["Attributes"]["ApproximateReceiveCount"] for m in left} == {"2"}
 
 
-def test_sqs_mapping_on_an_invocation_error_deletes_nothing(host_for, sqs, queues) -> None:
+def test_sqs_mapping_on_an_invocation_error_deletes_nothing(
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str]
+) -> None:
     _name, queue_url, _dlq = queues
     send(sqs, queue_url, ["a", "b", "c"])
     host = host_for("error")
@@ -442,7 +435,9 @@ def test_sqs_mapping_on_an_invocation_error_deletes_nothing(host_for, sqs, queue
     assert sorted(m["Body"] for m in drain(sqs, queue_url)) == ["a", "b", "c"]
 
 
-def test_sqs_mapping_treats_an_unknown_item_identifier_as_a_whole_batch_failure(host_for, sqs, queues) -> None:
+def test_sqs_mapping_treats_an_unknown_item_identifier_as_a_whole_batch_failure(
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str]
+) -> None:
     _name, queue_url, _dlq = queues
     send(sqs, queue_url, ["a", "b"])
     summary = run_sqs(host_for("sqs-bad-id"), queue_url, max_batches=1, wait=0)
@@ -450,7 +445,9 @@ def test_sqs_mapping_treats_an_unknown_item_identifier_as_a_whole_batch_failure(
     assert len(drain(sqs, queue_url)) == 2
 
 
-def test_a_message_that_keeps_failing_lands_in_the_dlq(host_for, sqs, queues, tmp_path: Path) -> None:
+def test_a_message_that_keeps_failing_lands_in_the_dlq(
+    host_for: HostFactory, sqs: SqsClient, queues: tuple[str, str, str], tmp_path: Path
+) -> None:
     _name, queue_url, dlq_url = queues
     ids = send(sqs, queue_url, ["ok-1", "fail-1"])
     host = host_for("sqs")
@@ -472,14 +469,16 @@ def test_a_message_that_keeps_failing_lands_in_the_dlq(host_for, sqs, queues, tm
     assert [(m["MessageId"], m["Body"]) for m in dead] == [(ids["fail-1"], "fail-1")]
 
 
-def test_cli_sqs_until_empty(fake: Path, tmp_path: Path, sqs, queues, stack_env: dict[str, str]) -> None:
+def test_cli_sqs_until_empty(
+    fake: Path, tmp_path: Path, sqs: SqsClient, queues: tuple[str, str, str], stack_env: dict[str, str]
+) -> None:
     _name, queue_url, _dlq = queues
     send(sqs, queue_url, [f"ok-{i}" for i in range(7)])
     env_file = tmp_path / "stack.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
     bare_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # all from --env-file
     result = subprocess.run(
-        [sys.executable, str(LAMBDA_HOST), "sqs", "--binary", str(fake), "--name", "cli-sqs",
+        [sys.executable, *LAMBDA_HOST, "sqs", "--binary", str(fake), "--name", "cli-sqs",
          "--queue-url", queue_url, "--batch-size", "3", "--until-empty", "--wait", "0",
          "--env-file", str(env_file), "--env", "FAKE_MODE=sqs", "--log", str(tmp_path / "cli.log")],
         env=bare_env, capture_output=True, text=True, timeout=60, check=False,
@@ -500,25 +499,8 @@ def test_cli_sqs_until_empty(fake: Path, tmp_path: Path, sqs, queues, stack_env:
 STAGED_TABLES = {"raw_events": "RAW_EVENTS", "raw_events_rejected": "RAW_EVENTS_REJECTED"}
 
 
-def fake_received(body: str, receive_count: int = 1) -> dict:
-    """A message as ReceiveMessage returns it."""
-    now_ms = str(int(time.time() * 1000))
-    return {
-        "MessageId": str(uuid.uuid4()),
-        "ReceiptHandle": base64.b64encode(os.urandom(48)).decode(),
-        "Body": body,
-        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
-        "Attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": now_ms,
-            "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
-            "ApproximateFirstReceiveTimestamp": now_ms,
-        },
-    }
-
-
 @pytest.mark.skipif(not INGEST.exists(), reason=f"{INGEST} is not built (cargo build -p ingest)")
-def test_real_ingest_stages_valid_and_rejected_rows(sqs, stack_env: dict[str, str], tmp_path: Path) -> None:
+def test_real_ingest_stages_valid_and_rejected_rows(sqs: SqsClient, stack_env: dict[str, str], tmp_path: Path) -> None:
     staging = sqs.create_queue(QueueName=f"pytest-lambda-host-staging-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     events = [
         {"event_id": "e1", "event_time": "2026-11-02T10:00:00+02:00", "merchant_id": "m1",

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import snowflake.connector
 from snowflake.connector.connection import SnowflakeConnection
+
+from tracklayer_local.harness import connect, snowflake_port
 
 REPO = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO / "infra" / "sql"
@@ -32,11 +33,7 @@ def statements(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sf(stack_env: dict[str, str]) -> Iterator[SnowflakeConnection]:
-    port = int(stack_env["SNOWFLAKE_EMULATOR_URL"].rsplit(":", 1)[1])
-    conn = snowflake.connector.connect(
-        account="fakesnow", user="pytest", password="local", host="127.0.0.1", port=port,
-        protocol="http", database="TRACKLAYER", schema="EVENTS", login_timeout=10, network_timeout=60,
-    )  # fmt: skip
+    conn = connect(snowflake_port(stack_env))
     yield conn
     conn.close()
 
@@ -49,7 +46,7 @@ def select(sf: SnowflakeConnection, sql: str) -> list[tuple[Any, ...]]:
 
 def day(n: int, hour: int, minute: int = 0) -> datetime:
     """n days before today (UTC), at hour:minute."""
-    today = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=n) + timedelta(hours=hour, minutes=minute)
 
 
@@ -92,7 +89,7 @@ def queries(table: str) -> list[str]:
 
 
 def test_rejections_by_reason_and_day(sf: SnowflakeConnection, rejected: tuple[str, dict[str, Any]]) -> None:
-    table, facts = rejected
+    table, _facts = rejected
     by_day, _, _ = queries(table)
     assert select(sf, by_day) == [
         (day(0, 0), "invalid_field", 7, 2),

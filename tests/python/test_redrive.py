@@ -1,4 +1,4 @@
-"""The way back from both dead-letter queues, short: `infra/local/redrive.py --events 30`.
+"""The way back from both dead-letter queues, short: `python -m tracklayer_local.redrive --events 30`.
 
 Real `target/debug/ingest` and `target/debug/flush` on fresh queues: a wrong
 TRACKLAYER_STAGING_QUEUE_URL sends every event message to the events DLQ, a secret naming an
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import stack_env_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ TIMEOUT_S = 180
 def test_dead_lettered_events_and_chunks_come_back_and_load_once(stack_env: dict[str, str], tmp_path: Path) -> None:
     result = tmp_path / "redrive.json"
     env_file = stack_env_path()
-    command = [sys.executable, str(REPO / "infra" / "local" / "redrive.py"), "--events", str(EVENTS),
+    command = [sys.executable, "-m", "tracklayer_local.redrive", "--events", str(EVENTS),
                "--env-file", str(env_file), "--log-dir", str(tmp_path), "--json", str(result)]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     detail = f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
@@ -59,6 +60,12 @@ def test_dead_lettered_events_and_chunks_come_back_and_load_once(stack_env: dict
     assert (f["events_sent"], f["valid_sent"], f["bad_sent"]) == (EVENTS, 26, 4), detail
     assert f["flush_report"]["status"] == "loaded", detail
     assert (f["flush_report"]["events_loaded"], f["flush_report"]["events_rejected"]) == (26, 4), detail
-    assert (f["loaded_rows"], f["loaded_distinct"], f["missing"], f["duplicates"], f["bad_loaded"]) == (26, 26, 0, 0, 0), detail
+    assert (f["loaded_rows"], f["loaded_distinct"], f["missing"], f["duplicates"], f["bad_loaded"]) == (
+        26,
+        26,
+        0,
+        0,
+        0,
+    ), detail
     assert f["quarantined_by_reason"] == {"missing_field": 2, "invalid_field": 2}, detail
     assert f["left"] == {"events_queue": 0, "events_dlq": 0, "staging_queue": 0, "staging_dlq": 0}, detail

@@ -8,7 +8,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from sflocal import Control, SqlApi, insert_batch, make_events, sfquery
+from sflocal import Control, Reply, SqlApi, insert_batch, make_events, sfquery
 
 
 def test_success_body_has_the_documented_shape(api: SqlApi) -> None:
@@ -326,7 +326,7 @@ def test_a_suspended_warehouse_without_auto_resume_fails_dml(api: SqlApi, contro
 
 
 def test_four_concurrent_batches_all_land(api: SqlApi, table: str) -> None:
-    def load(n: int):
+    def load(n: int) -> Reply:
         statement, bindings = insert_batch(table, make_events(50, prefix=f"c{n}"))
         return api.submit(statement, bindings=bindings)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from cryptography.hazmat.primitives import serialization
+
 from sflocal import Http, Identity, SqlApi, fingerprint
 
 ENV_KEYS = [
@@ -30,7 +32,7 @@ ENV_KEYS = [
 ]
 
 
-def aws(stack_env: dict[str, str], service: str):  # noqa: ANN201
+def aws(stack_env: dict[str, str], service: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=stack_env["AWS_ENDPOINT_URL"],

@@ -1,4 +1,4 @@
-"""Snowpipe Streaming REST API of the local Snowflake (infra/local/streaming_emulator.py), over HTTP.
+"""Snowpipe Streaming REST API of the local Snowflake (infra/local/emulator/streaming.py), over HTTP.
 
 Commits are made deterministic with the "manual" commit setting and POST /__emulator/streaming/commit,
 or awaited by polling bulk channel status with a bound; nothing sleeps for timing.
@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import jwt
 import pytest
 import zstandard
+
 from conftest import DATABASE
 from sflocal import Control, Http, Identity, Reply, SqlApi, sfquery
 

@@ -47,7 +47,7 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 
 def template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)  # noqa: S506 (a SafeLoader subclass)
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
 
 
 def statements(node: Any) -> list[dict[str, Any]]:
@@ -158,7 +158,7 @@ class Stack:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             intrinsic = INTRINSICS.get(key.removeprefix("Fn::"))
             if intrinsic is not None:
                 return intrinsic(self, arg)
@@ -485,7 +485,7 @@ def widget_rows(widget: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]
         parts = [p for p in raw if not isinstance(p, dict)]
         parts = [previous[i] if p == "." and i < len(previous) else p for i, p in enumerate(parts)]
         previous = parts
-        rows.append((parts[0], parts[1], dict(zip(parts[2::2], parts[3::2]))))
+        rows.append((parts[0], parts[1], dict(zip(parts[2::2], parts[3::2], strict=False))))
     return rows
 
 
@@ -516,7 +516,9 @@ def dashboard_problems(tpl: dict[str, Any], emitted: Emitted) -> list[str]:
             if target not in resources or stack.resource(target) is None:
                 problems.append(f"dashboard ({mode}): ${{{ref}}} names no resource of this template")
     for function, names in emitted.metrics.items():
-        problems += [f"dashboard: no widget shows {function}'s {n}" for n in sorted(names) if (function, n) not in shown]
+        problems += [
+            f"dashboard: no widget shows {function}'s {n}" for n in sorted(names) if (function, n) not in shown
+        ]
     missing = set(of_type(tpl, "AWS::CloudWatch::Alarm")) - alarms_listed
     problems += [f"dashboard: the alarm widget leaves out {a}" for a in sorted(missing)]
     return problems
@@ -555,7 +557,10 @@ def drifted(tpl: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 def test_drift_between_code_and_dashboard_is_caught() -> None:
     tpl, emitted = template(), rust_emitted()
     cases = {
-        '"EventsLoaded", "Function", "flush"': ('"EventLoaded", "Function", "flush"', "flush emits no metric 'EventLoaded'"),
+        '"EventsLoaded", "Function", "flush"': (
+            '"EventLoaded", "Function", "flush"',
+            "flush emits no metric 'EventLoaded'",
+        ),
         '"Mode", "scheduled", {"label": "statements"}': ('"Mode", "stream", {"label": "statements"}', "not 'stream'"),
         '"Function", "flush", "Mode", "scheduled", {"label": "statements"}':
             ('"Function", "flush", {"label": "statements"}', "with dimensions ['Function']"),
@@ -616,7 +621,9 @@ def test_staging_backlog_alarm_fires_past_two_flush_periods() -> None:
         stack = Stack(tpl, parameters(tpl, FlushPeriodMinutes=minutes))
         alarm = stack.resource("StagingBacklogAlarm")
         (stat,) = [m for m in alarm["Metrics"] if "MetricStat" in m]
-        assert stat["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"GetAtt": "StagingQueue.QueueName"}}]
+        assert stat["MetricStat"]["Metric"]["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"GetAtt": "StagingQueue.QueueName"}}
+        ]
         (math,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
         threshold, two_periods = alarm["Threshold"], 2 * minutes * 60
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
@@ -643,6 +650,8 @@ def test_outputs_give_the_dashboard_url_and_the_redrive_arns() -> None:
     tpl = template()
     outputs = tpl["Outputs"]
     url = Stack(tpl, parameters(tpl)).eval(outputs["DashboardUrl"]["Value"])
-    assert url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=${Dashboard}"
+    assert (
+        url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=${Dashboard}"
+    )
     for queue in ("EventsQueue", "EventsDeadLetterQueue", "StagingQueue", "StagingDeadLetterQueue"):
         assert outputs[f"{queue}Arn"]["Value"] == {"GetAtt": f"{queue}.Arn"}, queue

@@ -1,6 +1,6 @@
 """Snowpipe Streaming (high-performance architecture) REST API for the local Snowflake.
 
-Mounted by ``snowflake_emulator.py`` on the same port as the SQL API. Rows land in the same
+Mounted by ``app.py`` on the same port as the SQL API. Rows land in the same
 fakesnow DuckDB tables the SQL API, the Python connector and dbt read. The facts below come from
 ``/work/shared/notes/snowpipe-streaming.md``; each rule names its source key from that file's §0:
 
@@ -306,7 +306,7 @@ AUTH_MISSING, AUTH_INVALID, AUTH_EXPIRED = "390101", "390303", "390318"
 
 
 # --------------------------------------------------------------------------------------------
-# Report and fault hooks (called by snowflake_emulator.py)
+# Report and fault hooks (called by app.py, faults.py and report.py)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,366 @@
+"""What the run scripts (benchmarks, chaos, demo, redrive, the Lambda host) and the tests share.
+
+* the stack's settings: ``$STACK_DIR/stack.env`` (``stack.py up`` writes it) read into a dict;
+* its SQS: a client for the stack's moto, queue pairs with a DLQ, queue depths, draining;
+* its local Snowflake: the ``/__emulator`` control endpoints, and queries through
+  snowflake-connector-python (the drivers' protocol, as dbt and the Rust tests read);
+* the functions' one-line JSON invocation summaries in their logs;
+* output: progress lines on stderr, medians with their spread, Markdown tables (tabulate), and
+  the command line that reproduces a run.
+
+Standard library and boto3 only at import time (the Lambda host runs with no more); the
+connector and tabulate are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_REGION = "us-east-1"
+DATABASE, SCHEMA = "TRACKLAYER", "EVENTS"
+
+# boto3 builds its clients at run time, so there is no static type to name: this alias says what
+# the argument is.
+SqsClient = Any
+Progress = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------------------
+# The stack's settings
+# ------------------------------------------------------------------------------------------------
+
+
+def stack_dir() -> Path:
+    """``$STACK_DIR`` (default ``.local``), relative to the repository root unless absolute."""
+    path = Path(os.environ.get("STACK_DIR", ".local"))
+    return path if path.is_absolute() else REPO / path
+
+
+def stack_env_path() -> Path:
+    """Where ``stack.py up`` wrote the stack's settings."""
+    return stack_dir() / "stack.env"
+
+
+def read_env_file(path: str | os.PathLike) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments and lines without ``=`` skipped) as a dict."""
+    pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.strip().startswith("#")}
+
+
+def add_stack_options(parser: argparse.ArgumentParser, json_help: str = "also write the JSON result here") -> None:
+    """``--env-file`` (the stack's settings), ``--log-dir`` (the functions' logs) and ``--json``."""
+    parser.add_argument("--env-file", type=Path, default=stack_env_path(), help="the stack's env file")
+    parser.add_argument("--log-dir", type=Path, default=stack_dir() / "logs", help="where the functions' logs go")
+    parser.add_argument("--json", type=Path, help=json_help)
+
+
+def snowflake_port(env: dict[str, str]) -> int:
+    """The local Snowflake's port, from ``SNOWFLAKE_EMULATOR_URL``."""
+    return int(env["SNOWFLAKE_EMULATOR_URL"].rstrip("/").rsplit(":", 1)[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# SQS
+# ------------------------------------------------------------------------------------------------
+
+
+def sqs_client(env: dict[str, str] | None = None, region: str | None = None) -> SqsClient:
+    """An SQS client for ``AWS_ENDPOINT_URL`` (the stack's moto) with the env's test credentials."""
+    import boto3
+
+    env = dict(os.environ) if env is None else env
+    return boto3.client(
+        "sqs",
+        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        region_name=region or env.get("AWS_REGION") or DEFAULT_REGION,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+    )
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """A queue's approximate message counts, as GetQueueAttributes gives them."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.in_flight + self.delayed
+
+
+DEPTH_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def queue_depth(sqs: SqsClient, url: str) -> QueueDepth:
+    """Visible, in-flight and delayed messages of the queue at `url`."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES))["Attributes"]
+    visible, in_flight, delayed = (int(attributes.get(name, 0)) for name in DEPTH_ATTRIBUTES)
+    return QueueDepth(visible, in_flight, delayed)
+
+
+def queue_arn(sqs: SqsClient, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def create_queue_pair(
+    sqs: SqsClient, name: str, max_receive_count: int, attributes: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """A queue named `name` whose redrive policy sends a message to `<name>-dlq` after
+    `max_receive_count` receives; returns (queue URL, DLQ URL)."""
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    redrive = {"deadLetterTargetArn": queue_arn(sqs, dlq), "maxReceiveCount": max_receive_count}
+    queue_attributes = {**(attributes or {}), "RedrivePolicy": json.dumps(redrive)}
+    url = sqs.create_queue(QueueName=name, Attributes=queue_attributes)["QueueUrl"]
+    return url, dlq
+
+
+def drain(sqs: SqsClient, url: str, **receive: Any) -> list[dict[str, Any]]:
+    """Receives and deletes every message visible now (PurgeQueue is allowed once a minute)."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, **receive)
+        batch = got.get("Messages", [])
+        if not batch:
+            return messages
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+        done = {e["Id"] for e in sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Successful", [])}
+        messages.extend(m for i, m in enumerate(batch) if str(i) in done)
+
+
+# ------------------------------------------------------------------------------------------------
+# The local Snowflake
+# ------------------------------------------------------------------------------------------------
+
+
+class Control:
+    """The local Snowflake's ``/__emulator`` control endpoints (see the emulator package)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/") + "/__emulator"
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text = response.read()
+        return json.loads(text) if text else None
+
+
+def connect(port: int, database: str = DATABASE, schema: str = SCHEMA, network_timeout: int = 120) -> Any:
+    """snowflake-connector-python to the local Snowflake (its fakesnow routes take any credentials)."""
+    import snowflake.connector
+
+    return snowflake.connector.connect(
+        account="fakesnow",
+        user="local",
+        password="local",
+        host="127.0.0.1",
+        port=port,
+        protocol="http",
+        database=database,
+        schema=schema,
+        login_timeout=30,
+        network_timeout=network_timeout,
+    )
+
+
+def dbt_environment(env: dict[str, str], schema: str) -> dict[str, str]:
+    """This process's environment for `dbt` against the local Snowflake (infra/dbt/profiles.yml's
+    target "local"), in `schema`, with dbt's telemetry off."""
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DBT_") and k not in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT")
+    }
+    environment.update(
+        DBT_TARGET="local",
+        DBT_SCHEMA=schema,
+        SNOWFLAKE_HOST="127.0.0.1",
+        SNOWFLAKE_PORT=str(snowflake_port(env)),
+        DO_NOT_TRACK="1",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    return environment
+
+
+def count_rows(port: int, table: str, column: str, prefix: str) -> int:
+    """Rows of `table` whose `column` starts with `prefix`, read through the drivers' protocol."""
+    conn = connect(port)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT COUNT(*) AS N FROM {table} WHERE {column} LIKE %s", (prefix + "%",))
+        return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def as_json_value(value: Any) -> str | None:
+    """A result value as sfquery prints it: text as is, datetimes to the millisecond, else str()."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+    return str(value)
+
+
+def query(sql: str, port: int, database: str = DATABASE, schema: str = SCHEMA) -> dict[str, list]:
+    """``{"columns": [...], "rows": [[...]]}`` of one statement, values as ``as_json_value`` gives them."""
+    conn = connect(port, database, schema, network_timeout=60)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        columns = [d.name for d in cur.description]
+        rows = [[as_json_value(v) for v in row] for row in cur.fetchall()]
+    finally:
+        conn.close()
+    return {"columns": columns, "rows": rows}
+
+
+# ------------------------------------------------------------------------------------------------
+# The functions' invocation summaries
+# ------------------------------------------------------------------------------------------------
+
+
+def log_size(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def invocation_summaries(log: Path, offset: int = 0, message: str = "ingest invocation summary") -> list[dict]:
+    """The one-line JSON summaries the function wrote to `log` after byte `offset`, in order."""
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode("utf-8", errors="replace")
+    found = []
+    for line in text.splitlines():
+        if not line.lstrip().startswith("{") or message not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == message:
+            found.append(record)
+    return found
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+
+
+def progress_to_stderr(name: str) -> Progress:
+    """A progress function printing ``<name>: <line>`` on stderr."""
+
+    def progress(line: str) -> None:
+        print(f"{name}: {line}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def spread(values: Iterable[float], digits: int = 1, mean: bool = False) -> dict[str, float | None]:
+    """Median, min and max (and mean), rounded; None each when there are no values."""
+    values = list(values)
+    keys = ("median", "min", "max", "mean") if mean else ("median", "min", "max")
+    if not values:
+        return dict.fromkeys(keys)
+    figures = {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+    if mean:
+        figures["mean"] = round(statistics.fmean(values), digits)
+    return figures
+
+
+def span(values: dict[str, Any] | None, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    """``median (min-max)`` of a `spread`, each divided by `scale`; ``n/a`` without figures."""
+    if not values or values.get("median") is None:
+        return "n/a"
+
+    def shown(value: float) -> str:
+        return f"{value / scale:,.{digits}f}"
+
+    return f"{shown(values['median'])}{unit} ({shown(values['min'])}-{shown(values['max'])})"
+
+
+def markdown_table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    """A GitHub Markdown table; cells are shown as given (no number parsing)."""
+    from tabulate import tabulate
+
+    return tabulate(
+        [[str(cell) for cell in row] for row in rows], headers=header, tablefmt="github", disable_numparse=True
+    )
+
+
+def print_result(result: dict[str, Any], markdown: str, json_path: Path | None) -> None:
+    """A benchmark's result: JSON on stdout (and to `json_path`), then its Markdown."""
+    text = json.dumps(result, indent=2)
+    if json_path:
+        json_path.write_text(text + "\n")
+    print(text)
+    print()
+    print(markdown)
+
+
+def missing_setup(name: str, binaries: dict[Path, str], env_file: Path) -> str | None:
+    """Why a script cannot run (a binary not built, no stack), as one line; None when it can."""
+    for binary, packages in binaries.items():
+        if not binary.is_file():
+            return f"{name}: {binary} is not built (cargo build {packages})"
+    if not env_file.is_file():
+        return f"{name}: {env_file} missing: start the stack (python -m tracklayer_local.stack up)"
+    return None
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the repository root when it is inside it."""
+    full = Path(path).resolve()
+    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
+
+
+def command_line(argv: list[str] | None = None, module: str | None = None) -> str:
+    """The command that reruns this process: ``[STACK_DIR=...] .venv/bin/python -m <module> <argv>``."""
+    python = Path(sys.executable)
+    shown_python = str(python.relative_to(REPO)) if python.is_relative_to(REPO) else str(python)
+    if module is None:
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else None
+    entry = ["-m", module] if module else [sys.argv[0]]
+    prefix = f"STACK_DIR={shlex.quote(os.environ['STACK_DIR'])} " if "STACK_DIR" in os.environ else ""
+    return prefix + shlex.join([shown_python, *entry, *(sys.argv[1:] if argv is None else argv)])
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float, interval: float = 0.5) -> None:
+    """Polls `check` until it holds; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(interval)
