@@ -134,6 +134,18 @@ Rules the SQL API enforces
 6. Request parameters are read whatever their case: the SQL API guide writes
    ``"MULTI_STATEMENT_COUNT"`` (https://docs.snowflake.com/en/developer-guide/sql-api/
    submitting-multiple-statements), the OpenAPI spec ``multi_statement_count``.
+7. ``CALL SYSTEM$WAIT(<amount>[, '<unit>'])`` (or ``SELECT`` instead of ``CALL``) waits that
+   long, then answers one row, column ``SYSTEM$WAIT``, ``waited <amount> <unit>`` with the unit
+   in lower case (``waited 10 seconds``, ``waited 2 minutes``); units DAYS, HOURS, MINUTES,
+   SECONDS (the default), MILLISECONDS, MICROSECONDS, NANOSECONDS, any case
+   (https://docs.snowflake.com/en/sql-reference/functions/system_wait). "SYSTEM$WAIT checks
+   periodically for cancellation" (same page): a cancel or the request's ``timeout`` ends the
+   wait at once (000604 / 408 000630, as for any statement). It is how tests and
+   ``snowflake_check.py`` make a statement reliably slow without scanning data. Only that
+   whole-statement form is intercepted (SYSTEM$WAIT inside another statement, or another unit,
+   reaches fakesnow, which refuses it with 002003, not Snowflake's code). UNCONFIRMED: the text
+   for an amount of 1 or a fraction (the docs show only plurals of whole numbers), and whether
+   Snowflake needs a warehouse for it (here it needs none).
 
 SQL API v2
 ----------
@@ -175,7 +187,8 @@ PROGRAMMATIC_ACCESS_TOKEN`` and ``User-Agent``. Body fields: ``statement``, ``ti
   WAREHOUSE_SIZE, INITIALLY_SUSPENDED), ``USE WAREHOUSE|ROLE <name>`` and GRANT/REVOKE/CREATE ROLE
   (succeed, no effect), ``SELECT CURRENT_ROLE(), CURRENT_WAREHOUSE(), CURRENT_USER(),
   CURRENT_ACCOUNT(), CURRENT_DATABASE(), CURRENT_SCHEMA()`` (the resolved context, rule 1),
-  ``SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS(...)`` and its JSON_EXTRACT_PATH_TEXT (rule 3).
+  ``SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS(...)`` and its JSON_EXTRACT_PATH_TEXT (rule 3),
+  ``CALL SYSTEM$WAIT(...)`` (rule 7).
   Inside other statements CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_USER()/CURRENT_ACCOUNT()
   are replaced by literals.
 * Warehouses: a statement that needs one (rule 1) runs on the request's warehouse; SUSPENDED
@@ -1873,6 +1886,21 @@ LOGIN_FAILURE_SELECT = re.compile(
     re.I,
 )
 
+SYSTEM_WAIT = re.compile(
+    r"^\s*(?:CALL|SELECT)\s+SYSTEM\$WAIT\s*\(\s*(?P<amount>\d+(?:\.\d+)?)\s*"
+    r"(?:,\s*'(?P<unit>DAYS|HOURS|MINUTES|SECONDS|MILLISECONDS|MICROSECONDS|NANOSECONDS)'\s*)?\)" + END,
+    re.I,
+)
+WAIT_UNIT_SECONDS = {
+    "DAYS": 86400.0,
+    "HOURS": 3600.0,
+    "MINUTES": 60.0,
+    "SECONDS": 1.0,
+    "MILLISECONDS": 1e-3,
+    "MICROSECONDS": 1e-6,
+    "NANOSECONDS": 1e-9,
+}
+
 SHOW_WAREHOUSES_COLUMNS = [
     ("name", "text"),
     ("state", "text"),
@@ -2069,6 +2097,14 @@ class Intercepts:
             "ACCOUNT": req.user.account,
         }
         return CONTEXT_IN_SQL.sub(lambda m: sql_literal(values[m[1].upper()]), sql)
+
+
+def system_wait(stmt: Statement, m: re.Match[str]) -> Result:
+    """SYSTEM$WAIT (rule 7): waits outside the DuckDB lock; a cancel or timeout ends it."""
+    unit = (m["unit"] or "SECONDS").upper()
+    if stmt.cancelled.wait(float(m["amount"]) * WAIT_UNIT_SECONDS[unit]):
+        raise Cancelled
+    return text_result("SYSTEM$WAIT", f"waited {m['amount']} {unit.lower()}")
 
 
 def does_not_exist(name: str) -> ApiError:
@@ -2325,6 +2361,7 @@ class Emulator:
         handles, position = [], 0
         for piece in pieces:
             child = self.statements.child(stmt)
+            child.cancelled = stmt.cancelled  # cancelling the request stops the statement running now
             handles.append(child.handle)
             if isinstance(params, list):
                 piece_params = params[position : position + piece.placeholders]
@@ -2353,6 +2390,8 @@ class Emulator:
 
     def run_one(self, stmt: Statement, sql: str, params: Any, req: SqlRequest, ctx: Context) -> Answer:
         kind = statement_kind(sql)
+        if m := SYSTEM_WAIT.match(sql):
+            return self.success(stmt, system_wait(stmt, m), kind, req.nullable)
         result = self.intercepts.answer(sql, req, ctx)
         if result is None:
             self.intercepts.require_warehouse(kind, sql, req, ctx)
