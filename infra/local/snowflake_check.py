@@ -645,6 +645,8 @@ class Probe:
 
 @dataclass(frozen=True)
 class Rule:
+    """One question asked of both columns."""
+
     id: str
     title: str
     check: Callable[[Probe], Outcome]
@@ -669,12 +671,10 @@ def show_current(current: dict[str, str | None], fields: tuple[str, ...]) -> str
 def context_exact(probe: Probe) -> Outcome:
     reply = probe.api.run(CONTEXT_SQL)
     current = current_values(probe, reply)
-    shown = reply.brief() + (
-        "; "
-        + ("all as configured" if set(current.values()) == {"configured"} else show_current(current, CONTEXT_FIELDS))
-        if current
-        else ""
-    )
+    shown = reply.brief()
+    if current:
+        as_configured = set(current.values()) == {"configured"}
+        shown += "; " + ("all as configured" if as_configured else show_current(current, CONTEXT_FIELDS))
     return Outcome(
         {"answer": reply.answer(), "current": current}, shown, {"select": reply.observed(), "current": current}
     )
@@ -979,6 +979,8 @@ class Aws:
 
 @dataclass
 class Binaries:
+    """The built functions and where their logs go."""
+
     directory: Path
     log_dir: Path
 
@@ -1249,6 +1251,8 @@ def attempt(rule: Rule, probe: Probe) -> Outcome:
 
 @dataclass
 class Endpoints:
+    """moto's and the local Snowflake's base URLs."""
+
     moto: str
     snowflake: str
 
