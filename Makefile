@@ -26,7 +26,7 @@ DBT_REQUIREMENTS := infra/dbt/requirements.txt
 DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
 
 .PHONY: help venv venv-sam venv-dbt stack-up stack-down stack-status test test-rust test-python \
-	demo redrive-local sam-validate sam-build sam-deploy deny deny-advisories fuzz bench chaos fmt lint clean
+	demo redrive-local snowflake-check sam-validate sam-build sam-deploy deny deny-advisories fuzz bench chaos fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -88,6 +88,14 @@ redrive-local: venv ## Dead-letter events and chunks by a misconfiguration, fix 
 	  $(PY) -m tracklayer_local.redrive || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
+
+# Your account from SNOWFLAKE_ACCOUNT, _USER, _PRIVATE_KEY_PATH (+ _PASSPHRASE), _ROLE, _WAREHOUSE
+# (_DATABASE, default TRACKLAYER); without them it says what it needs and runs nothing. It starts
+# its own moto and local Snowflake, writes only to a scratch schema it drops
+# (infra/local/snowflake_check.py). EVENTS=1000, JSON=report.json, LOCAL_ONLY=1.
+snowflake-check: venv ## Compare the local Snowflake's rules with your account and load sample events into it
+	@$(PY) -m tracklayer_local.snowflake_check --build --events "$${EVENTS:-1000}" $${JSON:+--json "$$JSON"} \
+	  $${LOCAL_ONLY:+--local-only}
 
 stack-up: venv ## Start moto (SQS, Secrets Manager) and the local Snowflake; writes .local/stack.env
 	@$(PY) -m tracklayer_local.stack up

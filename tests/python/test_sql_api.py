@@ -262,6 +262,31 @@ def test_statement_timeout_is_408(api: SqlApi, control: Control) -> None:
     assert (reply.status, reply.body["code"], reply.body["sqlState"]) == (408, "000630", "57014")
 
 
+def test_system_wait_waits_and_answers_as_documented(api: SqlApi) -> None:
+    reply = api.submit("CALL SYSTEM$WAIT(200, 'MILLISECONDS')")
+    assert reply.status == 200, reply.body
+    assert [c["name"] for c in reply.body["resultSetMetaData"]["rowType"]] == ["SYSTEM$WAIT"]
+    assert reply.body["data"] == [["waited 200 milliseconds"]]
+    assert api.rows("SELECT SYSTEM$WAIT(0)") == [["waited 0 seconds"]]
+
+
+def test_a_timeout_or_cancel_ends_system_wait_at_once(api: SqlApi, control: Control, table: str) -> None:
+    """SYSTEM$WAIT checks for cancellation (docs): the 408 comes once the statement has stopped."""
+    control.settings(async_threshold_ms=120_000)  # the answer comes when the statement has stopped
+    started = time.monotonic()
+    reply = api.submit("CALL SYSTEM$WAIT(60)", timeout=1)
+    assert (reply.status, reply.body["code"], reply.body["sqlState"]) == (408, "000630", "57014")
+    assert time.monotonic() - started < 30, "the wait went on after the timeout"
+
+    statement = f"CALL SYSTEM$WAIT(60); INSERT INTO {table} (EVENT_ID) VALUES ('after the wait')"
+    accepted = api.submit(statement, run_async=True, parameters={"MULTI_STATEMENT_COUNT": "2"})
+    assert accepted.status == 202, accepted.body
+    handle = accepted.body["statementHandle"]
+    assert api.cancel(handle).body["code"] == "000604"
+    polled = api.poll(handle)
+    assert (polled.status, polled.body["code"]) == (422, "000604")
+
+
 def test_multi_statement_needs_the_count(api: SqlApi) -> None:
     refused = api.submit("SELECT 1; SELECT 2")
     assert (refused.status, refused.body["code"]) == (422, "000008")

@@ -33,6 +33,7 @@ that enforces it:
 4. INSERT ... SELECT compile errors come before any row: ``compile_checks.py``
 5. results and their partitions follow the spec: ``results.py``
 6. request parameters in any case: ``requests.py``
+7. ``CALL SYSTEM$WAIT(n[, 'unit'])`` waits, and a cancel or timeout ends it: ``intercepts.py``
 
 The SQL API's requests: ``requests.py``; answers: ``results.py``, ``statements.py`` (handles,
 202 and polling, cancel, idempotency, timeouts); errors: ``errors.py``; intercepted statements

@@ -45,7 +45,7 @@ from tracklayer_local.emulator.auth import (
 from tracklayer_local.emulator.engine import Cancelled, Engine
 from tracklayer_local.emulator.errors import Answer, ApiError, bad_request, internal_error, sql_error
 from tracklayer_local.emulator.faults import AFTER, BEFORE, DroppedResponse, Fault, Faults, binding_text
-from tracklayer_local.emulator.intercepts import Intercepts
+from tracklayer_local.emulator.intercepts import SYSTEM_WAIT, Intercepts, system_wait
 from tracklayer_local.emulator.report import Report
 from tracklayer_local.emulator.requests import (
     Context,
@@ -298,6 +298,7 @@ class Emulator:
         handles, position = [], 0
         for piece in pieces:
             child = self.statements.child(stmt)
+            child.cancelled = stmt.cancelled  # cancelling the request stops the statement running now
             handles.append(child.handle)
             if isinstance(params, list):
                 piece_params = params[position : position + piece.placeholders]
@@ -326,6 +327,8 @@ class Emulator:
 
     def run_one(self, stmt: Statement, sql: str, params: Any, req: SqlRequest, ctx: Context) -> Answer:
         kind = statement_kind(sql)
+        if m := SYSTEM_WAIT.match(sql):
+            return self.success(stmt, system_wait(stmt, m), kind, req.nullable)
         result = self.intercepts.answer(sql, req, ctx)
         if result is None:
             self.intercepts.require_warehouse(kind, sql, req, ctx)

@@ -8,9 +8,25 @@ SQL API v2: what fakesnow cannot run
   WAREHOUSE_SIZE, INITIALLY_SUSPENDED), ``USE WAREHOUSE|ROLE <name>`` and GRANT/REVOKE/CREATE ROLE
   (succeed, no effect), ``SELECT CURRENT_ROLE(), CURRENT_WAREHOUSE(), CURRENT_USER(),
   CURRENT_ACCOUNT(), CURRENT_DATABASE(), CURRENT_SCHEMA()`` (the resolved context, rule 1),
-  ``SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS(...)`` and its JSON_EXTRACT_PATH_TEXT (rule 3).
+  ``SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS(...)`` and its JSON_EXTRACT_PATH_TEXT (rule 3),
+  ``CALL SYSTEM$WAIT(...)`` (rule 7).
   Inside other statements CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_USER()/CURRENT_ACCOUNT()
   are replaced by literals.
+
+Rule 7
+------
+``CALL SYSTEM$WAIT(<amount>[, '<unit>'])`` (or ``SELECT`` instead of ``CALL``) waits that
+long, then answers one row, column ``SYSTEM$WAIT``, ``waited <amount> <unit>`` with the unit
+in lower case (``waited 10 seconds``, ``waited 2 minutes``); units DAYS, HOURS, MINUTES,
+SECONDS (the default), MILLISECONDS, MICROSECONDS, NANOSECONDS, any case
+(https://docs.snowflake.com/en/sql-reference/functions/system_wait). "SYSTEM$WAIT checks
+periodically for cancellation" (same page): a cancel or the request's ``timeout`` ends the
+wait at once (000604 / 408 000630, as for any statement). It is how tests and
+``snowflake_check.py`` make a statement reliably slow without scanning data. Only that
+whole-statement form is intercepted (SYSTEM$WAIT inside another statement, or another unit,
+reaches fakesnow, which refuses it with 002003, not Snowflake's code). UNCONFIRMED: the text
+for an amount of 1 or a fraction (the docs show only plurals of whole numbers), and whether
+Snowflake needs a warehouse for it (here it needs none).
 """
 
 from __future__ import annotations
@@ -19,10 +35,12 @@ import json
 import re
 
 from tracklayer_local.emulator.auth import LoginFailures
+from tracklayer_local.emulator.engine import Cancelled
 from tracklayer_local.emulator.errors import ApiError, sql_error
 from tracklayer_local.emulator.requests import DML_KINDS, Context, SqlRequest, no_context_named
-from tracklayer_local.emulator.results import Result, column_info, status_result
+from tracklayer_local.emulator.results import Result, column_info, status_result, text_result
 from tracklayer_local.emulator.settings import Settings, Warehouse
+from tracklayer_local.emulator.statements import Statement
 
 NAME = r'("[^"]+"|[A-Za-z_][\w$]*)'
 END = r"\s*;?\s*$"
@@ -79,6 +97,30 @@ SHOW_WAREHOUSES_COLUMNS = [
     ("resource_monitor", "text"),
     ("scaling_policy", "text"),
 ]
+
+
+SYSTEM_WAIT = re.compile(
+    r"^\s*(?:CALL|SELECT)\s+SYSTEM\$WAIT\s*\(\s*(?P<amount>\d+(?:\.\d+)?)\s*"
+    r"(?:,\s*'(?P<unit>DAYS|HOURS|MINUTES|SECONDS|MILLISECONDS|MICROSECONDS|NANOSECONDS)'\s*)?\)" + END,
+    re.I,
+)
+WAIT_UNIT_SECONDS = {
+    "DAYS": 86400.0,
+    "HOURS": 3600.0,
+    "MINUTES": 60.0,
+    "SECONDS": 1.0,
+    "MILLISECONDS": 1e-3,
+    "MICROSECONDS": 1e-6,
+    "NANOSECONDS": 1e-9,
+}
+
+
+def system_wait(stmt: Statement, m: re.Match[str]) -> Result:
+    """SYSTEM$WAIT (rule 7): waits outside the DuckDB lock; a cancel or timeout ends it."""
+    unit = (m["unit"] or "SECONDS").upper()
+    if stmt.cancelled.wait(float(m["amount"]) * WAIT_UNIT_SECONDS[unit]):
+        raise Cancelled
+    return text_result("SYSTEM$WAIT", f"waited {m['amount']} {unit.lower()}")
 
 
 def unquote(name: str) -> str:
