@@ -29,7 +29,7 @@ DBT_STAMP := $(DBT_VENV)/.installed-$(shell sha256sum $(DBT_REQUIREMENTS) 2>/dev
 	demo redrive-local snowflake-check sam-validate sam-build sam-deploy deny deny-advisories fuzz bench chaos fmt lint clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # infra/local is the package tracklayer_local (pyproject.toml), installed editable: its scripts
 # run as `$(PY) -m tracklayer_local.<script>`.
