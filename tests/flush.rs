@@ -260,7 +260,9 @@ async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
     .await;
     emulator.clean().await;
     assert_eq!(first.status, FlushStatus::Partial, "{}", first.to_line());
-    assert!(first.events_loaded > 0 && (first.events_loaded as usize) < valid);
+    // How much lands before the cut-off depends on how fast this machine is (none, on a loaded
+    // one); that the run stops short and the next run finishes is what is asserted.
+    assert!((first.events_loaded as usize) < valid, "{}", first.to_line());
     assert!(first.leftover_estimate > 0);
     let second = run(&flush, FlushRequest::default()).await;
     assert_eq!(second.status, FlushStatus::Loaded, "{}", second.to_line());
