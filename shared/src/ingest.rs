@@ -223,7 +223,8 @@ impl Ingest {
         }
     }
 
-    /// A stream-mode handler over an existing loader (tests, benchmarks).
+    /// A stream-mode handler over an existing loader (tests).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn stream(loader: Loader) -> Self {
         let chunker = Chunker::new(loader.settings().max_statement_bytes);
         Ingest {
@@ -232,7 +233,8 @@ impl Ingest {
         }
     }
 
-    /// A scheduled-mode handler staging to `queue_url`.
+    /// A scheduled-mode handler staging to `queue_url` (tests).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn scheduled(
         sqs: aws_sdk_sqs::Client,
         queue_url: String,
