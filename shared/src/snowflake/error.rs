@@ -731,16 +731,8 @@ mod tests {
     #[test]
     fn exactly_the_unfixable_kinds_stop_the_run() {
         use ErrorKind::*;
-        let all = [
-            Authentication,
-            Permission,
-            Warehouse,
-            Data,
-            Transient,
-            Timeout,
-            Configuration,
-            Other,
-        ];
+        #[rustfmt::skip]
+        let all = [Authentication, Permission, Warehouse, Data, Transient, Timeout, Configuration, Other];
         let stopping: Vec<ErrorKind> = all.into_iter().filter(|k| k.stops_the_run()).collect();
         assert_eq!(
             stopping,
