@@ -10,6 +10,9 @@ PYPROJECT := pyproject.toml
 VENV_STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) $(PYPROJECT) 2>/dev/null | sha256sum | cut -c1-12)
 STACK_ENV := .local/stack.env
 CARGO ?= cargo
+# tests/*.rs talk to the local stack; they build only with this feature (tests/Cargo.toml), so a
+# bare `cargo test --workspace` runs the unit tier alone.
+STACK_TESTS := --features tracklayer-tests/stack
 
 SAM_VENV := .venv-sam
 SAM_REQUIREMENTS := infra/sam/requirements.txt
@@ -112,7 +115,7 @@ test: venv venv-sam venv-dbt ## Lint, build, start the local stack, run every te
 	@echo "==> Validating template.yaml"
 	@$(SAM) validate --lint
 	@echo "==> Building the workspace and its tests"
-	@$(CARGO) build --workspace --all-targets --locked
+	@$(CARGO) build --workspace --all-targets --locked $(STACK_TESTS)
 	@$(MAKE) --no-print-directory deny
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
@@ -120,8 +123,8 @@ test: venv venv-sam venv-dbt ## Lint, build, start the local stack, run every te
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 
-test-rust: ## Rust unit and integration tests (needs a running stack)
-	@set -a && . ./$(STACK_ENV) && set +a && $(CARGO) test --workspace --locked
+test-rust: ## Rust unit tests and, with the stack feature, the cross-process ones (needs a running stack)
+	@set -a && . ./$(STACK_ENV) && set +a && $(CARGO) test --workspace --locked $(STACK_TESTS)
 
 test-python: ## Python tests of the local Snowflake (needs a running stack)
 	@set -a && . ./$(STACK_ENV) && set +a && $(PY) -m pytest -q tests/python
@@ -180,7 +183,7 @@ lint: venv ## Formatting and lints, warnings as errors: ruff (Python; pyproject.
 	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
 	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked $(STACK_TESTS) -- -D warnings
 
 clean: stack-down ## Remove build output, the venv and local state
 	rm -rf target fuzz/target $(VENV) $(SAM_VENV) $(DBT_VENV) .local .aws-sam

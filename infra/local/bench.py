@@ -208,9 +208,9 @@ def mb(kb: float | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
 
 
-def largest_batch(events_per_message: int, body_bytes: int, seed: int, cap: int) -> int:
+def largest_batch(events_per_message: int, seed: int, cap: int) -> int:
     """The most messages (<= cap) whose SQS event stays within LAMBDA_EVENT_LIMIT."""
-    templates, _ = make_templates(cap, body_bytes, seed, events_per_message)
+    templates, _ = make_templates(cap, seed, events_per_message)
     low, high = 1, cap
     while low < high:
         middle = (low + high + 1) // 2
@@ -313,8 +313,8 @@ def read_criterion(home: Path) -> list[dict[str, Any]]:
 def ingest_runs(bench: Bench) -> list[tuple[str, int, int, int]]:
     """(name, messages, events per message, runs) of every bench_ingest run."""
     quick = bench.args.quick
-    one = largest_batch(1, 600, 20261102, 10_000)
-    hundred = largest_batch(100, 600, 20261102, min(200, MAX_BATCH_MESSAGES))
+    one = largest_batch(1, 20261102, 10_000)
+    hundred = largest_batch(100, 20261102, min(200, MAX_BATCH_MESSAGES))
     bench.largest = {"1": one, "100": hundred}
     runs = 2 if quick else 5
     return [
@@ -351,7 +351,7 @@ def section_flush(bench: Bench) -> dict[str, Any]:
 
     runs = 2 if bench.args.quick else 3
     events = 20_000 if bench.args.quick else 100_000
-    largest = getattr(bench, "largest", None) or {"1": largest_batch(1, 600, 20261102, 10_000)}
+    largest = getattr(bench, "largest", None) or {"1": largest_batch(1, 20261102, 10_000)}
     layouts = [("flush-1000", 1000), ("flush-largest", largest["1"])]
     results: dict[str, Any] = {}
     for number in range(1, runs + 1):

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tracklayer_local.bench_flush [--flush target/release/flush]
         [--ingest target/release/ingest] [--events 100000] [--ingest-batch 1000]
-        [--body-bytes 600] [--runs 3] [--memory 256] [--reset-emulator] [--json FILE]
+        [--runs 3] [--memory 256] [--reset-emulator] [--json FILE]
 
 Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and both release binaries (``cargo build --release -p ingest -p flush``).
@@ -307,7 +307,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ingest", type=Path, default=release / "ingest")
     parser.add_argument("--events", type=int, default=100_000, help="events staged per run (100000)")
     parser.add_argument("--ingest-batch", type=int, default=1000, help="messages per ingest invocation (1000)")
-    parser.add_argument("--body-bytes", type=int, default=600, help="average event size (600)")
     parser.add_argument("--runs", type=int, default=3, help="runs, each with a fresh stage (3)")
     parser.add_argument("--memory", type=int, default=256, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB (256)")
     parser.add_argument("--timeout", type=float, default=300.0, help="flush's function timeout, s (300)")
@@ -333,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.log_dir / name).unlink(missing_ok=True)
     started = time.monotonic()
     size = min(args.ingest_batch, args.events)
-    templates, _ = make_templates(size, args.body_bytes, args.seed)
+    templates, _ = make_templates(size, args.seed)
     runs = []
     for number in range(1, args.runs + 1):
         try:

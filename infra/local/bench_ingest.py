@@ -1,18 +1,19 @@
 """Benchmark the real ingest binary on a big SQS batch against the local stack.
 
     .venv/bin/python -m tracklayer_local.bench_ingest [--binary target/release/ingest] [--runs 5]
-        [--messages 10000] [--body-bytes 600] [--events-per-message 1] [--modes scheduled,stream]
+        [--messages 10000] [--events-per-message 1] [--modes scheduled,stream]
         [--memory 128] [--json FILE]
 
 Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and a built binary (``cargo build --release -p ingest``).
 
 It generates one realistic SQS event: ``--messages`` records (default 10,000) of one ecommerce
-event each (view_content / add_to_cart / begin_checkout / purchase across merchants, platforms
-and currencies, values with 2 decimals, properties with products and UTM tags), ``--body-bytes``
-on average (default 600, so ~6 MB of bodies; an event is never shorter than ~500 bytes), 1% of
-them invalid (bad JSON, a missing or bad field); with ``--events-per-message N`` each body is
-NDJSON of N such events (each its own id; the invalid 1% are lines inside the bodies). Then, for
+event each from the Rust generator that the parse benchmark and the Rust tests use too
+(``sample-events``, testkit/src/sample.rs: the funnel view_content / add_to_cart /
+begin_checkout / purchase across seven merchants, three platforms and currencies, properties
+with products and UTM tags; ~600 bytes on average, so ~6 MB of bodies), 1% of them invalid
+(cut-off JSON, a missing or bad field); with ``--events-per-message N`` each body is NDJSON of N
+such events (each its own id; the invalid 1% are lines inside the bodies). Then, for
 each mode, it starts the binary under ``lambda_host`` (scheduled: a fresh staging queue, emptied
 after every run and deleted at the end; stream: the stack's secret, rows go to TRACKLAYER.EVENTS.RAW_EVENTS of the local
 Snowflake), sends one small warm-up event, and then ``--runs`` timed invocations of the big
@@ -38,7 +39,6 @@ import base64
 import hashlib
 import json
 import os
-import random
 import sys
 import time
 import uuid
@@ -57,6 +57,7 @@ from tracklayer_local.harness import (
     print_result,
     progress_to_stderr,
     read_env_file,
+    sample_messages,
     shown_path,
     spread,
     sqs_client,
@@ -69,19 +70,8 @@ CPU_TARGET_MS = 100  # scheduled mode, per batch
 RSS_TARGET_KB = 64 * 1024
 SETTLE_S = 0.2  # after an answer, before reading the CPU time: the process goes back to polling
 EVENT_ID_SLOT = "@@EVENT_ID@@"  # replaced per run by a fresh id of the same length
+BAD_EVERY = 100  # 1% of the events invalid
 SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:tracklayer-events"
-
-EVENT_NAMES = [("view_content", 55), ("add_to_cart", 25), ("begin_checkout", 12), ("purchase", 8)]
-PLATFORMS = ["shopify", "woocommerce", "magento", "bigcommerce", "custom"]
-SOURCES = ["web", "web", "web", "ios", "android", "server"]
-CURRENCIES = ["EUR", "EUR", "USD", "USD", "GBP", "SEK", "DKK", "NOK", "CHF", "PLN"]
-CONSENT = ["granted", "granted", "granted", "denied", "unknown"]
-CATEGORIES = ["shoes", "apparel", "accessories", "home", "beauty", "electronics", "toys", "garden"]
-ADJECTIVES = ["Classic", "Organic", "Slim", "Vintage", "Premium", "Everyday", "Outdoor", "Compact"]
-NOUNS = ["Sneaker", "T-Shirt", "Backpack", "Mug", "Lamp", "Serum", "Headphones", "Planter", "Jacket"]
-UTM_SOURCES = ["google", "facebook", "instagram", "newsletter", "tiktok", "bing", "pinterest"]
-UTM_MEDIUMS = ["cpc", "social", "email", "organic", "display", "affiliate"]
-PATHS = ["/products/", "/collections/sale/products/", "/shop/", "/p/"]
 
 
 progress = progress_to_stderr("bench_ingest")
@@ -92,102 +82,23 @@ progress = progress_to_stderr("bench_ingest")
 # ------------------------------------------------------------------------------------------------
 
 
-def money(rng: random.Random, low: float, high: float) -> float:
-    return round(rng.uniform(low, high), 2)
-
-
-def product(rng: random.Random) -> dict[str, Any]:
-    return {
-        "sku": f"SKU-{rng.randint(10000, 99999)}",
-        "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}",
-        "category": rng.choice(CATEGORIES),
-        "price": money(rng, 4.99, 249.99),
-        "quantity": rng.choice([1, 1, 1, 2, 3]),
-    }
-
-
-def ecommerce_event(rng: random.Random, index: int, body_bytes: int) -> dict[str, Any]:
-    """One event with EVENT_ID_SLOT as its id, about `body_bytes` long on average once serialised."""
-    names, weights = zip(*EVENT_NAMES, strict=True)
-    name = rng.choices(names, weights)[0]
-    products = [product(rng) for _ in range(1 if name == "view_content" else rng.randint(1, 3))]
-    merchant = rng.randint(1, 60)
-    millis = 1_793_000_000_000 + index * 137 + rng.randint(0, 999)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis / 1000)) + f".{millis % 1000:03d}Z"
-    event: dict[str, Any] = {
-        "event_id": EVENT_ID_SLOT,
-        "event_time": stamp,
-        "merchant_id": f"mrc_{merchant:04d}",
-        "event_name": name,
-        "anonymous_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        "platform": PLATFORMS[merchant % len(PLATFORMS)],
-        "source": rng.choice(SOURCES),
-        "consent_status": rng.choice(CONSENT),
-    }
-    if rng.random() < 0.4 or name == "purchase":
-        event["user_id"] = f"usr_{rng.randint(1, 2_000_000):08d}"
-    if name == "purchase":
-        event["order_id"] = f"ord_{merchant:04d}_{rng.randint(1, 10**9):09d}"
-    total = sum(p["price"] * p["quantity"] for p in products)
-    event["value"] = round(total, 2)
-    event["currency"] = rng.choice(CURRENCIES)
-    slug = products[0]["name"].lower().replace(" ", "-")
-    event["properties"] = {
-        "products": products,
-        "page_url": f"https://shop{merchant}.example.com{rng.choice(PATHS)}{slug}",
-        "utm": {
-            "source": rng.choice(UTM_SOURCES),
-            "medium": rng.choice(UTM_MEDIUMS),
-            "campaign": f"{rng.choice(['bf', 'summer', 'spring', 'retarget'])}-{rng.randint(2024, 2026)}",
-        },
-    }
-    # Reach the size: a query string on the page URL, as trackers record it.
-    want = int(body_bytes * rng.uniform(0.8, 1.1))
-    short = want - len(json.dumps(event, separators=(",", ":")))
-    if short > 8:
-        query = "?ref=" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(short - 5))
-        event["properties"]["page_url"] += query
-    return event
-
-
-def invalid_body(rng: random.Random, event: dict[str, Any], kind: int) -> str:
-    """An invalid body: truncated JSON, no merchant_id, a bad value, a bad currency."""
-    text = json.dumps(event, separators=(",", ":"))
-    if kind == 0:
-        return text[: len(text) // 2]
-    broken = dict(event)
-    if kind == 1:
-        del broken["merchant_id"]
-    elif kind == 2:
-        broken["value"] = "twelve euros"
-    else:
-        broken["currency"] = "EURO"
-    return json.dumps(broken, separators=(",", ":"))
-
-
-def make_templates(messages: int, body_bytes: int, seed: int, events_per_message: int = 1) -> tuple[list[str], int]:
+def make_templates(messages: int, seed: int, events_per_message: int = 1) -> tuple[list[str], int]:
     """Message bodies with EVENT_ID_SLOT in the event ids, and how many events are invalid.
 
-    One event per body, or NDJSON of `events_per_message` events whose ids are the slot plus
-    the line number (`@@EVENT_ID@@-007`), so every event of a run has its own id.
+    The Rust generator's events (``harness.sample_messages``, ~600 bytes each, every 100th
+    invalid), one per body or NDJSON of `events_per_message`; ids are ``@@EVENT_ID@@-v<n>``
+    (``-b<n>`` for the invalid ones), unique in the batch, so replacing the slot per run gives
+    every event of a run its own id.
     """
-    rng = random.Random(seed)
-    bodies, invalid = [], 0
-    index = 0
-    for _ in range(messages):
-        lines = []
-        for line in range(events_per_message):
-            event = ecommerce_event(rng, index, body_bytes)
-            if events_per_message > 1:
-                event["event_id"] = f"{EVENT_ID_SLOT}-{line:03d}"
-            if index % 100 == 50:  # 1%
-                lines.append(invalid_body(rng, event, invalid % 4))
-                invalid += 1
-            else:
-                lines.append(json.dumps(event, separators=(",", ":")))
-            index += 1
-        bodies.append("\n".join(lines))
-    return bodies, invalid
+    samples = sample_messages(
+        messages * events_per_message,
+        seed,
+        bad_every=BAD_EVERY,
+        id_prefix=EVENT_ID_SLOT,
+        per_message=events_per_message,
+        release=True,
+    )
+    return [m.body for m in samples], sum(len(m.defects) for m in samples)
 
 
 def make_event(templates: list[str], tag: str) -> bytes:
@@ -376,7 +287,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "ingest")
     parser.add_argument("--runs", type=int, default=5, help="timed invocations per mode (5)")
     parser.add_argument("--messages", type=int, default=10_000, help="records in the batch (10000)")
-    parser.add_argument("--body-bytes", type=int, default=600, help="average message body size (600)")
     parser.add_argument("--events-per-message", type=int, default=1, help="events per body, NDJSON when > 1 (1)")
     parser.add_argument("--modes", default="scheduled,stream", help="comma-separated (scheduled,stream)")
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
@@ -387,8 +297,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.mode_list or any(m not in ("scheduled", "stream") for m in args.mode_list):
         parser.error("--modes: scheduled and/or stream")
-    if args.runs < 1 or args.messages < 10 or args.body_bytes < 200 or not 1 <= args.events_per_message <= 1000:
-        parser.error("--runs >= 1, --messages >= 10, --body-bytes >= 200, --events-per-message 1..1000")
+    if args.runs < 1 or args.messages < 10 or not 1 <= args.events_per_message <= 1000:
+        parser.error("--runs >= 1, --messages >= 10, --events-per-message 1..1000")
     return args
 
 
@@ -400,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stack = read_env_file(str(args.env_file))
     started = time.monotonic()
-    templates, invalid = make_templates(args.messages, args.body_bytes, args.seed, args.events_per_message)
+    templates, invalid = make_templates(args.messages, args.seed, args.events_per_message)
     events = args.messages * args.events_per_message
     sample_event = make_event(templates, "b0000000000")
     body_bytes = sum(len(t.replace(EVENT_ID_SLOT, "b0000000000-00000").encode()) for t in templates)

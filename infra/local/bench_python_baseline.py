@@ -1,7 +1,7 @@
 """Side by side: the same events loaded by a typical Python loader and by our stream-mode ingest.
 
     .venv/bin/python -m tracklayer_local.bench_python_baseline [--events 20000] [--batch 1000] [--runs 3]
-        [--ours target/release/ingest] [--body-bytes 600] [--json FILE]
+        [--ours target/release/ingest] [--json FILE]
 
 Needs a running stack (``python -m tracklayer_local.stack up``; ``--env-file``, default ``$STACK_DIR/stack.env``)
 and the release ingest binary.
@@ -90,9 +90,9 @@ MERCHANT_ID STRING, REASON STRING, DETAIL STRING, RAW_TEXT VARCHAR)"""
 progress = progress_to_stderr("bench_python_baseline")
 
 
-def bodies_for(events: int, body_bytes: int, seed: int, tag: str) -> list[str]:
-    """The message bodies both sides load: bench_ingest's events with ids `<tag>-<index>`."""
-    templates, _ = make_templates(events, body_bytes, seed)
+def bodies_for(events: int, seed: int, tag: str) -> list[str]:
+    """The message bodies both sides load: bench_ingest's events with ids `<tag>-<index>-...`."""
+    templates, _ = make_templates(events, seed)
     return [t.replace(EVENT_ID_SLOT, f"{tag}-{i:06d}") for i, t in enumerate(templates)]
 
 
@@ -189,7 +189,7 @@ def python_only(args: argparse.Namespace) -> int:
     import snowflake.connector  # noqa: F401 - imported before the measurement starts, as in a warm process
 
     rss_imports = vm_rss_kb()
-    bodies = bodies_for(args.events, args.body_bytes, args.seed, args.tag)
+    bodies = bodies_for(args.events, args.seed, args.tag)
     message_ids = [str(uuid.UUID(int=i)) for i in range(len(bodies))]
     rss_before = vm_rss_kb()
     cpu0, wall0 = time.process_time(), time.monotonic()
@@ -253,7 +253,7 @@ def run_ours(args: argparse.Namespace, stack: dict[str, str], bodies: list[str])
 def run_python(args: argparse.Namespace, port: int, tag: str) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "tracklayer_local.bench_python_baseline", "--python-only", "--events", str(args.events),
-        "--batch", str(args.batch), "--body-bytes", str(args.body_bytes), "--seed", str(args.seed),
+        "--batch", str(args.batch), "--seed", str(args.seed),
         "--port", str(port), "--tag", tag,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
@@ -277,7 +277,7 @@ def compare(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
                 measured["rows"] = count_rows(port, PY_TABLE, "EVENT_ID", tag + "-")
                 measured["rejected_rows"] = measured.get("quarantined")
             else:
-                measured = run_ours(args, stack, bodies_for(args.events, args.body_bytes, args.seed, tag))
+                measured = run_ours(args, stack, bodies_for(args.events, args.seed, tag))
                 measured["rows"] = count_rows(port, "RAW_EVENTS", "EVENT_ID", tag + "-")
             measured["ok"] = measured["rows"] == valid and not measured.get("failed_invocations")
             measured["cpu_us_per_event"] = round(measured["cpu_ms"] * 1000 / args.events, 2)
@@ -354,7 +354,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1000, help="rows per executemany / messages per invocation (1000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of both sides (3)")
     parser.add_argument("--ours", type=Path, default=REPO / "target" / "release" / "ingest")
-    parser.add_argument("--body-bytes", type=int, default=600, help="average event size (600)")
     parser.add_argument("--memory", type=int, default=256, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE for ours, MB (256)")
     parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     add_stack_options(parser)

@@ -7,11 +7,12 @@
 Needs a running stack (``python -m tracklayer_local.stack up``, found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and the debug binaries (``cargo build -p ingest -p flush``).
 
-1. Generates ``--events`` realistic ecommerce events (~600 bytes, unique event ids
-   ``chaos<10 hex>-v<n>`` for valid and ``-b<n>`` for bad ones, 1% bad: cut-off JSON, no
-   merchant_id, value "12,50", currency "EURO", event_time "02/11/2026"). About 92% of the SQS
-   messages hold one event, the rest a JSON array of 2-12 (an array never holds the cut-off JSON,
-   which would reject the whole array).
+1. Generates ``--events`` realistic ecommerce events with the Rust generator (``sample-events``,
+   testkit/src/sample.rs; ~600 bytes, unique event ids ``chaos<10 hex>-v<n>`` for valid and
+   ``-b<n>`` for bad ones, 1% bad, cycling through its five defects: no merchant_id, value
+   "12,50", currency "EURO", properties as an array, cut-off JSON). About 92% of the SQS messages
+   hold one event, the rest a JSON array of 2-12 (an array never holds the cut-off JSON, which
+   would reject the whole array).
 2. Creates a fresh events queue with its DLQ (maxReceiveCount 5) and a fresh staging queue with
    its DLQ (maxReceiveCount 5, as template.yaml), and feeds the events through the real ``ingest``
    binary in scheduled mode with ``lambda_host.run_sqs(batch_size=1000, until_empty=True)``, in
@@ -91,6 +92,7 @@ from tracklayer_local.harness import (
     query,
     queue_depth,
     read_env_file,
+    sample_messages,
     snowflake_port,
     sqs_client,
 )
@@ -100,8 +102,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 MAX_RECEIVE_COUNT = 5
 BATCH_SIZE = 1000
-EVENT_BYTES = 600
-BAD_EVERY = 100  # 1%: index % 100 == 50
+BAD_EVERY = 100  # 1%: the 100th, 200th, ... event
 ARRAY_SHARE = 0.08  # share of messages holding a JSON array
 ARRAY_SIZES = (2, 12)
 ASYNC_THRESHOLD_MS = 200
@@ -124,15 +125,6 @@ FAULT_MIX = [
     ("500 after execution", 0.08, "after_execute", {"status": 500}),
     ("dropped connection after execution", 0.20, "after_execute", {"drop_connection": True}),
     (f"slow ({SLOW_MS} ms: 202 + polling)", 0.20, "before_execute", {"delay_ms": SLOW_MS}),
-]
-
-# bad event kinds: (name, expected reason, allowed inside an array)
-BAD_KINDS = [
-    ("cut-off JSON", "invalid_json", False),
-    ("no merchant_id", "missing_field", True),
-    ('value "12,50"', "invalid_field", True),
-    ('currency "EURO"', "invalid_field", True),
-    ('event_time "02/11/2026"', "invalid_field", True),
 ]
 
 
@@ -217,58 +209,19 @@ class Plan:
     body_bytes: int
 
 
-def bad_text(event: dict[str, Any], kind: str) -> str:
-    broken = dict(event)
-    if kind == "cut-off JSON":
-        text = json.dumps(event, separators=(",", ":"))
-        return text[: len(text) // 2]  # event_id comes first, so the prefix is in the raw text
-    if kind == "no merchant_id":
-        del broken["merchant_id"]
-    elif kind.startswith("value"):
-        broken["value"] = "12,50"
-    elif kind.startswith("currency"):
-        broken["currency"] = "EURO"
-    else:
-        broken["event_time"] = "02/11/2026"
-    return json.dumps(broken, separators=(",", ":"))
-
-
 def generate(events: int, seed: int, prefix: str) -> Plan:
-    from tracklayer_local.bench_ingest import ecommerce_event
-
-    rng = random.Random(seed)
+    """The run's events from the Rust generator (``harness.sample_messages``), 1% bad."""
     messages: list[Message] = []
     by_kind: collections.Counter = collections.Counter()
     by_reason: collections.Counter = collections.Counter()
-    single_kinds = list(BAD_KINDS)
-    array_kinds = [k for k in BAD_KINDS if k[2]]
-    index = arrays = 0
-    bad_seen = 0
-    while index < events:
-        size = 1
-        if events - index >= 2 and rng.random() < ARRAY_SHARE:
-            size = min(rng.randint(*ARRAY_SIZES), events - index)
-        message = Message("")
-        texts = []
-        for i in range(index, index + size):
-            bad = i % BAD_EVERY == BAD_EVERY // 2
-            event = ecommerce_event(rng, i, EVENT_BYTES)
-            event["event_id"] = f"{prefix}-{'b' if bad else 'v'}{i:07d}"
-            if bad:
-                kinds = single_kinds if size == 1 else array_kinds
-                name, reason, _ = kinds[bad_seen % len(kinds)]
-                bad_seen += 1
-                texts.append(bad_text(event, name))
-                message.bad.append(name)
-                by_kind[name] += 1
-                by_reason[reason] += 1
-            else:
-                texts.append(json.dumps(event, separators=(",", ":")))
-                message.valid += 1
-        message.body = texts[0] if size == 1 else "[" + ",".join(texts) + "]"
-        arrays += size > 1
-        messages.append(message)
-        index += size
+    arrays = 0
+    shape = {"array_share": ARRAY_SHARE, "array_sizes": ARRAY_SIZES}
+    for sample in sample_messages(events, seed, bad_every=BAD_EVERY, id_prefix=prefix, **shape):
+        kinds = [defect["kind"] for defect in sample.defects]
+        messages.append(Message(sample.body, valid=sample.valid, bad=kinds))
+        by_kind.update(kinds)
+        by_reason.update(defect["reason"] for defect in sample.defects)
+        arrays += sample.array
     bad = sum(by_kind.values())
     return Plan(
         prefix=prefix,

@@ -5,6 +5,8 @@
 * its local Snowflake: the ``/__emulator`` control endpoints, and queries through
   snowflake-connector-python (the drivers' protocol, as dbt and the Rust tests read);
 * the functions' one-line JSON invocation summaries in their logs;
+* the workspace's binaries, built with cargo on demand, and the one event generator
+  (``sample-events``, crate ``tracklayer-testkit``) that benchmarks and tests send;
 * output: progress lines on stderr, medians with their spread, Markdown tables (tabulate), and
   the command line that reproduces a run.
 
@@ -19,12 +21,14 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +271,77 @@ def invocation_summaries(log: Path, offset: int = 0, message: str = "ingest invo
         if record.get("message") == message:
             found.append(record)
     return found
+
+
+# ------------------------------------------------------------------------------------------------
+# Binaries and the event generator
+# ------------------------------------------------------------------------------------------------
+
+
+def binary_path(binary: str, release: bool) -> Path:
+    """Where cargo puts `binary` of this workspace, in the release or the debug profile."""
+    return REPO / "target" / ("release" if release else "debug") / binary
+
+
+@cache
+def build_binary(package: str, binary: str, release: bool) -> Path:
+    """``cargo build --locked [--release] -p <package> --bin <binary>`` (once per process; cargo
+    does nothing when it is fresh) and the binary's path; RuntimeError with cargo's output if
+    the build fails."""
+    command = ["cargo", "build", "--locked", "--quiet", "-p", package, "--bin", binary]
+    if release:
+        command.append("--release")
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed:\n{done.stderr[-4000:]}")
+    return binary_path(binary, release)
+
+
+@dataclass
+class SampleMessage:
+    """One SQS message body from ``sample-events --format messages`` and what it holds."""
+
+    body: str
+    events: int
+    array: bool
+    defects: list[dict[str, str]] = field(default_factory=list)  # {"kind": ..., "reason": ...}
+
+    @property
+    def valid(self) -> int:
+        return self.events - len(self.defects)
+
+
+def sample_messages(
+    events: int,
+    seed: int,
+    *,
+    bad_every: int = 0,
+    defects: Iterable[str] = (),
+    id_prefix: str | None = None,
+    per_message: int = 1,
+    array_share: float = 0.0,
+    array_sizes: tuple[int, int] = (2, 12),
+    release: bool = False,
+) -> list[SampleMessage]:
+    """`events` realistic events from the Rust generator (testkit/src/sample.rs, ~600 bytes
+    each) as message bodies: every `bad_every`-th event defective (cycling through `defects`,
+    default all five kinds), ids ``<id_prefix>-v<n>``/``-b<n>`` when a prefix is given, bodies
+    of `per_message` NDJSON lines or, for `array_share` of them, JSON arrays of `array_sizes`
+    events. The same arguments always give the same bodies."""
+    command = [
+        str(build_binary("tracklayer-testkit", "sample-events", release)),
+        *("--format", "messages", "--events", str(events), "--seed", str(seed)),
+        *("--bad-every", str(bad_every), "--per-message", str(per_message)),
+        *("--array-share", str(array_share), "--array-sizes", f"{array_sizes[0]}-{array_sizes[1]}"),
+    ]
+    if defects:
+        command += ["--defects", ",".join(defects)]
+    if id_prefix is not None:
+        command += ["--id-prefix", id_prefix]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed: {done.stderr.strip()}")
+    return [SampleMessage(**json.loads(line)) for line in done.stdout.splitlines()]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use testkit::sample::SampleStream;
 use tracklayer::event::encode::JsonArray;
 use tracklayer::event::parse_body;
-use tracklayer::sample::SampleStream;
 
 const EVENTS: usize = 10_000;
 

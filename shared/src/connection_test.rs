@@ -1,8 +1,6 @@
 //! connection-test: an ordered diagnosis of everything between the secret and a row read back,
 //! with the fix for every failure in our own words. Run by hand; `check` writes nothing.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -972,9 +970,6 @@ async fn test_sync(
     }
     Some(event_id)
 }
-
-/// A check's default deadline when run by hand.
-pub const DEFAULT_BUDGET: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -281,12 +281,12 @@ impl Flush {
     /// suspend the warehouse, report.
     pub async fn run(&self, request: FlushRequest, lambda_deadline: Instant) -> FlushReport {
         let started = Instant::now();
-        let mut deadline = lambda_deadline
-            .checked_sub(self.config.margin)
-            .unwrap_or(started);
-        if let Some(max) = request.max_seconds {
-            deadline = deadline.min(started + Duration::from_secs(max));
-        }
+        let deadline = run_deadline(
+            lambda_deadline,
+            self.config.margin,
+            request.max_seconds,
+            started,
+        );
         let run = Arc::new(Run {
             deadline,
             stop: AtomicBool::new(false),
@@ -330,13 +330,7 @@ impl Flush {
             self.suspend(&mut report, lambda_deadline).await;
         }
         report.leftover_estimate = self.leftover().await;
-        if report.status != FlushStatus::Failed {
-            report.status = if report.chunks_failed == 0 && report.leftover_estimate == 0 {
-                FlushStatus::Loaded
-            } else {
-                FlushStatus::Partial
-            };
-        }
+        report.status = final_status(&report);
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
     }
@@ -802,6 +796,31 @@ fn sent_timestamp(
         .map(String::as_str)
 }
 
+/// When a run stops taking work: the Lambda deadline less the margin for the answer (already
+/// past when less than the margin is left), and no later than `max_seconds` after `started`.
+fn run_deadline(
+    lambda_deadline: Instant,
+    margin: Duration,
+    max_seconds: Option<u64>,
+    started: Instant,
+) -> Instant {
+    let deadline = lambda_deadline.checked_sub(margin).unwrap_or(started);
+    match max_seconds {
+        Some(max) => deadline.min(started + Duration::from_secs(max)),
+        None => deadline,
+    }
+}
+
+/// A run that was not stopped by a failure loaded everything only if no chunk failed and
+/// nothing is left on the queue.
+fn final_status(report: &FlushReport) -> FlushStatus {
+    match report.status {
+        FlushStatus::Failed => FlushStatus::Failed,
+        _ if report.chunks_failed == 0 && report.leftover_estimate == 0 => FlushStatus::Loaded,
+        _ => FlushStatus::Partial,
+    }
+}
+
 fn count_rows(report: &mut FlushReport, table: Table, outcome: &ChunkOutcome) {
     match table {
         Table::RawEvents => report.events_loaded += outcome.loaded,
@@ -887,5 +906,57 @@ mod tests {
         assert_eq!(sent_timestamp(&attributes), Some("1767225600000"));
         assert_eq!(sent_timestamp(&None), None);
         assert_eq!(sent_timestamp(&Some(HashMap::new())), None);
+    }
+}
+
+/// The run's deadline and final status, without a queue.
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_keeps_the_margin_and_max_seconds() {
+        let started = Instant::now();
+        let lambda = started + Duration::from_secs(900);
+        let margin = Duration::from_secs(20);
+        assert_eq!(run_deadline(lambda, margin, None, started), lambda - margin);
+        assert_eq!(
+            run_deadline(lambda, margin, Some(60), started),
+            started + Duration::from_secs(60)
+        );
+        assert_eq!(
+            run_deadline(lambda, margin, Some(10_000), started),
+            lambda - margin,
+            "max_seconds never extends the Lambda's deadline"
+        );
+        let soon = started + Duration::from_secs(5);
+        assert!(
+            run_deadline(soon, margin, None, started) <= started,
+            "less time left than the margin: the run takes no work"
+        );
+    }
+
+    #[test]
+    fn a_run_is_loaded_only_with_no_failed_chunk_and_nothing_left() {
+        let report = |status, chunks_failed, leftover_estimate| FlushReport {
+            status,
+            chunks_failed,
+            leftover_estimate,
+            ..FlushReport::default()
+        };
+        let clean = report(FlushStatus::default(), 0, 0);
+        assert_eq!(final_status(&clean), FlushStatus::Loaded);
+        assert_eq!(
+            final_status(&report(FlushStatus::default(), 1, 0)),
+            FlushStatus::Partial
+        );
+        assert_eq!(
+            final_status(&report(FlushStatus::default(), 0, 3)),
+            FlushStatus::Partial
+        );
+        assert_eq!(
+            final_status(&report(FlushStatus::Failed, 0, 0)),
+            FlushStatus::Failed
+        );
     }
 }

@@ -223,7 +223,8 @@ impl Ingest {
         }
     }
 
-    /// A stream-mode handler over an existing loader (tests, benchmarks).
+    /// A stream-mode handler over an existing loader (tests).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn stream(loader: Loader) -> Self {
         let chunker = Chunker::new(loader.settings().max_statement_bytes);
         Ingest {
@@ -232,7 +233,8 @@ impl Ingest {
         }
     }
 
-    /// A scheduled-mode handler staging to `queue_url`.
+    /// A scheduled-mode handler staging to `queue_url` (tests).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn scheduled(
         sqs: aws_sdk_sqs::Client,
         queue_url: String,
@@ -599,5 +601,116 @@ mod tests {
         let line: Value = serde_json::from_str(&staged.to_line()).unwrap();
         assert!(line.get("LoadedEventAgeSeconds").is_none(), "{line}");
         assert!(!names(&line).contains(&"LoadedEventAgeSeconds".to_string()));
+    }
+}
+
+/// The batch response without a stack: staging to a queue nothing answers on, and which row
+/// came from which message.
+#[cfg(test)]
+mod batch_response_tests {
+    use super::*;
+    use aws_sdk_sqs::config::retry::RetryConfig;
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+
+    const EVENT: &str = r#"{"event_id":"e-1","event_time":"2026-11-02T10:00:00Z","merchant_id":"m","event_name":"purchase"}"#;
+
+    fn record(id: &str, body: &str) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(id.into());
+        record.body = Some(body.into());
+        record
+    }
+
+    /// Scheduled mode staging to 127.0.0.1:1, where nothing listens: every send is refused at
+    /// once, with the SDK's retries off.
+    fn unreachable_staging() -> Ingest {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "test", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let sqs = aws_sdk_sqs::Client::from_conf(config);
+        Ingest::scheduled(sqs, "http://127.0.0.1:1/q/staging".into(), 1_000_000)
+    }
+
+    fn failed_ids(response: &SqsBatchResponse) -> Vec<&str> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_message_with_rows_fails_when_staging_cannot_be_reached_and_the_fix_says_where() {
+        let mut event = SqsEvent::default();
+        let two = format!("{EVENT}\n{}", EVENT.replace("e-1", "e-2"));
+        event.records = vec![
+            record("m-valid", EVENT),
+            record("m-invalid", r#"{"event_id":"e-3"}"#),
+            record("m-ndjson", &two),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (response, summary) = unreachable_staging()
+            .handle(&event, "req-1", deadline)
+            .await;
+        assert_eq!(failed_ids(&response), ["m-valid", "m-invalid", "m-ndjson"]);
+        assert_eq!(summary.failed_messages, 3);
+        assert_eq!(
+            (summary.events, summary.rejected, summary.staged),
+            (4, 1, 0)
+        );
+        // Two chunks (events, rejections) in one SendMessageBatch, sent twice.
+        assert_eq!((summary.chunks, summary.statements), (2, 2));
+        let (error, fix) = summary.error.expect("the failure is reported");
+        assert!(
+            error.starts_with("cannot send to the staging queue"),
+            "{error}"
+        );
+        assert!(fix.contains("TRACKLAYER_STAGING_QUEUE_URL"), "{fix}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_without_records_fails_nothing_and_sends_nothing() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (response, summary) = unreachable_staging()
+            .handle(&SqsEvent::default(), "req-2", deadline)
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!((summary.statements, summary.failed_messages), (0, 0));
+        assert_eq!(summary.error, None);
+    }
+
+    #[test]
+    fn each_row_is_traced_to_the_message_it_came_from() {
+        let bodies = [
+            ("a", format!("[{EVENT},{{\"event_id\":\"bad\"}}]")),
+            ("b", String::new()),
+            ("c", format!("{EVENT}\n{EVENT}")),
+        ];
+        let messages: Vec<MessageRows<'_>> = bodies
+            .iter()
+            .map(|(id, body)| MessageRows {
+                message_id: id,
+                parsed: parse_body(body),
+            })
+            .collect();
+        let chunks = Chunker::new(1_000_000).chunk(&messages);
+        let of = |table: Table| -> Vec<&str> {
+            let chunk = chunks.iter().find(|c| c.table == table).unwrap();
+            (0..chunk.rows)
+                .map(|row| message_of_row(&messages, chunk, row))
+                .collect()
+        };
+        assert_eq!(of(Table::RawEvents), ["a", "c", "c"]);
+        assert_eq!(of(Table::Rejected), ["a", "b"]);
+        let events = chunks.iter().find(|c| c.table == Table::RawEvents).unwrap();
+        assert_eq!(
+            message_of_row(&messages, events, 3),
+            "",
+            "past the last row"
+        );
     }
 }

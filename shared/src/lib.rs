@@ -10,7 +10,6 @@ pub mod flush;
 pub mod ingest;
 pub mod load;
 pub mod report;
-pub mod sample;
 pub mod secrets;
 pub mod snowflake;
 pub mod staging;

@@ -110,12 +110,15 @@ def test_generated_events_are_one_percent_bad_with_unique_ids() -> None:
             elements = json.loads(message.body)  # an array is always valid JSON as a whole
             assert 2 <= len(elements) <= 12
             ids += [e["event_id"] for e in elements]
-        elif "cut-off JSON" in message.bad:
+        elif "broken_json" in message.bad:
             with pytest.raises(json.JSONDecodeError):
                 json.loads(message.body)
             assert '"event_id":"chaostest-b' in message.body
         else:
             ids.append(json.loads(message.body)["event_id"])
-    assert len(ids) == len(set(ids)) == 5000 - plan.bad_by_kind["cut-off JSON"]
+    assert len(ids) == len(set(ids)) == 5000 - plan.bad_by_kind["broken_json"]
+    kinds = {"missing_merchant_id", "comma_decimal_value", "four_letter_currency", "properties_array", "broken_json"}
+    assert set(plan.bad_by_kind) == kinds
+    assert all("broken_json" not in m.bad for m in plan.messages if m.body.startswith("["))
     assert 0.05 < plan.array_messages / len(plan.messages) < 0.12
     assert 450 < plan.body_bytes / plan.events < 750

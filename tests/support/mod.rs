@@ -74,7 +74,6 @@ pub async fn aws() -> aws_config::SdkConfig {
         .await
 }
 
-/// A loader reading the stack's secret.
 /// Receives and deletes every message on `queue` until a receive comes back empty; returns
 /// their bodies in the order received.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
@@ -103,6 +102,7 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> 
     }
 }
 
+/// A loader reading the stack's secret.
 pub async fn loader(settings: LoadSettings) -> Loader {
     let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
     let source = SecretSource::new(
@@ -349,7 +349,7 @@ pub fn public_pem(private_pem: &str) -> String {
 /// `n` realistic generated events (every `bad_every`-th invalid; 0 = none) whose event_ids
 /// start with `<tag>-`, so a test can find exactly its rows.
 pub fn tagged_events(tag: &str, n: usize, seed: u64, bad_every: u32) -> Vec<String> {
-    let mut stream = tracklayer::sample::SampleStream::new(seed).bad_every(bad_every);
+    let mut stream = testkit::sample::SampleStream::new(seed).bad_every(bad_every);
     (0..n)
         .map(|_| {
             stream

@@ -14,7 +14,7 @@
 
 mod body;
 pub mod encode;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod invariants;
 mod rejection;
 mod scan;

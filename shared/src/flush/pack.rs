@@ -496,4 +496,61 @@ mod tests {
         assert_eq!(ledger.unsettled(), ["c"]);
         assert!(ledger.unsettled().is_empty());
     }
+
+    #[test]
+    fn a_statement_answering_before_its_chunk_is_sealed_does_not_settle_it() {
+        let ledger = Ledger::default();
+        let a = Uuid::new_v4();
+        ledger.take(a, "a".into());
+        // The first part was cut into a full statement and answered while the rest is packed.
+        assert_eq!(ledger.part_done(a, true), None);
+        assert_eq!(ledger.in_flight_receipts(), ["a"]);
+        assert_eq!(ledger.seal(a, 1, true), None);
+        assert_eq!(
+            ledger.part_done(a, true),
+            Some(Settled::Landed(vec!["a".into()]))
+        );
+    }
+
+    #[test]
+    fn a_chunk_that_cannot_be_packed_fails_at_once_and_is_not_packed_again() {
+        let ledger = Ledger::default();
+        let a = Uuid::new_v4();
+        ledger.take(a, "a".into());
+        assert_eq!(
+            ledger.seal(a, 0, false),
+            Some(Settled::Failed(vec!["a".into()]))
+        );
+        assert_eq!(ledger.take(a, "a2".into()), Taken::Done { landed: false });
+        assert!(
+            ledger.unsettled().is_empty(),
+            "a failed chunk is not released twice"
+        );
+    }
+
+    #[test]
+    fn a_stopped_run_releases_every_receipt_of_open_chunks_and_nothing_settled() {
+        let ledger = Ledger::default();
+        let (open, landed) = (Uuid::new_v4(), Uuid::new_v4());
+        ledger.take(open, "o1".into());
+        ledger.take(open, "o2".into());
+        ledger.seal(open, 2, true);
+        ledger.part_done(open, true);
+        ledger.take(landed, "l".into());
+        ledger.seal(landed, 1, true);
+        ledger.part_done(landed, true);
+        let mut released = ledger.unsettled();
+        released.sort();
+        assert_eq!(released, ["o1", "o2"]);
+        assert_eq!(
+            ledger.take(open, "o3".into()),
+            Taken::Done { landed: false }
+        );
+        assert_eq!(
+            ledger.part_done(open, true),
+            None,
+            "a late answer settles nothing"
+        );
+        assert!(ledger.in_flight_receipts().is_empty());
+    }
 }

@@ -701,4 +701,56 @@ mod tests {
         );
         assert_eq!(error(Abandoned::Cancelled).kind(), ErrorKind::Timeout);
     }
+
+    #[test]
+    fn failures_without_an_answer_have_their_kind_and_fix() {
+        let transport = SnowflakeError::Transport {
+            url: "https://x.snowflakecomputing.com".into(),
+            detail: "connection reset".into(),
+        };
+        assert_eq!(transport.kind(), ErrorKind::Transient);
+        assert!(
+            transport.fix().contains("retries with backoff"),
+            "{}",
+            transport.fix()
+        );
+        let protocol = SnowflakeError::Protocol {
+            http_status: 200,
+            detail: "not JSON".into(),
+        };
+        assert_eq!(protocol.kind(), ErrorKind::Other);
+        assert!(protocol.fix().contains("proxy or firewall"));
+        let config =
+            SnowflakeError::from(crate::config::ConfigError::invalid("TRACKLAYER_X", "bad"));
+        assert_eq!(config.kind(), ErrorKind::Configuration);
+        assert!(config.kind().stops_the_run());
+        assert_eq!(config.fix(), "Fix the setting named in the error.");
+        assert_eq!(config.code(), None);
+    }
+
+    #[test]
+    fn exactly_the_unfixable_kinds_stop_the_run() {
+        use ErrorKind::*;
+        #[rustfmt::skip]
+        let all = [Authentication, Permission, Warehouse, Data, Transient, Timeout, Configuration, Other];
+        let stopping: Vec<ErrorKind> = all.into_iter().filter(|k| k.stops_the_run()).collect();
+        assert_eq!(
+            stopping,
+            [Authentication, Permission, Warehouse, Configuration]
+        );
+        let names: Vec<&str> = all.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "authentication",
+                "permission",
+                "warehouse",
+                "data",
+                "transient",
+                "timeout",
+                "configuration",
+                "other"
+            ]
+        );
+    }
 }

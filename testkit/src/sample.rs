@@ -12,22 +12,26 @@
 //! milliseconds. Event ids are unique within a stream.
 //!
 //! With [`SampleStream::bad_every`], every n-th event is invalid, cycling through the
-//! [`Defect`]s. The same seed always gives the same events (the generator is a SplitMix64
-//! written out below, so no dependency is needed).
+//! [`Defect`]s (or those given to [`SampleStream::defects`]). With [`SampleStream::id_prefix`],
+//! event ids say which events are valid: `<prefix>-v<n>` and `<prefix>-b<n>`. The same seed
+//! always gives the same events (the generator is a SplitMix64 written out below, so no
+//! dependency is needed).
 
 use std::fmt::Write;
 
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::event::Reason;
+use tracklayer::event::Reason;
 
 /// An endless, seeded stream of event JSON texts.
 #[derive(Debug, Clone)]
 pub struct SampleStream {
     rng: SplitMix64,
-    id_prefix: u64,
+    id_seed: u64,
+    id_prefix: Option<String>,
     produced: u64,
     bad_every: u32,
+    defects: Vec<Defect>,
     bad_produced: usize,
 }
 
@@ -65,6 +69,28 @@ impl Defect {
         Defect::BrokenJson,
     ];
 
+    /// The defect's name in `snake_case`, as `sample-events` prints and reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::MissingMerchantId => "missing_merchant_id",
+            Defect::CommaDecimalValue => "comma_decimal_value",
+            Defect::FourLetterCurrency => "four_letter_currency",
+            Defect::PropertiesArray => "properties_array",
+            Defect::BrokenJson => "broken_json",
+        }
+    }
+
+    /// The defect named `name` (the inverse of [`Defect::name`]).
+    pub fn from_name(name: &str) -> Option<Defect> {
+        Defect::ALL.into_iter().find(|defect| defect.name() == name)
+    }
+
+    /// Whether an event with this defect can sit in a JSON array body and leave its
+    /// neighbours loadable (cut-off JSON makes the whole array unreadable).
+    pub fn fits_in_array(self) -> bool {
+        self != Defect::BrokenJson
+    }
+
     /// The rejection reason the event contract gives an event with this defect.
     pub fn reason(self) -> Reason {
         match self {
@@ -81,14 +107,30 @@ impl SampleStream {
     /// A stream of valid events; the same seed gives the same events.
     pub fn new(seed: u64) -> Self {
         let mut rng = SplitMix64(seed);
-        let id_prefix = rng.next_u64();
+        let id_seed = rng.next_u64();
         SampleStream {
             rng,
-            id_prefix,
+            id_seed,
+            id_prefix: None,
             produced: 0,
             bad_every: 0,
+            defects: Defect::ALL.to_vec(),
             bad_produced: 0,
         }
+    }
+
+    /// Event ids `<prefix>-v<n>` for valid events and `<prefix>-b<n>` for defective ones
+    /// (`n` counts from 1, seven digits at least), instead of UUID-shaped ids.
+    pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.id_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The defects bad events cycle through, in this order (default [`Defect::ALL`]); an
+    /// empty list turns bad events off.
+    pub fn defects(mut self, defects: &[Defect]) -> Self {
+        self.defects = defects.to_vec();
+        self
     }
 
     /// Makes every `n`-th event (the n-th, 2n-th, ...) invalid; `bad_every(100)` gives 1% bad
@@ -105,15 +147,31 @@ impl SampleStream {
 
     /// The next event, with the defect it was given, if any.
     pub fn next_sample(&mut self) -> Sample {
+        self.next_sample_where(|_| true)
+    }
+
+    /// The next event for a JSON array body: a defect that does not fit in an array
+    /// ([`Defect::fits_in_array`]) is skipped for the next one in the cycle that does; with
+    /// none that does, the event is valid.
+    pub fn next_sample_in_array(&mut self) -> Sample {
+        self.next_sample_where(Defect::fits_in_array)
+    }
+
+    fn next_sample_where(&mut self, allowed: impl Fn(Defect) -> bool) -> Sample {
         self.produced += 1;
-        let defect =
-            if self.bad_every > 0 && self.produced.is_multiple_of(u64::from(self.bad_every)) {
-                let defect = Defect::ALL[self.bad_produced % Defect::ALL.len()];
-                self.bad_produced += 1;
-                Some(defect)
-            } else {
-                None
-            };
+        let due = self.bad_every > 0 && self.produced.is_multiple_of(u64::from(self.bad_every));
+        let defect = if due {
+            let count = self.defects.len();
+            (0..count)
+                .map(|step| (step, self.defects[(self.bad_produced + step) % count]))
+                .find(|&(_, defect)| allowed(defect))
+                .map(|(step, defect)| {
+                    self.bad_produced += step + 1;
+                    defect
+                })
+        } else {
+            None
+        };
         let mut json = self.write_event(defect);
         if defect == Some(Defect::BrokenJson) {
             let mut cut = json.len() * 3 / 5;
@@ -160,15 +218,26 @@ impl SampleStream {
 
         // Writing into a String cannot fail, hence the ignored `write!` results.
         let mut json = String::with_capacity(900);
-        let _ = write!(
-            json,
-            r#"{{"event_id":"{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}","event_time":"#,
-            self.id_prefix >> 32,
-            (self.id_prefix >> 16) & 0xffff,
-            rng.below(0x1000),
-            0x8000 | rng.below(0x4000),
-            self.produced,
-        );
+        let (time_low, variant) = (rng.below(0x1000), 0x8000 | rng.below(0x4000));
+        match &self.id_prefix {
+            Some(prefix) => {
+                let mark = if defect.is_some() { 'b' } else { 'v' };
+                let _ = write!(
+                    json,
+                    r#"{{"event_id":"{prefix}-{mark}{:07}","event_time":"#,
+                    self.produced
+                );
+            }
+            None => {
+                let _ = write!(
+                    json,
+                    r#"{{"event_id":"{:08x}-{:04x}-4{time_low:03x}-{variant:04x}-{:012x}","event_time":"#,
+                    self.id_seed >> 32,
+                    (self.id_seed >> 16) & 0xffff,
+                    self.produced,
+                );
+            }
+        }
         write_event_time(&mut json, rng, merchant.offset_minutes);
         if defect != Some(Defect::MissingMerchantId) {
             let _ = write!(json, r#","merchant_id":"{}""#, merchant.id);
@@ -347,9 +416,13 @@ fn write_properties(
 
 /// SplitMix64: small, fast, and good enough for test data; not for anything secret.
 #[derive(Debug, Clone)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -359,7 +432,7 @@ impl SplitMix64 {
     }
 
     /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
@@ -450,8 +523,8 @@ const PRODUCTS: &[Product] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::parse_body;
     use std::collections::HashSet;
+    use tracklayer::event::parse_body;
 
     #[test]
     fn same_seed_gives_same_events_and_other_seeds_differ() {
