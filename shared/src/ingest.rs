@@ -206,7 +206,7 @@ struct Requeue {
 }
 
 enum Target {
-    Stream(Loader, Option<Requeue>),
+    Stream(Box<Loader>, Option<Requeue>),
     Scheduled {
         sqs: aws_sdk_sqs::Client,
         queue_url: String,
@@ -242,7 +242,7 @@ impl Ingest {
                     sqs: aws_sdk_sqs::Client::new(aws),
                     queue_url,
                 });
-                Target::Stream(Loader::new(source, config.load), requeue)
+                Target::Stream(Box::new(Loader::new(source, config.load)), requeue)
             }
             LoadMode::Scheduled => Target::Scheduled {
                 sqs: aws_sdk_sqs::Client::new(aws),
@@ -259,7 +259,7 @@ impl Ingest {
     pub fn stream(loader: Loader) -> Self {
         let chunker = Chunker::new(loader.settings().max_statement_bytes);
         Ingest {
-            target: Target::Stream(loader, None),
+            target: Target::Stream(Box::new(loader), None),
             chunker,
         }
     }
@@ -276,7 +276,7 @@ impl Ingest {
             queue_url: events_queue_url,
         };
         Ingest {
-            target: Target::Stream(loader, Some(requeue)),
+            target: Target::Stream(Box::new(loader), Some(requeue)),
             chunker,
         }
     }
