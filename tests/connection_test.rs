@@ -637,5 +637,6 @@ fn the_real_binary_answers_with_the_report_through_a_lambda_runtime() {
     let report = &summary["responses"][0];
     assert_eq!(report["ok"], true, "{summary}");
     assert_eq!(report["checks"][0]["name"], "secret");
-    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 11);
+    assert_eq!(report["checks"][8]["name"], "quarantine");
 }
