@@ -78,6 +78,7 @@ fn assert_fails_at(report: &Report, failed: &str) {
             "database",
             "schema",
             "table",
+            "quarantine",
             "insert",
             "read_back"
         ]
@@ -152,6 +153,70 @@ async fn check_mode_writes_nothing() {
     let requests = emulator.requests().await;
     assert!(requests["by_kind"].get("INSERT").is_none(), "{requests}");
     assert!(requests["by_kind"].get("CREATE").is_none(), "{requests}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_counts_the_rejections_of_the_last_24_hours_by_reason() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let setup = Setup::new().await;
+    // The tables exist (a first run creates them); other tests' rejections carry other reasons.
+    assert!(setup.run(Mode::TestSync).await.ok);
+    let tag = unique("ctq").to_ascii_uppercase().replace('-', "_");
+    let (a, b, old) = (format!("{tag}_A"), format!("{tag}_B"), format!("{tag}_OLD"));
+    let mut values = Vec::new();
+    for (reason, hours_ago, n) in [(&a, 1, 3), (&b, 23, 2), (&a, 25, 4), (&old, 30, 5)] {
+        for i in 0..n {
+            values.push(format!(
+                "(DATEADD('hour', -{hours_ago}, CURRENT_TIMESTAMP()), 'msg-{tag}', 'e-{i}', 'm', '{reason}', 'detail', '{{}}')"
+            ));
+        }
+    }
+    sfquery(&format!(
+        "INSERT INTO RAW_EVENTS_REJECTED (REJECTED_AT, SOURCE_MESSAGE_ID, EVENT_ID, MERCHANT_ID, REASON, DETAIL, RAW_TEXT) VALUES {}",
+        values.join(", ")
+    ));
+    emulator.clean().await;
+    let report = setup.run(Mode::Check).await;
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(status(&report, "quarantine"), Status::Pass);
+    let counts = report.rejections_last_24h.clone().unwrap();
+    let ours: Vec<(&str, u64)> = counts
+        .iter()
+        .filter(|(reason, _)| reason.starts_with(&tag))
+        .map(|(reason, n)| (reason.as_str(), *n))
+        .collect();
+    assert_eq!(ours, [(a.as_str(), 3), (b.as_str(), 2)], "{counts:?}");
+    let detail = &report.check("quarantine").unwrap().detail;
+    assert!(detail.contains(&format!("{a} 3")), "{detail}");
+    assert!(detail.contains(&format!("{b} 2")), "{detail}");
+    assert!(!detail.contains(&old), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quarantine_not_readable_names_the_grant_and_fails_nothing() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let setup = Setup::new().await;
+    assert!(setup.run(Mode::TestSync).await.ok);
+    emulator
+        .fault(json!({"match": {"statement_contains": "FROM RAW_EVENTS_REJECTED WHERE REJECTED_AT"}, "count": 5, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on table 'RAW_EVENTS_REJECTED'"}}}))
+        .await;
+    let report = setup.run(Mode::TestSync).await;
+    emulator.clean().await;
+    assert!(report.ok, "a warning, not a failure: {report:#?}");
+    assert_eq!(status(&report, "quarantine"), Status::Warn);
+    assert_eq!(status(&report, "insert"), Status::Pass);
+    assert_eq!(status(&report, "read_back"), Status::Pass);
+    assert_eq!(report.rejections_last_24h, None);
+    let check = report.check("quarantine").unwrap();
+    assert!(check.detail.contains("003001"), "{}", check.detail);
+    assert_eq!(
+        check.fix,
+        "To see rejections here, GRANT SELECT ON TABLE TRACKLAYER.EVENTS.RAW_EVENTS_REJECTED TO ROLE TRACKLAYER_WRITER; (loading needs only INSERT)."
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -346,17 +411,50 @@ async fn name_snowflake_cannot_read_fails_the_secret_check_and_says_to_quote_it(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn network_policy_block_says_to_add_the_egress_ips() {
+async fn network_policy_block_reports_the_address_snowflake_saw() {
+    let _guard = exclusive().await;
+    let setup = Setup::new().await;
+    // The user's own network policy, as ALTER USER ... SET NETWORK_POLICY sets it: the local
+    // Snowflake sees this test's requests come from 127.0.0.1.
+    Emulator::default()
+        .register_user(json!({"account": setting("SNOWFLAKE_ACCOUNT"), "user": setup.user, "rsa_public_key": public_pem(&setup.key), "default_warehouse": "TRACKLAYER_WH", "roles": ["TRACKLAYER_WRITER"], "network_policy": {"allowed_ip_list": ["203.0.113.0/24"]}}))
+        .await;
+    let report = setup.run(Mode::TestSync).await;
+    assert_fails_at(&report, "authentication");
+    let check = report.check("authentication").unwrap();
+    assert!(
+        check.detail.contains("390422") && check.detail.contains("IP/Token 127.0.0.1"),
+        "{}",
+        check.detail
+    );
+    assert_eq!(
+        check.fix,
+        format!(
+            "Network policy blocks login: Snowflake saw the request come from 127.0.0.1: add that address (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to {}, then run connection-test again.",
+            setup.user
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_policy_block_without_an_address_says_snowflake_did_not_say() {
     let _guard = exclusive().await;
     let emulator = Emulator::default();
     emulator.clean().await;
     emulator
-        .fault(json!({"match": {"statement_contains": "CURRENT_USER"}, "count": 5, "action": {"snowflake_error": {"status": 401, "code": "390422", "sqlState": "08004", "message": "IP 203.0.113.9 is not allowed to access Snowflake."}}}))
+        .fault(json!({"match": {"statement_contains": "CURRENT_USER"}, "count": 5, "action": {"snowflake_error": {"status": 401, "code": "390422", "sqlState": "08004", "message": "Network policy blocks login."}}}))
         .await;
-    let report = Setup::new().await.run(Mode::TestSync).await;
+    let setup = Setup::new().await;
+    let report = setup.run(Mode::TestSync).await;
     emulator.clean().await;
     assert_fails_at(&report, "authentication");
-    assert!(fix(&report, "authentication").contains("network policy"));
+    assert_eq!(
+        fix(&report, "authentication"),
+        format!(
+            "Network policy blocks login: Snowflake did not say which address it saw: add the loader's egress IPs (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to {}, then run connection-test again.",
+            setup.user
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -539,5 +637,6 @@ fn the_real_binary_answers_with_the_report_through_a_lambda_runtime() {
     let report = &summary["responses"][0];
     assert_eq!(report["ok"], true, "{summary}");
     assert_eq!(report["checks"][0]["name"], "secret");
-    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 11);
+    assert_eq!(report["checks"][8]["name"], "quarantine");
 }

@@ -102,6 +102,7 @@ fn config(queue: &str) -> FlushConfig {
         margin: Duration::from_secs(1),
         visibility: Duration::from_secs(30),
         suspend_after_flush: false,
+        flush_period: Duration::from_secs(300),
     }
 }
 
@@ -324,6 +325,82 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
     assert_eq!(report.rows_already_loaded, valid as u64);
     assert_eq!(report.events_loaded, 0);
     assert_eq!(report.chunks_loaded, 1, "and its message is deleted");
+    let requests = emulator.requests().await;
+    assert_eq!(requests["by_kind"]["INSERT"], 1, "{requests}");
+}
+
+/// Sends `chunk` to `queue` as a new message with its `staged_at` set to `staged_ago` before
+/// now: what a dead-letter redrive leaves (new message id, receive count 1, the same body).
+async fn resend_staged(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    chunk: &StagedChunk,
+    staged_ago: Duration,
+) {
+    let staged_at = tracklayer::report::now_ms() - staged_ago.as_millis() as u64;
+    let copy = StagedChunk {
+        staged_at: Some(staged_at),
+        ..chunk.clone()
+    };
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(copy.to_message())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redriven_chunk_staged_long_ago_loads_no_row_twice() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("fredrive");
+    let (valid, _) = stage(&sqs, &queue, &tag, 300, 0, 1_000_000).await;
+    let bodies = drain_queue(&sqs, &queue).await;
+    assert_eq!(bodies.len(), 1, "one chunk");
+    let chunk = StagedChunk::from_message(&bodies[0]).unwrap();
+    assert_eq!(chunk.rows, valid);
+    // Its rows landed (a run loaded it, then it failed four more runs and was dead-lettered).
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(in_minutes(1)).await.unwrap();
+    loader
+        .run(chunk.table.insert(chunk.body.clone()), in_minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+
+    // Redriven: a new message, first delivery, staged 11 minutes ago (two 5-minute periods
+    // are 10).
+    let flush = flusher(config(&queue)).await;
+    resend_staged(&sqs, &queue, &chunk, Duration::from_secs(11 * 60)).await;
+    let report = run(&flush, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.chunks_loaded, 1);
+    assert_eq!(report.chunks_redelivered, 1, "{}", report.to_line());
+    assert_eq!(report.events_loaded, 0);
+    assert_eq!(report.rows_already_loaded, valid as u64);
+    assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
+    assert!(drain_queue(&sqs, &queue).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_staged_within_two_periods_is_a_first_delivery() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs).await;
+    let tag = unique("ffresh");
+    let (valid, _) = stage(&sqs, &queue, &tag, 300, 0, 1_000_000).await;
+    let chunk = StagedChunk::from_message(&drain_queue(&sqs, &queue).await[0]).unwrap();
+    resend_staged(&sqs, &queue, &chunk, Duration::from_secs(9 * 60)).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.chunks_redelivered, 0, "the plain INSERT");
+    assert_eq!(report.rows_already_loaded, 0);
+    assert_eq!(report.events_loaded, valid as u64);
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
     let requests = emulator.requests().await;
     assert_eq!(requests["by_kind"]["INSERT"], 1, "{requests}");
 }

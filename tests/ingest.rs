@@ -719,3 +719,230 @@ async fn premade_table_with_another_column_type_fails_the_messages_and_quarantin
         .await
         .unwrap();
 }
+
+/// The Lambda event for messages received from SQS (with `All` attributes and message
+/// attributes), as the event source mapping builds it.
+fn lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    use aws_lambda_events::event::sqs::SqsMessageAttribute;
+    let mut event = SqsEvent::default();
+    for received in messages {
+        let mut message = SqsMessage::default();
+        message.message_id = received.message_id.clone();
+        message.receipt_handle = received.receipt_handle.clone();
+        message.body = received.body.clone();
+        for (name, value) in received.attributes.clone().unwrap_or_default() {
+            message.attributes.insert(name.as_str().to_string(), value);
+        }
+        for (name, value) in received.message_attributes.clone().unwrap_or_default() {
+            let mut attribute = SqsMessageAttribute::default();
+            attribute.string_value = value.string_value;
+            attribute.data_type = Some(value.data_type);
+            message.message_attributes.insert(name, attribute);
+        }
+        event.records.push(message);
+    }
+    event
+}
+
+async fn receive_all(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    sqs.receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .visibility_timeout(30)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+}
+
+/// Lambda's part after an invocation: delete what succeeded, make the failures visible again.
+async fn settle(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    received: &[aws_sdk_sqs::types::Message],
+    failed: &BTreeSet<String>,
+) {
+    for message in received {
+        let handle = message.receipt_handle.as_deref().unwrap();
+        if failed.contains(message.message_id.as_deref().unwrap()) {
+            sqs.change_message_visibility()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partly_loaded_message_redriven_from_the_dlq_loads_each_row_once() {
+    let _guard = exclusive().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let dlq = sqs
+        .create_queue()
+        .queue_name(unique("ing-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let events = sqs
+        .create_queue()
+        .queue_name(unique("ing-events"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let tag = unique("ingpart");
+    let good = (0..3).map(|i| format!(r#"{{"event_id":"{tag}-{i}","event_time":"2026-01-01T00:00:00Z","merchant_id":"m","event_name":"purchase"}}"#));
+    let bad = (0..2).map(|i| format!(r#"{{"event_id":"{tag}-bad-{i}","event_time":"2026-01-01T00:00:00Z","event_name":"purchase"}}"#));
+    let body = format!("[{}]", good.chain(bad).collect::<Vec<_>>().join(","));
+    let original = sqs
+        .send_message()
+        .queue_url(&events)
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap();
+    let landed = || {
+        count(&format!(
+            "FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' AND EVENT_ID NOT LIKE '{tag}-bad-%'"
+        ))
+    };
+    let quarantined = || {
+        count(&format!(
+            "FROM RAW_EVENTS_REJECTED WHERE EVENT_ID LIKE '{tag}-bad-%'"
+        ))
+    };
+
+    // The quarantine cannot be written (Snowflake answers 503 for it, every attempt); the
+    // valid events land.
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS_REJECTED"}, "count": 10_000, "action": {"status": 503}}))
+        .await;
+    let ingest = Ingest::stream_requeuing(
+        loader(LoadSettings::default()).await,
+        sqs.clone(),
+        events.clone(),
+    );
+    let received = receive_all(&sqs, &events).await;
+    assert_eq!(received.len(), 1);
+    let (response, summary) = ingest
+        .handle(&lambda_event(&received), "req-part-1", deadline())
+        .await;
+    assert_eq!(
+        failures(&response),
+        BTreeSet::new(),
+        "sent back, so done: {}",
+        summary.to_line()
+    );
+    assert_eq!(
+        (summary.loaded, summary.requeued),
+        (3, 1),
+        "{}",
+        summary.to_line()
+    );
+    settle(&sqs, &events, &received, &failures(&response)).await;
+    assert_eq!((landed(), quarantined()), (3, 0));
+
+    // The marked copy fails until it is dead-lettered (maxReceiveCount 2): it is not sent back
+    // again, and its valid events are not inserted again.
+    for attempt in 0..2 {
+        let received = receive_all(&sqs, &events).await;
+        assert_eq!(received.len(), 1, "attempt {attempt}");
+        let mark = &received[0].message_attributes.as_ref().unwrap()["tracklayer-partly-loaded"];
+        assert_eq!(mark.string_value.as_deref(), Some(original.as_str()));
+        let (response, summary) = ingest
+            .handle(&lambda_event(&received), "req-part-2", deadline())
+            .await;
+        assert_eq!(failures(&response).len(), 1, "{}", summary.to_line());
+        assert_eq!(
+            (summary.loaded, summary.requeued),
+            (0, 0),
+            "{}",
+            summary.to_line()
+        );
+        settle(&sqs, &events, &received, &failures(&response)).await;
+    }
+    assert!(
+        receive_all(&sqs, &events).await.is_empty(),
+        "moved to the DLQ"
+    );
+    assert_eq!((landed(), quarantined()), (3, 0));
+
+    // Fixed; redriven the way SQS's move task does: a new message, same body and attributes.
+    emulator.clean().await;
+    let dead = receive_all(&sqs, &dlq).await;
+    assert_eq!(dead.len(), 1);
+    sqs.send_message()
+        .queue_url(&events)
+        .message_body(dead[0].body.as_deref().unwrap())
+        .set_message_attributes(dead[0].message_attributes.clone())
+        .send()
+        .await
+        .unwrap();
+    settle(&sqs, &dlq, &dead, &BTreeSet::new()).await;
+    let received = receive_all(&sqs, &events).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].attributes.as_ref().unwrap()
+            [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount],
+        "1",
+        "a first delivery to SQS"
+    );
+    let (response, summary) = ingest
+        .handle(&lambda_event(&received), "req-part-3", deadline())
+        .await;
+    assert_eq!(
+        failures(&response),
+        BTreeSet::new(),
+        "{}",
+        summary.to_line()
+    );
+    assert_eq!(summary.loaded, 0, "{}", summary.to_line());
+    settle(&sqs, &events, &received, &BTreeSet::new()).await;
+    assert_eq!((landed(), quarantined()), (3, 2), "every event once");
+    let sources = sfquery(&format!(
+        "SELECT DISTINCT SOURCE_MESSAGE_ID AS ID FROM RAW_EVENTS_REJECTED WHERE EVENT_ID LIKE '{tag}-bad-%'"
+    ));
+    assert_eq!(sources.rows.len(), 1);
+    assert_eq!(
+        sources.text(0, "ID").as_deref(),
+        Some(original.as_str()),
+        "the original message id"
+    );
+    assert!(receive_all(&sqs, &events).await.is_empty());
+    assert!(receive_all(&sqs, &dlq).await.is_empty());
+}

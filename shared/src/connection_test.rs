@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use crate::event::{encode::JsonArray, parse_body};
 use crate::secrets::{SecretError, SecretSource, SnowflakeSettings};
 use crate::snowflake::auth::{Credentials, KeyFormat};
+use crate::snowflake::error::seen_address;
 use crate::snowflake::identifier::CASE_RULE;
 use crate::snowflake::{
     Client, ErrorKind, Identifier, QueryResult, RetryPolicy, SnowflakeError, Statement, Table,
@@ -54,7 +55,7 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// `secret`, `endpoint`, `authentication`, `role`, `warehouse`, `database`, `schema`,
-    /// `table`, `insert`, `read_back`.
+    /// `table`, `quarantine`, `insert`, `read_back`.
     pub name: &'static str,
     /// Outcome.
     pub status: Status,
@@ -76,6 +77,10 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// The test event's id (test_sync).
     pub test_event_id: Option<String>,
+    /// Rows of `RAW_EVENTS_REJECTED` with `REJECTED_AT` in the last 24 hours, by `REASON`
+    /// (absent when the table could not be read; the `quarantine` check says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejections_last_24h: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Report {
@@ -85,7 +90,7 @@ impl Report {
     }
 }
 
-const CHECKS: [&str; 10] = [
+const CHECKS: [&str; 11] = [
     "secret",
     "endpoint",
     "authentication",
@@ -94,6 +99,7 @@ const CHECKS: [&str; 10] = [
     "database",
     "schema",
     "table",
+    "quarantine",
     "insert",
     "read_back",
 ];
@@ -102,6 +108,7 @@ const CHECKS: [&str; 10] = [
 struct Checks {
     done: Vec<Check>,
     started: Instant,
+    rejections: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Checks {
@@ -154,6 +161,7 @@ impl Checks {
             ok: !self.failed(),
             checks: self.done,
             test_event_id,
+            rejections_last_24h: self.rejections,
         }
     }
 }
@@ -163,6 +171,7 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
     let mut checks = Checks {
         done: Vec::new(),
         started: Instant::now(),
+        rejections: None,
     };
     let settings = match source.settings().await {
         Ok(settings) => settings,
@@ -496,10 +505,14 @@ async fn diagnose(
     }
     let mut found = Vec::new();
     let mut warnings = Vec::new();
+    let mut quarantine_exists = true;
     for table in [Table::RawEvents, Table::Rejected] {
         match check_table(client, names, table, mode, deadline).await {
             TableState::Ready(detail) => found.push(detail),
-            TableState::Missing(detail, fix) => warnings.push((detail, fix)),
+            TableState::Missing(detail, fix) => {
+                quarantine_exists &= table != Table::Rejected;
+                warnings.push((detail, fix));
+            }
             TableState::Broken(detail, fix) => {
                 checks.fail("table", detail, fix);
                 return;
@@ -516,9 +529,77 @@ async fn diagnose(
     } else {
         checks.pass("table", found.join("; "));
     }
+    if quarantine_exists {
+        check_quarantine(client, names, deadline, checks).await;
+    } else {
+        checks.record(
+            "quarantine",
+            Status::Skip,
+            "skipped: RAW_EVENTS_REJECTED does not exist yet, so nothing was rejected".into(),
+            String::new(),
+        );
+    }
     if mode == Mode::TestSync {
         *test_event_id = test_sync(client, names, deadline, checks).await;
     }
+}
+
+/// The quarantine's last 24 hours: one GROUP BY over a `REJECTED_AT` window, on the warehouse
+/// the other checks use. A role that may not read the table gets a warning naming the grant;
+/// the run does not fail, since loading needs only INSERT.
+async fn check_quarantine(client: &Client, names: &Names, deadline: Instant, checks: &mut Checks) {
+    let full = format!(
+        "{}.{}.{}",
+        names.database,
+        names.schema,
+        Table::Rejected.name()
+    );
+    let sql = format!(
+        "SELECT REASON, COUNT(*) AS REJECTIONS FROM {} WHERE REJECTED_AT >= DATEADD('hour', -24, CURRENT_TIMESTAMP()) GROUP BY REASON ORDER BY REJECTIONS DESC, REASON",
+        Table::Rejected.name()
+    );
+    let result = match query(client, sql, deadline).await {
+        Ok(result) => result,
+        Err(e) => {
+            let fix = match e.kind() {
+                ErrorKind::Permission => format!(
+                    "To see rejections here, GRANT SELECT ON TABLE {full} TO ROLE {}; (loading needs only INSERT).",
+                    names.role()
+                ),
+                _ => e.fix(),
+            };
+            checks.record(
+                "quarantine",
+                Status::Warn,
+                format!("cannot read the rejections of the last 24 hours from {full}: {e}"),
+                fix,
+            );
+            return;
+        }
+    };
+    let mut by_reason = std::collections::BTreeMap::new();
+    for i in 0..result.rows.len() {
+        let reason = result.get(i, "REASON").unwrap_or_default().to_string();
+        let n: u64 = result
+            .get(i, "REJECTIONS")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        *by_reason.entry(reason).or_insert(0) += n;
+    }
+    let total: u64 = by_reason.values().sum();
+    let detail = if total == 0 {
+        format!("no rejections in {full} in the last 24 hours")
+    } else {
+        let mut listed: Vec<(&String, &u64)> = by_reason.iter().collect();
+        listed.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let parts: Vec<String> = listed.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        format!(
+            "{total} rejections in {full} in the last 24 hours: {} (examples: infra/sql/quarantine_queries.sql)",
+            parts.join(", ")
+        )
+    };
+    checks.pass("quarantine", detail);
+    checks.rejections = Some(by_reason);
 }
 
 fn auth_fix(e: &SnowflakeError, names: &Names) -> String {
@@ -536,9 +617,17 @@ fn auth_fix(e: &SnowflakeError, names: &Names) -> String {
         Some("394400") => format!(
             "Snowflake refused the programmatic access token, for one of two reasons: the token is invalid, expired or revoked (ALTER USER {user} ADD PROGRAMMATIC ACCESS TOKEN ... and store the new token in the secret's token field), or {user} has no network policy, which a token requires (ALTER USER {user} SET NETWORK_POLICY = <a policy allowing the loader's egress IPs>)."
         ),
-        Some("390422") => format!(
-            "Network policy blocks login: add the loader's egress IPs (the NAT gateway's) to the network policy attached to {user}, then run connection-test again."
-        ),
+        Some("390422") => {
+            let seen = match e {
+                SnowflakeError::Api(api) => seen_address(api),
+                _ => {
+                    "Snowflake did not say which address it saw: add the loader's egress IPs".into()
+                }
+            };
+            format!(
+                "Network policy blocks login: {seen} (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to {user}, then run connection-test again."
+            )
+        }
         Some("390432") => format!(
             "A programmatic access token needs a network policy: create one allowing the loader's egress IPs and ALTER USER {user} SET NETWORK_POLICY = <policy>."
         ),

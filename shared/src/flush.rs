@@ -11,7 +11,10 @@
 //!   is not packed again;
 //! - a chunk SQS delivered before (a run died between INSERT and delete, or a statement failed)
 //!   goes into statements that skip rows already in the table (same event id, merchant,
-//!   name, time and raw payload; for rejections, same message, reason and text).
+//!   name, time and raw payload; for rejections, same message, reason and text);
+//! - so does a chunk staged more than two flush periods ago: a dead-letter redrive makes a new
+//!   message (new id, receive count 1), but the envelope's `staged_at` stays, and no first
+//!   delivery waits that long in normal operation (the staging backlog alarm's bound).
 
 mod pack;
 
@@ -63,6 +66,10 @@ pub struct FlushConfig {
     /// `TRACKLAYER_SUSPEND_AFTER_FLUSH` (default false): suspend the warehouse after a run that
     /// loaded data (the role needs OPERATE on it).
     pub suspend_after_flush: bool,
+    /// `TRACKLAYER_FLUSH_PERIOD_MINUTES` (default 60, as `FlushPeriodMinutes`): the time between
+    /// runs. A chunk staged more than two periods before it is received is loaded skipping
+    /// rows already there (a redriven chunk, or a first delivery after an outage).
+    pub flush_period: Duration,
 }
 
 impl FlushConfig {
@@ -89,7 +96,16 @@ impl FlushConfig {
             margin: Duration::from_secs(env_parse("TRACKLAYER_FLUSH_MARGIN_SECONDS", 10u64)?),
             visibility: Duration::from_secs(env_parse("TRACKLAYER_VISIBILITY_SECONDS", 60u64)?),
             suspend_after_flush: suspend,
+            flush_period: Duration::from_secs(
+                60 * env_parse("TRACKLAYER_FLUSH_PERIOD_MINUTES", 60u64)?,
+            ),
         };
+        if !(60..=1440 * 60).contains(&config.flush_period.as_secs()) {
+            return Err(ConfigError::invalid(
+                "TRACKLAYER_FLUSH_PERIOD_MINUTES",
+                "must be between 1 and 1440 minutes, the stack's FlushPeriodMinutes (default 60)",
+            ));
+        }
         if !(1..=16).contains(&config.receivers) {
             return Err(ConfigError::invalid(
                 "TRACKLAYER_FLUSH_RECEIVERS",
@@ -103,6 +119,12 @@ impl FlushConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// How long ago a chunk must have been staged to be loaded skipping rows already there
+    /// even on its first delivery: two flush periods.
+    pub fn overdue_after(&self) -> Duration {
+        self.flush_period * 2
     }
 }
 
@@ -157,8 +179,9 @@ pub struct FlushReport {
     pub leftover_estimate: u64,
     /// Chunks that could not be loaded this run (they stay on the queue).
     pub chunks_failed: u64,
-    /// Chunks SQS had delivered before (a run died or failed before deleting them); their rows
-    /// went to statements that skip rows already loaded.
+    /// Chunks SQS had delivered before (a run died or failed before deleting them), or staged
+    /// more than two flush periods ago (redriven from the dead-letter queue, or first received
+    /// after an outage); their rows went to statements that skip rows already loaded.
     pub chunks_redelivered: u64,
     /// Rows of those chunks that were already in the table, so not inserted again.
     pub rows_already_loaded: u64,
@@ -464,8 +487,10 @@ impl Flush {
             Taken::Done { landed: false } => return,
         }
         // A message received before may have been loaded, in part or whole, by a run that
-        // died before deleting it: its rows go to statements that skip rows already there.
-        let skip_loaded = received_before(&message.attributes);
+        // died before deleting it, and one staged long ago may be a redriven copy of such a
+        // message: their rows go to statements that skip rows already there.
+        let skip_loaded = received_before(&message.attributes)
+            || staged_before(chunk.staged_at, now_ms(), self.config.overdue_after());
         if skip_loaded {
             run.report.lock().await.chunks_redelivered += 1;
         }
@@ -786,6 +811,12 @@ fn received_before(attributes: &Option<HashMap<MessageSystemAttributeName, Strin
         .is_some_and(|count| count > 1)
 }
 
+/// Whether a chunk was staged (`staged_at`, epoch milliseconds) more than `overdue` before
+/// `now_ms`. A version 1 envelope has no stamp and is not.
+fn staged_before(staged_at: Option<u64>, now_ms: u64, overdue: Duration) -> bool {
+    staged_at.is_some_and(|at| now_ms.saturating_sub(at) > overdue.as_millis() as u64)
+}
+
 /// The message's SQS `SentTimestamp` (epoch milliseconds), when it was asked for and sent.
 fn sent_timestamp(
     attributes: &Option<HashMap<MessageSystemAttributeName, String>>,
@@ -895,6 +926,16 @@ mod tests {
         assert!(line.get("loaded_age_ms").is_none(), "{line}");
         assert!(!declared_metrics(&line).contains(&"LoadedEventAgeSeconds".to_string()));
         assert_eq!(line["Statements"], 0.0);
+    }
+
+    #[test]
+    fn a_chunk_staged_more_than_the_bound_ago_is_overdue() {
+        let bound = Duration::from_secs(600);
+        let now = 1_767_225_600_000;
+        assert!(!staged_before(Some(now - 600_000), now, bound));
+        assert!(staged_before(Some(now - 600_001), now, bound));
+        assert!(!staged_before(Some(now + 5_000), now, bound));
+        assert!(!staged_before(None, now, bound));
     }
 
     #[test]

@@ -1,5 +1,13 @@
 //! The ingest function: an SQS batch becomes events, chunks, and either INSERTs (stream mode)
 //! or staged chunk messages (scheduled mode); the answer lists exactly the messages to retry.
+//!
+//! A message SQS delivered before goes into statements that skip rows already in the table. A
+//! dead-letter redrive makes a new message (new id, receive count 1), so stream mode marks a
+//! message that landed in part before it can get there: its body is sent back to the events
+//! queue with the [`PARTLY_LOADED_ATTRIBUTE`] message attribute naming the original message id,
+//! and the original is reported done. A marked message always takes the skipping statements,
+//! its rejections keep the original id, and it is never sent back again (see
+//! docs/operations.md, "What happens to redriven messages").
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,6 +29,11 @@ use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message};
 /// statement's text, so the same messages redelivered in the same batch resubmit the same id and
 /// cannot load twice, and their `WHERE NOT EXISTS` form never reuses the plain INSERT's id.
 const CHUNK_NAMESPACE: Uuid = Uuid::from_u128(0x7b1d_52a4_9a43_4f0e_8a0e_2c53_7e1f_a001);
+
+/// The message attribute that marks a message whose rows landed in part; its value is the
+/// original SQS message id. Custom attributes travel with a message into a dead-letter queue
+/// and back.
+pub const PARTLY_LOADED_ATTRIBUTE: &str = "tracklayer-partly-loaded";
 
 /// Where validated events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +65,10 @@ pub struct IngestConfig {
     pub secret_ttl: Duration,
     /// `TRACKLAYER_STAGING_QUEUE_URL`: required in scheduled mode.
     pub staging_queue_url: Option<String>,
+    /// `TRACKLAYER_EVENTS_QUEUE_URL` (stream mode, optional): the queue ingest reads, where a
+    /// message that landed in part is sent back marked. Without it such a message is only
+    /// retried, and a redrive of it from the dead-letter queue inserts its landed rows again.
+    pub events_queue_url: Option<String>,
     /// Statement size and concurrency.
     pub load: LoadSettings,
 }
@@ -82,6 +99,7 @@ impl IngestConfig {
                 LoadMode::Scheduled => Some(env_required("TRACKLAYER_STAGING_QUEUE_URL")?),
                 LoadMode::Stream => env_opt("TRACKLAYER_STAGING_QUEUE_URL"),
             },
+            events_queue_url: env_opt("TRACKLAYER_EVENTS_QUEUE_URL"),
             load: LoadSettings::from_env()?,
         };
         Ok(config)
@@ -115,6 +133,9 @@ pub struct IngestSummary {
     pub bytes: usize,
     /// Messages reported as failed (SQS redelivers them).
     pub failed_messages: usize,
+    /// Stream mode: messages that landed in part, sent back to the events queue marked
+    /// [`PARTLY_LOADED_ATTRIBUTE`] and reported done.
+    pub requeued: usize,
     /// Stream mode: how long the oldest message whose rows landed had waited on the events
     /// queue, from its SQS `SentTimestamp` to the moment its rows landed.
     pub loaded_age_ms: Option<u64>,
@@ -137,6 +158,7 @@ impl IngestSummary {
         fields.insert("statements".into(), json!(self.statements));
         fields.insert("bytes".into(), json!(self.bytes));
         fields.insert("failures".into(), json!(self.failed_messages));
+        fields.insert("requeued".into(), json!(self.requeued));
         fields.insert("duration_ms".into(), json!(self.duration_ms));
         if let Some((error, fix)) = &self.error {
             fields.insert("error".into(), json!(error));
@@ -177,8 +199,14 @@ impl IngestSummary {
     }
 }
 
+/// Where stream mode sends a message back marked as landed in part.
+struct Requeue {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
 enum Target {
-    Stream(Loader),
+    Stream(Box<Loader>, Option<Requeue>),
     Scheduled {
         sqs: aws_sdk_sqs::Client,
         queue_url: String,
@@ -210,7 +238,11 @@ impl Ingest {
                     config.secret_ttl,
                     RetryPolicy::default(),
                 );
-                Target::Stream(Loader::new(source, config.load))
+                let requeue = config.events_queue_url.clone().map(|queue_url| Requeue {
+                    sqs: aws_sdk_sqs::Client::new(aws),
+                    queue_url,
+                });
+                Target::Stream(Box::new(Loader::new(source, config.load)), requeue)
             }
             LoadMode::Scheduled => Target::Scheduled {
                 sqs: aws_sdk_sqs::Client::new(aws),
@@ -228,7 +260,24 @@ impl Ingest {
     pub fn stream(loader: Loader) -> Self {
         let chunker = Chunker::new(loader.settings().max_statement_bytes);
         Ingest {
-            target: Target::Stream(loader),
+            target: Target::Stream(Box::new(loader), None),
+            chunker,
+        }
+    }
+
+    /// The same, sending a message that landed in part back to `events_queue_url`, marked.
+    pub fn stream_requeuing(
+        loader: Loader,
+        sqs: aws_sdk_sqs::Client,
+        events_queue_url: String,
+    ) -> Self {
+        let chunker = Chunker::new(loader.settings().max_statement_bytes);
+        let requeue = Requeue {
+            sqs,
+            queue_url: events_queue_url,
+        };
+        Ingest {
+            target: Target::Stream(Box::new(loader), Some(requeue)),
             chunker,
         }
     }
@@ -249,7 +298,7 @@ impl Ingest {
     /// The mode in force.
     pub fn mode(&self) -> LoadMode {
         match self.target {
-            Target::Stream(_) => LoadMode::Stream,
+            Target::Stream(..) => LoadMode::Stream,
             Target::Scheduled { .. } => LoadMode::Scheduled,
         }
     }
@@ -267,7 +316,7 @@ impl Ingest {
         let messages: Vec<MessageRows<'_>> = records
             .iter()
             .map(|r| MessageRows {
-                message_id: r.message_id.as_deref().unwrap_or_default(),
+                message_id: source_message_id(r),
                 parsed: parse_body(r.body.as_deref().unwrap_or_default()),
             })
             .collect();
@@ -286,8 +335,8 @@ impl Ingest {
             ..IngestSummary::default()
         };
         let failed = match &self.target {
-            Target::Stream(loader) => {
-                stream(
+            Target::Stream(loader, requeue) => {
+                let (failed, landed) = stream(
                     loader,
                     records,
                     &messages,
@@ -296,7 +345,13 @@ impl Ingest {
                     deadline,
                     &mut summary,
                 )
-                .await
+                .await;
+                match requeue {
+                    Some(requeue) => {
+                        requeue_partly_loaded(requeue, records, failed, &landed, &mut summary).await
+                    }
+                    None => failed,
+                }
             }
             Target::Scheduled { sqs, queue_url } => {
                 stage(sqs, queue_url, &chunks, &mut summary).await
@@ -308,13 +363,73 @@ impl Ingest {
         let mut response = SqsBatchResponse::default();
         for index in &failed {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = messages[*index].message_id.to_string();
+            failure.item_identifier = records[*index].message_id.clone().unwrap_or_default();
             response.batch_item_failures.push(failure);
         }
         summary.failed_messages = failed.len();
         summary.duration_ms = started.elapsed().as_millis() as u64;
         (response, summary)
     }
+}
+
+/// The original message id a marked message carries ([`PARTLY_LOADED_ATTRIBUTE`]).
+fn partly_loaded(record: &SqsMessage) -> Option<&str> {
+    record
+        .message_attributes
+        .get(PARTLY_LOADED_ATTRIBUTE)?
+        .string_value
+        .as_deref()
+        .filter(|id| !id.is_empty())
+}
+
+/// The id rows of a message are recorded under: the original id of a marked message, so its
+/// rejections match those that landed before it was sent back.
+fn source_message_id(record: &SqsMessage) -> &str {
+    partly_loaded(record).unwrap_or(record.message_id.as_deref().unwrap_or_default())
+}
+
+/// Sends each failed message that landed in part, and is not marked yet, back to the events
+/// queue marked, and takes it off the failures once SQS has it. A send that fails leaves the
+/// message failed: SQS retries it as before.
+async fn requeue_partly_loaded(
+    requeue: &Requeue,
+    records: &[SqsMessage],
+    mut failed: BTreeSet<usize>,
+    landed: &BTreeSet<usize>,
+    summary: &mut IngestSummary,
+) -> BTreeSet<usize> {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let partly: Vec<usize> = failed
+        .intersection(landed)
+        .copied()
+        .filter(|&m| partly_loaded(&records[m]).is_none())
+        .collect();
+    for m in partly {
+        let record = &records[m];
+        let mark = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(source_message_id(record))
+            .build()
+            .expect("data type is set");
+        let sent = requeue
+            .sqs
+            .send_message()
+            .queue_url(&requeue.queue_url)
+            .message_body(record.body.as_deref().unwrap_or_default())
+            .message_attributes(PARTLY_LOADED_ATTRIBUTE, mark)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                failed.remove(&m);
+                summary.requeued += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), message_id = ?record.message_id, "cannot send a partly loaded message back marked; SQS retries it unmarked");
+            }
+        }
+    }
+    failed
 }
 
 fn received_before(record: &SqsMessage) -> bool {
@@ -360,21 +475,25 @@ async fn stream(
     request_id: &str,
     deadline: Instant,
     summary: &mut IngestSummary,
-) -> BTreeSet<usize> {
+) -> (BTreeSet<usize>, BTreeSet<usize>) {
     if chunks.is_empty() {
-        return BTreeSet::new();
+        return (BTreeSet::new(), BTreeSet::new());
     }
     if let Err(error) = loader.ensure_tables(deadline).await {
         record_error(summary, &error);
-        return fail_all(messages.len());
+        return (fail_all(messages.len()), BTreeSet::new());
     }
     let tag = format!("tracklayer:ingest:{request_id}");
     let loads: Vec<ChunkLoad<'_>> = chunks
         .iter()
         .map(|chunk| {
             // A message received before may have landed in a chunk of another composition
-            // (another requestId): its rows are inserted only where they are not there yet.
-            let again = chunk.messages.iter().any(|&m| received_before(&records[m]));
+            // (another requestId), and a marked one did in part: their rows are inserted only
+            // where they are not there yet.
+            let again = chunk
+                .messages
+                .iter()
+                .any(|&m| received_before(&records[m]) || partly_loaded(&records[m]).is_some());
             ChunkLoad {
                 table: chunk.table,
                 body: &chunk.body,
@@ -388,7 +507,7 @@ async fn stream(
     let source_of =
         |chunk: usize, row: usize| message_of_row(messages, &chunks[chunk], row).to_string();
     let outcomes = loader.load_chunks(&loads, &source_of, deadline).await;
-    let mut failed = BTreeSet::new();
+    let (mut failed, mut landed) = (BTreeSet::new(), BTreeSet::new());
     for (chunk, outcome) in chunks.iter().zip(outcomes) {
         summary.statements += outcome.statements;
         summary.bytes += chunk.body.len();
@@ -400,9 +519,11 @@ async fn stream(
         if let Some(error) = outcome.error {
             record_error(summary, &error);
             failed.extend(chunk.messages.iter().copied());
+        } else {
+            landed.extend(chunk.messages.iter().copied());
         }
     }
-    failed
+    (failed, landed)
 }
 
 /// The message id of row `row` of `chunk` (messages' rows are contiguous, in order).
@@ -435,8 +556,15 @@ async fn stage(
     // Leave room for the request's own framing in SendMessageBatch's 1 MiB total.
     let budget = SQS_MAX_MESSAGE_BYTES - 16 * 1024;
     let mut pending: Vec<(usize, String)> = Vec::new();
+    let staged_at = now_ms();
     for (index, chunk) in chunks.iter().enumerate() {
-        let body = encode_message(Uuid::new_v4(), chunk.table, chunk.rows, &chunk.body);
+        let body = encode_message(
+            Uuid::new_v4(),
+            chunk.table,
+            chunk.rows,
+            &chunk.body,
+            staged_at,
+        );
         if body.len() > budget {
             let error = format!(
                 "a staged chunk of {} rows compresses to {} bytes, over SQS's message limit; lower TRACKLAYER_MAX_STATEMENT_BYTES",

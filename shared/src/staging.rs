@@ -2,9 +2,13 @@
 //! and loaded by flush.
 //!
 //! A staging message body is a small JSON envelope, readable in the SQS console:
-//! `{"v":1,"id":"<chunk id>","table":"raw_events","rows":812,"bytes":734012,"gz":"<base64 of gzip of the JSON array>"}`.
+//! `{"v":2,"id":"<chunk id>","table":"raw_events","rows":812,"bytes":734012,"staged_at":1767225600000,"gz":"<base64 of gzip of the JSON array>"}`.
 //! The chunk id lets flush recognise a second delivery of a chunk within a run; a chunk
 //! delivered again in a later run is loaded skipping the rows already there (see `flush`).
+//! `staged_at` (epoch milliseconds, ingest's clock) survives a dead-letter redrive, which gives
+//! the message a new id and a receive count of 1: a chunk staged longer ago than any first
+//! delivery waits is loaded skipping rows already there too. Version 1 envelopes (no
+//! `staged_at`) are still read.
 
 use std::io::{Read as _, Write as _};
 
@@ -15,8 +19,10 @@ use uuid::Uuid;
 
 use crate::snowflake::Table;
 
-/// Format version of the envelope.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version of the envelope ingest writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version flush still reads (1: without `staged_at`).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// SQS's limit for one message, and for one SendMessageBatch call.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -31,6 +37,8 @@ pub struct StagedChunk {
     pub rows: usize,
     /// The JSON array bound to the INSERT.
     pub body: String,
+    /// When ingest staged it (epoch milliseconds); `None` for a version 1 envelope.
+    pub staged_at: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,6 +48,8 @@ struct Envelope<'a> {
     table: Table,
     rows: usize,
     bytes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged_at: Option<u64>,
     #[serde(borrow)]
     gz: &'a str,
 }
@@ -61,28 +71,36 @@ pub enum StagingError {
 }
 
 impl StagedChunk {
-    /// A new chunk with a fresh id.
-    pub fn new(table: Table, rows: usize, body: String) -> Self {
+    /// A new chunk with a fresh id, staged at `staged_at` (epoch milliseconds).
+    pub fn new(table: Table, rows: usize, body: String, staged_at: u64) -> Self {
         StagedChunk {
             id: Uuid::new_v4(),
             table,
             rows,
             body,
+            staged_at: Some(staged_at),
         }
     }
 
-    /// The SQS message body: the envelope with the gzip+base64 payload.
+    /// The SQS message body: the envelope with the gzip+base64 payload (version 1 when the
+    /// chunk has no `staged_at`).
     pub fn to_message(&self) -> String {
-        encode_message(self.id, self.table, self.rows, &self.body)
+        envelope(self.id, self.table, self.rows, &self.body, self.staged_at)
     }
 
     /// Reads a staging message body back.
     pub fn from_message(message: &str) -> Result<Self, StagingError> {
         let envelope: Envelope<'_> =
             serde_json::from_str(message).map_err(|e| StagingError::Envelope(e.to_string()))?;
-        if envelope.v != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&envelope.v) {
             return Err(StagingError::Envelope(format!(
-                "format version {} (this build reads {FORMAT_VERSION}); deploy matching ingest and flush versions",
+                "format version {} (this build reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); deploy matching ingest and flush versions",
+                envelope.v
+            )));
+        }
+        if envelope.v >= 2 && envelope.staged_at.is_none() {
+            return Err(StagingError::Envelope(format!(
+                "format version {} without staged_at",
                 envelope.v
             )));
         }
@@ -110,23 +128,34 @@ impl StagedChunk {
             table: envelope.table,
             rows: envelope.rows,
             body,
+            staged_at: envelope.staged_at,
         })
     }
 }
 
-/// The staging message for a chunk body, without copying the body into a [`StagedChunk`].
-pub fn encode_message(id: Uuid, table: Table, rows: usize, body: &str) -> String {
+/// The staging message for a chunk body staged at `staged_at` (epoch milliseconds), without
+/// copying the body into a [`StagedChunk`].
+pub fn encode_message(id: Uuid, table: Table, rows: usize, body: &str, staged_at: u64) -> String {
+    envelope(id, table, rows, body, Some(staged_at))
+}
+
+fn envelope(id: Uuid, table: Table, rows: usize, body: &str, staged_at: Option<u64>) -> String {
     let mut gz =
         flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
     gz.write_all(body.as_bytes())
         .expect("writing to memory cannot fail");
     let compressed = gz.finish().expect("writing to memory cannot fail");
     let envelope = Envelope {
-        v: FORMAT_VERSION,
+        v: if staged_at.is_some() {
+            FORMAT_VERSION
+        } else {
+            OLDEST_READABLE_VERSION
+        },
         id,
         table,
         rows,
         bytes: body.len(),
+        staged_at,
         gz: &base64::engine::general_purpose::STANDARD.encode(compressed),
     };
     serde_json::to_string(&envelope).expect("envelope serializes")
@@ -143,7 +172,7 @@ mod tests {
             vec![r#"{"r":"{\"event_id\":\"ü😀\"}","t":"2026-01-01 00:00:00.000","n":"x"}"#; 500]
                 .join(",")
         );
-        let chunk = StagedChunk::new(Table::RawEvents, 500, body.clone());
+        let chunk = StagedChunk::new(Table::RawEvents, 500, body.clone(), 1_767_225_600_000);
         let message = chunk.to_message();
         assert!(
             message.len() < body.len() / 4,
@@ -152,10 +181,26 @@ mod tests {
             body.len()
         );
         let envelope: serde_json::Value = serde_json::from_str(&message).unwrap();
-        assert_eq!(envelope["v"], 1);
+        assert_eq!(envelope["v"], 2);
         assert_eq!(envelope["table"], "raw_events");
         assert_eq!(envelope["rows"], 500);
+        assert_eq!(envelope["staged_at"], 1_767_225_600_000u64);
         assert_eq!(StagedChunk::from_message(&message).unwrap(), chunk);
+    }
+
+    #[test]
+    fn reads_version_1_envelopes_without_staged_at() {
+        let v1 = StagedChunk {
+            staged_at: None,
+            ..StagedChunk::new(Table::Rejected, 1, "[{\"m\":\"x\"}]".into(), 0)
+        };
+        let message = v1.to_message();
+        let envelope: serde_json::Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(envelope["v"], 1);
+        assert!(envelope.get("staged_at").is_none(), "{envelope}");
+        let read = StagedChunk::from_message(&message).unwrap();
+        assert_eq!(read, v1);
+        assert_eq!(read.staged_at, None);
     }
 
     #[test]
@@ -164,13 +209,18 @@ mod tests {
             StagedChunk::from_message(r#"{"event_id":"x"}"#),
             Err(StagingError::Envelope(_))
         ));
-        let mut envelope: serde_json::Value =
-            serde_json::from_str(&StagedChunk::new(Table::RawEvents, 0, "[]".into()).to_message())
-                .unwrap();
-        envelope["v"] = 2.into();
+        let mut envelope: serde_json::Value = serde_json::from_str(
+            &StagedChunk::new(Table::RawEvents, 0, "[]".into(), 1).to_message(),
+        )
+        .unwrap();
+        envelope["v"] = 3.into();
         let err = StagedChunk::from_message(&envelope.to_string()).unwrap_err();
-        assert!(err.to_string().contains("format version 2"), "{err}");
-        envelope["v"] = 1.into();
+        assert!(err.to_string().contains("format version 3"), "{err}");
+        envelope["v"] = 2.into();
+        let mut no_stamp = envelope.clone();
+        no_stamp.as_object_mut().unwrap().remove("staged_at");
+        let err = StagedChunk::from_message(&no_stamp.to_string()).unwrap_err();
+        assert!(err.to_string().contains("without staged_at"), "{err}");
         envelope["bytes"] = 3.into();
         assert!(matches!(
             StagedChunk::from_message(&envelope.to_string()),

@@ -223,3 +223,28 @@ def test_login_failure_details_name_the_user_and_an_unknown_uuid_has_none(
     assert first.body["message"] != second.body["message"]  # one UUID per refused login
     api = SqlApi(http, loader.headers(), DATABASE, SCHEMA)
     assert api.rows(f"SELECT SYSTEM$GET_LOGIN_FAILURE_DETAILS('{uuid.uuid4()}')") == [[None]]
+
+
+def test_network_policy_refuses_other_addresses_with_390422_and_the_address_seen(
+    http: Http, control: Control, user: Identity
+) -> None:
+    control.register(user, network_policy={"allowed_ip_list": ["203.0.113.0/24"]})
+    reply = select_one(http, user.headers())
+    assert reply.status == 401, reply.body
+    assert reply.body == {
+        "code": "390422",
+        "sqlState": "08004",
+        "message": "Incoming request with IP/Token 127.0.0.1 is not allowed to access Snowflake. "
+        "Contact your account administrator.",
+    }
+    control.register(user, network_policy={"allowed_ip_list": ["127.0.0.0/8"]})
+    assert select_one(http, user.headers()).status == 200
+    control.register(user, network_policy={"allowed_ip_list": ["127.0.0.0/8"], "blocked_ip_list": ["127.0.0.1"]})
+    assert select_one(http, user.headers()).body["code"] == "390422"
+    control.register(user)
+    assert select_one(http, user.headers()).status == 200
+
+
+def test_network_policy_entries_must_be_ipv4(control: Control, user: Identity) -> None:
+    with pytest.raises(AssertionError, match="is not IPv4"):
+        control.register(user, network_policy={"allowed_ip_list": ["2001:db8::/32"]})

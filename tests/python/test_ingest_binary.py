@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,8 +320,9 @@ def test_scheduled_mode_stages_chunks_and_never_contacts_snowflake(
     staged: dict[str, list[dict[str, Any]]] = {"raw_events": [], "raw_events_rejected": []}
     for message in drain(sqs, staging_queue):
         envelope = json.loads(message["Body"])
-        assert set(envelope) == {"v", "id", "table", "rows", "bytes", "gz"}
-        assert envelope["v"] == 1 and uuid.UUID(envelope["id"])
+        assert set(envelope) == {"v", "id", "table", "rows", "bytes", "staged_at", "gz"}
+        assert envelope["v"] == 2 and uuid.UUID(envelope["id"])
+        assert abs(envelope["staged_at"] - time.time() * 1000) < 300_000, envelope["staged_at"]
         body = gzip.decompress(base64.b64decode(envelope["gz"]))
         assert len(body) == envelope["bytes"]
         rows = json.loads(body)

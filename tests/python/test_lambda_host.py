@@ -523,8 +523,9 @@ def test_real_ingest_stages_valid_and_rejected_rows(sqs: SqsClient, stack_env: d
         rows: dict[str, list] = {"RAW_EVENTS": [], "RAW_EVENTS_REJECTED": []}
         for message in drain(sqs, staging):
             envelope = json.loads(message["Body"])
-            assert set(envelope) == {"v", "id", "table", "rows", "bytes", "gz"}
-            assert envelope["v"] == 1 and uuid.UUID(envelope["id"])
+            assert set(envelope) == {"v", "id", "table", "rows", "bytes", "staged_at", "gz"}
+            assert envelope["v"] == 2 and uuid.UUID(envelope["id"])
+            assert abs(envelope["staged_at"] - time.time() * 1000) < 300_000, envelope["staged_at"]
             body = gzip.decompress(base64.b64decode(envelope["gz"]))
             assert len(body) == envelope["bytes"]
             chunk = json.loads(body)

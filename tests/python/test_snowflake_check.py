@@ -155,7 +155,7 @@ def test_local_column_answers_what_the_emulator_documents(
 
     connection = rows["binaries.connection_test"]["local"]
     assert connection["compared"] == {"ok": True, "failed": []} and connection["ok"] is True, connection
-    assert [c["status"] for c in connection["observed"]["report"]["checks"]] == ["pass"] * 10, connection
+    assert [c["status"] for c in connection["observed"]["report"]["checks"]] == ["pass"] * 11, connection
     load = rows["binaries.load"]["local"]
     assert load["compared"] == LOAD_1000 and load["ok"] is True, load
 

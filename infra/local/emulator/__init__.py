@@ -34,6 +34,7 @@ that enforces it:
 5. results and their partitions follow the spec: ``results.py``
 6. request parameters in any case: ``requests.py``
 7. ``CALL SYSTEM$WAIT(n[, 'unit'])`` waits, and a cancel or timeout ends it: ``intercepts.py``
+8. a user's network policy refuses other addresses with 390422 and the address seen: ``auth.py``
 
 The SQL API's requests: ``requests.py``; answers: ``results.py``, ``statements.py`` (handles,
 202 and polling, cancel, idempotency, timeouts); errors: ``errors.py``; intercepted statements

@@ -28,12 +28,35 @@ A rejected key-pair JWT answers 401 ``390144`` 08001 with the message
    BCR-2421, pending, changes what an expired JWT answers on some REST endpoints to
    390318 "OAuth access token expired"; not modelled.)
 
+Rule 8: a user's network policy
+-------------------------------
+A user registered with ``network_policy`` refuses requests from addresses it does not allow, as
+Snowflake does once ``ALTER USER ... SET NETWORK_POLICY`` is set: with an allowed list, only
+those addresses may connect, and "the blocked list controls which requests should be
+explicitly blocked" (https://docs.snowflake.com/user-guide/network-policies); an address in
+both is refused (the blocked list is applied first; that precedence is from third-party guides,
+UNCONFIRMED on Snowflake's page). Entries are IPv4 addresses or CIDR
+ranges (network rules of ``TYPE = IPV4``; there is no IPv6 type, same page), so an IPv6 client
+is refused by any allowed list. The answer is 390422 08004 with the address Snowflake saw,
+``Incoming request with IP/Token <address> is not allowed to access Snowflake. Contact your
+account administrator.``: the wording and the code as Snowflake's drivers report it
+(Terraform's gosnowflake: "390422 (08004): Incoming request with IP/Token 102.203.137.234 is
+not allowed to access Snowflake."; Posit's Snowflake networking guide,
+https://docs.posit.co/partnerships/snowflake/posit-team/networking/network-policies.html). Older
+answers read ``IP <address> is not allowed to access Snowflake. Contact your local security
+administrator ...`` (airbytehq/airbyte#20992). UNCONFIRMED: the HTTP status the SQL API sends
+it with (401 here, like the other login refusals), and whether Snowflake checks the policy
+before or after the credentials (here after: the user must be known to find its policy). The
+address is the TCP peer of the request (127.0.0.1 on the local stack). Only the SQL API checks
+it; the Snowpipe Streaming endpoints do not.
+
 Control endpoint
 ----------------
 * ``POST /__emulator/users`` ``{"account", "user", "rsa_public_key": PEM, "rsa_public_key_2"?: PEM,
   "pats"?: [{"token", "expires_at"?: epoch seconds or ISO 8601, "revoked"?: bool}],
   "default_role"?: "PUBLIC", "default_warehouse"?: "TRACKLAYER_WH" (null: none), "roles"?:
-  ["ROLE", ...]}`` registers or replaces the user (ACCOUNT and USER are upper-cased) and answers
+  ["ROLE", ...], "network_policy"?: {"allowed_ip_list"?: ["203.0.113.0/24", ...],
+  "blocked_ip_list"?: [...]}}`` registers or replaces the user (ACCOUNT and USER are upper-cased) and answers
   its key fingerprints and ``roles``, the roles granted to it: those listed, its default role and
   PUBLIC (exact names, as SHOW ROLES shows them). ``GET`` answers a JSON array of the users.
 """
@@ -42,6 +65,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -142,6 +166,60 @@ def pat_invalid() -> ApiError:
     return ApiError(401, "394400", "Programmatic access token is invalid.", "08004")
 
 
+def network_policy_refused(address: str) -> ApiError:
+    return ApiError(
+        401,
+        "390422",
+        f"Incoming request with IP/Token {address} is not allowed to access Snowflake. "
+        "Contact your account administrator.",
+        "08004",
+    )
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """A user's network policy (rule 8): IPv4 addresses and ranges allowed and blocked."""
+
+    allowed: tuple[ipaddress.IPv4Network, ...]
+    blocked: tuple[ipaddress.IPv4Network, ...]
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> NetworkPolicy:
+        if not isinstance(spec, dict) or set(spec) - {"allowed_ip_list", "blocked_ip_list"}:
+            raise ValueError("network_policy is an object with allowed_ip_list and/or blocked_ip_list")
+
+        def networks(field: str) -> tuple[ipaddress.IPv4Network, ...]:
+            entries = spec.get(field) or []
+            if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+                raise ValueError(f"network_policy.{field} is a list of IPv4 addresses or CIDR ranges")
+            parsed = []
+            for entry in entries:
+                network = ipaddress.ip_network(entry, strict=False)
+                if not isinstance(network, ipaddress.IPv4Network):
+                    raise ValueError(f"network_policy.{field}: {entry!r} is not IPv4 (network rules have no IPv6 type)")
+                parsed.append(network)
+            return tuple(parsed)
+
+        return cls(networks("allowed_ip_list"), networks("blocked_ip_list"))
+
+    def allows(self, address: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in self.blocked if ip.version == 4):
+            return False
+        return not self.allowed or (ip.version == 4 and any(ip in net for net in self.allowed))
+
+    def describe(self) -> dict[str, list[str]]:
+        return {
+            "allowed_ip_list": [str(n) for n in self.allowed],
+            "blocked_ip_list": [str(n) for n in self.blocked],
+        }
+
+
 def key_fingerprint(key: RSAPublicKey) -> str:
     """Base64 SHA-256 of the DER SubjectPublicKeyInfo, as in RSA_PUBLIC_KEY_FP (without 'SHA256:')."""
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -186,6 +264,7 @@ class User:
     default_role: str
     default_warehouse: str | None
     roles: frozenset[str] = frozenset()
+    network_policy: NetworkPolicy | None = None
 
     @property
     def granted_roles(self) -> frozenset[str]:
@@ -213,6 +292,7 @@ class User:
             default_role=spec.get("default_role") or "PUBLIC",
             default_warehouse=spec.get("default_warehouse", "TRACKLAYER_WH"),
             roles=frozenset(roles),
+            network_policy=NetworkPolicy.from_spec(spec["network_policy"]) if spec.get("network_policy") else None,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -224,6 +304,7 @@ class User:
             "default_role": self.default_role,
             "default_warehouse": self.default_warehouse,
             "roles": sorted(self.granted_roles),
+            "network_policy": self.network_policy.describe() if self.network_policy else None,
         }
 
 
@@ -264,15 +345,19 @@ def authenticate(users: Users, failures: LoginFailures, headers: Any, now: float
     token_type = headers.get("x-snowflake-authorization-token-type")
     if token_type == "KEYPAIR_JWT":
         try:
-            return verify_keypair_jwt(users, token, now)
+            user = verify_keypair_jwt(users, token, now)
         except JwtRejected as rejected:
             raise jwt_invalid(failures.record(rejected, client_ip, now)) from None
-    if token_type == "PROGRAMMATIC_ACCESS_TOKEN":
-        return verify_pat(users, token, now)
-    raise unauthorized(
-        f"X-Snowflake-Authorization-Token-Type {token_type!r} is missing or not supported here "
-        "(use KEYPAIR_JWT or PROGRAMMATIC_ACCESS_TOKEN)."
-    )
+    elif token_type == "PROGRAMMATIC_ACCESS_TOKEN":
+        user = verify_pat(users, token, now)
+    else:
+        raise unauthorized(
+            f"X-Snowflake-Authorization-Token-Type {token_type!r} is missing or not supported here "
+            "(use KEYPAIR_JWT or PROGRAMMATIC_ACCESS_TOKEN)."
+        )
+    if user.network_policy is not None and not user.network_policy.allows(client_ip):
+        raise network_policy_refused(client_ip or "unknown")
+    return user
 
 
 def verify_keypair_jwt(users: Users, token: str, now: float) -> User:

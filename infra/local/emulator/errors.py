@@ -8,6 +8,8 @@ Error conventions (HTTP status, code, sqlState)
   header missing or not KEYPAIR_JWT / PROGRAMMATIC_ACCESS_TOKEN (exact, upper-case).
 * 401 390144 08001 "JWT token is invalid. [<uuid>]" (rule 3).
 * 401 394400 08004 "Programmatic access token is invalid.": unknown, expired or revoked PAT.
+* 401 390422 08004 "Incoming request with IP/Token <address> is not allowed to access
+  Snowflake. Contact your account administrator.": the user's network policy (rule 8).
 * 422: SQL errors: fakesnow's errno as six digits and its sqlState, e.g. 002003 42S02 (object
   does not exist), 001003 42000 (syntax), 090105/090106 22000 (no current database/schema),
   391918 / 000606 / 390189 (rule 1), 100069 22P02 (rule 2), 000904 42000 / 002023 22000 /

@@ -240,6 +240,24 @@ impl ApiError {
         })
     }
 
+    /// The address a network policy refused (390422), when the message names it. Snowflake
+    /// writes `Incoming request with IP/Token <address> is not allowed to access Snowflake.`,
+    /// or in older answers `IP <address> is not allowed to access Snowflake.`; the word after
+    /// `IP/Token` or `IP` is taken when it is an IPv4 or IPv6 address.
+    pub fn refused_address(&self) -> Option<std::net::IpAddr> {
+        let mut words = self.message.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "IP/Token" || word == "IP" {
+                let candidate = words.next()?.trim_end_matches(['.', ',', ';', ':']);
+                let candidate = candidate.trim_start_matches('[').trim_end_matches(']');
+                if let Ok(address) = candidate.parse() {
+                    return Some(address);
+                }
+            }
+        }
+        None
+    }
+
     /// The column Snowflake names in a compilation error (`invalid identifier 'X'`,
     /// `... for column X`).
     pub fn column(&self) -> Option<&str> {
@@ -438,6 +456,16 @@ fn ddl_file(api: &ApiError) -> &'static str {
     }
 }
 
+/// Which address to allow after a 390422: the one Snowflake saw, or the loader's egress IPs.
+pub fn seen_address(api: &ApiError) -> String {
+    match api.refused_address() {
+        Some(address) => {
+            format!("Snowflake saw the request come from {address}: add that address")
+        }
+        None => "Snowflake did not say which address it saw: add the loader's egress IPs".into(),
+    }
+}
+
 /// The text of `fix` for `api`.
 pub fn fix_text(fix: Fix, api: &ApiError) -> String {
     let s = &api.session;
@@ -465,7 +493,10 @@ pub fn fix_text(fix: Fix, api: &ApiError) -> String {
         }
         Fix::JwtFingerprint => "JWT rejected: public key fingerprint mismatch - register the key shown by connection-test with ALTER USER ... SET RSA_PUBLIC_KEY.".into(),
         Fix::JwtClaims => "JWT rejected: check that the secret's account and user are Snowflake's and that the machine clock is right.".into(),
-        Fix::NetworkPolicy => "Network policy blocks login: add the loader's egress IPs to the network policy attached to the service user.".into(),
+        Fix::NetworkPolicy => format!(
+            "Network policy blocks login: {} (the NAT gateway's Elastic IP when the functions run in a VPC) to the network policy attached to the service user.",
+            seen_address(api)
+        ),
         Fix::PatNetworkPolicy => "A programmatic access token needs a network policy on the service user: attach one that allows the loader's egress IPs.".into(),
         Fix::Pat => "Snowflake refused the programmatic access token. Either the token is invalid, expired or revoked (generate a new one for the service user and update the secret's token), or the service user has no network policy, which a token requires (attach one that allows the loader's egress IPs).".into(),
         Fix::OAuth => "The OAuth token was refused: the loader authenticates with a key pair or a programmatic access token; store one of those in the secret.".into(),
@@ -554,6 +585,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn network_policy_refusals_name_the_address_snowflake_saw() {
+        let address = |message: &str| api(401, "390422", message).refused_address();
+        for (message, expected) in [
+            (
+                "Incoming request with IP/Token 203.0.113.9 is not allowed to access Snowflake. Contact your account administrator.",
+                Some("203.0.113.9"),
+            ),
+            (
+                "Incoming request with IP 64.236.133.98 is not allowed to access Snowflake.",
+                Some("64.236.133.98"),
+            ),
+            (
+                "IP 13.37.4.46 is not allowed to access Snowflake. Contact your local security administrator or please create a case with Snowflake Support.",
+                Some("13.37.4.46"),
+            ),
+            (
+                "Incoming request with IP/Token 2001:db8::17 is not allowed to access Snowflake.",
+                Some("2001:db8::17"),
+            ),
+            (
+                "Incoming request with IP/Token [2001:db8:0:0:0:0:0:17] is not allowed to access Snowflake.",
+                Some("2001:db8::17"),
+            ),
+            (
+                "Incoming request with IP/Token xx.xxx.xx.xxx is not allowed to access Snowflake.",
+                None,
+            ),
+            ("Network policy blocks login.", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                address(message).map(|a| a.to_string()).as_deref(),
+                expected,
+                "{message}"
+            );
+        }
+        let fix = SnowflakeError::from(api(401, "390422", "Network policy blocks login.")).fix();
+        assert!(
+            fix.starts_with("Network policy blocks login: Snowflake did not say which address it saw: add the loader's egress IPs (the NAT gateway's"),
+            "{fix}"
+        );
+    }
+
     /// Every code the table knows (and a status-only answer per status row): its kind, whether
     /// it stops the run, and words its fix must contain.
     #[test]
@@ -568,7 +643,7 @@ mod tests {
             (401, "390103", "", Authentication, &["run connection-test"]),
             (401, "390104", "", Authentication, &["run connection-test"]),
             (401, "390144", jwt, Authentication, &["SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('0ce9eb56-821d-4ca9-a774-04ae89a0cf5a'), 'errorCode');", "RSA_PUBLIC_KEY_FP", "clock"]),
-            (401, "390422", "IP 203.0.113.9 is not allowed to access Snowflake.", Authentication, &["egress IPs", "network policy"]),
+            (401, "390422", "IP 203.0.113.9 is not allowed to access Snowflake.", Authentication, &["Snowflake saw the request come from 203.0.113.9", "NAT gateway's Elastic IP", "network policy"]),
             (401, "390432", "Network policy is required.", Authentication, &["needs a network policy"]),
             (401, "390303", "Invalid OAuth access token.", Authentication, &["key pair or a programmatic access token"]),
             (401, "390318", "OAuth access token expired.", Authentication, &["key pair or a programmatic access token"]),
