@@ -263,7 +263,11 @@ async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
     assert_eq!(first.status, FlushStatus::Partial, "{}", first.to_line());
     // How much lands before the cut-off depends on how fast this machine is (none, on a loaded
     // one); that the run stops short and the next run finishes is what is asserted.
-    assert!((first.events_loaded as usize) < valid, "{}", first.to_line());
+    assert!(
+        (first.events_loaded as usize) < valid,
+        "{}",
+        first.to_line()
+    );
     assert!(first.leftover_estimate > 0);
     let second = run(&flush, FlushRequest::default()).await;
     assert_eq!(second.status, FlushStatus::Loaded, "{}", second.to_line());
