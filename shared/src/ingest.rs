@@ -258,26 +258,29 @@ impl Ingest {
     /// A stream-mode handler over an existing loader (tests).
     #[cfg(any(test, feature = "testkit"))]
     pub fn stream(loader: Loader) -> Self {
-        let chunker = Chunker::new(loader.settings().max_statement_bytes);
-        Ingest {
-            target: Target::Stream(Box::new(loader), None),
-            chunker,
-        }
+        Self::stream_to(loader, None)
     }
 
-    /// The same, sending a message that landed in part back to `events_queue_url`, marked.
+    /// The same, sending a message that landed in part back to `events_queue_url`, marked
+    /// (tests).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn stream_requeuing(
         loader: Loader,
         sqs: aws_sdk_sqs::Client,
         events_queue_url: String,
     ) -> Self {
-        let chunker = Chunker::new(loader.settings().max_statement_bytes);
         let requeue = Requeue {
             sqs,
             queue_url: events_queue_url,
         };
+        Self::stream_to(loader, Some(requeue))
+    }
+
+    #[cfg(any(test, feature = "testkit"))]
+    fn stream_to(loader: Loader, requeue: Option<Requeue>) -> Self {
+        let chunker = Chunker::new(loader.settings().max_statement_bytes);
         Ingest {
-            target: Target::Stream(Box::new(loader), Some(requeue)),
+            target: Target::Stream(Box::new(loader), requeue),
             chunker,
         }
     }
