@@ -354,7 +354,7 @@ impl Context {
 
 /// How to write `exact` in the secret so it means exactly that name.
 fn spelling(exact: &str) -> String {
-    match Identifier::parse("name", exact) {
+    match Identifier::parse(exact) {
         Ok(id) if id.as_str() == exact => exact.to_string(),
         _ => format!("\"{}\"", exact.replace('"', "\"\"")),
     }
@@ -365,7 +365,7 @@ fn spelling(exact: &str) -> String {
 fn other_reading(id: &Identifier) -> Option<String> {
     let written = id.written();
     let other = if written.starts_with('"') {
-        Identifier::parse("name", &written[1..written.len() - 1])
+        Identifier::parse(&written[1..written.len() - 1])
             .ok()?
             .as_str()
             .to_string()
@@ -1065,13 +1065,13 @@ mod tests {
     use super::*;
     use crate::config::ConfigError;
 
-    fn id(field: &'static str, raw: &str) -> Identifier {
-        Identifier::parse(field, raw).unwrap()
+    fn id(raw: &str) -> Identifier {
+        Identifier::parse(raw).unwrap()
     }
 
     #[test]
     fn null_context_names_the_setting_both_spellings_and_the_case_rule() {
-        let (detail, fix) = mismatch("warehouse", &id("warehouse", "analytics_wh"), None, "R");
+        let (detail, fix) = mismatch("warehouse", &id("analytics_wh"), None, "R");
         assert_eq!(
             detail,
             "the secret's warehouse is analytics_wh, which means exactly ANALYTICS_WH, but CURRENT_WAREHOUSE() is NULL: no warehouse of exactly that name is usable by role R"
@@ -1086,7 +1086,7 @@ mod tests {
             "{fix}"
         );
 
-        let (_, fix) = mismatch("database", &id("database", "\"Tracklayer\""), None, "R");
+        let (_, fix) = mismatch("database", &id("\"Tracklayer\""), None, "R");
         assert!(
             fix.contains(r#"If SHOW DATABASES lists it as TRACKLAYER, write the secret's database as "TRACKLAYER""#),
             "{fix}"
@@ -1095,12 +1095,7 @@ mod tests {
 
     #[test]
     fn another_context_says_how_to_write_the_name_snowflake_uses() {
-        let (detail, fix) = mismatch(
-            "role",
-            &id("role", "\"writer\""),
-            Some("PUBLIC"),
-            "\"writer\"",
-        );
+        let (detail, fix) = mismatch("role", &id("\"writer\""), Some("PUBLIC"), "\"writer\"");
         assert_eq!(
             detail,
             "the secret's role is \"writer\", which means exactly writer, but statements run in role PUBLIC (CURRENT_ROLE())"
@@ -1109,7 +1104,7 @@ mod tests {
             fix.starts_with(r#"Write the secret's role as "PUBLIC" to use PUBLIC"#),
             "{fix}"
         );
-        let (_, fix) = mismatch("schema", &id("schema", "EVENTS"), Some("Events"), "R");
+        let (_, fix) = mismatch("schema", &id("EVENTS"), Some("Events"), "R");
         assert!(
             fix.starts_with(r#"Write the secret's schema as "\"Events\"" to use Events"#),
             "{fix}"

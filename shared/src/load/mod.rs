@@ -383,7 +383,10 @@ mod tests {
         async fn client(&self) -> Result<Arc<ScriptedClient>, SnowflakeError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             if self.unreadable {
-                return Err(ConfigError::invalid("TRACKLAYER_SECRET_ID", "no such secret").into());
+                return Err(SnowflakeError::setup(ConfigError::invalid(
+                    "TRACKLAYER_SECRET_ID",
+                    "no such secret",
+                )));
             }
             Ok(Arc::new(ScriptedClient {
                 generation: self.invalidations.load(Ordering::SeqCst),

@@ -7,8 +7,10 @@
 //! status rows of the same table.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::KeyError;
 use super::client::SessionContext;
 use super::identifier::{CASE_RULE, Identifier};
 use super::tables::Table;
@@ -325,12 +327,20 @@ pub enum SnowflakeError {
     /// Snowflake answered something this client does not understand.
     #[error("unexpected answer from Snowflake (HTTP {http_status}): {detail}")]
     Protocol { http_status: u16, detail: String },
-    /// Our settings are wrong; the message names the setting and the fix.
+    /// The private key read but cannot sign a JWT.
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    /// The credentials secret could not be read or is invalid.
+    Key(#[from] KeyError),
+    /// The caller could not set the client up (its settings or credentials are unreadable);
+    /// the caller's own error, whose message names the setting.
     #[error("{0}")]
-    Secret(#[from] crate::secrets::SecretError),
+    Setup(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl SnowflakeError {
+    /// A [`SnowflakeError::Setup`] carrying the caller's `error`.
+    pub fn setup(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SnowflakeError::Setup(Arc::new(error))
+    }
 }
 
 impl From<ApiError> for SnowflakeError {
@@ -370,7 +380,7 @@ impl SnowflakeError {
             SnowflakeError::Transport { .. } => ErrorKind::Transient,
             SnowflakeError::Deadline { .. } => ErrorKind::Timeout,
             SnowflakeError::Protocol { .. } => ErrorKind::Other,
-            SnowflakeError::Config(_) | SnowflakeError::Secret(_) => ErrorKind::Configuration,
+            SnowflakeError::Key(_) | SnowflakeError::Setup(_) => ErrorKind::Configuration,
         }
     }
 
@@ -409,7 +419,7 @@ impl SnowflakeError {
             SnowflakeError::Protocol { .. } => {
                 return "Unexpected answer: check the secret's host (a proxy or firewall may answer instead of Snowflake), then look the statement up in query history.".into();
             }
-            SnowflakeError::Config(_) | SnowflakeError::Secret(_) => {
+            SnowflakeError::Key(_) | SnowflakeError::Setup(_) => {
                 return "Fix the setting named in the error.".into();
             }
         };
@@ -567,10 +577,10 @@ mod tests {
 
     fn session() -> SessionContext {
         SessionContext {
-            database: Some(Identifier::parse("database", "tracklayer").unwrap()),
-            schema: Some(Identifier::parse("schema", "\"Events\"").unwrap()),
-            warehouse: Some(Identifier::parse("warehouse", "analytics_wh").unwrap()),
-            role: Some(Identifier::parse("role", "TRACKLAYER_WRITER").unwrap()),
+            database: Some(Identifier::parse("tracklayer").unwrap()),
+            schema: Some(Identifier::parse("\"Events\"").unwrap()),
+            warehouse: Some(Identifier::parse("analytics_wh").unwrap()),
+            role: Some(Identifier::parse("TRACKLAYER_WRITER").unwrap()),
         }
     }
 
@@ -795,8 +805,8 @@ mod tests {
         };
         assert_eq!(protocol.kind(), ErrorKind::Other);
         assert!(protocol.fix().contains("proxy or firewall"));
-        let config =
-            SnowflakeError::from(crate::config::ConfigError::invalid("TRACKLAYER_X", "bad"));
+        let config = SnowflakeError::setup(std::io::Error::other("TRACKLAYER_X: bad"));
+        assert_eq!(config.to_string(), "TRACKLAYER_X: bad");
         assert_eq!(config.kind(), ErrorKind::Configuration);
         assert!(config.kind().stops_the_run());
         assert_eq!(config.fix(), "Fix the setting named in the error.");
