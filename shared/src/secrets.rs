@@ -2,6 +2,7 @@
 //! cached with a TTL and fetched again after an authentication failure.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -295,6 +296,35 @@ impl SecretSource {
         output
             .secret_string
             .ok_or_else(|| SecretError::NotText(self.secret_id.clone()))
+    }
+}
+
+/// Where the client comes from: the credentials secret ([`SecretSource`]), cached, and
+/// forgotten after Snowflake refuses it.
+pub(crate) trait ClientSource: Sync {
+    /// The client type handed out.
+    type Client;
+    /// The current client, built from the secret when none is cached.
+    fn client(&self) -> impl Future<Output = Result<Arc<Self::Client>, SnowflakeError>> + Send;
+    /// Forgets the cached client, so the next [`ClientSource::client`] reads the secret again.
+    fn invalidate(&self) -> impl Future<Output = ()> + Send;
+    /// The secret's id, for logs.
+    fn secret_id(&self) -> &str;
+}
+
+impl ClientSource for SecretSource {
+    type Client = Client;
+
+    fn client(&self) -> impl Future<Output = Result<Arc<Client>, SnowflakeError>> + Send {
+        SecretSource::client(self)
+    }
+
+    fn invalidate(&self) -> impl Future<Output = ()> + Send {
+        SecretSource::invalidate(self)
+    }
+
+    fn secret_id(&self) -> &str {
+        SecretSource::secret_id(self)
     }
 }
 
