@@ -2,7 +2,7 @@
 
 use crate::secrets::{SecretError, SnowflakeSettings};
 use crate::snowflake::auth::Credentials;
-use crate::snowflake::error::seen_address;
+use crate::snowflake::error::{Fix, fix_text};
 use crate::snowflake::identifier::CASE_RULE;
 use crate::snowflake::{ErrorKind, Identifier, SnowflakeError};
 
@@ -177,33 +177,15 @@ pub(super) fn auth_fix(e: &SnowflakeError, names: &Names) -> String {
         ),
         _ => String::new(),
     };
-    match e.code() {
-        Some("390100") => format!(
-            "Incorrect username or password: use the service user {user}, not a personal login; rotate its credentials and update the secret."
-        ),
-        Some("394400") => format!(
-            "Snowflake refused the programmatic access token, for one of two reasons: the token is invalid, expired or revoked (ALTER USER {user} ADD PROGRAMMATIC ACCESS TOKEN ... and store the new token in the secret's token field), or {user} has no network policy, which a token requires (ALTER USER {user} SET NETWORK_POLICY = <a policy allowing the loader's egress IPs>)."
-        ),
-        Some("390422") => {
-            let seen = match e {
-                SnowflakeError::Api(api) => seen_address(api),
-                _ => {
-                    "Snowflake did not say which address it saw: add the loader's egress IPs".into()
-                }
-            };
-            format!(
-                "Network policy blocks login: {seen} (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to {user}, then run connection-test again."
-            )
-        }
-        Some("390432") => format!(
-            "A programmatic access token needs a network policy: create one allowing the loader's egress IPs and ALTER USER {user} SET NETWORK_POLICY = <policy>."
-        ),
-        Some("390144") => {
-            let reason = match e {
-                SnowflakeError::Api(api) => api.login_failure_id(),
-                _ => None,
-            }
-            .map(|id| format!(
+    match e.advice() {
+        Some((
+            fix @ (Fix::Password | Fix::Pat | Fix::NetworkPolicy | Fix::PatNetworkPolicy),
+            api,
+        )) => fix_text(fix, api, Some(user)),
+        Some((Fix::Jwt, api)) => {
+            let reason = api
+                .login_failure_id()
+                .map(|id| format!(
                 " Snowflake logged the reason under login failure {id}; an administrator (ACCOUNTADMIN, or a role with MONITOR) reads it with: SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('{id}'), 'errorCode'); (for example JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH: register the key below)."
             ))
             .unwrap_or_default();
@@ -293,6 +275,80 @@ mod tests {
         };
         assert!(secret_fix(&fetch).starts_with("Check TRACKLAYER_SECRET_ID"));
         assert!(secret_fix(&SecretError::NotText("s".into())).contains("SecretString"));
+    }
+
+    /// connection-test's authentication fix, chosen by the table's row for the code (never by
+    /// the message): the shared credential fixes with the user named, the JWT lookup with the
+    /// key to register, and the table's own fix for what is not a credential refusal.
+    #[test]
+    fn authentication_fixes_follow_the_table_row_of_the_code() {
+        let names = Names {
+            user: "SVC".into(),
+            role: Some(id("WRITER")),
+            warehouse: Some(id("WH")),
+            database: id("DB"),
+            schema: id("EVENTS"),
+            public_key: Some("MIIB".into()),
+            fingerprint: Some("SHA256:abc=".into()),
+        };
+        let fix = |status: u16, code: &str, message: &str| {
+            auth_fix(
+                &SnowflakeError::from(crate::snowflake::ApiError {
+                    http_status: status,
+                    code: code.into(),
+                    message: message.into(),
+                    ..Default::default()
+                }),
+                &names,
+            )
+        };
+        let register = " The secret's key has fingerprint SHA256:abc=; if DESC USER SVC shows another RSA_PUBLIC_KEY_FP, register this key: ALTER USER SVC SET RSA_PUBLIC_KEY='MIIB'; (use RSA_PUBLIC_KEY_2 to rotate without downtime).";
+        assert_eq!(
+            fix(
+                401,
+                "390100",
+                "Incorrect username or password was specified."
+            ),
+            "Incorrect username or password: use the service user SVC, not a personal login; rotate its credentials and update the secret."
+        );
+        assert_eq!(
+            fix(401, "390432", ""),
+            "A programmatic access token needs a network policy: create one allowing the loader's egress IPs and ALTER USER SVC SET NETWORK_POLICY = <policy>."
+        );
+        assert_eq!(
+            fix(401, "390422", "Network policy blocks login."),
+            "Network policy blocks login: Snowflake did not say which address it saw: add the loader's egress IPs (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to SVC, then run connection-test again."
+        );
+        assert_eq!(
+            fix(
+                401,
+                "390144",
+                "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"
+            ),
+            format!(
+                "JWT rejected. Snowflake logged the reason under login failure 0ce9eb56-821d-4ca9-a774-04ae89a0cf5a; an administrator (ACCOUNTADMIN, or a role with MONITOR) reads it with: SELECT JSON_EXTRACT_PATH_TEXT(SYSTEM$GET_LOGIN_FAILURE_DETAILS('0ce9eb56-821d-4ca9-a774-04ae89a0cf5a'), 'errorCode'); (for example JWT_TOKEN_INVALID_PUBLIC_KEY_FINGERPRINT_MISMATCH: register the key below). Check that the secret's account and user (SVC) are Snowflake's and the clock is right.{register}"
+            )
+        );
+        // A message that reads like another code's does not change the fix.
+        assert_eq!(
+            fix(
+                401,
+                "390144",
+                "Incorrect username or password was specified."
+            ),
+            format!(
+                "JWT rejected. Check that the secret's account and user (SVC) are Snowflake's and the clock is right.{register}"
+            )
+        );
+        let refused = format!(
+            "Snowflake refused the credentials: check that the secret's account and user (SVC) are Snowflake's and the clock is right.{register}"
+        );
+        assert_eq!(fix(401, "394304", ""), refused);
+        assert_eq!(fix(403, "", "<html>Forbidden</html>"), refused);
+        assert_eq!(
+            fix(422, "003001", "Insufficient privileges"),
+            "The role lacks a grant: GRANT USAGE on the warehouse, database and schema, CREATE TABLE on the schema and INSERT, SELECT on the tables to role <the loader's role> (see infra/sql/setup.sql)."
+        );
     }
 
     #[test]
