@@ -6,7 +6,9 @@ use crate::event::{encode::JsonArray, parse_body};
 use crate::secrets::SnowflakeSettings;
 use crate::snowflake::auth::{Credentials, KeyFormat};
 use crate::snowflake::identifier::CASE_RULE;
-use crate::snowflake::{Client, ErrorKind, QueryResult, SnowflakeError, Statement, Table};
+use crate::snowflake::{
+    Client, ErrorKind, Identifier, QueryResult, SnowflakeError, Statement, Table,
+};
 
 use super::fixes::{Names, json_string, means, mismatch, spelling};
 use super::report::{Checks, Status};
@@ -159,6 +161,23 @@ pub(super) fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Whether Snowflake's `CURRENT_<FIELD>()` is the configured `field` name; if not, fails the
+/// `field` check with the mismatch.
+fn in_use(
+    field: &'static str,
+    id: &Identifier,
+    current: Option<&str>,
+    role: &str,
+    checks: &mut Checks,
+) -> bool {
+    if current == Some(id.as_str()) {
+        return true;
+    }
+    let (detail, fix) = mismatch(field, id, current, role);
+    checks.fail(field, detail, fix);
+    false
+}
+
 pub(super) fn check_role(names: &Names, who: &Context, checks: &mut Checks) -> bool {
     let current = who.role.as_deref();
     match &names.role {
@@ -245,9 +264,13 @@ pub(super) async fn check_warehouse(
         }
         return false;
     };
-    if who.warehouse.as_deref() != Some(warehouse.as_str()) {
-        let (detail, fix) = mismatch("warehouse", warehouse, who.warehouse.as_deref(), &role);
-        checks.fail("warehouse", detail, fix);
+    if !in_use(
+        "warehouse",
+        warehouse,
+        who.warehouse.as_deref(),
+        &role,
+        checks,
+    ) {
         return false;
     }
     let state = shown.get(row, "state").unwrap_or("UNKNOWN").to_string();
@@ -312,9 +335,7 @@ pub(super) async fn check_namespace(
     checks: &mut Checks,
 ) -> bool {
     let (db, schema, role) = (&names.database, &names.schema, names.role());
-    if who.database.as_deref() != Some(db.as_str()) {
-        let (detail, fix) = mismatch("database", db, who.database.as_deref(), &role);
-        checks.fail("database", detail, fix);
+    if !in_use("database", db, who.database.as_deref(), &role, checks) {
         return false;
     }
     let sql = format!(
@@ -351,9 +372,7 @@ pub(super) async fn check_namespace(
         );
         return false;
     }
-    if who.schema.as_deref() != Some(schema.as_str()) {
-        let (detail, fix) = mismatch("schema", schema, who.schema.as_deref(), &role);
-        checks.fail("schema", detail, fix);
+    if !in_use("schema", schema, who.schema.as_deref(), &role, checks) {
         return false;
     }
     checks.pass(
