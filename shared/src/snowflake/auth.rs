@@ -351,30 +351,8 @@ impl Authenticator {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::process::Command;
 
-    /// Runs openssl with arguments, returning stdout; panics with stderr on failure.
-    pub(crate) fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-        use std::io::Write;
-        let mut child = Command::new("openssl")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("openssl must be installed for these tests");
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
+    pub(crate) use testkit::openssl::openssl;
 
     /// A fresh 2048-bit key as unencrypted PKCS#8 PEM.
     pub(crate) fn generate_pkcs8() -> String {
