@@ -25,3 +25,18 @@ pub fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// A fresh RSA 2048 private key, unencrypted PKCS#8 PEM.
+pub fn rsa_key() -> String {
+    let pem = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ],
+        None,
+    );
+    String::from_utf8(pem).unwrap()
+}

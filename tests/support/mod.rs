@@ -310,16 +310,7 @@ fn openssl(args: &[&str], stdin: Option<&str>) -> String {
 
 /// A fresh RSA 2048 private key, unencrypted PKCS#8 PEM.
 pub fn openssl_rsa_key() -> String {
-    openssl(
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ],
-        None,
-    )
+    testkit::openssl::rsa_key()
 }
 
 /// The SPKI PEM public key of a private key.

@@ -356,17 +356,7 @@ pub(crate) mod tests {
 
     /// A fresh 2048-bit key as unencrypted PKCS#8 PEM.
     pub(crate) fn generate_pkcs8() -> String {
-        let pem = openssl(
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-            ],
-            None,
-        );
-        String::from_utf8(pem).unwrap()
+        testkit::openssl::rsa_key()
     }
 
     fn openssl_fingerprint(pem: &str) -> String {
