@@ -2,6 +2,7 @@
 //! cached with a TTL and fetched again after an authentication failure.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +11,12 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::ConfigError;
-use crate::snowflake::auth::{Authenticator, Credentials, KeyPair};
-use crate::snowflake::{Account, Client, Identifier, RetryPolicy, SessionContext};
+use crate::snowflake::auth::{Authenticator, Credentials, KeyFormat, KeyPair};
+use crate::snowflake::identifier::CASE_RULE;
+use crate::snowflake::{
+    Account, AccountError, Client, Identifier, KeyError, RetryPolicy, SessionContext,
+    SnowflakeError,
+};
 
 /// The secret's JSON, as stored. `privateKey` and `passphrase` are accepted as in AWS's
 /// managed Snowflake key-pair secret.
@@ -71,7 +76,7 @@ impl SnowflakeSettings {
         let present = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let account = present(fields.account).ok_or(ConfigError::missing("account"))?;
         let user = present(fields.user).ok_or(ConfigError::missing("user"))?;
-        let account = Account::new(&account, present(fields.host).as_deref())?;
+        let account = account_of(&account, present(fields.host).as_deref())?;
         let credentials = match (
             present(fields.private_key),
             present(fields.token),
@@ -79,7 +84,8 @@ impl SnowflakeSettings {
         ) {
             (Some(pem), _, _) => {
                 let (key, format) =
-                    KeyPair::from_pem(&pem, fields.private_key_passphrase.as_deref())?;
+                    KeyPair::from_pem(&pem, fields.private_key_passphrase.as_deref())
+                        .map_err(key_error)?;
                 Credentials::KeyPair { key, format }
             }
             (None, Some(token), _) => Credentials::Token(token),
@@ -98,7 +104,7 @@ impl SnowflakeSettings {
         };
         let name = |field: &'static str, value: Option<String>| {
             present(value)
-                .map(|raw| Identifier::parse(field, &raw))
+                .map(|raw| identifier(field, &raw))
                 .transpose()
         };
         let database =
@@ -118,13 +124,67 @@ impl SnowflakeSettings {
     }
 
     /// A SQL API client for these settings.
-    pub fn into_client(
-        self,
-        retry: RetryPolicy,
-    ) -> Result<Client, crate::snowflake::SnowflakeError> {
+    pub fn into_client(self, retry: RetryPolicy) -> Result<Client, SnowflakeError> {
         let auth = Authenticator::new(&self.account.jwt_name, &self.user, self.credentials);
         Client::new(self.account, auth, self.session, retry)
     }
+}
+
+/// The secret's `account` and `host` as a Snowflake account.
+fn account_of(identifier: &str, host: Option<&str>) -> Result<Account, ConfigError> {
+    Account::new(identifier, host).map_err(|e| match e {
+        AccountError::Missing => ConfigError::missing("account"),
+        AccountError::Identifier(detail) => ConfigError::Invalid {
+            field: "account",
+            detail,
+        },
+        AccountError::Host(detail) => ConfigError::Invalid {
+            field: "host",
+            detail,
+        },
+    })
+}
+
+/// The secret field `field` read as a Snowflake identifier; a refusal says how to quote it.
+fn identifier(field: &'static str, raw: &str) -> Result<Identifier, ConfigError> {
+    Identifier::parse(raw).map_err(|e| ConfigError::Invalid {
+        field,
+        detail: format!(
+            "{e}. To keep a name exactly as written, put it in double quotes inside the JSON string (\"{field}\": \"\\\"{}\\\"\"); {CASE_RULE}",
+            raw.trim_matches('"').replace('"', "\"\"")
+        ),
+    })
+}
+
+/// A key the secret's `private_key` (and `private_key_passphrase`) cannot give, as the
+/// field to correct and how.
+fn key_error(error: KeyError) -> ConfigError {
+    let (field, detail) = match &error {
+        KeyError::NoPassphrase => (
+            "private_key_passphrase",
+            "the private key is encrypted (BEGIN ENCRYPTED PRIVATE KEY) but the secret has no private_key_passphrase; add it to the secret".into(),
+        ),
+        KeyError::Unreadable {
+            format: KeyFormat::EncryptedPkcs8,
+            why,
+        } => (
+            "private_key_passphrase",
+            format!(
+                "cannot decrypt private_key with the given passphrase ({}); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`",
+                why.describe()
+            ),
+        ),
+        KeyError::LegacyEncrypted => (
+            "private_key",
+            "legacy encrypted PKCS#1 keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in key.pem -out rsa_key.p8`".into(),
+        ),
+        KeyError::NotPem => (
+            "private_key",
+            "expected a PEM RSA private key (BEGIN PRIVATE KEY, BEGIN ENCRYPTED PRIVATE KEY or BEGIN RSA PRIVATE KEY)".into(),
+        ),
+        KeyError::Unreadable { .. } | KeyError::Sign(_) => ("private_key", error.to_string()),
+    };
+    ConfigError::Invalid { field, detail }
 }
 
 /// Fetching the secret failed.
@@ -194,14 +254,15 @@ impl SecretSource {
     }
 
     /// The current client: cached while younger than the TTL, else built from a fresh fetch.
-    pub async fn client(&self) -> Result<Arc<Client>, crate::snowflake::SnowflakeError> {
+    pub async fn client(&self) -> Result<Arc<Client>, SnowflakeError> {
         let mut cached = self.cached.lock().await;
         if let Some((client, fetched)) = cached.as_ref()
             && fetched.elapsed() < self.ttl
         {
             return Ok(client.clone());
         }
-        let client = Arc::new(self.settings().await?.into_client(self.retry)?);
+        let settings = self.settings().await.map_err(SnowflakeError::setup)?;
+        let client = Arc::new(settings.into_client(self.retry)?);
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
     }
@@ -235,6 +296,35 @@ impl SecretSource {
         output
             .secret_string
             .ok_or_else(|| SecretError::NotText(self.secret_id.clone()))
+    }
+}
+
+/// Where the client comes from: the credentials secret ([`SecretSource`]), cached, and
+/// forgotten after Snowflake refuses it.
+pub(crate) trait ClientSource: Sync {
+    /// The client type handed out.
+    type Client;
+    /// The current client, built from the secret when none is cached.
+    fn client(&self) -> impl Future<Output = Result<Arc<Self::Client>, SnowflakeError>> + Send;
+    /// Forgets the cached client, so the next [`ClientSource::client`] reads the secret again.
+    fn invalidate(&self) -> impl Future<Output = ()> + Send;
+    /// The secret's id, for logs.
+    fn secret_id(&self) -> &str;
+}
+
+impl ClientSource for SecretSource {
+    type Client = Client;
+
+    fn client(&self) -> impl Future<Output = Result<Arc<Client>, SnowflakeError>> + Send {
+        SecretSource::client(self)
+    }
+
+    fn invalidate(&self) -> impl Future<Output = ()> + Send {
+        SecretSource::invalidate(self)
+    }
+
+    fn secret_id(&self) -> &str {
+        SecretSource::secret_id(self)
     }
 }
 
@@ -336,6 +426,82 @@ mod tests {
         assert!(err.contains("SQL API does not accept passwords"), "{err}");
         assert!(err.contains("programmatic access token"), "{err}");
         assert!(!err.contains("replace_with_a_long_generated_secret"));
+    }
+
+    #[test]
+    fn key_errors_name_the_secret_field_to_correct() {
+        use crate::snowflake::auth::Unreadable;
+        let text = |e: KeyError| key_error(e).to_string();
+        assert_eq!(
+            text(KeyError::NoPassphrase),
+            "private_key_passphrase: the private key is encrypted (BEGIN ENCRYPTED PRIVATE KEY) but the secret has no private_key_passphrase; add it to the secret"
+        );
+        assert_eq!(
+            text(KeyError::Unreadable {
+                format: KeyFormat::EncryptedPkcs8,
+                why: Unreadable::Decrypt
+            }),
+            "private_key_passphrase: cannot decrypt private_key with the given passphrase (wrong passphrase or unsupported cipher); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
+        );
+        assert_eq!(
+            text(KeyError::Unreadable {
+                format: KeyFormat::Pkcs8,
+                why: Unreadable::NotRsa
+            }),
+            "private_key: not a readable PKCS#8 RSA private key (not an RSA key)"
+        );
+        assert_eq!(
+            text(KeyError::Unreadable {
+                format: KeyFormat::Pkcs1,
+                why: Unreadable::NotAKey
+            }),
+            "private_key: not a readable PKCS#1 RSA private key (not an RSA private key)"
+        );
+        assert_eq!(
+            text(KeyError::Unreadable {
+                format: KeyFormat::Pkcs8,
+                why: Unreadable::TooShort
+            }),
+            "private_key: not a readable PKCS#8 RSA private key (the key is shorter than 2048 bits; generate a 2048-bit key)"
+        );
+        assert_eq!(
+            text(KeyError::LegacyEncrypted),
+            "private_key: legacy encrypted PKCS#1 keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in key.pem -out rsa_key.p8`"
+        );
+        assert_eq!(
+            text(KeyError::NotPem),
+            "private_key: expected a PEM RSA private key (BEGIN PRIVATE KEY, BEGIN ENCRYPTED PRIVATE KEY or BEGIN RSA PRIVATE KEY)"
+        );
+        assert_eq!(
+            text(KeyError::Sign("InvalidRsaKey".into())),
+            "private_key: cannot sign a JWT with this key: InvalidRsaKey"
+        );
+    }
+
+    #[test]
+    fn account_errors_name_account_or_host() {
+        let field = |identifier: &str, host: Option<&str>| {
+            account_of(identifier, host).unwrap_err().field()
+        };
+        assert_eq!(account_of("  ", None), Err(ConfigError::missing("account")));
+        assert_eq!(field("my account", None), "account");
+        assert_eq!(field("myorg.myaccount", None), "account");
+        assert_eq!(field("xy12345", Some("http://example.com")), "host");
+    }
+
+    #[test]
+    fn names_snowflake_would_not_read_are_refused_with_the_quoted_spelling() {
+        for raw in [
+            "my-wh", "my wh", "1wh", "$wh", "\"a\"b\"", "\"\"", "wh\"", "\"wh",
+        ] {
+            let err = identifier("warehouse", raw).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("warehouse: "), "{raw}: {text}");
+            assert!(text.contains("double quotes"), "{raw}: {text}");
+            assert!(text.contains("ANALYTICS_WH"), "{raw}: {text}");
+        }
+        let err = identifier("database", "my-db").unwrap_err().to_string();
+        assert!(err.contains(r#""database": "\"my-db\"""#), "{err}");
     }
 
     #[test]

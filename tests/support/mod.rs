@@ -303,42 +303,14 @@ pub fn count(sql_from_where: &str) -> u64 {
     rows.text(0, "N").unwrap().parse().unwrap()
 }
 
-/// Runs openssl, returning stdout.
+/// Runs openssl, returning stdout as text.
 fn openssl(args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl is needed by the tests");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "openssl {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(testkit::openssl::openssl(args, stdin.map(str::as_bytes))).unwrap()
 }
 
 /// A fresh RSA 2048 private key, unencrypted PKCS#8 PEM.
 pub fn openssl_rsa_key() -> String {
-    openssl(
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ],
-        None,
-    )
+    testkit::openssl::rsa_key()
 }
 
 /// The SPKI PEM public key of a private key.

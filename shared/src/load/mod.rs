@@ -13,7 +13,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, env_parse};
-use crate::secrets::SecretSource;
+use crate::secrets::{ClientSource, SecretSource};
 use crate::snowflake::{Client, ErrorKind, QueryResult, SnowflakeError, Statement, Table};
 
 pub use chunk::{Chunk, Chunker, MessageRows};
@@ -169,37 +169,8 @@ impl Execute for Client {
     }
 }
 
-/// Where the client comes from: the credentials secret ([`SecretSource`]), cached, and
-/// forgotten after Snowflake refuses it.
-pub(crate) trait ClientSource: Sync {
-    /// The client type handed out.
-    type Client: Execute;
-    /// The current client, built from the secret when none is cached.
-    fn client(&self) -> impl Future<Output = Result<Arc<Self::Client>, SnowflakeError>> + Send;
-    /// Forgets the cached client, so the next [`ClientSource::client`] reads the secret again.
-    fn invalidate(&self) -> impl Future<Output = ()> + Send;
-    /// The secret's id, for logs.
-    fn secret_id(&self) -> &str;
-}
-
-impl ClientSource for SecretSource {
-    type Client = Client;
-
-    fn client(&self) -> impl Future<Output = Result<Arc<Client>, SnowflakeError>> + Send {
-        SecretSource::client(self)
-    }
-
-    fn invalidate(&self) -> impl Future<Output = ()> + Send {
-        SecretSource::invalidate(self)
-    }
-
-    fn secret_id(&self) -> &str {
-        SecretSource::secret_id(self)
-    }
-}
-
 /// [`Loader::run_all`] over any client source.
-async fn run_all<S: ClientSource>(
+async fn run_all<S: ClientSource<Client: Execute>>(
     source: &S,
     concurrency: usize,
     statements: Vec<Statement>,
@@ -234,7 +205,7 @@ async fn run_all<S: ClientSource>(
     results
 }
 
-async fn run_round<S: ClientSource>(
+async fn run_round<S: ClientSource<Client: Execute>>(
     source: &S,
     concurrency: usize,
     statements: &[Statement],
@@ -383,7 +354,10 @@ mod tests {
         async fn client(&self) -> Result<Arc<ScriptedClient>, SnowflakeError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             if self.unreadable {
-                return Err(ConfigError::invalid("TRACKLAYER_SECRET_ID", "no such secret").into());
+                return Err(SnowflakeError::setup(ConfigError::invalid(
+                    "TRACKLAYER_SECRET_ID",
+                    "no such secret",
+                )));
             }
             Ok(Arc::new(ScriptedClient {
                 generation: self.invalidations.load(Ordering::SeqCst),

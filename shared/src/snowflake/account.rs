@@ -4,7 +4,19 @@ use std::net::IpAddr;
 
 use reqwest::Url;
 
-use super::ConfigError;
+/// Why an account identifier or host cannot be used; the caller names its setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// No account identifier was given.
+    #[error("no account identifier")]
+    Missing,
+    /// The account identifier is unusable: what is wrong and what to write.
+    #[error("{0}")]
+    Identifier(String),
+    /// The host is unusable: what is wrong and what to write.
+    #[error("{0}")]
+    Host(String),
+}
 
 /// Where a Snowflake account lives and what it is called in key-pair JWTs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +43,7 @@ impl Account {
     /// cuts at the last `-` when the host has `.global.`). An account name with `_` keeps it in
     /// the JWT (`myorg-my_account` → `MYORG-MY_ACCOUNT`; neither connector rewrites it) while
     /// the host takes `-` (`myorg-my-account.snowflakecomputing.com`, Snowflake's URL form).
-    pub fn new(identifier: &str, host: Option<&str>) -> Result<Self, ConfigError> {
+    pub fn new(identifier: &str, host: Option<&str>) -> Result<Self, AccountError> {
         let (identifier, pasted_china) = normalize_identifier(identifier)?;
         let jwt_name = jwt_account_name(&identifier)?;
         let base_url = match host.map(str::trim).filter(|h| !h.is_empty()) {
@@ -49,7 +61,7 @@ impl Account {
                     identifier.to_ascii_lowercase().replace('_', "-"),
                     if china { "cn" } else { "com" }
                 );
-                Url::parse(&hostname).map_err(|e| ConfigError::invalid("account", e))?
+                Url::parse(&hostname).map_err(|e| AccountError::Identifier(e.to_string()))?
             }
         };
         Ok(Account { jwt_name, base_url })
@@ -64,17 +76,14 @@ impl Account {
 }
 
 /// The account name that goes into the JWT's `iss` and `sub`, upper-case.
-fn jwt_account_name(identifier: &str) -> Result<String, ConfigError> {
+fn jwt_account_name(identifier: &str) -> Result<String, AccountError> {
     let lower = identifier.to_ascii_lowercase();
     if let Some(name) = lower.strip_suffix(".global") {
         let parts: Vec<&str> = name.split('-').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || p.contains('.')) {
-            return Err(ConfigError::Invalid {
-                field: "account",
-                detail: format!(
-                    "{identifier:?} is a global URL identifier that is not <account locator>-<connection group>.global, and the official connectors disagree on its JWT account name; write the account locator alone (e.g. xy12345) as account and the full URL (https://{lower}.snowflakecomputing.com) as host"
-                ),
-            });
+            return Err(AccountError::Identifier(format!(
+                "{identifier:?} is a global URL identifier that is not <account locator>-<connection group>.global, and the official connectors disagree on its JWT account name; write the account locator alone (e.g. xy12345) as account and the full URL (https://{lower}.snowflakecomputing.com) as host"
+            )));
         }
         return Ok(parts[0].to_ascii_uppercase());
     }
@@ -86,19 +95,16 @@ fn jwt_account_name(identifier: &str) -> Result<String, ConfigError> {
             "privatelink" | "global"
         );
         if !second.contains('-') && !keyword && !first.contains('-') {
-            return Err(ConfigError::Invalid {
-                field: "account",
-                detail: format!(
-                    "{identifier:?} looks like the ORGANIZATION.ACCOUNT form SQL uses (e.g. for replication); the SQL API needs the account identifier, with a hyphen: write {first}-{second} (or the account locator with its region, e.g. xy12345.eu-central-1)"
-                ),
-            });
+            return Err(AccountError::Identifier(format!(
+                "{identifier:?} looks like the ORGANIZATION.ACCOUNT form SQL uses (e.g. for replication); the SQL API needs the account identifier, with a hyphen: write {first}-{second} (or the account locator with its region, e.g. xy12345.eu-central-1)"
+            )));
         }
     }
     Ok(first.to_ascii_uppercase())
 }
 
 /// The identifier without scheme and domain, and whether a China domain (`.cn`) was pasted.
-fn normalize_identifier(raw: &str) -> Result<(String, bool), ConfigError> {
+fn normalize_identifier(raw: &str) -> Result<(String, bool), AccountError> {
     let mut id = raw.trim();
     for prefix in ["https://", "http://"] {
         if let Some(rest) = id.strip_prefix(prefix) {
@@ -114,53 +120,43 @@ fn normalize_identifier(raw: &str) -> Result<(String, bool), ConfigError> {
         ),
     };
     if id.is_empty() {
-        return Err(ConfigError::missing("account"));
+        return Err(AccountError::Missing);
     }
     let valid = id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !valid || id.starts_with('.') || id.ends_with('.') || id.contains("..") {
-        return Err(ConfigError::Invalid {
-            field: "account",
-            detail: format!(
-                "{id:?} is not a Snowflake account identifier; expected e.g. xy12345.eu-central-1 or myorg-myaccount"
-            ),
-        });
+        return Err(AccountError::Identifier(format!(
+            "{id:?} is not a Snowflake account identifier; expected e.g. xy12345.eu-central-1 or myorg-myaccount"
+        )));
     }
     Ok((id.to_string(), china))
 }
 
-fn parse_host(host: &str) -> Result<Url, ConfigError> {
+fn parse_host(host: &str) -> Result<Url, AccountError> {
     let with_scheme = if host.contains("://") {
         host.to_string()
     } else {
         format!("https://{host}")
     };
-    let url = Url::parse(&with_scheme).map_err(|e| ConfigError::invalid("host", e))?;
+    let url = Url::parse(&with_scheme).map_err(|e| AccountError::Host(e.to_string()))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
-            return Err(ConfigError::Invalid {
-                field: "host",
-                detail: format!(
-                    "plain http is refused for {}: credentials and data must travel over TLS; use https:// (http:// is allowed only for loopback addresses such as 127.0.0.1)",
-                    url.host_str().unwrap_or_default()
-                ),
-            });
+            return Err(AccountError::Host(format!(
+                "plain http is refused for {}: credentials and data must travel over TLS; use https:// (http:// is allowed only for loopback addresses such as 127.0.0.1)",
+                url.host_str().unwrap_or_default()
+            )));
         }
         other => {
-            return Err(ConfigError::Invalid {
-                field: "host",
-                detail: format!("unsupported scheme {other:?}; use https://"),
-            });
+            return Err(AccountError::Host(format!(
+                "unsupported scheme {other:?}; use https://"
+            )));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::Invalid {
-            field: "host",
-            detail: "no host name in the URL".into(),
-        });
+        return Err(AccountError::Host("no host name in the URL".into()));
     }
     let mut url = url;
     url.set_path("");
@@ -251,7 +247,7 @@ mod tests {
         ] {
             let err = Account::new("localtest", Some(refused)).unwrap_err();
             assert!(
-                err.to_string().contains("plain http is refused"),
+                matches!(&err, AccountError::Host(d) if d.contains("plain http is refused")),
                 "{refused}: {err}"
             );
         }
@@ -276,10 +272,9 @@ mod tests {
 
     #[test]
     fn global_identifier_the_connectors_read_differently_is_refused_with_what_to_write() {
-        let err = Account::new("myorg-myaccount-group.global", None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("account: "), "{err}");
+        let err = Account::new("myorg-myaccount-group.global", None).unwrap_err();
+        assert!(matches!(err, AccountError::Identifier(_)), "{err}");
+        let err = err.to_string();
         assert!(err.contains("write the account locator alone"), "{err}");
         assert!(
             err.contains("https://myorg-myaccount-group.global.snowflakecomputing.com"),
@@ -313,10 +308,9 @@ mod tests {
 
     #[test]
     fn org_dot_account_is_refused_with_the_hyphen_form() {
-        let err = Account::new("myorg.myaccount", None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("account: "), "{err}");
+        let err = Account::new("myorg.myaccount", None).unwrap_err();
+        assert!(matches!(err, AccountError::Identifier(_)), "{err}");
+        let err = err.to_string();
         assert!(err.contains("ORGANIZATION.ACCOUNT form SQL uses"), "{err}");
         assert!(err.contains("write myorg-myaccount"), "{err}");
         // Not to be confused with a locator and its region, or a PrivateLink name.
@@ -344,12 +338,12 @@ mod tests {
     #[test]
     fn rejects_identifier_with_spaces() {
         let err = Account::new("my account", None).unwrap_err();
-        assert!(err.to_string().starts_with("account:"), "{err}");
+        assert!(matches!(err, AccountError::Identifier(_)), "{err}");
     }
 
     #[test]
     fn empty_account_is_missing() {
         let err = Account::new("  ", None).unwrap_err();
-        assert_eq!(err, ConfigError::missing("account"));
+        assert_eq!(err, AccountError::Missing);
     }
 }

@@ -16,8 +16,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pkcs8::der::SecretDocument;
 use pkcs8::{EncryptedPrivateKeyInfoRef, ObjectIdentifier, PrivateKeyInfoRef};
 
-use super::ConfigError;
-
 /// Snowflake caps key-pair JWTs at one hour; we ask for a little less.
 const JWT_LIFETIME: Duration = Duration::from_secs(59 * 60);
 /// A cached JWT is replaced when less than this is left, so no request carries a dying token.
@@ -51,61 +49,46 @@ pub enum KeyFormat {
     Pkcs1,
 }
 
+impl KeyFormat {
+    /// The format's usual name: `PKCS#8`, `encrypted PKCS#8`, `PKCS#1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyFormat::Pkcs8 => "PKCS#8",
+            KeyFormat::EncryptedPkcs8 => "encrypted PKCS#8",
+            KeyFormat::Pkcs1 => "PKCS#1",
+        }
+    }
+}
+
 impl KeyPair {
     /// Reads a PEM private key (PKCS#8, encrypted PKCS#8 with `passphrase`, or PKCS#1).
     ///
     /// Keys pasted into JSON with literal `\n` sequences are accepted too.
-    pub fn from_pem(pem: &str, passphrase: Option<&str>) -> Result<(Self, KeyFormat), ConfigError> {
+    pub fn from_pem(pem: &str, passphrase: Option<&str>) -> Result<(Self, KeyFormat), KeyError> {
         let pem = normalize_pem(pem);
         let passphrase = passphrase.filter(|p| !p.is_empty());
+        let unreadable = |format| move |why| KeyError::Unreadable { format, why };
         if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-            let passphrase = passphrase.ok_or_else(|| ConfigError::Invalid {
-                field: "private_key_passphrase",
-                detail: "the private key is encrypted (BEGIN ENCRYPTED PRIVATE KEY) but the secret has no private_key_passphrase; add it to the secret".into(),
-            })?;
+            let passphrase = passphrase.ok_or(KeyError::NoPassphrase)?;
             let key = decrypt_pkcs8(&pem, passphrase)
                 .and_then(|pkcs8| Self::from_pkcs8(pkcs8.as_bytes()))
-                .map_err(|unreadable| ConfigError::Invalid {
-                    field: "private_key_passphrase",
-                    detail: format!(
-                        "cannot decrypt private_key with the given passphrase ({}); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`",
-                        unreadable.describe()
-                    ),
-                })?;
+                .map_err(unreadable(KeyFormat::EncryptedPkcs8))?;
             Ok((key, KeyFormat::EncryptedPkcs8))
         } else if pem.contains("-----BEGIN PRIVATE KEY-----") {
             let key = pem_body(&pem, "PRIVATE KEY")
                 .and_then(|pkcs8| Self::from_pkcs8(pkcs8.as_bytes()))
-                .map_err(|unreadable| ConfigError::Invalid {
-                    field: "private_key",
-                    detail: format!(
-                        "not a readable PKCS#8 RSA private key ({})",
-                        unreadable.describe()
-                    ),
-                })?;
+                .map_err(unreadable(KeyFormat::Pkcs8))?;
             Ok((key, KeyFormat::Pkcs8))
         } else if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
             if pem.contains("Proc-Type: 4,ENCRYPTED") {
-                return Err(ConfigError::Invalid {
-                    field: "private_key",
-                    detail: "legacy encrypted PKCS#1 keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in key.pem -out rsa_key.p8`".into(),
-                });
+                return Err(KeyError::LegacyEncrypted);
             }
             let key = pem_body(&pem, "RSA PRIVATE KEY")
                 .and_then(|pkcs1| Self::from_pkcs1(pkcs1.as_bytes()))
-                .map_err(|unreadable| ConfigError::Invalid {
-                    field: "private_key",
-                    detail: format!(
-                        "not a readable PKCS#1 RSA private key ({})",
-                        unreadable.describe()
-                    ),
-                })?;
+                .map_err(unreadable(KeyFormat::Pkcs1))?;
             Ok((key, KeyFormat::Pkcs1))
         } else {
-            Err(ConfigError::Invalid {
-                field: "private_key",
-                detail: "expected a PEM RSA private key (BEGIN PRIVATE KEY, BEGIN ENCRYPTED PRIVATE KEY or BEGIN RSA PRIVATE KEY)".into(),
-            })
+            Err(KeyError::NotPem)
         }
     }
 
@@ -150,9 +133,35 @@ impl KeyPair {
     }
 }
 
-/// Why a PEM did not read as an RSA private key; the words go into the error's detail.
+/// Why a private key cannot be used; the caller names its setting and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The key is encrypted (`BEGIN ENCRYPTED PRIVATE KEY`) and no passphrase was given.
+    #[error("the private key is encrypted but no passphrase was given")]
+    NoPassphrase,
+    /// A PEM labelled `format` that does not read as an RSA key (for an encrypted key: does
+    /// not decrypt with the passphrase, or holds no RSA key).
+    #[error("not a readable {} RSA private key ({})", format.name(), why.describe())]
+    Unreadable {
+        /// The format the PEM's label names.
+        format: KeyFormat,
+        /// What is wrong with it.
+        why: Unreadable,
+    },
+    /// `BEGIN RSA PRIVATE KEY` with `Proc-Type: 4,ENCRYPTED`, which is not supported.
+    #[error("legacy encrypted PKCS#1 keys are not supported")]
+    LegacyEncrypted,
+    /// Not a PEM RSA private key of any supported label.
+    #[error("not a PEM RSA private key")]
+    NotPem,
+    /// The key read but did not sign a JWT.
+    #[error("cannot sign a JWT with this key: {0}")]
+    Sign(String),
+}
+
+/// Why a PEM did not read as an RSA private key; [`Unreadable::describe`] words it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unreadable {
+pub enum Unreadable {
     /// The PBES2 decryption failed.
     Decrypt,
     /// A PKCS#8 document of another algorithm (EC, Ed25519, ...).
@@ -168,7 +177,8 @@ enum Unreadable {
 }
 
 impl Unreadable {
-    fn describe(self) -> &'static str {
+    /// The reason in a few words, for error details.
+    pub fn describe(self) -> &'static str {
         match self {
             Unreadable::Decrypt => "wrong passphrase or unsupported cipher",
             Unreadable::NotRsa => "not an RSA key",
@@ -292,7 +302,7 @@ impl Authenticator {
     }
 
     /// A bearer for the next request: the cached JWT unless it is about to expire.
-    pub fn bearer(&self) -> Result<Bearer, ConfigError> {
+    pub fn bearer(&self) -> Result<Bearer, KeyError> {
         match &self.credentials {
             Credentials::Token(token) => Ok(Bearer {
                 token: token.clone(),
@@ -324,7 +334,7 @@ impl Authenticator {
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    fn sign(&self, key: &KeyPair, now: SystemTime) -> Result<(String, SystemTime), ConfigError> {
+    fn sign(&self, key: &KeyPair, now: SystemTime) -> Result<(String, SystemTime), KeyError> {
         let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = Claims {
             iss: &self.issuer,
@@ -333,10 +343,7 @@ impl Authenticator {
             exp: iat + JWT_LIFETIME.as_secs(),
         };
         let jwt = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key.signing_key)
-            .map_err(|e| ConfigError::Invalid {
-            field: "private_key",
-            detail: format!("cannot sign a JWT with this key: {:?}", e.kind()),
-        })?;
+            .map_err(|e| KeyError::Sign(format!("{:?}", e.kind())))?;
         Ok((jwt, UNIX_EPOCH + Duration::from_secs(claims.exp)))
     }
 }
@@ -344,44 +351,12 @@ impl Authenticator {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::process::Command;
 
-    /// Runs openssl with arguments, returning stdout; panics with stderr on failure.
-    pub(crate) fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-        use std::io::Write;
-        let mut child = Command::new("openssl")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("openssl must be installed for these tests");
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
+    pub(crate) use testkit::openssl::openssl;
 
     /// A fresh 2048-bit key as unencrypted PKCS#8 PEM.
     pub(crate) fn generate_pkcs8() -> String {
-        let pem = openssl(
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-            ],
-            None,
-        );
-        String::from_utf8(pem).unwrap()
+        testkit::openssl::rsa_key()
     }
 
     fn openssl_fingerprint(pem: &str) -> String {
@@ -525,9 +500,13 @@ pub(crate) mod tests {
         ]);
         let err = KeyPair::from_pem(&aes, Some("not-the-passphrase")).unwrap_err();
         assert_eq!(
-            err.to_string(),
-            "private_key_passphrase: cannot decrypt private_key with the given passphrase (wrong passphrase or unsupported cipher); check the passphrase, or re-export the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
+            err,
+            KeyError::Unreadable {
+                format: KeyFormat::EncryptedPkcs8,
+                why: Unreadable::Decrypt
+            }
         );
+        assert!(!format!("{err} {err:?}").contains("not-the-passphrase"));
     }
 
     #[test]
@@ -547,7 +526,7 @@ pub(crate) mod tests {
         let err = KeyPair::from_pem(&ec, None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "private_key: not a readable PKCS#8 RSA private key (not an RSA key)"
+            "not a readable PKCS#8 RSA private key (not an RSA key)"
         );
     }
 
@@ -564,20 +543,16 @@ pub(crate) mod tests {
         let err = KeyPair::from_pem(&truncated(&pkcs1, "RSA PRIVATE KEY"), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "private_key: not a readable PKCS#1 RSA private key (not an RSA private key)"
+            "not a readable PKCS#1 RSA private key (not an RSA private key)"
         );
         let err = KeyPair::from_pem(&truncated(TEST_KEY, "PRIVATE KEY"), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "private_key: not a readable PKCS#8 RSA private key (not an RSA private key)"
+            "not a readable PKCS#8 RSA private key (not an RSA private key)"
         );
         let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----";
         let err = KeyPair::from_pem(legacy, None).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("private_key: legacy encrypted PKCS#1 keys are not supported"),
-            "{err}"
-        );
+        assert_eq!(err, KeyError::LegacyEncrypted);
     }
 
     #[test]
@@ -596,7 +571,7 @@ pub(crate) mod tests {
         let err = KeyPair::from_pem(&short, None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "private_key: not a readable PKCS#8 RSA private key (the key is shorter than 2048 bits; generate a 2048-bit key)"
+            "not a readable PKCS#8 RSA private key (the key is shorter than 2048 bits; generate a 2048-bit key)"
         );
     }
 
@@ -609,12 +584,15 @@ pub(crate) mod tests {
         ))
         .unwrap();
         let missing = KeyPair::from_pem(&des3, None).unwrap_err();
-        assert!(
-            missing.to_string().starts_with("private_key_passphrase:"),
-            "{missing}"
-        );
+        assert_eq!(missing, KeyError::NoPassphrase);
         let wrong = KeyPair::from_pem(&des3, Some("wrong")).unwrap_err();
-        assert!(wrong.to_string().contains("cannot decrypt"), "{wrong}");
+        assert_eq!(
+            wrong,
+            KeyError::Unreadable {
+                format: KeyFormat::EncryptedPkcs8,
+                why: Unreadable::Decrypt
+            }
+        );
         assert!(
             !wrong.to_string().contains("wrong\""),
             "passphrase must not be echoed"
@@ -624,11 +602,8 @@ pub(crate) mod tests {
     #[test]
     fn garbage_key_is_a_clear_error() {
         let err = KeyPair::from_pem("hunter2", None).unwrap_err();
-        assert!(
-            err.to_string().starts_with("private_key: expected a PEM"),
-            "{err}"
-        );
-        assert!(!err.to_string().contains("hunter2"));
+        assert_eq!(err, KeyError::NotPem);
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
     }
 
     #[test]
@@ -662,7 +637,7 @@ pub(crate) mod tests {
             ("xy12345.us-east-1.aws", "XY12345"),
             ("myorg-myaccount", "MYORG-MYACCOUNT"),
         ] {
-            let account = crate::snowflake::Account::new(identifier, None).unwrap();
+            let account = super::super::Account::new(identifier, None).unwrap();
             let (key, format) = KeyPair::from_pem(&pkcs8, None).unwrap();
             let auth = Authenticator::new(
                 &account.jwt_name,

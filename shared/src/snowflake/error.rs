@@ -7,8 +7,10 @@
 //! status rows of the same table.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::KeyError;
 use super::client::SessionContext;
 use super::identifier::{CASE_RULE, Identifier};
 use super::tables::Table;
@@ -325,12 +327,20 @@ pub enum SnowflakeError {
     /// Snowflake answered something this client does not understand.
     #[error("unexpected answer from Snowflake (HTTP {http_status}): {detail}")]
     Protocol { http_status: u16, detail: String },
-    /// Our settings are wrong; the message names the setting and the fix.
+    /// The private key read but cannot sign a JWT.
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    /// The credentials secret could not be read or is invalid.
+    Key(#[from] KeyError),
+    /// The caller could not set the client up (its settings or credentials are unreadable);
+    /// the caller's own error, whose message names the setting.
     #[error("{0}")]
-    Secret(#[from] crate::secrets::SecretError),
+    Setup(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl SnowflakeError {
+    /// A [`SnowflakeError::Setup`] carrying the caller's `error`.
+    pub fn setup(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SnowflakeError::Setup(Arc::new(error))
+    }
 }
 
 impl From<ApiError> for SnowflakeError {
@@ -370,7 +380,18 @@ impl SnowflakeError {
             SnowflakeError::Transport { .. } => ErrorKind::Transient,
             SnowflakeError::Deadline { .. } => ErrorKind::Timeout,
             SnowflakeError::Protocol { .. } => ErrorKind::Other,
-            SnowflakeError::Config(_) | SnowflakeError::Secret(_) => ErrorKind::Configuration,
+            SnowflakeError::Key(_) | SnowflakeError::Setup(_) => ErrorKind::Configuration,
+        }
+    }
+
+    /// The table's row for Snowflake's answer (by code, else by HTTP status), with the answer;
+    /// `None` when Snowflake did not answer or the table has no row for it.
+    pub fn advice(&self) -> Option<(Fix, &ApiError)> {
+        match self {
+            SnowflakeError::Api(api) => {
+                classify(&api.code, api.http_status).map(|(_, fix)| (fix, &**api))
+            }
+            _ => None,
         }
     }
 
@@ -395,7 +416,7 @@ impl SnowflakeError {
         let api = match self {
             SnowflakeError::Api(api) => api,
             SnowflakeError::Transport { .. } => {
-                return fix_text(Fix::Throttled, &ApiError::default());
+                return fix_text(Fix::Throttled, &ApiError::default(), None);
             }
             SnowflakeError::Deadline {
                 outcome: Abandoned::NotSent,
@@ -409,12 +430,12 @@ impl SnowflakeError {
             SnowflakeError::Protocol { .. } => {
                 return "Unexpected answer: check the secret's host (a proxy or firewall may answer instead of Snowflake), then look the statement up in query history.".into();
             }
-            SnowflakeError::Config(_) | SnowflakeError::Secret(_) => {
+            SnowflakeError::Key(_) | SnowflakeError::Setup(_) => {
                 return "Fix the setting named in the error.".into();
             }
         };
         match classify(&api.code, api.http_status) {
-            Some((_, fix)) => fix_text(fix, api),
+            Some((_, fix)) => fix_text(fix, api, None),
             None => {
                 "Unexpected Snowflake error: look the statement up in query history by its handle."
                     .into()
@@ -457,7 +478,7 @@ fn ddl_file(api: &ApiError) -> &'static str {
 }
 
 /// Which address to allow after a 390422: the one Snowflake saw, or the loader's egress IPs.
-pub fn seen_address(api: &ApiError) -> String {
+fn seen_address(api: &ApiError) -> String {
     match api.refused_address() {
         Some(address) => {
             format!("Snowflake saw the request come from {address}: add that address")
@@ -466,8 +487,10 @@ pub fn seen_address(api: &ApiError) -> String {
     }
 }
 
-/// The text of `fix` for `api`.
-pub fn fix_text(fix: Fix, api: &ApiError) -> String {
+/// The text of `fix` for `api`. `user` is the service user's name when the caller knows it
+/// (connection-test, which read the secret): the credential fixes then name it in the
+/// statements to run; the loader passes `None`.
+pub fn fix_text(fix: Fix, api: &ApiError, user: Option<&str>) -> String {
     let s = &api.session;
     let role = s
         .role
@@ -479,7 +502,12 @@ pub fn fix_text(fix: Fix, api: &ApiError) -> String {
         .map_or("<warehouse>".to_string(), ToString::to_string);
     let stays = "Nothing was quarantined; the messages stay queued and load once it is fixed.";
     match fix {
-        Fix::Password => "Snowflake refused the user or password: use the service user (not a personal login), rotate its credentials and update the secret.".into(),
+        Fix::Password => match user {
+            None => "Snowflake refused the user or password: use the service user (not a personal login), rotate its credentials and update the secret.".into(),
+            Some(user) => format!(
+                "Incorrect username or password: use the service user {user}, not a personal login; rotate its credentials and update the secret."
+            ),
+        },
         Fix::Jwt => {
             let lookup = match api.login_failure_id() {
                 Some(id) => format!(
@@ -493,12 +521,29 @@ pub fn fix_text(fix: Fix, api: &ApiError) -> String {
         }
         Fix::JwtFingerprint => "JWT rejected: public key fingerprint mismatch - register the key shown by connection-test with ALTER USER ... SET RSA_PUBLIC_KEY.".into(),
         Fix::JwtClaims => "JWT rejected: check that the secret's account and user are Snowflake's and that the machine clock is right.".into(),
-        Fix::NetworkPolicy => format!(
-            "Network policy blocks login: {} (the NAT gateway's Elastic IP when the functions run in a VPC) to the network policy attached to the service user.",
-            seen_address(api)
-        ),
-        Fix::PatNetworkPolicy => "A programmatic access token needs a network policy on the service user: attach one that allows the loader's egress IPs.".into(),
-        Fix::Pat => "Snowflake refused the programmatic access token. Either the token is invalid, expired or revoked (generate a new one for the service user and update the secret's token), or the service user has no network policy, which a token requires (attach one that allows the loader's egress IPs).".into(),
+        Fix::NetworkPolicy => {
+            let seen = seen_address(api);
+            match user {
+                None => format!(
+                    "Network policy blocks login: {seen} (the NAT gateway's Elastic IP when the functions run in a VPC) to the network policy attached to the service user."
+                ),
+                Some(user) => format!(
+                    "Network policy blocks login: {seen} (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to {user}, then run connection-test again."
+                ),
+            }
+        }
+        Fix::PatNetworkPolicy => match user {
+            None => "A programmatic access token needs a network policy on the service user: attach one that allows the loader's egress IPs.".into(),
+            Some(user) => format!(
+                "A programmatic access token needs a network policy: create one allowing the loader's egress IPs and ALTER USER {user} SET NETWORK_POLICY = <policy>."
+            ),
+        },
+        Fix::Pat => match user {
+            None => "Snowflake refused the programmatic access token. Either the token is invalid, expired or revoked (generate a new one for the service user and update the secret's token), or the service user has no network policy, which a token requires (attach one that allows the loader's egress IPs).".into(),
+            Some(user) => format!(
+                "Snowflake refused the programmatic access token, for one of two reasons: the token is invalid, expired or revoked (ALTER USER {user} ADD PROGRAMMATIC ACCESS TOKEN ... and store the new token in the secret's token field), or {user} has no network policy, which a token requires (ALTER USER {user} SET NETWORK_POLICY = <a policy allowing the loader's egress IPs>)."
+            ),
+        },
         Fix::OAuth => "The OAuth token was refused: the loader authenticates with a key pair or a programmatic access token; store one of those in the secret.".into(),
         Fix::Credentials => "Snowflake refused the credentials: run connection-test and follow its fix.".into(),
         Fix::Grants => format!(
@@ -567,10 +612,10 @@ mod tests {
 
     fn session() -> SessionContext {
         SessionContext {
-            database: Some(Identifier::parse("database", "tracklayer").unwrap()),
-            schema: Some(Identifier::parse("schema", "\"Events\"").unwrap()),
-            warehouse: Some(Identifier::parse("warehouse", "analytics_wh").unwrap()),
-            role: Some(Identifier::parse("role", "TRACKLAYER_WRITER").unwrap()),
+            database: Some(Identifier::parse("tracklayer").unwrap()),
+            schema: Some(Identifier::parse("\"Events\"").unwrap()),
+            warehouse: Some(Identifier::parse("analytics_wh").unwrap()),
+            role: Some(Identifier::parse("TRACKLAYER_WRITER").unwrap()),
         }
     }
 
@@ -627,6 +672,71 @@ mod tests {
             fix.starts_with("Network policy blocks login: Snowflake did not say which address it saw: add the loader's egress IPs (the NAT gateway's"),
             "{fix}"
         );
+    }
+
+    /// The credential fixes connection-test and the loader share: the loader's words, and with
+    /// the service user named (connection-test's).
+    #[test]
+    fn credential_fixes_name_the_user_when_the_caller_knows_it() {
+        let seen = "IP 203.0.113.9 is not allowed to access Snowflake.";
+        let cases: &[(&str, &str, Fix, &str, &str)] = &[
+            (
+                "390100",
+                "",
+                Fix::Password,
+                "Snowflake refused the user or password: use the service user (not a personal login), rotate its credentials and update the secret.",
+                "Incorrect username or password: use the service user SVC, not a personal login; rotate its credentials and update the secret.",
+            ),
+            (
+                "394400",
+                "",
+                Fix::Pat,
+                "Snowflake refused the programmatic access token. Either the token is invalid, expired or revoked (generate a new one for the service user and update the secret's token), or the service user has no network policy, which a token requires (attach one that allows the loader's egress IPs).",
+                "Snowflake refused the programmatic access token, for one of two reasons: the token is invalid, expired or revoked (ALTER USER SVC ADD PROGRAMMATIC ACCESS TOKEN ... and store the new token in the secret's token field), or SVC has no network policy, which a token requires (ALTER USER SVC SET NETWORK_POLICY = <a policy allowing the loader's egress IPs>).",
+            ),
+            (
+                "390422",
+                seen,
+                Fix::NetworkPolicy,
+                "Network policy blocks login: Snowflake saw the request come from 203.0.113.9: add that address (the NAT gateway's Elastic IP when the functions run in a VPC) to the network policy attached to the service user.",
+                "Network policy blocks login: Snowflake saw the request come from 203.0.113.9: add that address (the NAT gateway's Elastic IP when the functions run in a VPC, see docs/snowflake-setup.md) to the network policy attached to SVC, then run connection-test again.",
+            ),
+            (
+                "390432",
+                "",
+                Fix::PatNetworkPolicy,
+                "A programmatic access token needs a network policy on the service user: attach one that allows the loader's egress IPs.",
+                "A programmatic access token needs a network policy: create one allowing the loader's egress IPs and ALTER USER SVC SET NETWORK_POLICY = <policy>.",
+            ),
+        ];
+        for &(code, message, fix, loader, named) in cases {
+            let error = SnowflakeError::from(api(401, code, message));
+            let (found, answer) = error.advice().expect(code);
+            assert_eq!(found, fix, "{code}");
+            assert_eq!(error.fix(), loader, "{code}");
+            assert_eq!(fix_text(fix, answer, None), loader, "{code}");
+            assert_eq!(fix_text(fix, answer, Some("SVC")), named, "{code}");
+        }
+    }
+
+    #[test]
+    fn advice_is_the_table_row_of_an_answer_and_none_without_one() {
+        let advice = |status: u16, code: &str| {
+            SnowflakeError::from(api(status, code, ""))
+                .advice()
+                .map(|(fix, _)| fix)
+        };
+        assert_eq!(advice(401, "390144"), Some(Fix::Jwt));
+        assert_eq!(advice(401, "394304"), Some(Fix::JwtFingerprint));
+        assert_eq!(advice(401, "394301"), Some(Fix::JwtClaims));
+        assert_eq!(advice(401, ""), Some(Fix::Credentials));
+        assert_eq!(advice(503, ""), Some(Fix::Throttled));
+        assert_eq!(advice(422, "001003"), None);
+        let transport = SnowflakeError::Transport {
+            url: "https://x".into(),
+            detail: "reset".into(),
+        };
+        assert_eq!(transport.advice(), None);
     }
 
     /// Every code the table knows (and a status-only answer per status row): its kind, whether
@@ -795,8 +905,8 @@ mod tests {
         };
         assert_eq!(protocol.kind(), ErrorKind::Other);
         assert!(protocol.fix().contains("proxy or firewall"));
-        let config =
-            SnowflakeError::from(crate::config::ConfigError::invalid("TRACKLAYER_X", "bad"));
+        let config = SnowflakeError::setup(std::io::Error::other("TRACKLAYER_X: bad"));
+        assert_eq!(config.to_string(), "TRACKLAYER_X: bad");
         assert_eq!(config.kind(), ErrorKind::Configuration);
         assert!(config.kind().stops_the_run());
         assert_eq!(config.fix(), "Fix the setting named in the error.");

@@ -13,8 +13,6 @@
 
 use std::fmt;
 
-use crate::config::ConfigError;
-
 /// The rule every secret name follows, for error and fix texts.
 pub const CASE_RULE: &str = "names in the secret are read as Snowflake identifiers: unquoted they mean the upper-case name (analytics_wh is ANALYTICS_WH); a name created in double quotes keeps its case and is written with the quotes (\"Analytics_wh\")";
 
@@ -26,27 +24,24 @@ pub struct Identifier {
 }
 
 impl Identifier {
-    /// Resolves the secret field `field` written as `raw` (already trimmed).
-    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ConfigError> {
+    /// Resolves a name written as `raw` (already trimmed).
+    pub fn parse(raw: &str) -> Result<Self, InvalidIdentifier> {
+        let invalid = |why| InvalidIdentifier {
+            raw: raw.to_string(),
+            why,
+        };
         let exact = if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            unquote(inner).ok_or_else(|| {
-                invalid(
-                    field,
-                    raw,
-                    "a quote inside a quoted name must be doubled (\"\")",
-                )
-            })?
+            unquote(inner)
+                .ok_or_else(|| invalid("a quote inside a quoted name must be doubled (\"\")"))?
         } else if is_unquoted(raw) {
             raw.to_ascii_uppercase()
         } else {
             return Err(invalid(
-                field,
-                raw,
                 "an unquoted name holds only letters, digits, _ and $ and does not start with a digit or $",
             ));
         };
         if exact.is_empty() {
-            return Err(invalid(field, raw, "the name is empty"));
+            return Err(invalid("the name is empty"));
         }
         Ok(Identifier {
             exact,
@@ -109,14 +104,14 @@ fn unquote(inner: &str) -> Option<String> {
     Some(exact)
 }
 
-fn invalid(field: &'static str, raw: &str, why: &str) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        detail: format!(
-            "{raw:?} is not a Snowflake identifier: {why}. To keep a name exactly as written, put it in double quotes inside the JSON string (\"{field}\": \"\\\"{}\\\"\"); {CASE_RULE}",
-            raw.trim_matches('"').replace('"', "\"\"")
-        ),
-    }
+/// A name Snowflake would not read as an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{raw:?} is not a Snowflake identifier: {why}")]
+pub struct InvalidIdentifier {
+    /// The name as written.
+    pub raw: String,
+    /// Which rule it breaks.
+    pub why: &'static str,
 }
 
 #[cfg(test)]
@@ -132,7 +127,7 @@ mod tests {
             ("_x$1", "_X$1"),
             ("TRACKLAYER_WRITER", "TRACKLAYER_WRITER"),
         ] {
-            let id = Identifier::parse("warehouse", raw).unwrap();
+            let id = Identifier::parse(raw).unwrap();
             assert_eq!(id.as_str(), exact, "{raw}");
             assert_eq!(id.written(), raw);
             assert_eq!(id.to_string(), exact);
@@ -147,7 +142,7 @@ mod tests {
             ("\"a\"\"b\"", "a\"b", "\"a\"\"b\""),
             ("\"EVENTS\"", "EVENTS", "EVENTS"),
         ] {
-            let id = Identifier::parse("schema", raw).unwrap();
+            let id = Identifier::parse(raw).unwrap();
             assert_eq!(id.as_str(), exact, "{raw}");
             assert_eq!(id.to_string(), shown, "{raw}");
         }
@@ -155,29 +150,42 @@ mod tests {
 
     #[test]
     fn sql_forms_always_mean_the_exact_name() {
-        let id = Identifier::parse("warehouse", "\"Wh's \"\"x\"\"\"").unwrap();
+        let id = Identifier::parse("\"Wh's \"\"x\"\"\"").unwrap();
         assert_eq!(id.as_str(), "Wh's \"x\"");
         assert_eq!(id.quoted(), "\"Wh's \"\"x\"\"\"");
         assert_eq!(id.literal(), "'Wh''s \"x\"'");
-        let plain = Identifier::parse("warehouse", "analytics_wh").unwrap();
+        let plain = Identifier::parse("analytics_wh").unwrap();
         assert_eq!(plain.quoted(), "\"ANALYTICS_WH\"");
         assert_eq!(plain.literal(), "'ANALYTICS_WH'");
     }
 
     #[test]
-    fn names_snowflake_would_not_read_are_refused_with_the_quoted_spelling() {
-        for raw in [
-            "my-wh", "my wh", "1wh", "$wh", "\"a\"b\"", "\"\"", "wh\"", "\"wh",
+    fn names_snowflake_would_not_read_are_refused_with_the_rule_they_break() {
+        let unquoted = "an unquoted name holds only letters, digits, _ and $ and does not start with a digit or $";
+        let doubled = "a quote inside a quoted name must be doubled (\"\")";
+        for (raw, why) in [
+            ("my-wh", unquoted),
+            ("my wh", unquoted),
+            ("1wh", unquoted),
+            ("$wh", unquoted),
+            ("\"a\"b\"", doubled),
+            ("\"\"", "the name is empty"),
+            ("wh\"", unquoted),
+            ("\"wh", unquoted),
         ] {
-            let err = Identifier::parse("warehouse", raw).unwrap_err();
-            let text = err.to_string();
-            assert!(text.starts_with("warehouse: "), "{raw}: {text}");
-            assert!(text.contains("double quotes"), "{raw}: {text}");
-            assert!(text.contains("ANALYTICS_WH"), "{raw}: {text}");
+            let err = Identifier::parse(raw).unwrap_err();
+            assert_eq!(
+                err,
+                InvalidIdentifier {
+                    raw: raw.into(),
+                    why
+                },
+                "{raw}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!("{raw:?} is not a Snowflake identifier: {why}")
+            );
         }
-        let err = Identifier::parse("database", "my-db")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(r#""database": "\"my-db\"""#), "{err}");
     }
 }

@@ -7,9 +7,9 @@ pub mod error;
 pub mod identifier;
 pub mod tables;
 
-pub use crate::config::ConfigError;
-pub use account::Account;
+pub use account::{Account, AccountError};
+pub use auth::KeyError;
 pub use client::{Client, QueryResult, RetryPolicy, SessionContext, Statement};
 pub use error::{Abandoned, ApiError, ErrorKind, SnowflakeError};
-pub use identifier::Identifier;
+pub use identifier::{Identifier, InvalidIdentifier};
 pub use tables::Table;
