@@ -171,6 +171,40 @@ def build_events(load: Load) -> list[dict[str, Any]]:
             "session_id": f"s_{uuid.uuid4().hex[:12]}",
         }
 
+    def step(
+        key: str,
+        merchant: str,
+        user: str | int | None,
+        when: datetime,
+        name: str,
+        platform: dict[str, Any],
+        ctx: dict[str, Any],
+        items: list[dict[str, Any]],
+        *,
+        anonymous_id: str | None = None,
+        consent_status: str = "granted",
+        properties: dict[str, Any] | None = None,
+        offset_minutes: int = 0,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """One funnel event; `fields` (a purchase's order, value and currency) go before the consent."""
+        who = {"event_name": name, **platform}
+        if user is not None:
+            who["user_id"] = user
+        return event_text(
+            load,
+            key,
+            merchant=merchant,
+            when=when,
+            offset_minutes=offset_minutes,
+            **who,
+            anonymous_id=anonymous_id or f"anon_{key}_{load.run}",
+            **fields,
+            consent_status=consent_status,
+            properties=properties or props(*items),
+            context=ctx,
+        )
+
     def purchase(
         key: str,
         merchant: str,
@@ -187,49 +221,21 @@ def build_events(load: Load) -> list[dict[str, Any]]:
         offset_minutes: int = 0,
         **extra: Any,
     ) -> dict[str, Any]:
-        fields = {"event_name": "purchase", **platform}
-        if user is not None:
-            fields["user_id"] = user
-        return event_text(
-            load,
+        return step(
             key,
-            merchant=merchant,
-            when=when,
+            merchant,
+            user,
+            when,
+            "purchase",
+            platform,
+            ctx,
+            items,
+            anonymous_id=anonymous_id,
+            properties=props(*items, page="checkout/complete", **extra),
             offset_minutes=offset_minutes,
-            **fields,
-            anonymous_id=anonymous_id or f"anon_{key}_{load.run}",
             order_id=order,
             value=Decimal(value),
             currency=currency,
-            consent_status="granted",
-            properties=props(*items, page="checkout/complete", **extra),
-            context=ctx,
-        )
-
-    def step(
-        key: str,
-        merchant: str,
-        user: str | int | None,
-        when: datetime,
-        name: str,
-        platform: dict[str, Any],
-        ctx: dict[str, Any],
-        items: list[dict[str, Any]],
-        **kw: Any,
-    ) -> dict[str, Any]:
-        fields = {"event_name": name, **platform}
-        if user is not None:
-            fields["user_id"] = user
-        return event_text(
-            load,
-            key,
-            merchant=merchant,
-            when=when,
-            **fields,
-            anonymous_id=kw.pop("anonymous_id", f"anon_{key}_{load.run}"),
-            consent_status=kw.pop("consent_status", "granted"),
-            properties=kw.pop("properties", None) or props(*items),
-            context=ctx,
         )
 
     guest_anon = f"anon_guest_{load.run}"
