@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import http.client
 import json
@@ -202,6 +203,19 @@ class Control:
 
     def reset(self, drop_data: bool = False) -> dict[str, Any]:
         return self.call("POST", "/reset", {"drop_data": drop_data})
+
+
+def staged_chunk(body: str) -> tuple[str, list[dict[str, Any]]]:
+    """The table and rows of one staging-queue message, asserting the envelope ingest writes."""
+    envelope = json.loads(body)
+    assert set(envelope) == {"v", "id", "table", "rows", "bytes", "staged_at", "gz"}
+    assert envelope["v"] == 2 and uuid.UUID(envelope["id"])
+    assert abs(envelope["staged_at"] - time.time() * 1000) < 300_000, envelope["staged_at"]
+    raw = gzip.decompress(base64.b64decode(envelope["gz"]))
+    assert len(raw) == envelope["bytes"]
+    rows = json.loads(raw)
+    assert isinstance(rows, list) and len(rows) == envelope["rows"]
+    return envelope["table"], rows
 
 
 def fake_received(body: str, receive_count: int = 1) -> dict[str, Any]:
