@@ -394,6 +394,11 @@ def markdown_table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
     )
 
 
+def with_command(lines: list[str], command: str) -> str:
+    """A benchmark's section of BENCHMARKS.md: its lines, then the command that reproduces it."""
+    return "\n".join([*lines, "", f"Command: `{command}`"])
+
+
 def print_result(result: dict[str, Any], markdown: str, json_path: Path | None) -> None:
     """A benchmark's result: JSON on stdout (and to `json_path`), then its Markdown."""
     text = json.dumps(result, indent=2)
