@@ -10,7 +10,7 @@ use tracklayer::load::{LoadSettings, Loader};
 use tracklayer::secrets::{SecretSource, SnowflakeSettings};
 use tracklayer::snowflake::Statement;
 use tracklayer_tests::{
-    Emulator, aws, exclusive, fast_retry, openssl_rsa_key, public_pem, setting, unique,
+    Emulator, aws, create_secret, exclusive, fast_retry, openssl_rsa_key, public_pem, setting,
 };
 
 #[derive(Clone, Default)]
@@ -52,14 +52,7 @@ fn encrypt(pem: &str, passphrase: &str) -> String {
 
 async fn secret_loader(secret: serde_json::Value) -> Loader {
     let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
-    let name = unique("tracklayer/leak-test");
-    secrets
-        .create_secret()
-        .name(&name)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap();
+    let name = create_secret(&secrets, "tracklayer/leak-test", &secret).await;
     Loader::new(
         SecretSource::new(secrets, name, Duration::from_secs(300), fast_retry()),
         LoadSettings::default(),
