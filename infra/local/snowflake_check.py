@@ -111,7 +111,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tracklayer_local.harness import read_env_file
+from tracklayer_local.harness import one_request, read_env_file
 from tracklayer_local.lambda_host import LambdaHost, run_sqs
 from tracklayer_local.stack import EMULATOR_MODULE, Service, StackError
 
@@ -461,22 +461,15 @@ class Http:
         return http.client.HTTPSConnection(self.host, self.port, timeout=REQUEST_TIMEOUT_S, context=context)
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        conn = self.connection()
-        try:
-            payload = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=payload, headers=headers or {})
-            response = conn.getresponse()
-            raw = response.read()
-            got = {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            conn.close()
+        payload = None if body is None else json.dumps(body).encode()
+        status, got, raw = one_request(self.connection(), method, path, payload, headers or {})
         if got.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
         try:
             parsed: Any = json.loads(raw) if raw else None
         except ValueError:
             parsed = raw.decode("utf-8", errors="replace")
-        return Reply(response.status, parsed, got)
+        return Reply(status, parsed, got)
 
 
 def bypasses_proxy(host: str) -> bool:

@@ -20,6 +20,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tracklayer_local.harness import one_request
+
 USER_AGENT = "tracklayer-pytest/1.0"
 
 
@@ -42,17 +44,10 @@ class Http:
         return http.client.HTTPConnection(self.host, self.port, timeout=30)
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        conn = self.connection()
-        try:
-            payload = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
-            conn.request(method, path, body=payload, headers=headers or {})
-            response = conn.getresponse()
-            raw = response.read()
-            headers = {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            conn.close()
-        compressed = headers.get("content-encoding") == "gzip"
-        return Reply(response.status, json.loads(raw) if raw and not compressed else None, headers, raw)
+        payload = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        status, got, raw = one_request(self.connection(), method, path, payload, headers or {})
+        compressed = got.get("content-encoding") == "gzip"
+        return Reply(status, json.loads(raw) if raw and not compressed else None, got, raw)
 
 
 def new_key() -> rsa.RSAPrivateKey:
