@@ -11,7 +11,8 @@ use tracklayer::ingest::Ingest;
 use tracklayer::load::LoadSettings;
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, aws, count, drain_queue, exclusive, loader, setting, sfquery, tagged_events, unique,
+    Emulator, aws, count, drain_queue, exclusive, fresh_queue, loader, setting, sfquery,
+    tagged_events, unique,
 };
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
@@ -20,16 +21,6 @@ fn in_minutes(n: u64) -> tokio::time::Instant {
 
 async fn sqs() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&aws().await)
-}
-
-async fn fresh_queue(sqs: &aws_sdk_sqs::Client) -> String {
-    sqs.create_queue()
-        .queue_name(unique("flush-test"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
 }
 
 /// Stages the bodies through ingest's scheduled mode, in SQS batches of up to 10,000
@@ -105,7 +96,7 @@ async fn case(
 ) {
     let guard = exclusive().await;
     let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
+    let queue = fresh_queue(&sqs, "flush-test").await;
     (guard, sqs, queue, unique(prefix))
 }
 

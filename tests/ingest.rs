@@ -12,7 +12,8 @@ use tracklayer::load::LoadSettings;
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
     Emulator, assert_row_is, aws, count, create_secret, drain_queue, event_id_of, event_rows,
-    exclusive, inserts, loader, loader_case, rows_tagged, sfquery, tagged_events, unique,
+    exclusive, fresh_queue, inserts, loader, loader_case, rows_tagged, sfquery, tagged_events,
+    unique,
 };
 
 fn deadline() -> tokio::time::Instant {
@@ -287,14 +288,7 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
     let emulator = Emulator::default();
     emulator.clean().await;
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("staging-test"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = fresh_queue(&sqs, "staging-test").await;
     let tag = unique("sched");
     let mut bodies = tagged_events(&tag, 3_000, 51, 0);
     bodies.push("{broken".into());
@@ -707,14 +701,7 @@ async fn settle(
 async fn partly_loaded_message_redriven_from_the_dlq_loads_each_row_once() {
     let _guard = exclusive().await;
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
-    let dlq = sqs
-        .create_queue()
-        .queue_name(unique("ing-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let dlq = fresh_queue(&sqs, "ing-dlq").await;
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq)

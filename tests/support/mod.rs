@@ -92,6 +92,17 @@ pub async fn create_secret(
     name
 }
 
+/// Creates an SQS queue named `<prefix>-<unique>` in moto; returns its URL.
+pub async fn fresh_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
+    sqs.create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
 /// Receives and deletes every message on `queue` until a receive comes back empty; returns
 /// their bodies in the order received.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
