@@ -59,6 +59,16 @@ async fn secret_loader(secret: serde_json::Value) -> Loader {
     )
 }
 
+/// Runs `SELECT 1 AS ONE` with `loader`: its result and the client it used, as Debug shows them.
+async fn select_one(loader: &Loader) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let ok = loader
+        .run(Statement::new("SELECT 1 AS ONE"), deadline)
+        .await
+        .unwrap();
+    format!("{ok:?} {:?}", loader.source().client().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_logs_errors_or_debug_output() {
     let _guard = exclusive().await;
@@ -97,25 +107,11 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
         json!({"private_key": encrypted, "private_key_passphrase": passphrase}),
     ))
     .await;
-    let ok = loader
-        .run(Statement::new("SELECT 1 AS ONE"), deadline())
-        .await
-        .unwrap();
-    shown.push(format!(
-        "{ok:?} {loader:?} {:?}",
-        loader.source().client().await.unwrap()
-    ));
+    shown.push(format!("{} {loader:?}", select_one(&loader).await));
 
     // Success with a PAT.
     let loader = secret_loader(with(json!({"token": pat}))).await;
-    let ok = loader
-        .run(Statement::new("SELECT 1 AS ONE"), deadline())
-        .await
-        .unwrap();
-    shown.push(format!(
-        "{ok:?} {:?}",
-        loader.source().client().await.unwrap()
-    ));
+    shown.push(select_one(&loader).await);
 
     // Failures: an unregistered key, a revoked/unknown PAT, a wrong passphrase, a password.
     let other_key = openssl_rsa_key();
