@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tracklayer::flush::{Flush, FlushConfig, FlushReport, FlushRequest, FlushStatus};
 use tracklayer::ingest::Ingest;
 use tracklayer::load::LoadSettings;
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, aws, count, drain_queue, exclusive, loader, setting, sfquery, tagged_events, unique,
+    Emulator, aws, count, drain_queue, exclusive, fresh_queue, loader, setting, sfquery,
+    tagged_events, unique,
 };
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
@@ -19,16 +21,6 @@ fn in_minutes(n: u64) -> tokio::time::Instant {
 
 async fn sqs() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&aws().await)
-}
-
-async fn fresh_queue(sqs: &aws_sdk_sqs::Client) -> String {
-    sqs.create_queue()
-        .queue_name(unique("flush-test"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
 }
 
 /// Stages the bodies through ingest's scheduled mode, in SQS batches of up to 10,000
@@ -92,6 +84,22 @@ async fn stage(
     .await
 }
 
+/// What each test starts with: the lock on the local Snowflake's global state (held while the
+/// guard lives), an SQS client, a fresh staging queue, and a unique tag for its rows.
+async fn case(
+    prefix: &str,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    aws_sdk_sqs::Client,
+    String,
+    String,
+) {
+    let guard = exclusive().await;
+    let sqs = sqs().await;
+    let queue = fresh_queue(&sqs, "flush-test").await;
+    (guard, sqs, queue, unique(prefix))
+}
+
 fn config(queue: &str) -> FlushConfig {
     FlushConfig {
         secret_id: setting("TRACKLAYER_SECRET_ID"),
@@ -114,6 +122,55 @@ async fn run(flush: &Flush, request: FlushRequest) -> FlushReport {
     flush.run(request, in_minutes(5)).await
 }
 
+/// One run of a default flush over `queue` with `fault` installed in a clean local Snowflake;
+/// returns its report and what the local Snowflake was asked, and leaves it clean again.
+async fn run_with_fault(queue: &str, fault: Value) -> (FlushReport, Value) {
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator.fault(fault).await;
+    let report = run(&flusher(config(queue)).await, FlushRequest::default()).await;
+    let requests = emulator.requests().await;
+    emulator.clean().await;
+    (report, requests)
+}
+
+/// Messages on `queue` that count as `attributes` (waiting, in flight), summed.
+async fn messages_on(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    attributes: &[QueueAttributeName],
+) -> u64 {
+    sqs.get_queue_attributes()
+        .queue_url(queue)
+        .set_attribute_names(Some(attributes.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .values()
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Inserts the chunk's rows with the loader directly, as a run that loaded it before it was
+/// lost or dead-lettered did.
+async fn insert_directly(chunk: &StagedChunk) {
+    let loader = loader(LoadSettings::default()).await;
+    loader.ensure_tables(in_minutes(1)).await.unwrap();
+    loader
+        .run(chunk.table.insert(chunk.body.clone()), in_minutes(1))
+        .await
+        .unwrap();
+}
+
+/// Quarantined rows from messages tagged `tag`.
+fn rejected(tag: &str) -> u64 {
+    count(&format!(
+        "FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
+    ))
+}
+
 fn landed(tag: &str) -> (u64, u64) {
     let total = count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"));
     let distinct = sfquery(&format!(
@@ -128,10 +185,7 @@ fn landed(tag: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flushes_100000_staged_events_exactly_once() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("f100k");
+    let (_guard, sqs, queue, tag) = case("f100k").await;
     let (valid, invalid) = stage(&sqs, &queue, &tag, 100_000, 100, 1_000_000).await;
     assert_eq!(valid + invalid, 100_000);
     assert_eq!(invalid, 1_000);
@@ -151,12 +205,7 @@ async fn flushes_100000_staged_events_exactly_once() {
         report.statements
     );
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
-    assert_eq!(
-        count(&format!(
-            "FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
-        )),
-        invalid as u64
-    );
+    assert_eq!(rejected(&tag), invalid as u64);
     let requests = emulator.requests().await;
     assert_eq!(
         requests["by_kind"]["INSERT"].as_u64(),
@@ -166,10 +215,7 @@ async fn flushes_100000_staged_events_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn small_ingest_batches_are_packed_into_full_statements() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fpack");
+    let (_guard, sqs, queue, tag) = case("fpack").await;
     // 20 ingest invocations of 500 messages: 20 chunks of events and 20 tiny ones of rejects.
     let bodies = tagged_events(&tag, 10_000, 10_000, 100);
     let (valid, invalid) = stage_in_batches(&sqs, &queue, &tag, &bodies, 500, 1_000_000).await;
@@ -183,12 +229,7 @@ async fn small_ingest_batches_are_packed_into_full_statements() {
     assert_eq!(report.leftover_estimate, 0);
     assert_eq!((report.events_loaded, report.events_rejected), (9_900, 100));
     assert_eq!(landed(&tag), (9_900, 9_900));
-    assert_eq!(
-        count(&format!(
-            "FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
-        )),
-        100
-    );
+    assert_eq!(rejected(&tag), 100);
     // Full statements, plus at most one part-filled statement per table.
     let full = report
         .bytes_sent
@@ -211,9 +252,7 @@ async fn small_ingest_batches_are_packed_into_full_statements() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_queue_sends_nothing_to_snowflake() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
+    let (_guard, _, queue, _) = case("fempty").await;
     let emulator = Emulator::default();
     emulator.clean().await;
     let flush = flusher(config(&queue)).await;
@@ -230,10 +269,7 @@ async fn empty_queue_sends_nothing_to_snowflake() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fcut");
+    let (_guard, sqs, queue, tag) = case("fcut").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 3_000, 0, 20_000).await;
     let emulator = Emulator::default();
     emulator.clean().await;
@@ -285,10 +321,7 @@ async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fcrash");
+    let (_guard, sqs, queue, tag) = case("fcrash").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 500, 0, 1_000_000).await;
     // What a flush killed between INSERT and delete leaves behind: the chunk inserted under
     // its id, the message not deleted.
@@ -301,12 +334,7 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
         .unwrap();
     let message = &received.messages.unwrap()[0];
     let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(in_minutes(1)).await.unwrap();
-    loader
-        .run(chunk.table.insert(chunk.body.clone()), in_minutes(1))
-        .await
-        .unwrap();
+    insert_directly(&chunk).await;
     sqs.change_message_visibility()
         .queue_url(&queue)
         .receipt_handle(message.receipt_handle.as_deref().unwrap())
@@ -356,22 +384,14 @@ async fn resend_staged(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redriven_chunk_staged_long_ago_loads_no_row_twice() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fredrive");
+    let (_guard, sqs, queue, tag) = case("fredrive").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 300, 0, 1_000_000).await;
     let bodies = drain_queue(&sqs, &queue).await;
     assert_eq!(bodies.len(), 1, "one chunk");
     let chunk = StagedChunk::from_message(&bodies[0]).unwrap();
     assert_eq!(chunk.rows, valid);
     // Its rows landed (a run loaded it, then it failed four more runs and was dead-lettered).
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(in_minutes(1)).await.unwrap();
-    loader
-        .run(chunk.table.insert(chunk.body.clone()), in_minutes(1))
-        .await
-        .unwrap();
+    insert_directly(&chunk).await;
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
 
     // Redriven: a new message, first delivery, staged 11 minutes ago (two 5-minute periods
@@ -390,10 +410,7 @@ async fn redriven_chunk_staged_long_ago_loads_no_row_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chunk_staged_within_two_periods_is_a_first_delivery() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("ffresh");
+    let (_guard, sqs, queue, tag) = case("ffresh").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 300, 0, 1_000_000).await;
     let chunk = StagedChunk::from_message(&drain_queue(&sqs, &queue).await[0]).unwrap();
     resend_staged(&sqs, &queue, &chunk, Duration::from_secs(9 * 60)).await;
@@ -411,10 +428,7 @@ async fn chunk_staged_within_two_periods_is_a_first_delivery() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_errors_drops_and_slow_answers_lose_and_double_nothing() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("ffault");
+    let (_guard, sqs, queue, tag) = case("ffault").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 4_000, 0, 100_000).await;
     let emulator = Emulator::default();
     emulator.clean().await;
@@ -449,21 +463,12 @@ async fn throttling_errors_drops_and_slow_answers_lose_and_double_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_row_in_a_staged_chunk_is_quarantined_and_the_rest_load() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fpoison");
+    let (_guard, sqs, queue, tag) = case("fpoison").await;
     let events = tagged_events(&tag, 1_000, 1_000, 0);
     let (valid, _) = stage_bodies(&sqs, &queue, &tag, &events, 1_000_000).await;
-    let emulator = Emulator::default();
-    emulator.clean().await;
     let probe: Value = serde_json::from_str(&events[437]).unwrap();
     let poison = probe["event_id"].as_str().unwrap().to_string();
-    emulator
-        .fault(json!({"match": {"binding_contains": poison, "statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "100038", "sqlState": "22018", "message": "Numeric value 'x' is not recognized"}}}))
-        .await;
-    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
-    emulator.clean().await;
+    let (report, _) = run_with_fault(&queue, json!({"match": {"binding_contains": poison, "statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "100038", "sqlState": "22018", "message": "Numeric value 'x' is not recognized"}}})).await;
     assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
     assert_eq!(report.events_loaded, valid as u64 - 1);
     assert_eq!(report.events_rejected, 1);
@@ -483,9 +488,7 @@ async fn poison_row_in_a_staged_chunk_is_quarantined_and_the_rest_load() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn warehouse_is_suspended_only_after_a_run_that_loaded() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
+    let (_guard, sqs, queue, tag) = case("fsusp").await;
     let emulator = Emulator::default();
     emulator.clean().await;
     let mut settings = config(&queue);
@@ -496,7 +499,6 @@ async fn warehouse_is_suspended_only_after_a_run_that_loaded() {
     assert!(!empty.warehouse_suspended);
     assert_eq!(emulator.requests().await["total"], 0);
 
-    let tag = unique("fsusp");
     stage(&sqs, &queue, &tag, 200, 0, 1_000_000).await;
     let report = run(&flush, FlushRequest::default()).await;
     let requests = emulator.requests().await;
@@ -530,19 +532,9 @@ async fn warehouse_is_suspended_only_after_a_run_that_loaded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_stop_the_run_and_keep_every_chunk() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fauth");
+    let (_guard, sqs, queue, tag) = case("fauth").await;
     stage(&sqs, &queue, &tag, 2_000, 0, 50_000).await;
-    let emulator = Emulator::default();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid."}}}))
-        .await;
-    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
-    let requests = emulator.requests().await;
-    emulator.clean().await;
+    let (report, requests) = run_with_fault(&queue, json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid."}}})).await;
     assert_eq!(report.status, FlushStatus::Failed, "{}", report.to_line());
     assert!(
         report.fix.as_deref().unwrap().contains("JWT"),
@@ -556,31 +548,21 @@ async fn refused_credentials_stop_the_run_and_keep_every_chunk() {
     );
     assert_eq!(landed(&tag), (0, 0));
     // Every chunk is still there for the next run.
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        )
-        .send()
-        .await
-        .unwrap();
-    let waiting: u64 = attributes
-        .attributes
-        .unwrap()
-        .values()
-        .map(|v| v.parse::<u64>().unwrap())
-        .sum();
+    let waiting = messages_on(
+        &sqs,
+        &queue,
+        &[
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ],
+    )
+    .await;
     assert!(waiting >= report.chunks_failed && waiting > 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chunk_delivered_twice_at_once_loads_once() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("ftwice");
+    let (_guard, sqs, queue, tag) = case("ftwice").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 2_000, 0, 100_000).await;
     // Every staged message twice, as SQS's at-least-once delivery may hand them out.
     let copies = drain_queue(&sqs, &queue).await;
@@ -609,10 +591,7 @@ async fn chunk_delivered_twice_at_once_loads_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn loaded_age_is_counted_from_the_staging_messages_sent_timestamp() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fage");
+    let (_guard, sqs, queue, tag) = case("fage").await;
     let before_staging = tracklayer::report::now_ms();
     let (valid, _) = stage(&sqs, &queue, &tag, 200, 0, 1_000_000).await;
     let staged = tracklayer::report::now_ms();
@@ -647,32 +626,16 @@ async fn loaded_age_is_counted_from_the_staging_messages_sent_timestamp() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compile_error_stops_the_run_quarantines_nothing_and_keeps_every_chunk() {
-    let _guard = exclusive().await;
-    let sqs = sqs().await;
-    let queue = fresh_queue(&sqs).await;
-    let tag = unique("fcompile");
+    let (_guard, sqs, queue, tag) = case("fcompile").await;
     stage(&sqs, &queue, &tag, 2_000, 0, 50_000).await;
-    let staged = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()
-        .values()
-        .map(|v| v.parse::<u64>().unwrap())
-        .sum::<u64>();
-    let emulator = Emulator::default();
-    emulator.clean().await;
+    let staged = messages_on(
+        &sqs,
+        &queue,
+        &[QueueAttributeName::ApproximateNumberOfMessages],
+    )
+    .await;
     // RAW_EVENTS was made beforehand with VALUE as text: every INSERT fails to compile.
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "002023", "sqlState": "22000", "message": "SQL compilation error: Expression type does not match column data type, expecting VARCHAR(16777216) but got NUMBER(18,4) for column VALUE"}}}))
-        .await;
-    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
-    let requests = emulator.requests().await;
-    emulator.clean().await;
+    let (report, requests) = run_with_fault(&queue, json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "002023", "sqlState": "22000", "message": "SQL compilation error: Expression type does not match column data type, expecting VARCHAR(16777216) but got NUMBER(18,4) for column VALUE"}}})).await;
     assert_eq!(report.status, FlushStatus::Failed, "{}", report.to_line());
     assert_eq!(
         (

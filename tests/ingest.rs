@@ -4,15 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{Value, json};
 use tracklayer::event::parse_body;
-use tracklayer::ingest::Ingest;
+use tracklayer::ingest::{Ingest, IngestSummary};
 use tracklayer::load::LoadSettings;
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, assert_row_is, aws, count, drain_queue, event_rows, exclusive, loader, sfquery,
-    tagged_events, unique,
+    Emulator, assert_row_is, aws, count, create_secret, drain_queue, event_id_of, event_rows,
+    exclusive, fresh_queue, inserts, loader, loader_case, rows_tagged, sfquery, tagged_events,
+    unique,
 };
 
 fn deadline() -> tokio::time::Instant {
@@ -34,12 +35,17 @@ fn sqs_event(tag: &str, bodies: &[String]) -> SqsEvent {
     event
 }
 
-fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> BTreeSet<String> {
+fn failures(response: &SqsBatchResponse) -> BTreeSet<String> {
     response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect()
+}
+
+/// Asserts that no message of the batch failed, showing the summary line if one did.
+fn assert_none_failed(response: &SqsBatchResponse, summary: &IngestSummary) {
+    assert_eq!(failures(response), BTreeSet::new(), "{}", summary.to_line());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,12 +57,7 @@ async fn stream_batch_of_10000_messages_lands_exactly() {
     let (response, summary) = ingest
         .handle(&sqs_event(&tag, &bodies), "req-10k", deadline())
         .await;
-    assert_eq!(
-        failures(&response),
-        BTreeSet::new(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.messages, 10_000);
     assert_eq!(summary.loaded, 10_000);
     assert_eq!(summary.rejected, 0);
@@ -91,16 +92,12 @@ async fn redelivered_messages_in_a_new_batch_do_not_land_twice() {
             .insert("ApproximateReceiveCount".into(), "2".into());
     }
     let (response, summary) = ingest.handle(&again, "req-b", deadline()).await;
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.loaded, 50, "only the new events inserted");
     let (_, by_id) = event_rows(&tag);
     assert_eq!(by_id.len(), 150);
     assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        rows_tagged(&tag),
         150,
         "the 50 redelivered events are not inserted again"
     );
@@ -150,16 +147,11 @@ async fn every_bad_input_is_accounted_for_with_its_reason() {
     let (response, summary) = ingest
         .handle(&sqs_event(&tag, &bodies), "req-bad", deadline())
         .await;
-    assert_eq!(
-        failures(&response),
-        BTreeSet::new(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.events, expected_events);
     assert_eq!(summary.loaded as usize, expected_ok);
 
-    let landed = count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"));
+    let landed = rows_tagged(&tag);
     let q = sfquery(&format!(
         "SELECT SOURCE_MESSAGE_ID, REASON, RAW_TEXT, DETAIL FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
     ));
@@ -220,23 +212,19 @@ async fn every_bad_input_is_accounted_for_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn persistent_503_on_one_chunk_fails_only_its_messages() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings {
-        max_statement_bytes: 20_000,
-        max_concurrent_statements: 1,
-    })
+    let (_guard, emulator, loader) = loader_case(
+        LoadSettings {
+            max_statement_bytes: 20_000,
+            max_concurrent_statements: 1,
+        },
+        &[],
+    )
     .await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
     let tag = unique("p503");
     let bodies = tagged_events(&tag, 200, 31, 0);
     let victim = format!("{tag}-");
     // Every attempt at the chunk holding message 0's event fails with 503.
-    let first_event_id = serde_json::from_str::<Value>(&bodies[0]).unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first_event_id = event_id_of(&bodies[0]);
     emulator
         .fault(json!({"match": {"binding_contains": first_event_id}, "count": 1000, "action": {"status": 503}}))
         .await;
@@ -253,10 +241,7 @@ async fn persistent_503_on_one_chunk_fails_only_its_messages() {
     let expected_failed: BTreeSet<String> =
         (0..failed.len()).map(|i| format!("{tag}-{i}")).collect();
     assert_eq!(failed, expected_failed);
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")) as usize,
-        200 - failed.len()
-    );
+    assert_eq!(rows_tagged(&tag) as usize, 200 - failed.len());
     assert!(
         summary.error.as_ref().unwrap().0.contains("503"),
         "{:?}",
@@ -266,17 +251,10 @@ async fn persistent_503_on_one_chunk_fails_only_its_messages() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn row_refused_by_snowflake_is_isolated_and_the_rest_land() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
     let tag = unique("poison");
     let bodies = tagged_events(&tag, 300, 41, 0);
-    let poison_id = serde_json::from_str::<Value>(&bodies[137]).unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let poison_id = event_id_of(&bodies[137]);
     emulator
         .fault(json!({"match": {"binding_contains": poison_id, "statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"snowflake_error": {"status": 422, "code": "100038", "sqlState": "22018", "message": "Numeric value 'x' is not recognized"}}}))
         .await;
@@ -286,18 +264,10 @@ async fn row_refused_by_snowflake_is_isolated_and_the_rest_land() {
         .await;
     let report = emulator.requests().await;
     emulator.clean().await;
-    assert_eq!(
-        failures(&response),
-        BTreeSet::new(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.loaded, 299);
     assert_eq!(summary.refused, 1);
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        299
-    );
+    assert_eq!(rows_tagged(&tag), 299);
     let q = sfquery(&format!(
         "SELECT SOURCE_MESSAGE_ID, EVENT_ID, REASON, DETAIL, RAW_TEXT FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
     ));
@@ -318,14 +288,7 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
     let emulator = Emulator::default();
     emulator.clean().await;
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("staging-test"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = fresh_queue(&sqs, "staging-test").await;
     let tag = unique("sched");
     let mut bodies = tagged_events(&tag, 3_000, 51, 0);
     bodies.push("{broken".into());
@@ -333,12 +296,7 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
     let (response, summary) = ingest
         .handle(&sqs_event(&tag, &bodies), "req-sched", deadline())
         .await;
-    assert_eq!(
-        failures(&response),
-        BTreeSet::new(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.staged, 3_000);
     assert_eq!(
         emulator.requests().await["total"],
@@ -363,14 +321,8 @@ async fn scheduled_mode_stages_chunks_and_never_contacts_snowflake() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_fail_every_message_with_the_fix_and_retry_once() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"}}}))
-        .await;
+    let fault = json!({"match": {"statement_contains": "INSERT"}, "count": 1000, "action": {"snowflake_error": {"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"}}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("auth");
     let bodies = tagged_events(&tag, 50, 61, 0);
     let ingest = Ingest::stream(loader);
@@ -414,14 +366,8 @@ fn received(mut event: SqsEvent, count: u32) -> SqsEvent {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chunk_cancelled_at_the_deadline_lands_once_when_loaded_again() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}}))
-        .await;
+    let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("cancelled");
     let bodies = tagged_events(&tag, 150, 71, 0);
     let ingest = Ingest::stream(loader);
@@ -440,36 +386,22 @@ async fn chunk_cancelled_at_the_deadline_lands_once_when_loaded_again() {
         error.contains("was cancelled; none of its rows landed"),
         "{error}"
     );
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        0
-    );
+    assert_eq!(rows_tagged(&tag), 0);
 
     // SQS delivers the batch again: every row lands, once.
     let again = received(sqs_event(&tag, &bodies), 2);
     let (response, summary) = ingest.handle(&again, "req-again", deadline()).await;
     emulator.clean().await;
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.loaded, 150);
     let (_, by_id) = event_rows(&tag);
     assert_eq!(by_id.len(), 150, "every event once");
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        150
-    );
+    assert_eq!(rows_tagged(&tag), 150);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn batch_redelivered_whole_runs_its_skipping_insert_under_its_own_request_id() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
     let tag = unique("whole");
     let bodies = tagged_events(&tag, 100, 81, 0);
     let ingest = Ingest::stream(loader);
@@ -484,17 +416,8 @@ async fn batch_redelivered_whole_runs_its_skipping_insert_under_its_own_request_
         .await;
     let report = emulator.requests().await;
     emulator.clean().await;
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{}",
-        again.to_line()
-    );
-    let inserts: Vec<&Value> = report["statements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["kind"] == "INSERT")
-        .collect();
+    assert_none_failed(&response, &again);
+    let inserts = inserts(&report);
     assert_eq!(inserts.len(), 2, "{report}");
     assert_ne!(
         inserts[0]["request_id"], inserts[1]["request_id"],
@@ -506,10 +429,7 @@ async fn batch_redelivered_whole_runs_its_skipping_insert_under_its_own_request_
         "the skipping INSERT ran; it was not answered from the plain INSERT's result"
     );
     assert_eq!(again.loaded, 0, "nothing new: every row was there");
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        100
-    );
+    assert_eq!(rows_tagged(&tag), 100);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -584,10 +504,7 @@ async fn compile_and_context_errors_fail_the_messages_and_quarantine_nothing() {
             0,
             "{code}: no event quarantined"
         );
-        assert_eq!(
-            count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-            0
-        );
+        assert_eq!(rows_tagged(&tag), 0);
         let (error, fix) = summary.error.clone().unwrap();
         assert!(error.contains(code), "{error}");
         for word in words {
@@ -633,14 +550,7 @@ async fn loader_in_schema(schema: &str) -> tracklayer::load::Loader {
         .unwrap();
     let mut secret: Value = serde_json::from_str(&stack_secret).unwrap();
     secret["schema"] = json!(schema);
-    let name = unique("tracklayer/premade");
-    secrets
-        .create_secret()
-        .name(&name)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap();
+    let name = create_secret(&secrets, "tracklayer/premade", &secret).await;
     let source = tracklayer::secrets::SecretSource::new(
         secrets,
         name,
@@ -791,14 +701,7 @@ async fn settle(
 async fn partly_loaded_message_redriven_from_the_dlq_loads_each_row_once() {
     let _guard = exclusive().await;
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
-    let dlq = sqs
-        .create_queue()
-        .queue_name(unique("ing-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let dlq = fresh_queue(&sqs, "ing-dlq").await;
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq)
@@ -925,12 +828,7 @@ async fn partly_loaded_message_redriven_from_the_dlq_loads_each_row_once() {
     let (response, summary) = ingest
         .handle(&lambda_event(&received), "req-part-3", deadline())
         .await;
-    assert_eq!(
-        failures(&response),
-        BTreeSet::new(),
-        "{}",
-        summary.to_line()
-    );
+    assert_none_failed(&response, &summary);
     assert_eq!(summary.loaded, 0, "{}", summary.to_line());
     settle(&sqs, &events, &received, &BTreeSet::new()).await;
     assert_eq!((landed(), quarantined()), (3, 2), "every event once");

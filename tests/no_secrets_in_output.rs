@@ -10,7 +10,7 @@ use tracklayer::load::{LoadSettings, Loader};
 use tracklayer::secrets::{SecretSource, SnowflakeSettings};
 use tracklayer::snowflake::Statement;
 use tracklayer_tests::{
-    Emulator, aws, exclusive, fast_retry, openssl_rsa_key, public_pem, setting, unique,
+    Emulator, aws, create_secret, exclusive, fast_retry, openssl_rsa_key, public_pem, setting,
 };
 
 #[derive(Clone, Default)]
@@ -52,18 +52,21 @@ fn encrypt(pem: &str, passphrase: &str) -> String {
 
 async fn secret_loader(secret: serde_json::Value) -> Loader {
     let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
-    let name = unique("tracklayer/leak-test");
-    secrets
-        .create_secret()
-        .name(&name)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap();
+    let name = create_secret(&secrets, "tracklayer/leak-test", &secret).await;
     Loader::new(
         SecretSource::new(secrets, name, Duration::from_secs(300), fast_retry()),
         LoadSettings::default(),
     )
+}
+
+/// Runs `SELECT 1 AS ONE` with `loader`: its result and the client it used, as Debug shows them.
+async fn select_one(loader: &Loader) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let ok = loader
+        .run(Statement::new("SELECT 1 AS ONE"), deadline)
+        .await
+        .unwrap();
+    format!("{ok:?} {:?}", loader.source().client().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,25 +107,11 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
         json!({"private_key": encrypted, "private_key_passphrase": passphrase}),
     ))
     .await;
-    let ok = loader
-        .run(Statement::new("SELECT 1 AS ONE"), deadline())
-        .await
-        .unwrap();
-    shown.push(format!(
-        "{ok:?} {loader:?} {:?}",
-        loader.source().client().await.unwrap()
-    ));
+    shown.push(format!("{} {loader:?}", select_one(&loader).await));
 
     // Success with a PAT.
     let loader = secret_loader(with(json!({"token": pat}))).await;
-    let ok = loader
-        .run(Statement::new("SELECT 1 AS ONE"), deadline())
-        .await
-        .unwrap();
-    shown.push(format!(
-        "{ok:?} {:?}",
-        loader.source().client().await.unwrap()
-    ));
+    shown.push(select_one(&loader).await);
 
     // Failures: an unregistered key, a revoked/unknown PAT, a wrong passphrase, a password.
     let other_key = openssl_rsa_key();

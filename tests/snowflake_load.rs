@@ -8,8 +8,8 @@ use tracklayer::event::{Parsed, parse_body};
 use tracklayer::load::{Chunk, Chunker, LoadSettings, MessageRows};
 use tracklayer::snowflake::{Abandoned, ErrorKind};
 use tracklayer_tests::{
-    Emulator, assert_row_is, count, event_rows, exclusive, loader, setting, sfquery, tagged_events,
-    unique,
+    Emulator, assert_row_is, count, event_rows, exclusive, inserts, loader, loader_case,
+    rows_tagged, setting, sfquery, tagged_events, unique,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -183,11 +183,7 @@ async fn mixed_batch_of_5000_reads_back_with_exact_values() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_are_retried_and_never_insert_twice() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
     let tag = unique("fault");
     let bodies = tagged_events(&tag, 300, 11, 0);
     let mut ids = Vec::new();
@@ -209,10 +205,7 @@ async fn faults_are_retried_and_never_insert_twice() {
     let result = loader.run(chunks[0].statement(), deadline()).await.unwrap();
     assert_eq!(result.attempts, 6, "five faults, then the stored answer");
     assert_eq!(result.rows_inserted, Some(300));
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        300
-    );
+    assert_eq!(rows_tagged(&tag), 300);
     assert_eq!(
         count(&format!(
             "FROM (SELECT EVENT_ID FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' GROUP BY EVENT_ID HAVING COUNT(*) > 1)"
@@ -221,12 +214,7 @@ async fn faults_are_retried_and_never_insert_twice() {
     );
 
     let report = emulator.requests().await;
-    let inserts: Vec<&Value> = report["statements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["kind"] == "INSERT")
-        .collect();
+    let inserts = inserts(&report);
     assert_eq!(inserts.len(), 6);
     let request_id = &inserts[0]["request_id"];
     assert!(
@@ -248,11 +236,7 @@ async fn faults_are_retried_and_never_insert_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_statement_answers_202_and_is_polled_to_completion() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
     emulator.settings(json!({"async_threshold_ms": 100})).await;
     emulator
         .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 700}}))
@@ -269,10 +253,7 @@ async fn slow_statement_answers_202_and_is_polled_to_completion() {
     let result = result.unwrap();
     assert_eq!(result.attempts, 1);
     assert_eq!(result.rows_inserted, Some(50));
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        50
-    );
+    assert_eq!(rows_tagged(&tag), 50);
     let report = emulator.requests().await;
     let polls = report["by_path"]
         .as_object()
@@ -286,11 +267,7 @@ async fn slow_statement_answers_202_and_is_polled_to_completion() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
     let tag = unique("split");
     let bodies = tagged_events(&tag, 2_000, 5, 0);
     let mut ids = Vec::new();
@@ -307,10 +284,7 @@ async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
         .map(|r| r.unwrap().rows_inserted.unwrap())
         .sum();
     assert_eq!(inserted, 2_000);
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        2_000
-    );
+    assert_eq!(rows_tagged(&tag), 2_000);
     let report = emulator.requests().await;
     assert_eq!(
         report["by_kind"]["INSERT"].as_u64(),
@@ -402,18 +376,12 @@ async fn rotated_key_is_picked_up_after_one_authentication_failure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unrecoverable_errors_stop_the_batch_without_hammering() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings {
+    let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 100, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "Insufficient privileges to operate on table 'RAW_EVENTS'"}}});
+    let one_at_a_time = LoadSettings {
         max_concurrent_statements: 1,
         ..LoadSettings::default()
-    })
-    .await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 100, "action": {"snowflake_error": {"status": 422, "code": "003001", "sqlState": "42501", "message": "Insufficient privileges to operate on table 'RAW_EVENTS'"}}}))
-        .await;
+    };
+    let (_guard, emulator, loader) = loader_case(one_at_a_time, &[fault]).await;
     let tag = unique("perm");
     let bodies = tagged_events(&tag, 400, 9, 0);
     let mut ids = Vec::new();
@@ -436,10 +404,7 @@ async fn unrecoverable_errors_stop_the_batch_without_hammering() {
         assert_eq!(err.code(), Some("003001"));
         assert!(err.fix().contains("GRANT"), "{}", err.fix());
     }
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        0
-    );
+    assert_eq!(rows_tagged(&tag), 0);
 }
 
 /// A deadline that leaves `timeout` = 5 s for a statement sent now: the client stops polling
@@ -459,15 +424,9 @@ async fn one_chunk(tag: &str, n: usize) -> Chunk {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn statement_slowed_past_the_deadline_is_cancelled_and_none_of_its_rows_land() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
     // The INSERT starts only after 30 s: far past the deadline.
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}}))
-        .await;
+    let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("cancel");
     let chunk = one_chunk(&tag, 120).await;
     let error = loader
@@ -493,23 +452,14 @@ async fn statement_slowed_past_the_deadline_is_cancelled_and_none_of_its_rows_la
     assert_eq!(cancels, 1, "the client cancelled the statement once");
     let (status, body) = emulator.statement(&handle).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("000604")));
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        0
-    );
+    assert_eq!(rows_tagged(&tag), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn statement_that_finished_while_its_answer_was_late_succeeds_after_the_cancel() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
     // The INSERT runs at once, but the first poll's answer is held back past the deadline.
-    emulator
-        .fault(json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "phase": "after_execute", "action": {"delay_ms": 20000}}))
-        .await;
+    let fault = json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "phase": "after_execute", "action": {"delay_ms": 20000}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("late");
     let chunk = one_chunk(&tag, 80).await;
     let result = loader.run(chunk.statement(), short_deadline()).await;
@@ -527,25 +477,16 @@ async fn statement_that_finished_while_its_answer_was_late_succeeds_after_the_ca
         Some(80),
         "read once more: it had succeeded"
     );
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        80
-    );
+    assert_eq!(rows_tagged(&tag), 80);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_cancel_leaves_the_statement_to_its_own_timeout() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}}))
-        .await;
-    emulator
-        .fault(json!({"match": {"method": "POST", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"status": 503}}))
-        .await;
+    let faults = [
+        json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}}),
+        json!({"match": {"method": "POST", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"status": 503}}),
+    ];
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &faults).await;
     let tag = unique("lostcancel");
     let chunk = one_chunk(&tag, 60).await;
     let error = loader
@@ -570,22 +511,13 @@ async fn a_lost_cancel_leaves_the_statement_to_its_own_timeout() {
         (408, Some("000630")),
         "{body}"
     );
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        0
-    );
+    assert_eq!(rows_tagged(&tag), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_sets_the_wait_before_the_next_submission() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "action": {"status": 429, "headers": {"Retry-After": "2"}}}))
-        .await;
+    let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "action": {"status": 429, "headers": {"Retry-After": "2"}}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("retryafter");
     let chunk = one_chunk(&tag, 40).await;
     let started = tokio::time::Instant::now();
@@ -600,24 +532,15 @@ async fn retry_after_sets_the_wait_before_the_next_submission() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lock_contention_is_retried_and_the_rows_land_once() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 2, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement '01b2' has locked table 'RAW_EVENTS' in transaction 1 and this lock has not yet been released. Your statement '01b3' was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}}))
-        .await;
+    let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 2, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement '01b2' has locked table 'RAW_EVENTS' in transaction 1 and this lock has not yet been released. Your statement '01b3' was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("lock");
     let chunk = one_chunk(&tag, 50).await;
     let result = loader.run(chunk.statement(), deadline()).await.unwrap();
     emulator.clean().await;
     assert_eq!(result.attempts, 3, "two refusals, then the statement ran");
     assert_eq!(result.rows_inserted, Some(50));
-    assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
-        50
-    );
+    assert_eq!(rows_tagged(&tag), 50);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -672,17 +595,11 @@ async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lock_contention_answered_by_a_poll_submits_the_statement_again() {
-    let _guard = exclusive().await;
-    let emulator = Emulator::default();
-    let loader = loader(LoadSettings::default()).await;
-    loader.ensure_tables(deadline()).await.unwrap();
-    emulator.clean().await;
     // The first poll answers that the statement failed on a lock: polling again cannot help,
     // so the client submits it again (whether that answer is 202 or 200 depends on how far the
     // emulator got, so only the first poll is faulted).
-    emulator
-        .fault(json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}}))
-        .await;
+    let fault = json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}});
+    let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
     let tag = unique("polllock");
     let chunk = one_chunk(&tag, 30).await;
     let result = loader.run(chunk.statement(), deadline()).await;
@@ -705,7 +622,7 @@ async fn lock_contention_answered_by_a_poll_submits_the_statement_again() {
         "the poll's 000625 makes one resubmission with retry=true: {report}"
     );
     assert_eq!(
-        count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'")),
+        rows_tagged(&tag),
         30,
         "retry=true: the execution that did land is not run again"
     );

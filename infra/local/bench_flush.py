@@ -66,6 +66,7 @@ from tracklayer_local.harness import (
     span,
     spread,
     sqs_client,
+    with_command,
 )
 from tracklayer_local.lambda_host import LambdaHost
 
@@ -294,10 +295,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Targets: <= {STATEMENTS_TARGET} statements per 100,000 events: "
         f"{'pass' if per100k is not None and per100k <= STATEMENTS_TARGET else 'FAIL'}; "
         f"peak RSS <= 64 MB: {'pass' if rss is not None and rss <= RSS_TARGET_KB else 'FAIL'}.",
-        "",
-        f"Command: `{result['command']}`",
     ]
-    return "\n".join(lines)
+    return with_command(lines, result["command"])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -61,6 +61,7 @@ from tracklayer_local.harness import (
     shown_path,
     spread,
     sqs_client,
+    with_command,
 )
 from tracklayer_local.lambda_host import LambdaHost, read_vm_hwm_kb
 
@@ -278,8 +279,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{last.get('chunks')} / {last.get('statements')}", verdict(cpu_ok), verdict(rss_ok),
             ]
         )  # fmt: skip
-    lines += [markdown_table(header, rows), "", f"Command: `{result['command']}`"]
-    return "\n".join(lines)
+    lines.append(markdown_table(header, rows))
+    return with_command(lines, result["command"])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -67,6 +67,7 @@ from tracklayer_local.harness import (
     snowflake_port,
     span,
     spread,
+    with_command,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -342,10 +343,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['rss_ratio_of_medians']:.3f}. Python's RSS after importing the connector: "
         f"{span(s['python']['rss_after_imports_kb'], 1024)} MB; with the bodies, before loading: "
         f"{span(s['python']['rss_before_load_kb'], 1024)} MB.",
-        "",
-        f"Command: `{result['command']}`",
     ]
-    return "\n".join(lines)
+    return with_command(lines, result["command"])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

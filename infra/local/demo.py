@@ -74,6 +74,7 @@ REPO = Path(__file__).resolve().parents[2]
 GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
 QUARANTINE_QUERIES_FILE = REPO / "infra" / "sql" / "quarantine_queries.sql"
 TEMPLATE = REPO / "template.yaml"
+MERCHANTS_FILE = Path(__file__).with_name("demo_merchants.json")  # four shops (USD, EUR, GBP) and their products
 DBT_PROJECT = REPO / "infra" / "dbt"
 DBT_VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
 STEPS = 7
@@ -185,79 +186,24 @@ def _p(sku: str, name: str, price: str) -> Product:
     return Product(sku, name, slug, Decimal(price))
 
 
-MERCHANTS = (
-    Merchant(
-        "mrc_casa_bella",
-        "EUR",
-        "www.casabella.example",
-        "casabella",
-        ((60, 55), (120, 45)),
-        (
-            _p("CB-1001", "Tazza Caffè Crema ☕", "14.90"),
-            _p("CB-1002", "Plaid en laine « Hiver »", "79.00"),
-            _p("CB-1003", "Bougie crème brûlée 🕯️", "24.50"),
-            _p("CB-1004", "Servierbrett Eiche, geölt", "39.95"),
-            _p("CB-1005", "Jarrón cerámica azul", "54.00"),
-            _p("CB-1006", "Set 6 verres Évian", "32.00"),
-            _p("CB-1007", "Lampe de chevet laiton ✨", "119.00"),
-            _p("CB-1008", "Coussin lin naturel", "29.90"),
-        ),
-        "CB",
-        30,
-    ),
-    Merchant(
-        "mrc_northwind_outdoor",
-        "USD",
-        "shop.northwind-outdoor.example",
-        "northwind",
-        ((-300, 45), (-240, 15), (-480, 25), (-420, 15)),
-        (
-            _p("NW-200", "Trail Runner GTX 🥾", "149.99"),
-            _p("NW-201", "Ñandú merino socks (3-pack)", "24.00"),
-            _p("NW-202", "Summit 35L backpack", "129.50"),
-            _p("NW-203", 'Rain shell "Cascade"', "189.00"),
-            _p("NW-204", "Titanium spork", "12.95"),
-            _p("NW-205", "Headlamp 400 lm 🔦", "39.99"),
-            _p("NW-206", "Down jacket Ultralight", "229.00"),
-            _p("NW-207", "Water filter bottle", "44.90"),
-        ),
-        "NW",
-        35,
-    ),
-    Merchant(
-        "mrc_bramble_and_oak",
-        "GBP",
-        "www.brambleandoak.example",
-        "bramble",
-        ((0, 40), (60, 60)),
-        (
-            _p("BO-01", "Earl Grey loose leaf 250 g", "8.50"),
-            _p("BO-02", "Scone mix — clotted cream edition", "6.25"),
-            _p("BO-03", "Teapot, Brown Betty 🫖", "34.00"),
-            _p("BO-04", "Marmalade Seville 340 g", "5.75"),
-            _p("BO-05", "Shortbread tin (Highland)", "12.00"),
-            _p("BO-06", "Crumpet rings, set of 4", "9.99"),
-        ),
-        "BO",
-        20,
-    ),
-    Merchant(
-        "mrc_atelier_lumiere",
-        "EUR",
-        "atelier-lumiere.example",
-        "lumiere",
-        ((60, 50), (120, 50)),
-        (
-            _p("AL-10", "Sérum éclat vitamine C", "42.00"),
-            _p("AL-11", "Crème de nuit à l'iris 🌙", "58.00"),
-            _p("AL-12", "Huile sèche « Soleil »", "36.50"),
-            _p("AL-13", "Brume d'oreiller lavande", "19.90"),
-            _p("AL-14", "Coffret découverte 🎁", "89.00"),
-        ),
-        "AL",
-        15,
-    ),
-)
+def load_merchants(path: Path) -> tuple[Merchant, ...]:
+    """The demo's shops, kept as data: each product a ``[sku, name, price]`` row."""
+    return tuple(
+        Merchant(
+            m["merchant_id"],
+            m["currency"],
+            m["domain"],
+            m["app"],
+            tuple((offset, share) for offset, share in m["offsets"]),
+            tuple(_p(sku, name, price) for sku, name, price in m["products"]),
+            m["order_prefix"],
+            m["weight"],
+        )
+        for m in json.loads(path.read_text(encoding="utf-8"))
+    )
+
+
+MERCHANTS = load_merchants(MERCHANTS_FILE)
 
 PLATFORMS = (("web", "shopify-web", 55), ("ios", "ios-sdk", 28), ("android", "android-sdk", 17))
 CAMPAIGNS = (  # (utm_source, utm_medium, utm_campaign, weight); None: direct / organic

@@ -2,8 +2,9 @@
 
 * the stack's settings: ``$STACK_DIR/stack.env`` (``stack.py up`` writes it) read into a dict;
 * its SQS: a client for the stack's moto, queue pairs with a DLQ, queue depths, draining;
-* its local Snowflake: the ``/__emulator`` control endpoints, and queries through
-  snowflake-connector-python (the drivers' protocol, as dbt and the Rust tests read);
+* its local Snowflake: the ``/__emulator`` control endpoints, queries through
+  snowflake-connector-python (the drivers' protocol, as dbt and the Rust tests read), and one
+  HTTP request per connection (the SQL API clients' transport);
 * the functions' one-line JSON invocation summaries in their logs;
 * the workspace's binaries, built with cargo on demand, and the one event generator
   (``sample-events``, crate ``tracklayer-testkit``) that benchmarks and tests send;
@@ -17,6 +18,7 @@ connector and tabulate are imported where they are used.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shlex
@@ -155,6 +157,20 @@ def drain(sqs: SqsClient, url: str, **receive: Any) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------
 # The local Snowflake
 # ------------------------------------------------------------------------------------------------
+
+
+def one_request(
+    conn: http.client.HTTPConnection, method: str, path: str, payload: bytes | None, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """Sends one request on ``conn`` and closes it (so a dropped connection never affects the
+    next request); the status, the headers with lower-case names, and the body as received."""
+    try:
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
+    finally:
+        conn.close()
 
 
 class Control:
@@ -392,6 +408,11 @@ def markdown_table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
     return tabulate(
         [[str(cell) for cell in row] for row in rows], headers=header, tablefmt="github", disable_numparse=True
     )
+
+
+def with_command(lines: list[str], command: str) -> str:
+    """A benchmark's section of BENCHMARKS.md: its lines, then the command that reproduces it."""
+    return "\n".join([*lines, "", f"Command: `{command}`"])
 
 
 def print_result(result: dict[str, Any], markdown: str, json_path: Path | None) -> None:

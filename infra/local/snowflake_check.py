@@ -111,7 +111,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tracklayer_local.harness import read_env_file
+from tracklayer_local.harness import one_request, read_env_file
 from tracklayer_local.lambda_host import LambdaHost, run_sqs
 from tracklayer_local.stack import EMULATOR_MODULE, Service, StackError
 
@@ -461,22 +461,15 @@ class Http:
         return http.client.HTTPSConnection(self.host, self.port, timeout=REQUEST_TIMEOUT_S, context=context)
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        conn = self.connection()
-        try:
-            payload = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=payload, headers=headers or {})
-            response = conn.getresponse()
-            raw = response.read()
-            got = {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            conn.close()
+        payload = None if body is None else json.dumps(body).encode()
+        status, got, raw = one_request(self.connection(), method, path, payload, headers or {})
         if got.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
         try:
             parsed: Any = json.loads(raw) if raw else None
         except ValueError:
             parsed = raw.decode("utf-8", errors="replace")
-        return Reply(response.status, parsed, got)
+        return Reply(status, parsed, got)
 
 
 def bypasses_proxy(host: str) -> bool:
@@ -992,6 +985,18 @@ class Binaries:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"snowflake-check-{target}-{name}.log"
 
+    def host(self, target: str, name: str, env: dict[str, str], timeout: int) -> LambdaHost:
+        """The function under the Lambda host with exactly ``env`` (256 MB), logging to its own file."""
+        return LambdaHost(
+            self.path(name),
+            name,
+            env=env,
+            inherit_env=False,
+            timeout=timeout,
+            memory_mb=256,
+            log=self.log(target, name),
+        )
+
 
 def function_env(aws: Aws, secret_id: str, **extra: str) -> dict[str, str]:
     """The functions' whole environment: moto for AWS, nothing else of the caller's but PATH and TLS/proxy settings."""
@@ -1047,28 +1052,12 @@ def ingest_and_flush(probe: Probe, binaries: Binaries, aws: Aws, env: dict[str, 
     try:
         send_all(sqs, events_url, plan.bodies)
         ingest_env = env | {"TRACKLAYER_LOAD_MODE": "scheduled", "TRACKLAYER_STAGING_QUEUE_URL": staging_url}
-        with LambdaHost(
-            binaries.path("ingest"),
-            "ingest",
-            env=ingest_env,
-            inherit_env=False,
-            timeout=60,
-            memory_mb=256,
-            log=binaries.log(probe.target.name, "ingest"),
-        ) as host:
+        with binaries.host(probe.target.name, "ingest", ingest_env, timeout=60) as host:
             stats = run_sqs(host, events_url, batch_size=1000, until_empty=True, wait=0, sqs=sqs)
         figures["ingest"] = {k: stats[k] for k in ("batches", "messages_deleted", "messages_failed")}
         flush_env = env | {"TRACKLAYER_STAGING_QUEUE_URL": staging_url}
         reports = []
-        with LambdaHost(
-            binaries.path("flush"),
-            "flush",
-            env=flush_env,
-            inherit_env=False,
-            timeout=120,
-            memory_mb=256,
-            log=binaries.log(probe.target.name, "flush"),
-        ) as host:
+        with binaries.host(probe.target.name, "flush", flush_env, timeout=120) as host:
             for _ in range(5):
                 ok, report = host.invoke({})
                 reports.append(report if ok else {"status": "error", **report})

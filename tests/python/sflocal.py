@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import http.client
 import json
@@ -18,6 +19,8 @@ from urllib.parse import urlencode, urlsplit
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tracklayer_local.harness import one_request
 
 USER_AGENT = "tracklayer-pytest/1.0"
 
@@ -41,17 +44,10 @@ class Http:
         return http.client.HTTPConnection(self.host, self.port, timeout=30)
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        conn = self.connection()
-        try:
-            payload = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
-            conn.request(method, path, body=payload, headers=headers or {})
-            response = conn.getresponse()
-            raw = response.read()
-            headers = {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            conn.close()
-        compressed = headers.get("content-encoding") == "gzip"
-        return Reply(response.status, json.loads(raw) if raw and not compressed else None, headers, raw)
+        payload = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        status, got, raw = one_request(self.connection(), method, path, payload, headers or {})
+        compressed = got.get("content-encoding") == "gzip"
+        return Reply(status, json.loads(raw) if raw and not compressed else None, got, raw)
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -202,6 +198,19 @@ class Control:
 
     def reset(self, drop_data: bool = False) -> dict[str, Any]:
         return self.call("POST", "/reset", {"drop_data": drop_data})
+
+
+def staged_chunk(body: str) -> tuple[str, list[dict[str, Any]]]:
+    """The table and rows of one staging-queue message, asserting the envelope ingest writes."""
+    envelope = json.loads(body)
+    assert set(envelope) == {"v", "id", "table", "rows", "bytes", "staged_at", "gz"}
+    assert envelope["v"] == 2 and uuid.UUID(envelope["id"])
+    assert abs(envelope["staged_at"] - time.time() * 1000) < 300_000, envelope["staged_at"]
+    raw = gzip.decompress(base64.b64decode(envelope["gz"]))
+    assert len(raw) == envelope["bytes"]
+    rows = json.loads(raw)
+    assert isinstance(rows, list) and len(rows) == envelope["rows"]
+    return envelope["table"], rows
 
 
 def fake_received(body: str, receive_count: int = 1) -> dict[str, Any]:

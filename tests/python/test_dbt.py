@@ -171,41 +171,6 @@ def build_events(load: Load) -> list[dict[str, Any]]:
             "session_id": f"s_{uuid.uuid4().hex[:12]}",
         }
 
-    def purchase(
-        key: str,
-        merchant: str,
-        user: str | int | None,
-        when: datetime,
-        order: str,
-        value: str,
-        currency: str,
-        platform: dict[str, Any],
-        ctx: dict[str, Any],
-        items: list[dict[str, Any]],
-        *,
-        anonymous_id: str | None = None,
-        offset_minutes: int = 0,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        fields = {"event_name": "purchase", **platform}
-        if user is not None:
-            fields["user_id"] = user
-        return event_text(
-            load,
-            key,
-            merchant=merchant,
-            when=when,
-            offset_minutes=offset_minutes,
-            **fields,
-            anonymous_id=anonymous_id or f"anon_{key}_{load.run}",
-            order_id=order,
-            value=Decimal(value),
-            currency=currency,
-            consent_status="granted",
-            properties=props(*items, page="checkout/complete", **extra),
-            context=ctx,
-        )
-
     def step(
         key: str,
         merchant: str,
@@ -215,37 +180,78 @@ def build_events(load: Load) -> list[dict[str, Any]]:
         platform: dict[str, Any],
         ctx: dict[str, Any],
         items: list[dict[str, Any]],
-        **kw: Any,
+        *,
+        anonymous_id: str | None = None,
+        consent_status: str = "granted",
+        properties: dict[str, Any] | None = None,
+        offset_minutes: int = 0,
+        **fields: Any,
     ) -> dict[str, Any]:
-        fields = {"event_name": name, **platform}
+        """One funnel event; `fields` (a purchase's order, value and currency) go before the consent."""
+        who = {"event_name": name, **platform}
         if user is not None:
-            fields["user_id"] = user
+            who["user_id"] = user
         return event_text(
             load,
             key,
             merchant=merchant,
             when=when,
+            offset_minutes=offset_minutes,
+            **who,
+            anonymous_id=anonymous_id or f"anon_{key}_{load.run}",
             **fields,
-            anonymous_id=kw.pop("anonymous_id", f"anon_{key}_{load.run}"),
-            consent_status=kw.pop("consent_status", "granted"),
-            properties=kw.pop("properties", None) or props(*items),
+            consent_status=consent_status,
+            properties=properties or props(*items),
             context=ctx,
         )
 
-    guest_anon = f"anon_guest_{load.run}"
+    def purchase(
+        key: str,
+        merchant: str,
+        user: str | int | None,
+        when: datetime,
+        order: tuple[str, str, str],
+        platform: dict[str, Any],
+        ctx: dict[str, Any],
+        items: list[dict[str, Any]],
+        *,
+        anonymous_id: str | None = None,
+        offset_minutes: int = 0,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A purchase event; `order` is its order id, value and currency."""
+        order_id, value, currency = order
+        return step(
+            key,
+            merchant,
+            user,
+            when,
+            "purchase",
+            platform,
+            ctx,
+            items,
+            anonymous_id=anonymous_id,
+            properties=props(*items, page="checkout/complete", **extra),
+            offset_minutes=offset_minutes,
+            order_id=order_id,
+            value=Decimal(value),
+            currency=currency,
+        )
+
+    guest = {"anonymous_id": f"anon_guest_{load.run}"}
     utm = {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "winter_sale"}
     return [
         # alice: three orders in three months (a repeat customer)
-        purchase("a-p1", a, alice, at(load.old1, 10), "ORD-1001", "100.00", "NZD", web, ctx_web, [mug]),
-        purchase("a-p2", a, alice, at(load.old2, 10), "ORD-1002", "50.00", "NZD", web, ctx_web, [mug]),
+        purchase("a-p1", a, alice, at(load.old1, 10), ("ORD-1001", "100.00", "NZD"), web, ctx_web, [mug]),
+        purchase("a-p2", a, alice, at(load.old2, 10), ("ORD-1002", "50.00", "NZD"), web, ctx_web, [mug]),
         step("a-v3", a, alice, at(load.d5, 9), "view_content", ios, ctx_ios, [mug]),
         step("a-c4", a, alice, at(load.d5, 9, 5), "add_to_cart", ios, ctx_ios, [mug]),
         step("a-k5", a, alice, at(load.d5, 9, 10), "begin_checkout", ios, ctx_ios, [mug, tea]),
-        purchase("a-p6", a, alice, at(load.d5, 9, 15), "ORD-1003", "25.50", "NZD", ios, ctx_ios, [mug, tea], **utm),
+        purchase("a-p6", a, alice, at(load.d5, 9, 15), ("ORD-1003", "25.50", "NZD"), ios, ctx_ios, [mug, tea], **utm),
         # the app fired the same purchase again a minute later (new event id, same order)
-        purchase("a-p6b", a, alice, at(load.d5, 9, 16), "ORD-1003", "25.50", "NZD", ios, ctx_ios, [mug, tea]),
+        purchase("a-p6b", a, alice, at(load.d5, 9, 16), ("ORD-1003", "25.50", "NZD"), ios, ctx_ios, [mug, tea]),
         # bob (integer user id): ordered two months back; this week viewed and added, no checkout
-        purchase("b-p1", a, bob_int, at(load.old3, 12), "ORD-1004", "80.00", "NZD", android, ctx_android, [tea]),
+        purchase("b-p1", a, bob_int, at(load.old3, 12), ("ORD-1004", "80.00", "NZD"), android, ctx_android, [tea]),
         step(
             "b-v2",
             a,
@@ -269,31 +275,27 @@ def build_events(load: Load) -> list[dict[str, Any]]:
         step("c-v2", a, carol, at(load.d3, 13), "view_content", web, ctx_web, [tea]),
         step("c-c3", a, carol, at(load.d3, 13, 1), "add_to_cart", web, ctx_web, [tea]),
         step("c-k4", a, carol, at(load.d3, 13, 2), "begin_checkout", web, ctx_web, [tea]),
-        purchase("c-p5", a, carol, at(load.d3, 13, 3), "ORD-1005", "19.99", "NZD", web, ctx_web, [tea]),
+        purchase("c-p5", a, carol, at(load.d3, 13, 3), ("ORD-1005", "19.99", "NZD"), web, ctx_web, [tea]),
         # dave: never buys; his add_to_cart arrives as " Add_To_Cart " (the loader trims only)
         step("d-v1", a, dave, at(load.d3, 14), "view_content", web, ctx_web, [mug], consent_status="denied"),
         step("d-c2", a, dave, at(load.d3, 14, 1), " Add_To_Cart ", web, ctx_web, [mug]),
         # a guest checkout (no user_id), currency sent in lower case
-        step("g-v1", a, None, at(load.d3, 15), "view_content", web, ctx_web, [mug], anonymous_id=guest_anon),
-        step("g-c2", a, None, at(load.d3, 15, 1), "add_to_cart", web, ctx_web, [mug], anonymous_id=guest_anon),
-        step("g-k3", a, None, at(load.d3, 15, 2), "begin_checkout", web, ctx_web, [mug], anonymous_id=guest_anon),
-        purchase(
-            "g-p4",
-            a,
-            None,
-            at(load.d3, 15, 3),
-            "ORD-1006",
-            "42.00",
-            "nzd",
-            web,
-            ctx_web,
-            [mug],
-            anonymous_id=guest_anon,
-        ),
+        step("g-v1", a, None, at(load.d3, 15), "view_content", web, ctx_web, [mug], **guest),
+        step("g-c2", a, None, at(load.d3, 15, 1), "add_to_cart", web, ctx_web, [mug], **guest),
+        step("g-k3", a, None, at(load.d3, 15, 2), "begin_checkout", web, ctx_web, [mug], **guest),
+        purchase("g-p4", a, None, at(load.d3, 15, 3), ("ORD-1006", "42.00", "nzd"), web, ctx_web, [mug], **guest),
         # merchant B (AUD): erin, event time sent with a -05:00 offset; same order id as A's first
         step("e-v1", b, erin, at(load.d10, 11), "view_content", web, ctx_web, [mug]),
         purchase(
-            "e-p2", b, erin, at(load.d10, 11, 30), "ORD-1001", "200.00", "AUD", web, ctx_web, [mug], offset_minutes=-300
+            "e-p2",
+            b,
+            erin,
+            at(load.d10, 11, 30),
+            ("ORD-1001", "200.00", "AUD"),
+            web,
+            ctx_web,
+            [mug],
+            offset_minutes=-300,
         ),
     ]
 

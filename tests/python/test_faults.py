@@ -101,31 +101,35 @@ def test_after_execute_503_leaves_the_row_inserted_and_retry_does_not_repeat_it(
     assert api.count(table) == 1
 
 
-def test_drop_connection_before_execute_raises_and_inserts_nothing(
-    http: Http, api: SqlApi, control: Control, table: str
+@pytest.mark.parametrize(
+    ("phase", "rows_after_drop", "retried_stats"),
+    [
+        # before execute: the drop raises and inserts nothing; the retry inserts the row
+        ("before_execute", 0, None),
+        # after execute: the drop raises but the row is in; the retry answers with the first run's stats
+        ("after_execute", 1, {"numRowsInserted": 1}),
+    ],
+    ids=["before_execute_raises_and_inserts_nothing", "after_execute_raises_but_the_row_is_in"],
+)
+def test_drop_connection(
+    http: Http,
+    api: SqlApi,
+    control: Control,
+    table: str,
+    phase: str,
+    rows_after_drop: int,
+    retried_stats: dict[str, int] | None,
 ) -> None:
-    control.fault({"drop_connection": True}, statement_contains="INSERT INTO")
+    control.fault({"drop_connection": True}, phase=phase, statement_contains="INSERT INTO")
     statement, bindings = insert_batch(table, make_events(1))
     request_id = str(uuid.uuid4())
     with pytest.raises(IncompleteRead):
         submit_raw(http, api, statement, bindings, request_id)
-    assert api.count(table) == 0
-    status, _ = submit_raw(http, api, statement, bindings, request_id, retry=True)
-    assert status == 200
-    assert api.count(table) == 1
-
-
-def test_drop_connection_after_execute_raises_but_the_row_is_in(
-    http: Http, api: SqlApi, control: Control, table: str
-) -> None:
-    control.fault({"drop_connection": True}, phase="after_execute", statement_contains="INSERT INTO")
-    statement, bindings = insert_batch(table, make_events(1))
-    request_id = str(uuid.uuid4())
-    with pytest.raises(IncompleteRead):
-        submit_raw(http, api, statement, bindings, request_id)
-    assert api.count(table) == 1
+    assert api.count(table) == rows_after_drop
     status, raw = submit_raw(http, api, statement, bindings, request_id, retry=True)
-    assert (status, json.loads(raw)["stats"]) == (200, {"numRowsInserted": 1})
+    assert status == 200
+    if retried_stats is not None:
+        assert json.loads(raw)["stats"] == retried_stats
     assert api.count(table) == 1
 
 

@@ -75,24 +75,23 @@ DOCUMENTED = {
 }
 # 1,000 events, one in 25 broken (cycling missing merchant_id, value "12,50", currency "EURO",
 # cut-off JSON): 960 valid, 10 + 20 + 10 quarantined; one valid event in 100 repeats a key.
-LOAD_1000 = {
-    "flush": "loaded",
-    "loaded": 960,
-    "distinct": 960,
-    "bad_loaded": 0,
-    "quarantine": {"invalid_field": 20, "invalid_json": 10, "missing_field": 10},
-    "repeated_key_last_value": 10,
-    "nested_field": 10,
-}
-LOAD_100 = {
-    "flush": "loaded",
-    "loaded": 96,
-    "distinct": 96,
-    "bad_loaded": 0,
-    "quarantine": {"invalid_field": 2, "invalid_json": 1, "missing_field": 1},
-    "repeated_key_last_value": 1,
-    "nested_field": 1,
-}
+
+
+def clean_load(valid: int, invalid_field: int, invalid_json: int, missing_field: int, repeated: int) -> dict[str, Any]:
+    """What the load step reports when every valid event landed once and every broken one is quarantined."""
+    return {
+        "flush": "loaded",
+        "loaded": valid,
+        "distinct": valid,
+        "bad_loaded": 0,
+        "quarantine": {"invalid_field": invalid_field, "invalid_json": invalid_json, "missing_field": missing_field},
+        "repeated_key_last_value": repeated,
+        "nested_field": repeated,
+    }
+
+
+LOAD_1000 = clean_load(960, invalid_field=20, invalid_json=10, missing_field=10, repeated=10)
+LOAD_100 = clean_load(96, invalid_field=2, invalid_json=1, missing_field=1, repeated=1)
 
 
 def check_env(**extra: str) -> dict[str, str]:

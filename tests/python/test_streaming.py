@@ -177,6 +177,13 @@ def appended(stream: Stream, table: str, channel: str, token: str, rows: list[An
     return reply.body["next_continuation_token"]
 
 
+def committed(stream: Stream, control: Control, table: str, rows: list[Any], offset: str) -> str:
+    """Opens channel CH on `table`, appends `rows` at `offset` and commits them; the next token."""
+    token = appended(stream, table, "CH", opened(stream, table), rows, offset=offset)
+    commit(control)
+    return token
+
+
 def event(event_id: str, **extra: Any) -> dict[str, Any]:
     return {"EVENT_ID": event_id, "OCCURRED_AT": "2024-11-02T08:00:00.123", "AMOUNT": "19.99", **extra}
 
@@ -472,9 +479,7 @@ def test_a_reopen_fences_the_old_writer_and_discards_its_uncommitted_rows(
 def test_a_reopen_answers_the_last_committed_offset(
     stream: Stream, control: Control, events: str, manual: None
 ) -> None:
-    token = opened(stream, events)
-    token = appended(stream, events, "CH", token, [event("a")], offset="5")
-    commit(control)
+    token = committed(stream, control, events, [event("a")], offset="5")
     appended(stream, events, "CH", token, [event("b")], offset="6")
     reopened = stream.open(events, "CH").body["channel_status"]
     assert (reopened["last_committed_offset_token"], reopened["rows_inserted"]) == ("5", 1)
@@ -652,9 +657,7 @@ def test_values_are_converted_per_column_type_and_bad_rows_counted(
 
 
 def test_row_errors_name_the_row_column_and_value(stream: Stream, control: Control, events: str, manual: None) -> None:
-    token = opened(stream, events)
-    token = appended(stream, events, "CH", token, [event("ok"), event("bad", AMOUNT="12,50")], offset="2")
-    commit(control)
+    token = committed(stream, control, events, [event("ok"), event("bad", AMOUNT="12,50")], offset="2")
     status = stream.channel_status(events, "CH")
     assert status["last_error_message"] == "Row 2: Numeric value '12,50' is not recognized (column AMOUNT)"
     appended(stream, events, "CH", token, [{"OCCURRED_AT": "2024-11-02"}], offset="3")
@@ -667,9 +670,7 @@ def test_row_errors_name_the_row_column_and_value(stream: Stream, control: Contr
 def test_keys_match_column_names_case_sensitively_unless_set_otherwise(
     stream: Stream, control: Control, api: SqlApi, events: str, manual: None
 ) -> None:
-    token = opened(stream, events)
-    token = appended(stream, events, "CH", token, [{"event_id": "lower", "amount": "1"}], offset="1")
-    commit(control)
+    token = committed(stream, control, events, [{"event_id": "lower", "amount": "1"}], offset="1")
     assert (api.count(events), stream.channel_status(events, "CH")["rows_error_count"]) == (0, 1)
     streaming_settings(control, match_by_column_name="CASE_INSENSITIVE")
     appended(stream, events, "CH", token, [{"event_id": "lower", "amount": "1"}], offset="2")
@@ -680,9 +681,7 @@ def test_keys_match_column_names_case_sensitively_unless_set_otherwise(
 def test_a_default_current_timestamp_is_evaluated_once_per_pipe(
     stream: Stream, control: Control, api: SqlApi, events: str, manual: None
 ) -> None:
-    token = opened(stream, events)
-    token = appended(stream, events, "CH", token, [event("first")], offset="1")
-    commit(control)
+    token = committed(stream, control, events, [event("first")], offset="1")
     other = opened(stream, events, "OTHER")
     appended(stream, events, "OTHER", other, [event("second")], offset="1")
     commit(control)
@@ -739,9 +738,7 @@ def test_a_channel_error_fault_invalidates_the_channel_until_reopened(
 def test_a_fence_fault_is_a_reopen_by_another_writer(
     stream: Stream, control: Control, api: SqlApi, events: str, manual: None
 ) -> None:
-    token = opened(stream, events)
-    token = appended(stream, events, "CH", token, [event("committed")], offset="1")
-    commit(control)
+    token = committed(stream, control, events, [event("committed")], offset="1")
     token = appended(stream, events, "CH", token, [event("uncommitted")], offset="2")
     control.fault({"fence_channel": True}, method="POST", path_prefix="/v2/streaming/data/")
     fenced = stream.append(events, "CH", token, [event("late")], offset="3")

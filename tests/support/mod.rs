@@ -74,6 +74,35 @@ pub async fn aws() -> aws_config::SdkConfig {
         .await
 }
 
+/// Creates a secret holding `secret` in moto, under a fresh name starting with `prefix`; returns
+/// the name.
+pub async fn create_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    prefix: &str,
+    secret: &Value,
+) -> String {
+    let name = unique(prefix);
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+/// Creates an SQS queue named `<prefix>-<unique>` in moto; returns its URL.
+pub async fn fresh_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
+    sqs.create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
 /// Receives and deletes every message on `queue` until a receive comes back empty; returns
 /// their bodies in the order received.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
@@ -112,6 +141,51 @@ pub async fn loader(settings: LoadSettings) -> Loader {
         fast_retry(),
     );
     Loader::new(source, settings)
+}
+
+/// What a loader test starts with: the lock on the local Snowflake's global state (held while
+/// the guard lives), its control API with no requests recorded and only `faults` installed
+/// (rules for its `/faults` endpoint), and a loader with `settings` whose tables exist.
+pub async fn loader_case(
+    settings: LoadSettings,
+    faults: &[Value],
+) -> (tokio::sync::MutexGuard<'static, ()>, Emulator, Loader) {
+    let guard = exclusive().await;
+    let emulator = Emulator::default();
+    let loader = loader(settings).await;
+    loader
+        .ensure_tables(tokio::time::Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    emulator.clean().await;
+    for fault in faults {
+        emulator.fault(fault.clone()).await;
+    }
+    (guard, emulator, loader)
+}
+
+/// The INSERT statements in a request report of the local Snowflake (`Emulator::requests`), in
+/// the order they arrived.
+pub fn inserts(report: &Value) -> Vec<&Value> {
+    report["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "INSERT")
+        .collect()
+}
+
+/// Rows in RAW_EVENTS from the events tagged `tag` (event ids `<tag>-...`).
+pub fn rows_tagged(tag: &str) -> u64 {
+    count(&format!("FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%'"))
+}
+
+/// The `event_id` of an event's JSON text.
+pub fn event_id_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Retries with short pauses, so fault tests run quickly.
