@@ -3,8 +3,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::json::trim_json_whitespace;
 use super::scan;
-use super::validate::{not_an_object, parse_read_event, trim_json_whitespace, validate};
+use super::validate::{not_an_object, parse_read_event, validate};
 use super::wire::Wire;
 use super::{Parsed, Reason, Rejection, parse_event};
 

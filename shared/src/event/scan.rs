@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use super::MAX_NESTING_DEPTH;
-use super::encode::{control_bytes, quotes_and_backslashes};
+use super::json::next_special;
 use super::wire::{Scalar, Wire};
 
 /// Reads the object at the start of `text`: the event's known fields and the length of the
@@ -290,40 +290,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-}
-
-/// Index of the first `"`, `\` or control character at or after `at`: sixteen bytes per step
-/// with SSE2 (part of every x86_64 CPU), then eight per step, then one.
-fn next_special(bytes: &[u8], mut at: usize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::encode::ssse3::special_bytes;
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128};
-        while let Some(chunk) = bytes.get(at..at + 16) {
-            // SAFETY: SSE2 is part of the x86_64 baseline, and `chunk` is 16 readable bytes.
-            let chunk = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
-            let (controls, escapes) = special_bytes(chunk);
-            let found = controls | escapes;
-            if found != 0 {
-                return Some(at + found.trailing_zeros() as usize);
-            }
-            at += 16;
-        }
-    }
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let flags = quotes_and_backslashes(word) | control_bytes(word);
-        if flags != 0 {
-            return Some(at + flags.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    let rest = bytes.get(at..)?;
-    rest.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|found| at + found)
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
-use super::wire::{Scalar, Wire, raw_for_detail};
+use super::detail::raw_for_detail;
+use super::json::trim_json_whitespace;
+use super::wire::{Scalar, Wire};
 use super::{Event, MAX_EVENT_ID_CHARS, MAX_NESTING_DEPTH, Parsed, Reason, Rejection};
 use super::{scan, timestamp, value};
 
@@ -54,23 +56,6 @@ fn too_deep(raw: &str) -> Rejection<'_> {
         ),
         raw,
     )
-}
-
-/// `text` without leading and trailing JSON whitespace (space, tab, CR, LF; narrower than
-/// Unicode whitespace).
-pub(super) fn trim_json_whitespace(text: &str) -> &str {
-    let is_whitespace = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    let bytes = text.as_bytes();
-    let start = bytes
-        .iter()
-        .position(|b| !is_whitespace(b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !is_whitespace(b))
-        .map_or(start, |last| last + 1);
-    // Whitespace is ASCII, so both cuts fall on character boundaries.
-    &text[start..end]
 }
 
 /// The rejection for text that does not start an object: `not_an_object` if it is some other
