@@ -17,7 +17,7 @@ use super::detail::quote_for_detail;
 /// The known fields of an event; [`Scalar::Null`] and `None` mean absent or JSON `null`.
 /// `event_time`, `value` and `properties` are the raw JSON text of the value.
 #[derive(Debug, Default, PartialEq, Deserialize)]
-pub(super) struct Wire<'a> {
+pub(super) struct Fields<'a> {
     #[serde(borrow, default)]
     pub event_id: Scalar<'a>,
     #[serde(borrow, default, deserialize_with = "raw_text")]
