@@ -2,6 +2,11 @@
 //!
 //! An SQS record becomes an [`event::Event`] (or an [`event::Rejection`]), an element of a
 //! bound JSON array, a [`snowflake::Statement`], and a receipt.
+//!
+//! Modules import only those below them, leaf first: `config`, `report`, `event` (inside it:
+//! `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`; `encode`
+//! on `json`, `timestamp`, `value`); then `snowflake` and `secrets` (which still import each
+//! other); `staging`; `load`; and at the top `ingest`, `flush` and `connection_test`.
 
 pub mod config;
 pub mod connection_test;

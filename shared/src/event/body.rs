@@ -3,9 +3,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::fields::Fields;
+use super::json::trim_json_whitespace;
 use super::scan;
-use super::validate::{not_an_object, parse_read_event, trim_json_whitespace, validate};
-use super::wire::Wire;
+use super::validate::{not_an_object, parse_read_event, validate};
 use super::{Parsed, Reason, Rejection, parse_event};
 
 const EXPECTED_BODY: &str = "expected a JSON object, a JSON array of objects, \
@@ -72,16 +73,16 @@ fn parse_array_of_objects(text: &str) -> Option<Vec<Parsed<'_>>> {
             return None;
         }
         let end = match scan::read_event(&text[at..]) {
-            Some((wire, len)) => {
-                parsed.push(validate(&text[at..at + len], wire));
+            Some((fields, len)) => {
+                parsed.push(validate(&text[at..at + len], fields));
                 at + len
             }
             None => {
                 let mut stream =
-                    serde_json::Deserializer::from_str(&text[at..]).into_iter::<Wire<'_>>();
-                let wire = stream.next()?.ok()?;
+                    serde_json::Deserializer::from_str(&text[at..]).into_iter::<Fields<'_>>();
+                let fields = stream.next()?.ok()?;
                 let end = at + stream.byte_offset();
-                parsed.push(parse_read_event(&text[at..end], wire));
+                parsed.push(parse_read_event(&text[at..end], fields));
                 end
             }
         };

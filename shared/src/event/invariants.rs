@@ -4,10 +4,10 @@
 use serde_json::Value;
 
 use super::encode::JsonArray;
+use super::fields::Fields;
 use super::parse_body;
 use super::scan::read_event;
 use super::validate::nests_deeper_than_limit;
-use super::wire::Wire;
 
 /// Panics unless, for any `body`: parsing accounts for every event (a non-array body gives at
 /// least one row), each row's raw text is a slice of the body, the encoded arrays stay within
@@ -65,15 +65,15 @@ pub fn check_body(body: &str) {
 /// object, serde_json reads exactly that text to the same fields, and it nests within the
 /// limit. (When it gives up, serde_json decides, so that direction needs no check.)
 pub fn check_event_reader(text: &str) {
-    let Some((wire, len)) = read_event(text) else {
+    let Some((fields, len)) = read_event(text) else {
         return;
     };
     let object = &text[..len];
-    let read: Wire<'_> = serde_json::from_str(object).unwrap_or_else(|error| {
+    let read: Fields<'_> = serde_json::from_str(object).unwrap_or_else(|error| {
         panic!("the fast reader took text serde_json refuses ({error}): {object:?}")
     });
     assert_eq!(
-        wire, read,
+        fields, read,
         "fast reader and serde_json differ on {object:?}"
     );
     assert!(

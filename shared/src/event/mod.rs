@@ -7,21 +7,26 @@
 //! with every rule and reason code, is in `docs/events.md`.
 //!
 //! Files, in the order a body flows through them: `body` (body shapes), `scan` (the fast reader
-//! of one event object), `wire` (the borrowed view of one event's known fields, and serde_json's
+//! of one event object), `fields` (the borrowed view of one event's known fields, and serde_json's
 //! reading of it when the fast reader gives up), `validate` (field rules), `timestamp` and
 //! `value` (the two fields that need conversion), `rejection` (reasons), [`encode`] (rows to
-//! JSON).
+//! JSON). Beneath them, `json` (string escaping and byte finding; all of this module's
+//! `unsafe`) and `detail` (how sent values are quoted in rejection details). Imports run one
+//! way: `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`, and
+//! `encode` reads `json`, `timestamp` and `value`; this file's types are used by all of them.
 
 mod body;
+mod detail;
 pub mod encode;
+mod fields;
 #[cfg(any(test, feature = "testkit"))]
 pub mod invariants;
+mod json;
 mod rejection;
 mod scan;
 mod timestamp;
 mod validate;
 mod value;
-mod wire;
 
 use std::borrow::Cow;
 
@@ -133,11 +138,5 @@ impl<'a> Event<'a> {
     /// `properties` as the JSON text of an object, as sent.
     pub fn properties(&self) -> Option<&'a str> {
         self.properties
-    }
-
-    /// About how many bytes [`encode::push_event`] appends for this event, for sizing buffers
-    /// and batches; [`encode::JsonArray::len_bytes`] gives exact sizes.
-    pub fn encoded_len_hint(&self) -> usize {
-        encode::event_len_hint(self)
     }
 }

@@ -85,11 +85,6 @@ impl<'a> Rejection<'a> {
             merchant_id: None,
         }
     }
-
-    /// About how many bytes [`super::encode::push_rejection`] appends for this rejection.
-    pub fn encoded_len_hint(&self) -> usize {
-        super::encode::rejection_len_hint(self)
-    }
 }
 
 #[cfg(test)]

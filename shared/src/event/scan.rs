@@ -1,6 +1,6 @@
 //! A fast, strict reader for the usual event object, tried before serde_json.
 //!
-//! It reads one JSON object in a single pass straight into a [`Wire`], checking the JSON as
+//! It reads one JSON object in a single pass straight into a [`Fields`], checking the JSON as
 //! strictly as serde_json does. It gives up (`None`) on anything out of the ordinary: broken
 //! JSON, an escape in a key or in a known string field, a number in a known field that is not
 //! a plain integer, a known field given twice, or nesting past [`MAX_NESTING_DEPTH`]. The
@@ -11,15 +11,15 @@
 use std::borrow::Cow;
 
 use super::MAX_NESTING_DEPTH;
-use super::encode::{control_bytes, quotes_and_backslashes};
-use super::wire::{Scalar, Wire};
+use super::fields::{Fields, Scalar};
+use super::json::next_special;
 
 /// Reads the object at the start of `text`: the event's known fields and the length of the
 /// object's text. `None` when serde_json must decide.
-pub(super) fn read_event(text: &str) -> Option<(Wire<'_>, usize)> {
+pub(super) fn read_event(text: &str) -> Option<(Fields<'_>, usize)> {
     let mut reader = Reader { text, at: 0 };
-    let wire = reader.event()?;
-    Some((wire, reader.at))
+    let fields = reader.event()?;
+    Some((fields, reader.at))
 }
 
 /// Where a known field's value goes.
@@ -53,13 +53,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn event(&mut self) -> Option<Wire<'a>> {
+    fn event(&mut self) -> Option<Fields<'a>> {
         self.eat(b'{')?;
-        let mut wire = Wire::default();
+        let mut fields = Fields::default();
         let mut seen = 0_u16;
         self.skip_whitespace();
         if self.eat(b'}').is_some() {
-            return Some(wire);
+            return Some(fields);
         }
         loop {
             let key = self.plain_string()?;
@@ -67,23 +67,23 @@ impl<'a> Reader<'a> {
             self.eat(b':')?;
             self.skip_whitespace();
             let (bit, slot) = match key {
-                "event_id" => (0, Slot::Scalar(&mut wire.event_id)),
-                "event_time" => (1, Slot::Raw(&mut wire.event_time)),
-                "merchant_id" => (2, Slot::Scalar(&mut wire.merchant_id)),
-                "event_name" => (3, Slot::Scalar(&mut wire.event_name)),
-                "user_id" => (4, Slot::Scalar(&mut wire.user_id)),
-                "anonymous_id" => (5, Slot::Scalar(&mut wire.anonymous_id)),
-                "order_id" => (6, Slot::Scalar(&mut wire.order_id)),
-                "platform" => (7, Slot::Scalar(&mut wire.platform)),
-                "source" => (8, Slot::Scalar(&mut wire.source)),
-                "value" => (9, Slot::Raw(&mut wire.value)),
-                "currency" => (10, Slot::Scalar(&mut wire.currency)),
-                "consent_status" => (11, Slot::Scalar(&mut wire.consent_status)),
-                "properties" => (12, Slot::Raw(&mut wire.properties)),
+                "event_id" => (0, Slot::Scalar(&mut fields.event_id)),
+                "event_time" => (1, Slot::Raw(&mut fields.event_time)),
+                "merchant_id" => (2, Slot::Scalar(&mut fields.merchant_id)),
+                "event_name" => (3, Slot::Scalar(&mut fields.event_name)),
+                "user_id" => (4, Slot::Scalar(&mut fields.user_id)),
+                "anonymous_id" => (5, Slot::Scalar(&mut fields.anonymous_id)),
+                "order_id" => (6, Slot::Scalar(&mut fields.order_id)),
+                "platform" => (7, Slot::Scalar(&mut fields.platform)),
+                "source" => (8, Slot::Scalar(&mut fields.source)),
+                "value" => (9, Slot::Raw(&mut fields.value)),
+                "currency" => (10, Slot::Scalar(&mut fields.currency)),
+                "consent_status" => (11, Slot::Scalar(&mut fields.consent_status)),
+                "properties" => (12, Slot::Raw(&mut fields.properties)),
                 _ => {
                     self.skip_value(1)?;
                     if self.end_of_item(b'}')? {
-                        return Some(wire);
+                        return Some(fields);
                     }
                     continue;
                 }
@@ -98,7 +98,7 @@ impl<'a> Reader<'a> {
                 Slot::Raw(raw) => *raw = self.raw()?,
             }
             if self.end_of_item(b'}')? {
-                return Some(wire);
+                return Some(fields);
             }
         }
     }
@@ -292,40 +292,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Index of the first `"`, `\` or control character at or after `at`: sixteen bytes per step
-/// with SSE2 (part of every x86_64 CPU), then eight per step, then one.
-fn next_special(bytes: &[u8], mut at: usize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::encode::ssse3::special_bytes;
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128};
-        while let Some(chunk) = bytes.get(at..at + 16) {
-            // SAFETY: SSE2 is part of the x86_64 baseline, and `chunk` is 16 readable bytes.
-            let chunk = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
-            let (controls, escapes) = special_bytes(chunk);
-            let found = controls | escapes;
-            if found != 0 {
-                return Some(at + found.trailing_zeros() as usize);
-            }
-            at += 16;
-        }
-    }
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let flags = quotes_and_backslashes(word) | control_bytes(word);
-        if flags != 0 {
-            return Some(at + flags.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    let rest = bytes.get(at..)?;
-    rest.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|found| at + found)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,8 +383,8 @@ mod tests {
     #[test]
     fn finds_where_the_object_ends() {
         let text = r#"{"event_id":"e"} , {"event_id":"f"}"#;
-        let (wire, len) = read_event(text).unwrap();
+        let (fields, len) = read_event(text).unwrap();
         assert_eq!(len, 16);
-        assert_eq!(wire.event_id, Scalar::Str(Cow::Borrowed("e")));
+        assert_eq!(fields.event_id, Scalar::Str(Cow::Borrowed("e")));
     }
 }

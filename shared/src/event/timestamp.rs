@@ -6,7 +6,7 @@
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::wire::{quote_for_detail, raw_for_detail};
+use super::detail::{quote_for_detail, raw_for_detail};
 
 const EXPECTED: &str = "expected an RFC 3339 timestamp with an offset, \
      e.g. 2026-11-02T10:00:00+02:00 or 2026-11-02T08:00:00.123Z, \

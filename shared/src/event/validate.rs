@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
-use super::wire::{Scalar, Wire, raw_for_detail};
+use super::detail::raw_for_detail;
+use super::fields::{Fields, Scalar};
+use super::json::trim_json_whitespace;
 use super::{Event, MAX_EVENT_ID_CHARS, MAX_NESTING_DEPTH, Parsed, Reason, Rejection};
 use super::{scan, timestamp, value};
 
@@ -19,15 +21,15 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
         return Err(not_an_object(raw));
     }
     // The usual event is read by the fast reader, which also keeps to the depth limit.
-    if let Some((wire, len)) = scan::read_event(raw)
+    if let Some((fields, len)) = scan::read_event(raw)
         && len == raw.len()
     {
-        return validate(raw, wire);
+        return validate(raw, fields);
     }
     // Reading nests no deeper than the event object itself (nested values are skipped
     // iteratively), so the depth limit can be checked once the text is known to be one object.
-    match serde_json::from_str::<Wire<'_>>(raw) {
-        Ok(wire) => parse_read_event(raw, wire),
+    match serde_json::from_str::<Fields<'_>>(raw) {
+        Ok(fields) => parse_read_event(raw, fields),
         Err(error) => Err(Rejection::unreadable(
             Reason::InvalidJson,
             format!("event is not valid JSON: {error}"),
@@ -38,11 +40,11 @@ pub fn parse_event(text: &str) -> Parsed<'_> {
 
 /// Validates an event that serde_json read from `raw`, its JSON text (an object), as
 /// [`parse_event`] would.
-pub(super) fn parse_read_event<'a>(raw: &'a str, wire: Wire<'a>) -> Parsed<'a> {
+pub(super) fn parse_read_event<'a>(raw: &'a str, fields: Fields<'a>) -> Parsed<'a> {
     if nests_deeper_than_limit(raw) {
         return Err(too_deep(raw));
     }
-    validate(raw, wire)
+    validate(raw, fields)
 }
 
 fn too_deep(raw: &str) -> Rejection<'_> {
@@ -54,23 +56,6 @@ fn too_deep(raw: &str) -> Rejection<'_> {
         ),
         raw,
     )
-}
-
-/// `text` without leading and trailing JSON whitespace (space, tab, CR, LF; narrower than
-/// Unicode whitespace).
-pub(super) fn trim_json_whitespace(text: &str) -> &str {
-    let is_whitespace = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    let bytes = text.as_bytes();
-    let start = bytes
-        .iter()
-        .position(|b| !is_whitespace(b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !is_whitespace(b))
-        .map_or(start, |last| last + 1);
-    // Whitespace is ASCII, so both cuts fall on character boundaries.
-    &text[start..end]
 }
 
 /// The rejection for text that does not start an object: `not_an_object` if it is some other
@@ -185,27 +170,27 @@ struct Checked {
 
 /// Validates an event read from `raw` by [`scan::read_event`] (which keeps to the depth limit)
 /// or by serde_json with the depth checked.
-pub(super) fn validate<'a>(raw: &'a str, wire: Wire<'a>) -> Parsed<'a> {
-    match check(&wire) {
-        Ok(checked) => Ok(assemble(raw, wire, checked)),
+pub(super) fn validate<'a>(raw: &'a str, fields: Fields<'a>) -> Parsed<'a> {
+    match check(&fields) {
+        Ok(checked) => Ok(assemble(raw, fields, checked)),
         Err(problem) => Err(Rejection {
             reason: problem.reason,
             detail: problem.detail,
             raw,
-            event_id: wire.event_id.into_str(),
-            merchant_id: wire.merchant_id.into_str(),
+            event_id: fields.event_id.into_str(),
+            merchant_id: fields.merchant_id.into_str(),
         }),
     }
 }
 
 /// Checks every field in a fixed order and reports the first problem.
-fn check(wire: &Wire<'_>) -> Result<Checked, Problem> {
+fn check(fields: &Fields<'_>) -> Result<Checked, Problem> {
     required_text(
         "event_id",
-        wire.event_id.present(),
+        fields.event_id.present(),
         Some(MAX_EVENT_ID_CHARS),
     )?;
-    let event_time = match wire.event_time {
+    let event_time = match fields.event_time {
         Some(raw) => timestamp::parse(raw).map_err(Problem::invalid)?,
         None => {
             return Err(Problem::missing(
@@ -215,25 +200,25 @@ fn check(wire: &Wire<'_>) -> Result<Checked, Problem> {
             ));
         }
     };
-    required_text("merchant_id", wire.merchant_id.present(), None)?;
-    required_text("event_name", wire.event_name.present(), None)?;
+    required_text("merchant_id", fields.merchant_id.present(), None)?;
+    required_text("event_name", fields.event_name.present(), None)?;
     for (name, field) in [
-        ("user_id", &wire.user_id),
-        ("anonymous_id", &wire.anonymous_id),
-        ("order_id", &wire.order_id),
-        ("platform", &wire.platform),
-        ("source", &wire.source),
-        ("consent_status", &wire.consent_status),
+        ("user_id", &fields.user_id),
+        ("anonymous_id", &fields.anonymous_id),
+        ("order_id", &fields.order_id),
+        ("platform", &fields.platform),
+        ("source", &fields.source),
+        ("consent_status", &fields.consent_status),
     ] {
         optional_text(name, field.present())?;
     }
-    let value = wire
+    let value = fields
         .value
         .map(value::parse)
         .transpose()
         .map_err(Problem::invalid)?;
-    let currency = wire.currency.present().map(currency).transpose()?;
-    if let Some(properties) = wire.properties {
+    let currency = fields.currency.present().map(currency).transpose()?;
+    if let Some(properties) = fields.properties {
         properties_object(properties)?;
     }
     Ok(Checked {
@@ -243,28 +228,28 @@ fn check(wire: &Wire<'_>) -> Result<Checked, Problem> {
     })
 }
 
-fn assemble<'a>(raw: &'a str, wire: Wire<'a>, checked: Checked) -> Event<'a> {
+fn assemble<'a>(raw: &'a str, fields: Fields<'a>, checked: Checked) -> Event<'a> {
     let text = |field: Scalar<'a>| field.into_text();
-    let event_name = match text(wire.event_name).unwrap_or_default() {
+    let event_name = match text(fields.event_name).unwrap_or_default() {
         Cow::Borrowed(name) => Cow::Borrowed(name.trim()),
         Cow::Owned(name) if name.trim().len() == name.len() => Cow::Owned(name),
         Cow::Owned(name) => Cow::Owned(name.trim().to_owned()),
     };
     Event {
         raw,
-        event_id: text(wire.event_id).unwrap_or_default(),
+        event_id: text(fields.event_id).unwrap_or_default(),
         event_time: checked.event_time,
-        merchant_id: text(wire.merchant_id).unwrap_or_default(),
+        merchant_id: text(fields.merchant_id).unwrap_or_default(),
         event_name,
-        user_id: text(wire.user_id),
-        anonymous_id: text(wire.anonymous_id),
-        order_id: text(wire.order_id),
-        platform: text(wire.platform),
-        source: text(wire.source),
+        user_id: text(fields.user_id),
+        anonymous_id: text(fields.anonymous_id),
+        order_id: text(fields.order_id),
+        platform: text(fields.platform),
+        source: text(fields.source),
         value: checked.value,
         currency: checked.currency,
-        consent_status: text(wire.consent_status),
-        properties: wire.properties,
+        consent_status: text(fields.consent_status),
+        properties: fields.properties,
     }
 }
 

@@ -8,7 +8,7 @@
 
 use rust_decimal::Decimal;
 
-use super::wire::{quote_for_detail, raw_for_detail};
+use super::detail::{quote_for_detail, raw_for_detail};
 
 /// Decimal places kept: the scale of NUMBER(18,4).
 pub(super) const SCALE: u32 = 4;

@@ -12,10 +12,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::detail::quote_for_detail;
+
 /// The known fields of an event; [`Scalar::Null`] and `None` mean absent or JSON `null`.
 /// `event_time`, `value` and `properties` are the raw JSON text of the value.
 #[derive(Debug, Default, PartialEq, Deserialize)]
-pub(super) struct Wire<'a> {
+pub(super) struct Fields<'a> {
     #[serde(borrow, default)]
     pub event_id: Scalar<'a>,
     #[serde(borrow, default, deserialize_with = "raw_text")]
@@ -108,43 +110,6 @@ impl<'a> Scalar<'a> {
             Scalar::Object => "an object".to_owned(),
             Scalar::Array => "an array".to_owned(),
         }
-    }
-}
-
-/// Longest excerpt of a sent value quoted in a rejection detail, in characters.
-const DETAIL_EXCERPT_CHARS: usize = 64;
-
-/// `text` as a JSON string literal, shortened with `…` when long.
-pub(super) fn quote_for_detail(text: &str) -> String {
-    let excerpt = excerpt(text);
-    let mut quoted = String::with_capacity(excerpt.len() + 4);
-    super::encode::push_json_string(&mut quoted, excerpt);
-    if excerpt.len() < text.len() {
-        quoted.insert(quoted.len() - 1, '…');
-    }
-    quoted
-}
-
-/// Raw JSON text of a value for a rejection detail, shortened with `…` when long.
-pub(super) fn raw_for_detail(text: &str) -> String {
-    match text.as_bytes().first() {
-        Some(b'{') => "an object".to_owned(),
-        Some(b'[') => "an array".to_owned(),
-        _ => {
-            let excerpt = excerpt(text);
-            if excerpt.len() < text.len() {
-                format!("{excerpt}…")
-            } else {
-                excerpt.to_owned()
-            }
-        }
-    }
-}
-
-fn excerpt(text: &str) -> &str {
-    match text.char_indices().nth(DETAIL_EXCERPT_CHARS) {
-        Some((cut, _)) => &text[..cut],
-        None => text,
     }
 }
 
