@@ -55,9 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklayer_local.bench_ingest import make_event, make_templates
-from tracklayer_local.harness import Control, markdown_table, progress_to_stderr, read_env_file, span, spread
-
-REPO = Path(__file__).resolve().parents[2]
+from tracklayer_local.harness import REPO, Control, markdown_table, progress_to_stderr, read_env_file, span, spread
 
 PYTHON = Path(sys.executable)
 BINARIES = ("ingest", "flush", "connection-test")

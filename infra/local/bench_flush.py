@@ -49,6 +49,7 @@ from typing import Any
 
 from tracklayer_local.bench_ingest import make_event, make_templates
 from tracklayer_local.harness import (
+    REPO,
     Control,
     SqsClient,
     add_stack_options,
@@ -69,8 +70,6 @@ from tracklayer_local.harness import (
     with_command,
 )
 from tracklayer_local.lambda_host import LambdaHost
-
-REPO = Path(__file__).resolve().parents[2]
 
 STATEMENTS_TARGET = 100  # per 100,000 events
 RSS_TARGET_KB = 64 * 1024

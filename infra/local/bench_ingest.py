@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklayer_local.harness import (
+    REPO,
     SqsClient,
     add_stack_options,
     command_line,
@@ -64,8 +65,6 @@ from tracklayer_local.harness import (
     with_command,
 )
 from tracklayer_local.lambda_host import LambdaHost, read_vm_hwm_kb
-
-REPO = Path(__file__).resolve().parents[2]
 
 CPU_TARGET_MS = 100  # scheduled mode, per batch
 RSS_TARGET_KB = 64 * 1024

@@ -55,6 +55,7 @@ from typing import Any
 
 from tracklayer_local.bench_ingest import EVENT_ID_SLOT, make_event, make_templates
 from tracklayer_local.harness import (
+    REPO,
     add_stack_options,
     command_line,
     connect,
@@ -69,8 +70,6 @@ from tracklayer_local.harness import (
     spread,
     with_command,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 PY_TABLE = "RAW_EVENTS_PY"
 PY_REJECTED = "RAW_EVENTS_REJECTED_PY"

@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklayer_local.harness import (
+    REPO,
     Control,
     SqsClient,
     add_stack_options,
@@ -97,8 +98,6 @@ from tracklayer_local.harness import (
     sqs_client,
 )
 from tracklayer_local.moto_patches import MotoVersionError, check_moto_version
-
-REPO = Path(__file__).resolve().parents[2]
 
 MAX_RECEIVE_COUNT = 5
 BATCH_SIZE = 1000

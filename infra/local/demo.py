@@ -58,6 +58,7 @@ from snowflake.connector.errors import Error as ConnectorError
 from tabulate import tabulate
 
 from tracklayer_local.harness import (
+    REPO,
     SqsClient,
     connect,
     dbt_environment,
@@ -68,8 +69,6 @@ from tracklayer_local.harness import (
     stack_env_path,
 )
 from tracklayer_local.lambda_host import HostError, LambdaHost, run_sqs
-
-REPO = Path(__file__).resolve().parents[2]
 
 GUIDE_QUERIES_FILE = REPO / "infra" / "sql" / "sample_queries.sql"
 QUARANTINE_QUERIES_FILE = REPO / "infra" / "sql" / "quarantine_queries.sql"

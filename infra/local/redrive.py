@@ -47,6 +47,7 @@ from botocore.exceptions import ClientError
 from snowflake.connector.errors import ProgrammingError
 
 from tracklayer_local.harness import (
+    REPO,
     SqsClient,
     create_queue_pair,
     invocation_summaries,
@@ -60,8 +61,6 @@ from tracklayer_local.harness import (
     wait_until,
 )
 from tracklayer_local.lambda_host import LambdaHost, run_sqs
-
-REPO = Path(__file__).resolve().parents[2]
 
 EVENTS_MAX_RECEIVES = 2
 STAGING_MAX_RECEIVES = 1

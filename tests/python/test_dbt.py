@@ -32,9 +32,8 @@ import pytest
 from snowflake.connector.connection import SnowflakeConnection
 
 from sflocal import Http, Identity, SqlApi
-from tracklayer_local.harness import connect, dbt_environment, snowflake_port
+from tracklayer_local.harness import REPO, connect, dbt_environment, snowflake_port
 
-REPO = Path(__file__).resolve().parents[2]
 DBT_DIR = REPO / "infra" / "dbt"
 SQL_DIR = REPO / "infra" / "sql"
 DBT = REPO / ".venv-dbt" / "bin" / "dbt"

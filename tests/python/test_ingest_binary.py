@@ -23,6 +23,7 @@ import pytest
 
 from sflocal import Control, fake_received, staged_chunk
 from tracklayer_local.harness import (
+    REPO,
     SqsClient,
     create_queue_pair,
     drain,
@@ -33,8 +34,6 @@ from tracklayer_local.harness import (
     sqs_client,
 )
 from tracklayer_local.lambda_host import LambdaHost, run_sqs, sqs_event
-
-REPO = Path(__file__).resolve().parents[2]
 
 INGEST = REPO / "target" / "debug" / "ingest"
 MAX_RECEIVE_COUNT = 3

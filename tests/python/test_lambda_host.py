@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 
 from sflocal import fake_received, staged_chunk
-from tracklayer_local.harness import SqsClient, create_queue_pair, sqs_client
+from tracklayer_local.harness import REPO, SqsClient, create_queue_pair, sqs_client
 from tracklayer_local.harness import drain as drain_visible
 from tracklayer_local.lambda_host import LambdaHost, batch_failures, run_sqs, sqs_event
 
 HostFactory = Callable[..., LambdaHost]  # host_for(mode, **options): a started host over the fake runtime
 
-REPO = Path(__file__).resolve().parents[2]
 
 LAMBDA_HOST = ["-m", "tracklayer_local.lambda_host"]  # the CLI, run as a module
 INGEST = REPO / "target" / "debug" / "ingest"

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from snowflake.connector.connection import SnowflakeConnection
 
-from tracklayer_local.harness import connect, snowflake_port
+from tracklayer_local.harness import REPO, connect, snowflake_port
 
-REPO = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO / "infra" / "sql"
 LOADER_TABLE = "tracklayer.events.raw_events_rejected"
 
