@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::Message;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
@@ -36,11 +36,8 @@ use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
 use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Statement, Table};
-use crate::staging::StagedChunk;
+use crate::staging::{StagedChunk, StagingQueue, received_before, sent_timestamp};
 use pack::{Ledger, Packed, Packer, Settled, Taken};
-
-/// SQS's most messages per ReceiveMessage.
-const RECEIVE_BATCH: i32 = 10;
 
 /// flush's settings, read once at cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,8 +236,7 @@ impl FlushReport {
 
 /// The flush handler, built once per process.
 pub struct Flush {
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    queue: StagingQueue,
     loader: Loader,
     config: FlushConfig,
 }
@@ -248,7 +244,7 @@ pub struct Flush {
 impl std::fmt::Debug for Flush {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Flush")
-            .field("queue_url", &self.queue_url)
+            .field("queue_url", &self.queue.url())
             .finish_non_exhaustive()
     }
 }
@@ -293,8 +289,7 @@ impl Flush {
     /// A handler over an existing loader and SQS client (tests, benchmarks).
     pub fn with_loader(config: FlushConfig, sqs: aws_sdk_sqs::Client, loader: Loader) -> Self {
         Flush {
-            queue_url: config.staging_queue_url.clone(),
-            sqs,
+            queue: StagingQueue::new(sqs, config.staging_queue_url.clone()),
             loader,
             config,
         }
@@ -319,7 +314,7 @@ impl Flush {
         });
 
         // The probe is a plain receive: if nothing waits, Snowflake is never contacted.
-        let first = match self.receive(1).await {
+        let first = match self.queue.receive(1, self.config.visibility).await {
             Ok(batch) => batch,
             Err(error) => {
                 let mut report = run.report.lock().await.clone();
@@ -332,7 +327,7 @@ impl Flush {
         };
         if first.is_empty() {
             let mut report = run.report.lock().await.clone();
-            report.leftover_estimate = self.leftover().await;
+            report.leftover_estimate = self.queue.depth().await;
             report.duration_ms = started.elapsed().as_millis() as u64;
             return report;
         }
@@ -352,7 +347,7 @@ impl Flush {
         if self.config.suspend_after_flush {
             self.suspend(&mut report, lambda_deadline).await;
         }
-        report.leftover_estimate = self.leftover().await;
+        report.leftover_estimate = self.queue.depth().await;
         report.status = final_status(&report);
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
@@ -374,7 +369,7 @@ impl Flush {
     /// One receiver: receives until the queue is empty, the run stops or time runs out.
     async fn receive_into(&self, run: &Run, sender: mpsc::Sender<Vec<Message>>) {
         while !run.stop.load(Ordering::SeqCst) && Instant::now() < run.deadline {
-            match self.receive(1).await {
+            match self.queue.receive(1, self.config.visibility).await {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => {
                     if sender.send(batch).await.is_err() {
@@ -442,7 +437,7 @@ impl Flush {
         let unsettled = run.ledger.unsettled();
         if !unsettled.is_empty() {
             run.report.lock().await.chunks_failed += unsettled.len() as u64;
-            self.release(&unsettled).await;
+            self.queue.release(&unsettled).await;
         }
     }
 
@@ -458,7 +453,7 @@ impl Flush {
     ) {
         let receipt = message.receipt_handle.clone().unwrap_or_default();
         if run.stop.load(Ordering::SeqCst) || Instant::now() >= run.deadline {
-            self.release(&[receipt]).await;
+            self.queue.release(&[receipt]).await;
             return;
         }
         let chunk = match StagedChunk::from_message(message.body.as_deref().unwrap_or_default()) {
@@ -482,7 +477,7 @@ impl Flush {
         match run.ledger.take(chunk.id, receipt.clone()) {
             Taken::New => {}
             Taken::Copy => return,
-            Taken::Done { landed: true } => return self.delete(&[receipt]).await,
+            Taken::Done { landed: true } => return self.queue.delete(&[receipt]).await,
             // Failed this run: it comes back for the next one.
             Taken::Done { landed: false } => return,
         }
@@ -601,76 +596,8 @@ impl Flush {
                 }
             }
         }
-        self.delete(&delete).await;
-        self.release(&release).await;
-    }
-
-    async fn receive(&self, wait_seconds: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, String> {
-        self.sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(RECEIVE_BATCH)
-            .wait_time_seconds(wait_seconds)
-            .visibility_timeout(self.config.visibility.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-            .send()
-            .await
-            .map(|out| out.messages.unwrap_or_default())
-            .map_err(|e| {
-                format!(
-                    "cannot receive from the staging queue: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })
-    }
-
-    /// Makes chunks that did not load visible again at once, so the next run (or another
-    /// receiver of this one) retries them without waiting out the visibility timeout.
-    async fn release(&self, handles: &[String]) {
-        self.set_visibility(handles, 0).await;
-    }
-
-    /// Sets the visibility timeout of messages, ten per call.
-    async fn set_visibility(&self, handles: &[String], seconds: i32) {
-        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
-        for group in handles.chunks(10) {
-            let entries = group
-                .iter()
-                .enumerate()
-                .map(|(i, handle)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(seconds)
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            let changed = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            // Not fatal either way: a chunk not released returns after its visibility timeout,
-            // and one whose timeout was not extended may be taken again (it is then loaded
-            // skipping the rows already there).
-            match changed {
-                Ok(out) if !out.failed.is_empty() => {
-                    tracing::warn!(
-                        failed = out.failed.len(),
-                        seconds,
-                        "cannot change the visibility of some staged chunks"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), seconds, "cannot change the visibility of staged chunks");
-                }
-                _ => {}
-            }
-        }
+        self.queue.delete(&delete).await;
+        self.queue.release(&release).await;
     }
 
     /// Runs `work`, extending the visibility of every chunk in flight every half period.
@@ -683,46 +610,8 @@ impl Flush {
                 () = &mut work => return,
                 _ = ticker.tick() => {
                     let seconds = self.config.visibility.as_secs() as i32;
-                    self.set_visibility(&run.ledger.in_flight_receipts(), seconds).await;
+                    self.queue.set_visibility(&run.ledger.in_flight_receipts(), seconds).await;
                 }
-            }
-        }
-    }
-
-    async fn delete(&self, handles: &[String]) {
-        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-        for group in handles.chunks(10) {
-            let entries = group
-                .iter()
-                .enumerate()
-                .map(|(i, handle)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            let deleted = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            // A chunk that landed but could not be deleted comes back, and is then loaded
-            // skipping the rows already there.
-            match deleted {
-                Ok(out) if !out.failed.is_empty() => {
-                    tracing::warn!(
-                        failed = out.failed.len(),
-                        "some loaded chunks could not be deleted; their rows will be found already loaded next run"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting loaded chunks failed; their rows will be found already loaded next run")
-                }
-                _ => {}
             }
         }
     }
@@ -780,51 +669,12 @@ impl Flush {
             }
         }
     }
-
-    async fn leftover(&self) -> u64 {
-        let attributes = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await;
-        match attributes {
-            Ok(out) => out
-                .attributes
-                .unwrap_or_default()
-                .values()
-                .filter_map(|v| v.parse::<u64>().ok())
-                .sum(),
-            Err(_) => 0,
-        }
-    }
-}
-
-/// Whether SQS delivered the message before (a run may have loaded it and died).
-fn received_before(attributes: &Option<HashMap<MessageSystemAttributeName, String>>) -> bool {
-    attributes
-        .as_ref()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|count| count.parse::<u32>().ok())
-        .is_some_and(|count| count > 1)
 }
 
 /// Whether a chunk was staged (`staged_at`, epoch milliseconds) more than `overdue` before
 /// `now_ms`. A version 1 envelope has no stamp and is not.
 fn staged_before(staged_at: Option<u64>, now_ms: u64, overdue: Duration) -> bool {
     staged_at.is_some_and(|at| now_ms.saturating_sub(at) > overdue.as_millis() as u64)
-}
-
-/// The message's SQS `SentTimestamp` (epoch milliseconds), when it was asked for and sent.
-fn sent_timestamp(
-    attributes: &Option<HashMap<MessageSystemAttributeName, String>>,
-) -> Option<&str> {
-    attributes
-        .as_ref()?
-        .get(&MessageSystemAttributeName::SentTimestamp)
-        .map(String::as_str)
 }
 
 /// When a run stops taking work: the Lambda deadline less the margin for the answer (already
@@ -936,17 +786,6 @@ mod tests {
         assert!(staged_before(Some(now - 600_001), now, bound));
         assert!(!staged_before(Some(now + 5_000), now, bound));
         assert!(!staged_before(None, now, bound));
-    }
-
-    #[test]
-    fn reads_the_sent_timestamp_attribute() {
-        let attributes = Some(HashMap::from([(
-            MessageSystemAttributeName::SentTimestamp,
-            "1767225600000".to_string(),
-        )]));
-        assert_eq!(sent_timestamp(&attributes), Some("1767225600000"));
-        assert_eq!(sent_timestamp(&None), None);
-        assert_eq!(sent_timestamp(&Some(HashMap::new())), None);
     }
 }
 

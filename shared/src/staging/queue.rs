@@ -1,0 +1,196 @@
+//! The staging queue: what ingest sends chunks to and flush receives, hides, deletes and releases
+//! them from.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+
+/// How many messages one ReceiveMessage call asks for (SQS's maximum).
+pub const RECEIVE_BATCH: i32 = 10;
+
+/// The staging queue at one URL.
+#[derive(Debug, Clone)]
+pub struct StagingQueue {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl StagingQueue {
+    pub fn new(sqs: aws_sdk_sqs::Client, url: String) -> Self {
+        StagingQueue { sqs, url }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Receives up to ten staged chunks, hidden for `visibility`, with their receive count and
+    /// sent timestamp.
+    pub async fn receive(
+        &self,
+        wait_seconds: i32,
+        visibility: Duration,
+    ) -> Result<Vec<Message>, String> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(RECEIVE_BATCH)
+            .wait_time_seconds(wait_seconds)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map(|out| out.messages.unwrap_or_default())
+            .map_err(|e| {
+                format!(
+                    "cannot receive from the staging queue: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                )
+            })
+    }
+
+    /// Makes chunks that did not load visible again at once, so the next run (or another
+    /// receiver of this one) retries them without waiting out the visibility timeout.
+    pub async fn release(&self, handles: &[String]) {
+        self.set_visibility(handles, 0).await;
+    }
+
+    /// Sets the visibility timeout of messages, ten per call.
+    pub async fn set_visibility(&self, handles: &[String], seconds: i32) {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+        for group in handles.chunks(10) {
+            let entries = group
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let changed = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            // Not fatal either way: a chunk not released returns after its visibility timeout,
+            // and one whose timeout was not extended may be taken again (it is then loaded
+            // skipping the rows already there).
+            match changed {
+                Ok(out) if !out.failed.is_empty() => {
+                    tracing::warn!(
+                        failed = out.failed.len(),
+                        seconds,
+                        "cannot change the visibility of some staged chunks"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), seconds, "cannot change the visibility of staged chunks");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Deletes messages, ten per call.
+    pub async fn delete(&self, handles: &[String]) {
+        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+        for group in handles.chunks(10) {
+            let entries = group
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let deleted = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            // A chunk that landed but could not be deleted comes back, and is then loaded
+            // skipping the rows already there.
+            match deleted {
+                Ok(out) if !out.failed.is_empty() => {
+                    tracing::warn!(
+                        failed = out.failed.len(),
+                        "some loaded chunks could not be deleted; their rows will be found already loaded next run"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting loaded chunks failed; their rows will be found already loaded next run")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Messages in the queue, visible or not (SQS's estimate); 0 when it cannot be read.
+    pub async fn depth(&self) -> u64 {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await;
+        match attributes {
+            Ok(out) => out
+                .attributes
+                .unwrap_or_default()
+                .values()
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum(),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Whether SQS delivered the message before (a run may have loaded it and died).
+pub fn received_before(attributes: &Option<HashMap<MessageSystemAttributeName, String>>) -> bool {
+    attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse::<u32>().ok())
+        .is_some_and(|count| count > 1)
+}
+
+/// The message's SQS `SentTimestamp` (epoch milliseconds), when it was asked for and sent.
+pub fn sent_timestamp(
+    attributes: &Option<HashMap<MessageSystemAttributeName, String>>,
+) -> Option<&str> {
+    attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::SentTimestamp)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_sent_timestamp_attribute() {
+        let attributes = Some(HashMap::from([(
+            MessageSystemAttributeName::SentTimestamp,
+            "1767225600000".to_string(),
+        )]));
+        assert_eq!(sent_timestamp(&attributes), Some("1767225600000"));
+        assert_eq!(sent_timestamp(&None), None);
+        assert_eq!(sent_timestamp(&Some(HashMap::new())), None);
+    }
+}
