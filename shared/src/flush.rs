@@ -36,7 +36,7 @@ use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
 use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Statement, Table};
-use crate::staging::{StagedChunk, StagingQueue, received_before, sent_timestamp};
+use crate::staging::{StagedChunk, StagingQueue, receive_count, received_before, sent_timestamp};
 use pack::{Ledger, Packed, Packer, Settled, Taken};
 
 /// flush's settings, read once at cold start.
@@ -484,7 +484,7 @@ impl Flush {
         // A message received before may have been loaded, in part or whole, by a run that
         // died before deleting it, and one staged long ago may be a redriven copy of such a
         // message: their rows go to statements that skip rows already there.
-        let skip_loaded = received_before(&message.attributes)
+        let skip_loaded = received_before(receive_count(&message.attributes))
             || staged_before(chunk.staged_at, now_ms(), self.config.overdue_after());
         if skip_loaded {
             run.report.lock().await.chunks_redelivered += 1;

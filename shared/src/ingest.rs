@@ -23,7 +23,7 @@ use crate::load::{Chunk, ChunkLoad, Chunker, LoadSettings, Loader, MessageRows};
 use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
-use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message};
+use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message, received_before};
 
 /// Namespace of stream-mode chunk keys: a chunk's requestId derives from its content and its
 /// statement's text, so the same messages redelivered in the same batch resubmit the same id and
@@ -435,14 +435,6 @@ async fn requeue_partly_loaded(
     failed
 }
 
-fn received_before(record: &SqsMessage) -> bool {
-    record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse::<u32>().ok())
-        .is_some_and(|n| n > 1)
-}
-
 /// The age of the oldest message whose rows landed: it has rows and is not among `failed`.
 fn oldest_landed_age_ms(
     records: &[SqsMessage],
@@ -493,10 +485,14 @@ async fn stream(
             // A message received before may have landed in a chunk of another composition
             // (another requestId), and a marked one did in part: their rows are inserted only
             // where they are not there yet.
-            let again = chunk
-                .messages
-                .iter()
-                .any(|&m| received_before(&records[m]) || partly_loaded(&records[m]).is_some());
+            let again = chunk.messages.iter().any(|&m| {
+                received_before(
+                    records[m]
+                        .attributes
+                        .get("ApproximateReceiveCount")
+                        .map(String::as_str),
+                ) || partly_loaded(&records[m]).is_some()
+            });
             ChunkLoad {
                 table: chunk.table,
                 body: &chunk.body,

@@ -160,13 +160,23 @@ impl StagingQueue {
     }
 }
 
-/// Whether SQS delivered the message before (a run may have loaded it and died).
-pub fn received_before(attributes: &Option<HashMap<MessageSystemAttributeName, String>>) -> bool {
-    attributes
-        .as_ref()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+/// Whether SQS delivered a message before (a run may have loaded it and died), from its
+/// `ApproximateReceiveCount` attribute: ingest reads it from the Lambda event, flush from
+/// ReceiveMessage.
+pub fn received_before(receive_count: Option<&str>) -> bool {
+    receive_count
         .and_then(|count| count.parse::<u32>().ok())
         .is_some_and(|count| count > 1)
+}
+
+/// A received message's `ApproximateReceiveCount`, when it was asked for and sent.
+pub fn receive_count(
+    attributes: &Option<HashMap<MessageSystemAttributeName, String>>,
+) -> Option<&str> {
+    attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+        .map(String::as_str)
 }
 
 /// The message's SQS `SentTimestamp` (epoch milliseconds), when it was asked for and sent.
@@ -182,6 +192,20 @@ pub fn sent_timestamp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_was_received_before_when_its_receive_count_is_above_one() {
+        assert!(!received_before(None));
+        assert!(!received_before(Some("1")));
+        assert!(received_before(Some("2")));
+        assert!(!received_before(Some("not a number")));
+        let attributes = Some(HashMap::from([(
+            MessageSystemAttributeName::ApproximateReceiveCount,
+            "3".to_string(),
+        )]));
+        assert_eq!(receive_count(&attributes), Some("3"));
+        assert_eq!(receive_count(&None), None);
+    }
 
     #[test]
     fn reads_the_sent_timestamp_attribute() {
