@@ -23,7 +23,7 @@ use crate::load::{Chunk, ChunkLoad, Chunker, LoadSettings, Loader, MessageRows};
 use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
-use crate::staging::{SQS_MAX_MESSAGE_BYTES, encode_message, received_before};
+use crate::staging::{SEND_BUDGET, StagingQueue, encode_message, received_before};
 
 /// Namespace of stream-mode chunk keys: a chunk's requestId derives from its content and its
 /// statement's text, so the same messages redelivered in the same batch resubmit the same id and
@@ -207,10 +207,7 @@ struct Requeue {
 
 enum Target {
     Stream(Box<Loader>, Option<Requeue>),
-    Scheduled {
-        sqs: aws_sdk_sqs::Client,
-        queue_url: String,
-    },
+    Scheduled(StagingQueue),
 }
 
 /// The ingest handler, built once per process.
@@ -244,10 +241,10 @@ impl Ingest {
                 });
                 Target::Stream(Box::new(Loader::new(source, config.load)), requeue)
             }
-            LoadMode::Scheduled => Target::Scheduled {
-                sqs: aws_sdk_sqs::Client::new(aws),
-                queue_url: config.staging_queue_url.clone().unwrap_or_default(),
-            },
+            LoadMode::Scheduled => Target::Scheduled(StagingQueue::new(
+                aws_sdk_sqs::Client::new(aws),
+                config.staging_queue_url.clone().unwrap_or_default(),
+            )),
         };
         Ingest {
             target,
@@ -293,7 +290,7 @@ impl Ingest {
         max_statement_bytes: usize,
     ) -> Self {
         Ingest {
-            target: Target::Scheduled { sqs, queue_url },
+            target: Target::Scheduled(StagingQueue::new(sqs, queue_url)),
             chunker: Chunker::new(max_statement_bytes),
         }
     }
@@ -302,7 +299,7 @@ impl Ingest {
     pub fn mode(&self) -> LoadMode {
         match self.target {
             Target::Stream(..) => LoadMode::Stream,
-            Target::Scheduled { .. } => LoadMode::Scheduled,
+            Target::Scheduled(_) => LoadMode::Scheduled,
         }
     }
 
@@ -356,9 +353,7 @@ impl Ingest {
                     None => failed,
                 }
             }
-            Target::Scheduled { sqs, queue_url } => {
-                stage(sqs, queue_url, &chunks, &mut summary).await
-            }
+            Target::Scheduled(queue) => stage(queue, &chunks, &mut summary).await,
         };
         if self.mode() == LoadMode::Stream {
             summary.loaded_age_ms = oldest_landed_age_ms(records, &messages, &failed, now_ms());
@@ -544,16 +539,11 @@ fn message_of_row<'a>(messages: &[MessageRows<'a>], chunk: &Chunk, row: usize) -
 
 /// Sends chunks to the staging queue; returns the messages whose rows were not all staged.
 async fn stage(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
+    queue: &StagingQueue,
     chunks: &[Chunk],
     summary: &mut IngestSummary,
 ) -> BTreeSet<usize> {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-
     let mut failed = BTreeSet::new();
-    // Leave room for the request's own framing in SendMessageBatch's 1 MiB total.
-    let budget = SQS_MAX_MESSAGE_BYTES - 16 * 1024;
     let mut pending: Vec<(usize, String)> = Vec::new();
     let staged_at = now_ms();
     for (index, chunk) in chunks.iter().enumerate() {
@@ -564,7 +554,7 @@ async fn stage(
             &chunk.body,
             staged_at,
         );
-        if body.len() > budget {
+        if body.len() > SEND_BUDGET {
             let error = format!(
                 "a staged chunk of {} rows compresses to {} bytes, over SQS's message limit; lower TRACKLAYER_MAX_STATEMENT_BYTES",
                 chunk.rows,
@@ -579,75 +569,18 @@ async fn stage(
         }
         pending.push((index, body));
     }
-    for attempt in 0..2 {
-        let mut retry = Vec::new();
-        let mut batch: Vec<(usize, String)> = Vec::new();
-        let mut batch_bytes = 0;
-        let mut batches = Vec::new();
-        for (index, body) in pending {
-            if batch.len() == 10 || (batch_bytes + body.len() > budget && !batch.is_empty()) {
-                batches.push(std::mem::take(&mut batch));
-                batch_bytes = 0;
-            }
-            batch_bytes += body.len();
-            batch.push((index, body));
-        }
-        if !batch.is_empty() {
-            batches.push(batch);
-        }
-        for batch in batches {
-            let entries: Vec<SendMessageBatchRequestEntry> = batch
-                .iter()
-                .map(|(index, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .message_body(body)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            summary.statements += 1;
-            let sent = sqs
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match sent {
-                Ok(output) => {
-                    let refused: BTreeSet<String> =
-                        output.failed.iter().map(|f| f.id.clone()).collect();
-                    for (index, body) in batch {
-                        if refused.contains(&index.to_string()) {
-                            retry.push((index, body));
-                        } else {
-                            summary.bytes += chunks[index].body.len();
-                            if chunks[index].table == Table::RawEvents {
-                                summary.staged += chunks[index].rows;
-                            }
-                        }
-                    }
-                    for failure in &output.failed {
-                        tracing::warn!(id = failure.id, code = failure.code, message = ?failure.message, attempt, "staging queue refused a chunk");
-                    }
-                }
-                Err(e) => {
-                    let detail = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                    tracing::warn!(error = detail, attempt, "SendMessageBatch failed");
-                    summary.error.get_or_insert((
-                        format!("cannot send to the staging queue: {detail}"),
-                        "check TRACKLAYER_STAGING_QUEUE_URL and that the function may call sqs:SendMessage on it".into(),
-                    ));
-                    retry.extend(batch);
-                }
-            }
-        }
-        pending = retry;
-        if pending.is_empty() || attempt == 1 {
-            break;
+    let sent = queue.send(pending).await;
+    summary.statements += sent.calls;
+    for &index in &sent.sent {
+        summary.bytes += chunks[index].body.len();
+        if chunks[index].table == Table::RawEvents {
+            summary.staged += chunks[index].rows;
         }
     }
-    for (index, _) in pending {
+    if let Some(error) = sent.error {
+        summary.error.get_or_insert(error);
+    }
+    for index in sent.unsent {
         failed.extend(chunks[index].messages.iter().copied());
     }
     failed

@@ -1,13 +1,29 @@
 //! The staging queue: what ingest sends chunks to and flush receives, hides, deletes and releases
 //! them from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 
 /// How many messages one ReceiveMessage call asks for (SQS's maximum).
 pub const RECEIVE_BATCH: i32 = 10;
+
+/// What one SendMessageBatch call may carry: SQS's 1 MiB, less room for the request's own framing.
+pub const SEND_BUDGET: usize = crate::staging::SQS_MAX_MESSAGE_BYTES - 16 * 1024;
+
+/// What [`StagingQueue::send`] did, by the caller's indexes.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    /// SendMessageBatch calls made.
+    pub calls: u32,
+    /// Bodies SQS took.
+    pub sent: Vec<usize>,
+    /// Bodies not sent after the second attempt.
+    pub unsent: Vec<usize>,
+    /// The first failed call's error and its fix.
+    pub error: Option<(String, String)>,
+}
 
 /// The staging queue at one URL.
 #[derive(Debug, Clone)]
@@ -23,6 +39,85 @@ impl StagingQueue {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Sends staging message bodies, each with the caller's index, in SendMessageBatch calls of
+    /// at most ten messages and [`SEND_BUDGET`] bytes; what SQS refuses or fails is sent once
+    /// more. Bodies must each fit in [`SEND_BUDGET`].
+    pub async fn send(&self, mut pending: Vec<(usize, String)>) -> SendReport {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+        let mut report = SendReport::default();
+        for attempt in 0..2 {
+            let mut retry = Vec::new();
+            let mut batch: Vec<(usize, String)> = Vec::new();
+            let mut batch_bytes = 0;
+            let mut batches = Vec::new();
+            for (index, body) in pending {
+                if batch.len() == 10
+                    || (batch_bytes + body.len() > SEND_BUDGET && !batch.is_empty())
+                {
+                    batches.push(std::mem::take(&mut batch));
+                    batch_bytes = 0;
+                }
+                batch_bytes += body.len();
+                batch.push((index, body));
+            }
+            if !batch.is_empty() {
+                batches.push(batch);
+            }
+            for batch in batches {
+                let entries: Vec<SendMessageBatchRequestEntry> = batch
+                    .iter()
+                    .map(|(index, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(index.to_string())
+                            .message_body(body)
+                            .build()
+                            .expect("id and body are set")
+                    })
+                    .collect();
+                report.calls += 1;
+                let sent = self
+                    .sqs
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(output) => {
+                        let refused: BTreeSet<String> =
+                            output.failed.iter().map(|f| f.id.clone()).collect();
+                        for (index, body) in batch {
+                            if refused.contains(&index.to_string()) {
+                                retry.push((index, body));
+                            } else {
+                                report.sent.push(index);
+                            }
+                        }
+                        for failure in &output.failed {
+                            tracing::warn!(id = failure.id, code = failure.code, message = ?failure.message, attempt, "staging queue refused a chunk");
+                        }
+                    }
+                    Err(e) => {
+                        let detail = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                        tracing::warn!(error = detail, attempt, "SendMessageBatch failed");
+                        report.error.get_or_insert((
+                            format!("cannot send to the staging queue: {detail}"),
+                            "check TRACKLAYER_STAGING_QUEUE_URL and that the function may call sqs:SendMessage on it".into(),
+                        ));
+                        retry.extend(batch);
+                    }
+                }
+            }
+            pending = retry;
+            if pending.is_empty() || attempt == 1 {
+                break;
+            }
+        }
+        report.unsent = pending.into_iter().map(|(index, _)| index).collect();
+        report
     }
 
     /// Receives up to ten staged chunks, hidden for `visibility`, with their receive count and
