@@ -203,31 +203,11 @@ impl FlushReport {
         };
         fields.insert("message".into(), Value::from("flush run summary"));
         let mut metrics = vec![
-            Metric {
-                name: "EventsLoaded",
-                value: self.events_loaded as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "EventsRejected",
-                value: self.events_rejected as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "FailedChunks",
-                value: self.chunks_failed as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "LoadLatencyMs",
-                value: self.duration_ms as f64,
-                unit: "Milliseconds",
-            },
-            Metric {
-                name: "Statements",
-                value: self.statements as f64,
-                unit: "Count",
-            },
+            Metric::count("EventsLoaded", self.events_loaded as f64),
+            Metric::count("EventsRejected", self.events_rejected as f64),
+            Metric::count("FailedChunks", self.chunks_failed as f64),
+            Metric::milliseconds("LoadLatencyMs", self.duration_ms as f64),
+            Metric::count("Statements", self.statements as f64),
         ];
         metrics.extend(loaded_age_metric(self.loaded_age_ms));
         emf_line("flush", "scheduled", fields, &metrics)

@@ -168,31 +168,14 @@ impl IngestSummary {
             fields.insert("loaded_age_ms".into(), json!(age));
         }
         let mut metrics = vec![
-            Metric {
-                name: "EventsLoaded",
-                value: self.loaded as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "EventsRejected",
-                value: (self.rejected as u64 + self.refused) as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "EventsStaged",
-                value: self.staged as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "FailedMessages",
-                value: self.failed_messages as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "LoadLatencyMs",
-                value: self.duration_ms as f64,
-                unit: "Milliseconds",
-            },
+            Metric::count("EventsLoaded", self.loaded as f64),
+            Metric::count(
+                "EventsRejected",
+                (self.rejected as u64 + self.refused) as f64,
+            ),
+            Metric::count("EventsStaged", self.staged as f64),
+            Metric::count("FailedMessages", self.failed_messages as f64),
+            Metric::milliseconds("LoadLatencyMs", self.duration_ms as f64),
         ];
         metrics.extend(loaded_age_metric(self.loaded_age_ms));
         emf_line("ingest", self.mode, fields, &metrics)

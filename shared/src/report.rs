@@ -17,6 +17,26 @@ pub struct Metric {
     pub unit: &'static str,
 }
 
+impl Metric {
+    /// A `Count` metric.
+    pub fn count(name: &'static str, value: f64) -> Self {
+        Metric {
+            name,
+            value,
+            unit: "Count",
+        }
+    }
+
+    /// A `Milliseconds` metric.
+    pub fn milliseconds(name: &'static str, value: f64) -> Self {
+        Metric {
+            name,
+            value,
+            unit: "Milliseconds",
+        }
+    }
+}
+
 /// Builds the EMF line: `fields` as plain log fields, `metrics` declared under `_aws`, with
 /// the dimensions `Function` and `Mode`.
 pub fn emf_line(
@@ -97,16 +117,8 @@ mod tests {
             "stream",
             fields,
             &[
-                Metric {
-                    name: "EventsLoaded",
-                    value: 5.0,
-                    unit: "Count",
-                },
-                Metric {
-                    name: "LoadLatencyMs",
-                    value: 12.0,
-                    unit: "Milliseconds",
-                },
+                Metric::count("EventsLoaded", 5.0),
+                Metric::milliseconds("LoadLatencyMs", 12.0),
             ],
         );
         let v: Value = serde_json::from_str(&line).unwrap();
