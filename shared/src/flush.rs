@@ -720,15 +720,6 @@ mod tests {
         assert_eq!(line["EventsLoaded"], 10.0);
     }
 
-    fn declared_metrics(line: &Value) -> Vec<String> {
-        line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap().to_string())
-            .collect()
-    }
-
     #[test]
     fn report_line_has_statements_and_the_age_of_what_landed() {
         let report = FlushReport {
@@ -741,7 +732,7 @@ mod tests {
         assert_eq!(line["Statements"], 3.0);
         assert_eq!(line["LoadedEventAgeSeconds"], 7250.0);
         assert_eq!(line["loaded_age_ms"], 7_250_000);
-        let declared = declared_metrics(&line);
+        let declared = crate::report::declared_metrics(&line);
         assert!(declared.contains(&"Statements".to_string()), "{declared:?}");
         assert!(
             declared.contains(&"LoadedEventAgeSeconds".to_string()),
@@ -754,7 +745,9 @@ mod tests {
         let line: Value = serde_json::from_str(&FlushReport::default().to_line()).unwrap();
         assert!(line.get("LoadedEventAgeSeconds").is_none(), "{line}");
         assert!(line.get("loaded_age_ms").is_none(), "{line}");
-        assert!(!declared_metrics(&line).contains(&"LoadedEventAgeSeconds".to_string()));
+        assert!(
+            !crate::report::declared_metrics(&line).contains(&"LoadedEventAgeSeconds".to_string())
+        );
         assert_eq!(line["Statements"], 0.0);
     }
 

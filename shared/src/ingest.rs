@@ -627,14 +627,7 @@ mod tests {
         let line: Value = serde_json::from_str(&summary.to_line()).unwrap();
         assert_eq!(line["LoadedEventAgeSeconds"], 1.5);
         assert_eq!(line["loaded_age_ms"], 1_500);
-        let names = |line: &Value| -> Vec<String> {
-            line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["Name"].as_str().unwrap().to_string())
-                .collect()
-        };
+        let names = crate::report::declared_metrics;
         assert!(names(&line).contains(&"LoadedEventAgeSeconds".to_string()));
         let staged = IngestSummary {
             mode: "scheduled",

@@ -91,6 +91,17 @@ pub fn loaded_age_metric(loaded_age_ms: Option<u64>) -> Option<Metric> {
     })
 }
 
+/// The metric names an EMF line declares (tests of the lines ingest and flush print).
+#[cfg(test)]
+pub(crate) fn declared_metrics(line: &serde_json::Value) -> Vec<String> {
+    line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
