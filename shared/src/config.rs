@@ -42,6 +42,15 @@ impl ConfigError {
             detail: reason.to_string(),
         }
     }
+
+    /// `Ok` when `holds`, else the setting `field` is invalid because of `rule`.
+    pub fn require(holds: bool, field: &'static str, rule: &'static str) -> Result<(), Self> {
+        if holds {
+            Ok(())
+        } else {
+            Err(ConfigError::invalid(field, rule))
+        }
+    }
 }
 
 /// Reads an optional environment variable, treating an empty value as unset.

@@ -97,24 +97,21 @@ impl FlushConfig {
                 60 * env_parse("TRACKLAYER_FLUSH_PERIOD_MINUTES", 60u64)?,
             ),
         };
-        if !(60..=1440 * 60).contains(&config.flush_period.as_secs()) {
-            return Err(ConfigError::invalid(
-                "TRACKLAYER_FLUSH_PERIOD_MINUTES",
-                "must be between 1 and 1440 minutes, the stack's FlushPeriodMinutes (default 60)",
-            ));
-        }
-        if !(1..=16).contains(&config.receivers) {
-            return Err(ConfigError::invalid(
-                "TRACKLAYER_FLUSH_RECEIVERS",
-                "must be between 1 and 16 (default 1)",
-            ));
-        }
-        if !(10..=43_200).contains(&config.visibility.as_secs()) {
-            return Err(ConfigError::invalid(
-                "TRACKLAYER_VISIBILITY_SECONDS",
-                "must be between 10 and 43200 (default 60)",
-            ));
-        }
+        ConfigError::require(
+            (60..=1440 * 60).contains(&config.flush_period.as_secs()),
+            "TRACKLAYER_FLUSH_PERIOD_MINUTES",
+            "must be between 1 and 1440 minutes, the stack's FlushPeriodMinutes (default 60)",
+        )?;
+        ConfigError::require(
+            (1..=16).contains(&config.receivers),
+            "TRACKLAYER_FLUSH_RECEIVERS",
+            "must be between 1 and 16 (default 1)",
+        )?;
+        ConfigError::require(
+            (10..=43_200).contains(&config.visibility.as_secs()),
+            "TRACKLAYER_VISIBILITY_SECONDS",
+            "must be between 10 and 43200 (default 60)",
+        )?;
         Ok(config)
     }
 

@@ -55,18 +55,16 @@ impl LoadSettings {
                 DEFAULT_MAX_CONCURRENT_STATEMENTS,
             )?,
         };
-        if settings.max_statement_bytes < 10_000 {
-            return Err(ConfigError::invalid(
-                "TRACKLAYER_MAX_STATEMENT_BYTES",
-                "must be at least 10000 (default 1000000)",
-            ));
-        }
-        if !(1..=64).contains(&settings.max_concurrent_statements) {
-            return Err(ConfigError::invalid(
-                "TRACKLAYER_MAX_CONCURRENT_STATEMENTS",
-                "must be between 1 and 64 (default 4)",
-            ));
-        }
+        ConfigError::require(
+            settings.max_statement_bytes >= 10_000,
+            "TRACKLAYER_MAX_STATEMENT_BYTES",
+            "must be at least 10000 (default 1000000)",
+        )?;
+        ConfigError::require(
+            (1..=64).contains(&settings.max_concurrent_statements),
+            "TRACKLAYER_MAX_CONCURRENT_STATEMENTS",
+            "must be between 1 and 64 (default 4)",
+        )?;
         Ok(settings)
     }
 }
