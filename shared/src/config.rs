@@ -77,3 +77,62 @@ where
         }),
     }
 }
+
+/// A setting read at cold start, or the error logged as what to fix before the function can
+/// start (`function` names it in the log).
+pub fn at_start<T>(function: &str, setting: Result<T, ConfigError>) -> Result<T, ConfigError> {
+    setting.inspect_err(|e| {
+        tracing::error!(error = %e, "{function} cannot start: fix this setting");
+    })
+}
+
+/// A function's JSON input: `null` (no input) is `T::default()`; anything else must read as
+/// `T`, or the error says what was `expected`. Fields `T` does not name are ignored.
+pub fn input_or_default<T: Default + serde::de::DeserializeOwned>(
+    payload: serde_json::Value,
+    expected: &str,
+) -> Result<T, String> {
+    match payload {
+        serde_json::Value::Null => Ok(T::default()),
+        payload => serde_json::from_value(payload)
+            .map_err(|e| format!("invalid input ({e}); expected {expected}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+    struct Input {
+        max_seconds: Option<u64>,
+    }
+
+    #[test]
+    fn no_input_is_the_default_and_bad_input_says_what_was_expected() {
+        let expected = r#"{} or {"max_seconds": N}"#;
+        assert_eq!(
+            input_or_default::<Input>(serde_json::Value::Null, expected),
+            Ok(Input::default())
+        );
+        assert_eq!(
+            input_or_default::<Input>(serde_json::json!({"max_seconds": 5, "other": 1}), expected),
+            Ok(Input {
+                max_seconds: Some(5)
+            })
+        );
+        assert_eq!(
+            input_or_default::<Input>(serde_json::json!({"max_seconds": "soon"}), expected),
+            Err(r#"invalid input (invalid type: string "soon", expected u64); expected {} or {"max_seconds": N}"#.to_string())
+        );
+    }
+
+    #[test]
+    fn a_rule_that_holds_passes_and_one_that_does_not_names_the_setting() {
+        assert!(ConfigError::require(true, "TRACKLAYER_X", "must be 1").is_ok());
+        let error = ConfigError::require(false, "TRACKLAYER_X", "must be 1").unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Invalid { field: "TRACKLAYER_X", ref detail } if detail == "must be 1")
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use tracklayer::config::{env_parse, env_required};
+use tracklayer::config::{at_start, env_parse, env_required, input_or_default};
 use tracklayer::connection_test::{Report, Request, run};
 use tracklayer::load::invocation_deadline;
 use tracklayer::secrets::SecretSource;
@@ -16,9 +16,7 @@ use tracklayer::snowflake::RetryPolicy;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let secret_id = env_required("TRACKLAYER_SECRET_ID").inspect_err(|e| {
-        tracing::error!(error = %e, "connection-test cannot start: fix this setting");
-    })?;
+    let secret_id = at_start("connection-test", env_required("TRACKLAYER_SECRET_ID"))?;
     let ttl = Duration::from_secs(env_parse("TRACKLAYER_SECRET_TTL_SECONDS", 300u64)?);
     let aws = aws_config::load_from_env().await;
     let source = Arc::new(SecretSource::new(
@@ -30,12 +28,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let source = source.clone();
         async move {
-            let request: Request = match event.payload {
-                Value::Null => Request::default(),
-                payload => serde_json::from_value(payload).map_err(|e| {
-                    format!(r#"invalid input ({e}); expected {{"mode": "check" | "test_sync"}}"#)
-                })?,
-            };
+            let request: Request =
+                input_or_default(event.payload, r#"{"mode": "check" | "test_sync"}"#)?;
             let deadline = invocation_deadline(event.context.deadline(), Duration::from_secs(1));
             let report = run(&source, request, deadline).await;
             println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tracklayer::config::at_start;
 use tracklayer::ingest::{Ingest, IngestConfig};
 use tracklayer::load::invocation_deadline;
 
@@ -16,9 +17,7 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = IngestConfig::from_env().inspect_err(|e| {
-        tracing::error!(error = %e, "ingest cannot start: fix this setting");
-    })?;
+    let config = at_start("ingest", IngestConfig::from_env())?;
     let aws = aws_config::load_from_env().await;
     let ingest = Arc::new(Ingest::new(&config, &aws));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
