@@ -363,7 +363,9 @@ def rust_emitted() -> Emitted:
     for path in sorted(RUST_SOURCES.rglob("*.rs")):
         text = path.read_text().split("#[cfg(test)]")[0]
         for function, mode in re.findall(r'emf_line\(\s*"([\w-]+)",\s*([^,]+),', text):
-            names = set(re.findall(r'Metric\s*\{\s*name:\s*"(\w+)"', text))
+            # Metric { name: "X", .. } or Metric::count("X", ..) and the other unit constructors.
+            literals = re.findall(r'Metric\s*\{\s*name:\s*"(\w+)"|Metric::\w+\(\s*"(\w+)"', text)
+            names = {literal or constructed for literal, constructed in literals}
             for helper, found in helpers.items():
                 if re.search(rf"\b{helper}\(", text):
                     names |= found
