@@ -2,7 +2,7 @@
 //! possible. An empty queue costs nothing in Snowflake: no authentication, no statement.
 //!
 //! Staged chunks are not loaded one INSERT each: their rows are packed into statements filled
-//! near `max_statement_bytes` (`flush/pack.rs`), so small ingest batches and their tiny reject chunks
+//! near `max_statement_bytes` (`pack.rs`), so small ingest batches and their tiny reject chunks
 //! do not multiply statements. A staged message is deleted only after every statement holding
 //! its rows succeeded. Exactly once holds without tying a chunk to one statement:
 //!
@@ -15,8 +15,17 @@
 //! - so does a chunk staged more than two flush periods ago: a dead-letter redrive makes a new
 //!   message (new id, receive count 1), but the envelope's `staged_at` stays, and no first
 //!   delivery waits that long in normal operation (the staging backlog alarm's bound).
+//!
+//! This file is the run, in the order it happens: probe, drain (receivers feed one packer),
+//! load, settle, suspend, report. Beside it: `config` (settings and input), `pack` (rows into
+//! statements), `ledger` (when a staged message is deleted or released), `suspend` (the
+//! warehouse after a run) and `report` (the answer and its metrics).
 
+mod config;
+mod ledger;
 mod pack;
+mod report;
+mod suspend;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,190 +35,19 @@ use std::time::Duration;
 use aws_sdk_sqs::types::Message;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, env_opt, env_parse, env_required};
-use crate::load::{ChunkLoad, ChunkOutcome, LoadSettings, Loader};
-use crate::report::{Metric, age_ms, emf_line, loaded_age_metric, now_ms};
+use crate::load::{ChunkLoad, Loader};
+use crate::report::{age_ms, now_ms};
 use crate::secrets::SecretSource;
-use crate::snowflake::{RetryPolicy, SnowflakeError, Statement, Table};
+use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
 use crate::staging::{StagedChunk, StagingQueue, receive_count, received_before, sent_timestamp};
-use pack::{Ledger, Packed, Packer, Settled, Taken};
-
-/// flush's settings, read once at cold start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlushConfig {
-    /// `TRACKLAYER_SECRET_ID`.
-    pub secret_id: String,
-    /// `TRACKLAYER_SECRET_TTL_SECONDS` (default 300).
-    pub secret_ttl: Duration,
-    /// `TRACKLAYER_STAGING_QUEUE_URL`.
-    pub staging_queue_url: String,
-    /// Statement size and concurrency.
-    pub load: LoadSettings,
-    /// `TRACKLAYER_FLUSH_RECEIVERS` (default 1): concurrent long-poll receivers feeding the
-    /// packer. One keeps up with it (the statements are the slow part) and holds the least
-    /// memory.
-    pub receivers: usize,
-    /// `TRACKLAYER_FLUSH_MARGIN_SECONDS` (default 10): stop receiving this long before the
-    /// deadline, so statements in flight can finish.
-    pub margin: Duration,
-    /// `TRACKLAYER_VISIBILITY_SECONDS` (default 60): how long a received chunk stays hidden;
-    /// extended while its INSERT is in flight.
-    pub visibility: Duration,
-    /// `TRACKLAYER_SUSPEND_AFTER_FLUSH` (default false): suspend the warehouse after a run that
-    /// loaded data (the role needs OPERATE on it).
-    pub suspend_after_flush: bool,
-    /// `TRACKLAYER_FLUSH_PERIOD_MINUTES` (default 60, as `FlushPeriodMinutes`): the time between
-    /// runs. A chunk staged more than two periods before it is received is loaded skipping
-    /// rows already there (a redriven chunk, or a first delivery after an outage).
-    pub flush_period: Duration,
-}
-
-impl FlushConfig {
-    /// Reads and validates the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let suspend =
-            match env_opt("TRACKLAYER_SUSPEND_AFTER_FLUSH").map(|v| v.to_ascii_lowercase()) {
-                None => false,
-                Some(v) if v == "true" || v == "1" => true,
-                Some(v) if v == "false" || v == "0" => false,
-                Some(v) => {
-                    return Err(ConfigError::invalid(
-                        "TRACKLAYER_SUSPEND_AFTER_FLUSH",
-                        format!("{v:?} is not true or false"),
-                    ));
-                }
-            };
-        let config = FlushConfig {
-            secret_id: env_required("TRACKLAYER_SECRET_ID")?,
-            secret_ttl: Duration::from_secs(env_parse("TRACKLAYER_SECRET_TTL_SECONDS", 300u64)?),
-            staging_queue_url: env_required("TRACKLAYER_STAGING_QUEUE_URL")?,
-            load: LoadSettings::from_env()?,
-            receivers: env_parse("TRACKLAYER_FLUSH_RECEIVERS", 1usize)?,
-            margin: Duration::from_secs(env_parse("TRACKLAYER_FLUSH_MARGIN_SECONDS", 10u64)?),
-            visibility: Duration::from_secs(env_parse("TRACKLAYER_VISIBILITY_SECONDS", 60u64)?),
-            suspend_after_flush: suspend,
-            flush_period: Duration::from_secs(
-                60 * env_parse("TRACKLAYER_FLUSH_PERIOD_MINUTES", 60u64)?,
-            ),
-        };
-        ConfigError::require(
-            (60..=1440 * 60).contains(&config.flush_period.as_secs()),
-            "TRACKLAYER_FLUSH_PERIOD_MINUTES",
-            "must be between 1 and 1440 minutes, the stack's FlushPeriodMinutes (default 60)",
-        )?;
-        ConfigError::require(
-            (1..=16).contains(&config.receivers),
-            "TRACKLAYER_FLUSH_RECEIVERS",
-            "must be between 1 and 16 (default 1)",
-        )?;
-        ConfigError::require(
-            (10..=43_200).contains(&config.visibility.as_secs()),
-            "TRACKLAYER_VISIBILITY_SECONDS",
-            "must be between 10 and 43200 (default 60)",
-        )?;
-        Ok(config)
-    }
-
-    /// How long ago a chunk must have been staged to be loaded skipping rows already there
-    /// even on its first delivery: two flush periods.
-    pub fn overdue_after(&self) -> Duration {
-        self.flush_period * 2
-    }
-}
-
-/// The optional invocation input: `{"max_seconds": N}` caps the run below Lambda's deadline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct FlushRequest {
-    /// Stop receiving after about this many seconds.
-    #[serde(default)]
-    pub max_seconds: Option<u64>,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlushStatus {
-    /// Nothing was staged; Snowflake was not contacted.
-    #[default]
-    Empty,
-    /// Everything received was loaded and the queue was drained.
-    Loaded,
-    /// Time ran out or some chunks failed transiently; the rest waits for the next run.
-    Partial,
-    /// An error no retry fixes (credentials, grants, warehouse); every unloaded chunk stays.
-    Failed,
-}
-
-/// The run's answer, also logged as one JSON line with EMF metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct FlushReport {
-    /// How it ended.
-    pub status: FlushStatus,
-    /// Chunks whose rows all landed (and whose messages were deleted).
-    pub chunks_loaded: u64,
-    /// Rows inserted into RAW_EVENTS.
-    pub events_loaded: u64,
-    /// Rows inserted into RAW_EVENTS_REJECTED (validation rejects and rows Snowflake refused).
-    pub events_rejected: u64,
-    /// Snowflake statements sent.
-    pub statements: u64,
-    /// Bytes of rows sent.
-    pub bytes_sent: u64,
-    /// Wall time.
-    pub duration_ms: u64,
-    /// Whether anything at all was sent to Snowflake.
-    pub snowflake_contacted: bool,
-    /// Whether the warehouse was suspended after the run.
-    pub warehouse_suspended: bool,
-    /// Why not, when suspension was asked for and did not happen.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suspend_detail: Option<String>,
-    /// Messages SQS still counts on the staging queue (approximate).
-    pub leftover_estimate: u64,
-    /// Chunks that could not be loaded this run (they stay on the queue).
-    pub chunks_failed: u64,
-    /// Chunks SQS had delivered before (a run died or failed before deleting them), or staged
-    /// more than two flush periods ago (redriven from the dead-letter queue, or first received
-    /// after an outage); their rows went to statements that skip rows already loaded.
-    pub chunks_redelivered: u64,
-    /// Rows of those chunks that were already in the table, so not inserted again.
-    pub rows_already_loaded: u64,
-    /// How long the oldest staged chunk whose rows landed this run had waited on the staging
-    /// queue, from its SQS `SentTimestamp` to the moment its rows landed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loaded_age_ms: Option<u64>,
-    /// The first error, when there was one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What to do about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-impl FlushReport {
-    /// The report as one JSON line with EMF metrics.
-    pub fn to_line(&self) -> String {
-        let mut fields = match serde_json::to_value(self) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        };
-        fields.insert("message".into(), Value::from("flush run summary"));
-        let mut metrics = vec![
-            Metric::count("EventsLoaded", self.events_loaded as f64),
-            Metric::count("EventsRejected", self.events_rejected as f64),
-            Metric::count("FailedChunks", self.chunks_failed as f64),
-            Metric::milliseconds("LoadLatencyMs", self.duration_ms as f64),
-            Metric::count("Statements", self.statements as f64),
-        ];
-        metrics.extend(loaded_age_metric(self.loaded_age_ms));
-        emf_line("flush", "scheduled", fields, &metrics)
-    }
-}
+pub use config::{FlushConfig, FlushRequest};
+use ledger::{Ledger, Settled, Taken};
+use pack::{Packed, Packer};
+pub use report::{FlushReport, FlushStatus};
+use report::{count_rows, final_status};
 
 /// The flush handler, built once per process.
 pub struct Flush {
@@ -602,50 +440,6 @@ impl Flush {
         report.fix = Some(fix);
         run.stop.store(true, Ordering::SeqCst);
     }
-
-    async fn suspend(&self, report: &mut FlushReport, deadline: Instant) {
-        if report.events_loaded + report.events_rejected == 0 {
-            report.suspend_detail =
-                Some("nothing was loaded, so the warehouse was left alone".into());
-            return;
-        }
-        let warehouse = match self.loader.source().client().await {
-            Ok(client) => client.session().warehouse.clone(),
-            Err(e) => {
-                report.suspend_detail = Some(format!("cannot read the secret: {e}"));
-                return;
-            }
-        };
-        let Some(warehouse) = warehouse else {
-            report.suspend_detail = Some(
-                "the secret names no warehouse; add `warehouse` to suspend it after a flush".into(),
-            );
-            return;
-        };
-        let sql = format!("ALTER WAREHOUSE {} SUSPEND", warehouse.quoted());
-        report.statements += 1;
-        match self
-            .loader
-            .run(
-                Statement::new(sql).tag("tracklayer:flush:suspend"),
-                deadline,
-            )
-            .await
-        {
-            Ok(_) => report.warehouse_suspended = true,
-            Err(e) => {
-                let why = match e.code() {
-                    Some("003001") => format!(
-                        "the role lacks OPERATE on warehouse {warehouse}: GRANT OPERATE ON WAREHOUSE {warehouse} TO ROLE <loader role> ({e})"
-                    ),
-                    Some("090064") => format!("warehouse {warehouse} was already suspended"),
-                    _ => format!("suspending {warehouse} failed: {e}"),
-                };
-                tracing::warn!(detail = why, "warehouse not suspended");
-                report.suspend_detail = Some(why);
-            }
-        }
-    }
 }
 
 /// Whether a chunk was staged (`staged_at`, epoch milliseconds) more than `overdue` before
@@ -669,84 +463,9 @@ fn run_deadline(
     }
 }
 
-/// A run that was not stopped by a failure loaded everything only if no chunk failed and
-/// nothing is left on the queue.
-fn final_status(report: &FlushReport) -> FlushStatus {
-    match report.status {
-        FlushStatus::Failed => FlushStatus::Failed,
-        _ if report.chunks_failed == 0 && report.leftover_estimate == 0 => FlushStatus::Loaded,
-        _ => FlushStatus::Partial,
-    }
-}
-
-fn count_rows(report: &mut FlushReport, table: Table, outcome: &ChunkOutcome) {
-    match table {
-        Table::RawEvents => report.events_loaded += outcome.loaded,
-        Table::Rejected => report.events_rejected += outcome.loaded,
-    }
-    report.events_rejected += outcome.quarantined;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn report_line_has_the_documented_fields() {
-        let report = FlushReport {
-            status: FlushStatus::Loaded,
-            events_loaded: 10,
-            ..FlushReport::default()
-        };
-        let line: Value = serde_json::from_str(&report.to_line()).unwrap();
-        for field in [
-            "status",
-            "chunks_loaded",
-            "events_loaded",
-            "events_rejected",
-            "statements",
-            "bytes_sent",
-            "duration_ms",
-            "snowflake_contacted",
-            "warehouse_suspended",
-            "leftover_estimate",
-        ] {
-            assert!(line.get(field).is_some(), "{field}");
-        }
-        assert_eq!(line["status"], "loaded");
-        assert_eq!(line["EventsLoaded"], 10.0);
-    }
-
-    #[test]
-    fn report_line_has_statements_and_the_age_of_what_landed() {
-        let report = FlushReport {
-            status: FlushStatus::Loaded,
-            statements: 3,
-            loaded_age_ms: Some(7_250_000),
-            ..FlushReport::default()
-        };
-        let line: Value = serde_json::from_str(&report.to_line()).unwrap();
-        assert_eq!(line["Statements"], 3.0);
-        assert_eq!(line["LoadedEventAgeSeconds"], 7250.0);
-        assert_eq!(line["loaded_age_ms"], 7_250_000);
-        let declared = crate::report::declared_metrics(&line);
-        assert!(declared.contains(&"Statements".to_string()), "{declared:?}");
-        assert!(
-            declared.contains(&"LoadedEventAgeSeconds".to_string()),
-            "{declared:?}"
-        );
-    }
-
-    #[test]
-    fn report_line_has_no_age_when_nothing_landed() {
-        let line: Value = serde_json::from_str(&FlushReport::default().to_line()).unwrap();
-        assert!(line.get("LoadedEventAgeSeconds").is_none(), "{line}");
-        assert!(line.get("loaded_age_ms").is_none(), "{line}");
-        assert!(
-            !crate::report::declared_metrics(&line).contains(&"LoadedEventAgeSeconds".to_string())
-        );
-        assert_eq!(line["Statements"], 0.0);
-    }
 
     #[test]
     fn a_chunk_staged_more_than_the_bound_ago_is_overdue() {
