@@ -357,7 +357,7 @@ def rust_emitted() -> Emitted:
         m.group(1): set(re.findall(r'name:\s*"(\w+)"', m.group(2)))
         for m in re.finditer(r"pub fn (\w+)\([^)]*\)\s*->\s*Option<Metric>\s*\{(.*?)\n\}", report, re.S)
     }
-    mode_names = set(re.findall(r'LoadMode::\w+ => "(\w+)"', (RUST_SOURCES / "ingest.rs").read_text()))
+    mode_names = set(re.findall(r'LoadMode::\w+ => "(\w+)"', (RUST_SOURCES / "ingest" / "config.rs").read_text()))
     metrics: dict[str, set[str]] = {}
     modes: dict[str, set[str]] = {}
     for path in sorted(RUST_SOURCES.rglob("*.rs")):
