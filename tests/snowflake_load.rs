@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tracklayer::event::{Parsed, parse_body};
-use tracklayer::load::{Chunk, Chunker, LoadSettings, MessageRows};
+use tracklayer::load::LoadSettings;
+use tracklayer::rows::{Chunk, Chunker, MessageRows};
 use tracklayer::snowflake::{Abandoned, ErrorKind};
 use tracklayer_tests::{
     Emulator, assert_row_is, count, event_rows, exclusive, inserts, loader, loader_case,

@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use testkit::sample::SampleStream;
-use tracklayer::event::encode::JsonArray;
 use tracklayer::event::parse_body;
+use tracklayer::rows::JsonArray;
 
 const EVENTS: usize = 10_000;
 

@@ -4,9 +4,10 @@
 //! bound JSON array, a [`snowflake::Statement`], and a receipt.
 //!
 //! Modules import only those below them, leaf first: `config`, `report`, `event` (inside it:
-//! `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`; `encode`
-//! on `json`, `timestamp`, `value`); then `snowflake` and `secrets` (which still import each
-//! other); `staging`; `load`; and at the top `ingest`, `flush` and `connection_test`.
+//! `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`);
+//! `snowflake` (the SQL API client, a leaf); `secrets`; `rows` (the row format: elements, the
+//! array builder, the INSERTs, chunks); `staging`; `load`; and at the top `ingest`, `flush` and
+//! `connection_test`.
 
 pub mod config;
 pub mod connection_test;
@@ -15,6 +16,7 @@ pub mod flush;
 pub mod ingest;
 pub mod load;
 pub mod report;
+pub mod rows;
 pub mod secrets;
 pub mod snowflake;
 pub mod staging;

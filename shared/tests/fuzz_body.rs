@@ -5,10 +5,10 @@
 //! `cargo test -p tracklayer --test fuzz_body` runs a short pass (CI); `make fuzz` runs a
 //! million generated inputs (`PROPTEST_CASES=1000000`, release build) and then a million
 //! coverage-guided ones with cargo-fuzz (`fuzz/fuzz_targets/body.rs`). Both check
-//! `tracklayer::event::invariants::check_body`.
+//! `tracklayer::rows::invariants::check_body`.
 
 use proptest::prelude::*;
-use tracklayer::event::invariants::check_body;
+use tracklayer::rows::invariants::check_body;
 
 /// Values a field may take: scalars, and arrays and objects of them nested a few levels, with
 /// spacing and now and then a broken piece of JSON inside.

@@ -2,7 +2,7 @@
 
 A realistic load for two merchants of this run (unique ids, so rows other tests leave in
 RAW_EVENTS never count here) goes into TRACKLAYER.EVENTS.RAW_EVENTS through the SQL API with the
-loader's own INSERT (shared/src/snowflake/tables.rs): funnels with drop-off on web/ios/android,
+loader's own INSERT (shared/src/rows/sql.rs): funnels with drop-off on web/ios/android,
 purchases in three months, a repeat customer, an integer user id, a guest checkout, an event name
 with other case and blanks, a lower-case currency, an offset event time, a purchase fired twice
 for one order, a replayed event (same event_id loaded twice) and a connection-test row.
@@ -40,7 +40,7 @@ DBT = REPO / ".venv-dbt" / "bin" / "dbt"
 GUIDE_QUERIES = Path(__file__).resolve().parent / "data" / "guide_sample_queries.txt"  # vendored from the guide
 VENV_HINT = "python3 -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -r infra/dbt/requirements.txt"
 
-# The loader's statement (shared/src/snowflake/tables.rs, INSERT_RAW_EVENTS): one bound JSON array
+# The loader's statement (shared/src/rows/sql.rs, INSERT_RAW_EVENTS): one bound JSON array
 # of {"r": raw event text, "t": UTC time, "n": trimmed name, "v": "19.9900", "c": "EUR"}.
 INSERT_RAW_EVENTS = (
     "INSERT INTO RAW_EVENTS (EVENT_ID, EVENT_TIME, MERCHANT_ID, EVENT_NAME, USER_ID, ANONYMOUS_ID, ORDER_ID, "
@@ -59,7 +59,7 @@ INSERT_RAW_EVENTS_LOADED_AT = INSERT_RAW_EVENTS.replace(
 
 
 def test_the_seeding_insert_is_the_loaders() -> None:
-    rust = (REPO / "shared" / "src" / "snowflake" / "tables.rs").read_text().replace("\\\n", "")
+    rust = (REPO / "shared" / "src" / "rows" / "sql.rs").read_text().replace("\\\n", "")
     assert INSERT_RAW_EVENTS in rust
 
 

@@ -2,7 +2,8 @@
 
 use tokio::time::Instant;
 
-use crate::event::{encode::JsonArray, parse_body};
+use crate::event::parse_body;
+use crate::rows::JsonArray;
 use crate::secrets::SnowflakeSettings;
 use crate::snowflake::auth::{Credentials, KeyFormat};
 use crate::snowflake::identifier::CASE_RULE;

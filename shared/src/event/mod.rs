@@ -17,7 +17,6 @@
 
 mod body;
 mod detail;
-pub mod encode;
 mod fields;
 #[cfg(any(test, feature = "testkit"))]
 pub mod invariants;
@@ -36,6 +35,11 @@ use time::OffsetDateTime;
 pub use body::parse_body;
 pub use rejection::{Reason, Rejection};
 pub use validate::parse_event;
+
+// The row format (`crate::rows`) writes these three the way the contract reads them.
+pub(crate) use json::push_json_string;
+pub(crate) use timestamp::push_ntz;
+pub(crate) use value::push_scale4;
 
 /// The outcome for one event of a message body: a loadable event or the reason it is not.
 pub type Parsed<'a> = Result<Event<'a>, Rejection<'a>>;

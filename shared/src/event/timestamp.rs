@@ -87,7 +87,7 @@ fn truncate_to_millis(time: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// Appends `time` (already UTC) as `YYYY-MM-DD HH:MM:SS.mmm`, the TIMESTAMP_NTZ input format.
-pub(super) fn push_ntz(buf: &mut String, time: OffsetDateTime) {
+pub(crate) fn push_ntz(buf: &mut String, time: OffsetDateTime) {
     let (year, month, day) = time.to_calendar_date();
     let (hour, minute, second, millisecond) = time.to_hms_milli();
     let mut text = *b"0000-00-00 00:00:00.000";

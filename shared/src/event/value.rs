@@ -209,7 +209,7 @@ fn take_digits<'t>(bytes: &'t [u8], at: &mut usize) -> &'t [u8] {
 }
 
 /// Appends `value` with exactly four fractional digits, e.g. `19.9900` or `-0.5000`.
-pub(super) fn push_scale4(buf: &mut String, value: Decimal) {
+pub(crate) fn push_scale4(buf: &mut String, value: Decimal) {
     let mut value = value;
     if value.scale() != SCALE {
         value.rescale(SCALE);

@@ -24,8 +24,9 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use tokio::time::Instant;
 
 use crate::event::parse_body;
-use crate::load::{Chunker, Loader, MessageRows};
+use crate::load::Loader;
 use crate::report::{age_ms, now_ms};
+use crate::rows::{Chunker, MessageRows};
 use crate::secrets::SecretSource;
 use crate::snowflake::RetryPolicy;
 use crate::staging::StagingQueue;

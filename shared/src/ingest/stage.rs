@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::IngestSummary;
-use crate::load::Chunk;
 use crate::report::now_ms;
+use crate::rows::Chunk;
 use crate::snowflake::Table;
 use crate::staging::{SEND_BUDGET, StagingQueue, encode_message};
 

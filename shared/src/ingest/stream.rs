@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{IngestSummary, PARTLY_LOADED_ATTRIBUTE, partly_loaded, source_message_id};
-use crate::load::{Chunk, ChunkLoad, Loader, MessageRows};
+use crate::load::{ChunkLoad, Loader};
+use crate::rows::{Chunk, MessageRows};
 use crate::snowflake::{SnowflakeError, Table};
 use crate::staging::received_before;
 

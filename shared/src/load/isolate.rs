@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Loader;
-use crate::event::{Reason, Rejection, encode};
+use crate::event::{Reason, Rejection};
+use crate::rows::element;
 use crate::snowflake::{ErrorKind, SnowflakeError, Statement, Table};
 
 /// What loading one chunk achieved.
@@ -231,7 +232,7 @@ fn quarantine_rows(
             event_id: ids.event_id.map(|c| Cow::Owned(c.into_owned())),
             merchant_id: ids.merchant_id.map(|c| Cow::Owned(c.into_owned())),
         };
-        encode::push_rejection(&mut body, &rejection, &source_of(*row));
+        element::push_rejection(&mut body, &rejection, &source_of(*row));
     }
     body.push(']');
     body

@@ -1,7 +1,6 @@
 //! Loading into Snowflake: tables bootstrapped once per process, chunks inserted with bounded
 //! concurrency, and one fresh read of the secret after an authentication failure.
 
-pub mod chunk;
 pub mod isolate;
 
 use std::future::Future;
@@ -16,7 +15,6 @@ use crate::config::{ConfigError, env_parse};
 use crate::secrets::{ClientSource, SecretSource};
 use crate::snowflake::{Client, ErrorKind, QueryResult, SnowflakeError, Statement, Table};
 
-pub use chunk::{Chunk, Chunker, MessageRows};
 pub use isolate::{ChunkLoad, ChunkOutcome};
 
 /// Default statement size bound: statement text plus bound values stay retryable by requestId.

@@ -24,7 +24,7 @@ static ESCAPE: [u8; 256] = {
 
 /// Appends `text` as a JSON string literal, copying eight bytes at a time where nothing needs
 /// escaping.
-pub(in crate::event) fn push_json_string(buf: &mut String, text: &str) {
+pub(crate) fn push_json_string(buf: &mut String, text: &str) {
     // SAFETY: `escape_into` leaves the vector as it was plus `text`'s bytes in order, some ASCII
     // bytes replaced by ASCII escape sequences: valid UTF-8 again whenever it returns. Should it
     // unwind part-way, `RestoreOnUnwind` truncates back to the previous, valid content.

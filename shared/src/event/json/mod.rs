@@ -5,5 +5,5 @@
 mod escape;
 mod lex;
 
-pub(super) use escape::push_json_string;
+pub(crate) use escape::push_json_string;
 pub(super) use lex::{next_special, trim_json_whitespace};

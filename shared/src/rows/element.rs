@@ -1,7 +1,7 @@
 //! Events and rejections to the JSON array elements that the load statements bind.
 //!
-//! The wire format is fixed; the SQL that reads it (`FLATTEN(INPUT => PARSE_JSON(?))`) lives
-//! with the Snowflake statements. A `RAW_EVENTS` element is
+//! The wire format is fixed; the SQL that reads it (`FLATTEN(INPUT => PARSE_JSON(?))`) is in
+//! `sql.rs`. A `RAW_EVENTS` element is
 //! `{"r":<raw event text>,"t":"YYYY-MM-DD HH:MM:SS.mmm","n":<event_name>,"v":"19.9900","c":"EUR"}`
 //! (`v` and `c` only when present); the server reads every other column out of `r`. A
 //! `RAW_EVENTS_REJECTED` element is
@@ -9,92 +9,23 @@
 //!
 //! Elements are appended to a `String` that holds an array under construction: [`push_event`]
 //! and [`push_rejection`] write a separating comma unless the buffer is empty or ends with
-//! `[`. [`JsonArray`] wraps that with the brackets and counts.
+//! `[`. [`JsonArray`](super::JsonArray) wraps that with the brackets and counts.
 
-use super::json::push_json_string;
-use super::{Event, Rejection, timestamp, value};
-
-/// A JSON array of encoded elements under construction: `[` on creation, `]` on finish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonArray {
-    buf: String,
-    elements: usize,
-}
-
-impl JsonArray {
-    /// An empty array.
-    pub fn new() -> Self {
-        JsonArray::with_capacity(0)
-    }
-
-    /// An empty array with room for `bytes` bytes of encoded elements.
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = String::with_capacity(bytes.saturating_add(2));
-        buf.push('[');
-        JsonArray { buf, elements: 0 }
-    }
-
-    /// An empty array in `buf`'s allocation (its text is discarded): a buffer whose statement
-    /// has been sent can carry the next one without allocating and faulting in fresh memory.
-    pub fn reuse(mut buf: String) -> Self {
-        buf.clear();
-        buf.push('[');
-        JsonArray { buf, elements: 0 }
-    }
-
-    /// Appends one `RAW_EVENTS` element.
-    pub fn push_event(&mut self, event: &Event<'_>) {
-        push_event(&mut self.buf, event);
-        self.elements += 1;
-    }
-
-    /// Appends one `RAW_EVENTS_REJECTED` element.
-    pub fn push_rejection(&mut self, rejection: &Rejection<'_>, source_message_id: &str) {
-        push_rejection(&mut self.buf, rejection, source_message_id);
-        self.elements += 1;
-    }
-
-    /// Number of elements pushed so far.
-    pub fn len(&self) -> usize {
-        self.elements
-    }
-
-    /// Whether nothing has been pushed.
-    pub fn is_empty(&self) -> bool {
-        self.elements == 0
-    }
-
-    /// Exact length in bytes of the text [`finish`](JsonArray::finish) would return now.
-    pub fn len_bytes(&self) -> usize {
-        self.buf.len() + 1
-    }
-
-    /// The complete JSON array text.
-    pub fn finish(mut self) -> String {
-        self.buf.push(']');
-        self.buf
-    }
-}
-
-impl Default for JsonArray {
-    fn default() -> Self {
-        JsonArray::new()
-    }
-}
+use crate::event::{Event, Rejection, push_json_string, push_ntz, push_scale4};
 
 /// Appends one RAW_EVENTS element (a JSON object) to a JSON array being built in `buf`.
 pub fn push_event(buf: &mut String, event: &Event<'_>) {
     buf.reserve(event.encoded_len_hint());
     separate(buf);
     buf.push_str("{\"r\":");
-    push_json_string(buf, event.raw);
+    push_json_string(buf, event.raw());
     buf.push_str(",\"t\":\"");
-    timestamp::push_ntz(buf, event.event_time);
+    push_ntz(buf, event.event_time());
     buf.push_str("\",\"n\":");
-    push_json_string(buf, &event.event_name);
-    if let Some(amount) = event.value {
+    push_json_string(buf, event.event_name());
+    if let Some(amount) = event.value() {
         buf.push_str(",\"v\":\"");
-        value::push_scale4(buf, amount);
+        push_scale4(buf, amount);
         buf.push('"');
     }
     if let Some(code) = event.currency() {
@@ -138,11 +69,11 @@ fn escaped_len_hint(text: &str) -> usize {
 
 impl Event<'_> {
     /// About how many bytes [`push_event`] appends for this event, for sizing buffers and
-    /// batches; [`JsonArray::len_bytes`] gives exact sizes.
+    /// batches; [`JsonArray::len_bytes`](super::JsonArray::len_bytes) gives exact sizes.
     pub fn encoded_len_hint(&self) -> usize {
         // {"r":,"t":"YYYY-MM-DD HH:MM:SS.mmm","n":,"v":"-99999999999999.9999","c":"EUR"}
         const FIXED: usize = 80;
-        FIXED + escaped_len_hint(self.raw) + escaped_len_hint(&self.event_name)
+        FIXED + escaped_len_hint(self.raw()) + escaped_len_hint(self.event_name())
     }
 }
 
@@ -170,6 +101,7 @@ fn push_json_string_or_null(buf: &mut String, text: Option<&str>) {
 mod tests {
     use super::*;
     use crate::event::{Reason, parse_body, parse_event};
+    use crate::rows::JsonArray;
     use serde_json::{Value, json};
 
     const EVENT: &str = r#"{"event_id":"e-1","event_time":"2026-11-02T10:00:00.123456+02:00","merchant_id":"m-1","event_name":" purchase ","value":"19.99","currency":"eur","extra":{"x":[1,2]}}"#;
@@ -239,43 +171,6 @@ mod tests {
         let mut bare = String::new();
         push_event(&mut bare, &event);
         assert!(bare.starts_with('{'));
-    }
-
-    #[test]
-    fn json_array_reports_exact_length_and_count() {
-        let mut array = JsonArray::default();
-        assert!(array.is_empty());
-        assert_eq!(array.len_bytes(), 2);
-        let event = parse_event(EVENT).unwrap();
-        array.push_event(&event);
-        array.push_event(&event);
-        let expected_len = array.len_bytes();
-        assert_eq!(array.len(), 2);
-        assert_eq!(array.finish().len(), expected_len);
-        assert_eq!(JsonArray::new().finish(), "[]");
-    }
-
-    #[test]
-    fn reused_buffer_starts_a_fresh_array() {
-        let event = parse_event(EVENT).unwrap();
-        let mut first = JsonArray::with_capacity(4096);
-        first.push_event(&event);
-        let text = first.finish();
-        let capacity = text.capacity();
-        let mut second = JsonArray::reuse(text);
-        assert!(second.is_empty());
-        assert_eq!(second.len_bytes(), 2);
-        second.push_event(&event);
-        let text = second.finish();
-        assert_eq!(text.capacity(), capacity);
-        assert_eq!(
-            serde_json::from_str::<Value>(&text)
-                .unwrap()
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
     }
 
     #[test]

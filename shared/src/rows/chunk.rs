@@ -1,7 +1,8 @@
 //! Packing parsed messages into insert-ready chunks: one JSON array per statement, under the
 //! statement size bound, never splitting a message, so every failure maps to message ids.
 
-use crate::event::{Parsed, encode};
+use super::element;
+use crate::event::Parsed;
 use crate::snowflake::{Statement, Table};
 
 /// The parsed events of one SQS message.
@@ -66,7 +67,7 @@ impl Chunker {
             segment.clear();
             let mut rows = 0;
             for event in message.parsed.iter().filter_map(|p| p.as_ref().ok()) {
-                encode::push_event(&mut segment, event);
+                element::push_event(&mut segment, event);
                 rows += 1;
             }
             events.add(index, &segment, rows, &mut done);
@@ -74,7 +75,7 @@ impl Chunker {
             segment.clear();
             rows = 0;
             for rejection in message.parsed.iter().filter_map(|p| p.as_ref().err()) {
-                encode::push_rejection(&mut segment, rejection, message.message_id);
+                element::push_rejection(&mut segment, rejection, message.message_id);
                 rows += 1;
             }
             rejects.add(index, &segment, rows, &mut done);
