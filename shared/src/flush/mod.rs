@@ -354,7 +354,7 @@ impl Flush {
             match &outcome.error {
                 None => {
                     if packed.skip_loaded {
-                        let rows: usize = packed.segments.iter().map(|&(_, rows)| rows).sum();
+                        let rows = packed.chunks.rows();
                         report.rows_already_loaded +=
                             (rows as u64).saturating_sub(outcome.loaded + outcome.quarantined);
                     }
@@ -382,9 +382,9 @@ impl Flush {
     /// messages it was the last part of.
     async fn settle(&self, run: &Run, packed: &Packed, landed: bool) {
         let settled = packed
-            .segments
-            .iter()
-            .filter_map(|&(chunk, _)| run.ledger.part_done(chunk, landed))
+            .chunks
+            .sources()
+            .filter_map(|&chunk| run.ledger.part_done(chunk, landed))
             .collect();
         self.finish(run, settled).await;
     }

@@ -6,9 +6,10 @@
 //! INSERT per staged chunk: it streams their rows into statements of up to
 //! `max_statement_bytes`, splitting a chunk between two statements where one fills up.
 
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::rows::array::{elements, inside};
+use crate::rows::{JsonArray, Provenance};
 use crate::snowflake::Table;
 
 /// Namespace of packed statements' requestIds.
@@ -23,47 +24,17 @@ pub(super) struct Packed {
     pub skip_loaded: bool,
     /// The bound JSON array.
     pub body: String,
-    /// The chunks whose rows `body` holds, in order, with how many rows of each.
-    pub segments: Vec<(Uuid, usize)>,
+    /// The staged chunk each row came from.
+    pub chunks: Provenance<Uuid>,
 }
 
 impl Packed {
-    fn new(table: Table, skip_loaded: bool) -> Self {
-        Packed {
-            table,
-            skip_loaded,
-            body: String::from("["),
-            segments: Vec::new(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.segments.is_empty()
-    }
-
-    /// Appends elements' text (`a,b,...`, no brackets) holding `rows` rows of `chunk`.
-    fn push(&mut self, chunk: Uuid, elements: &str, rows: usize) {
-        if !self.is_empty() {
-            self.body.push(',');
-        }
-        self.body.push_str(elements);
-        match self.segments.last_mut() {
-            Some((id, n)) if *id == chunk => *n += rows,
-            _ => self.segments.push((chunk, rows)),
-        }
-    }
-
-    fn finish(mut self) -> Self {
-        self.body.push(']');
-        self
-    }
-
     /// The statement's key: derived from the chunks and rows it holds, so a retry within the run
     /// reuses its requestId (which also covers the statement's text and values, see
     /// `Statement::keyed`). A later run packs differently; it skips rows already loaded instead.
     pub fn key(&self) -> Uuid {
         let mut name = format!("{}:{}:", self.table.name(), self.skip_loaded);
-        for (chunk, rows) in &self.segments {
+        for (chunk, rows) in self.chunks.runs() {
             name.push_str(&format!("{chunk}/{rows},"));
         }
         Uuid::new_v5(&PACK_NAMESPACE, name.as_bytes())
@@ -71,41 +42,42 @@ impl Packed {
 
     /// The staged chunk that row `row` of the statement came from.
     pub fn chunk_of(&self, row: usize) -> Option<Uuid> {
-        let mut end = 0;
-        self.segments.iter().find_map(|&(chunk, rows)| {
-            end += rows;
-            (row < end).then_some(chunk)
-        })
+        self.chunks.source_of(row).copied()
     }
 }
 
 /// Fills statements of one kind (table, and whether rows already loaded are skipped).
 #[derive(Debug)]
 pub(super) struct Packer {
-    /// Room for elements: the bound minus the SQL text and the brackets.
+    table: Table,
+    skip_loaded: bool,
+    /// Room for the array: the bound minus the SQL text.
     room: usize,
-    current: Packed,
+    array: JsonArray,
+    chunks: Provenance<Uuid>,
 }
 
 impl Packer {
     /// A packer for statements of at most `max_statement_bytes` (SQL text plus bound array).
     pub fn new(table: Table, skip_loaded: bool, max_statement_bytes: usize) -> Self {
-        let sql = if skip_loaded {
-            table.insert_sql_skipping_loaded()
-        } else {
-            table.insert_sql()
-        };
         Packer {
-            room: max_statement_bytes.saturating_sub(sql.len() + 2),
-            current: Packed::new(table, skip_loaded),
+            table,
+            skip_loaded,
+            room: max_statement_bytes.saturating_sub(table.insert_sql_for(skip_loaded).len()),
+            array: JsonArray::new(),
+            chunks: Provenance::default(),
         }
     }
 
     /// Whether `bytes` more of elements fit in the statement being filled.
     fn fits(&self, bytes: usize) -> bool {
-        let used = self.current.body.len() - 1;
-        let comma = usize::from(!self.current.is_empty());
-        used + comma + bytes <= self.room
+        let comma = usize::from(!self.array.is_empty());
+        self.array.len_bytes() + comma + bytes <= self.room
+    }
+
+    fn push(&mut self, chunk: Uuid, elements: &str, rows: usize) {
+        self.array.push_elements(elements, rows);
+        self.chunks.push(chunk, rows);
     }
 
     fn cut(&mut self, full: &mut Vec<Packed>) {
@@ -122,24 +94,21 @@ impl Packer {
         rows: usize,
         full: &mut Vec<Packed>,
     ) -> Result<usize, String> {
-        let inner = body
-            .trim()
-            .strip_prefix('[')
-            .and_then(|b| b.strip_suffix(']'))
-            .ok_or_else(|| format!("staged chunk {chunk} is not a JSON array"))?;
+        let inner =
+            inside(body).ok_or_else(|| format!("staged chunk {chunk} is not a JSON array"))?;
         if inner.trim().is_empty() {
             return Ok(0);
         }
         if self.fits(inner.len()) {
-            self.current.push(chunk, inner, rows);
+            self.push(chunk, inner, rows);
             return Ok(1);
         }
-        let elements: Vec<&RawValue> = serde_json::from_str(body)
-            .map_err(|e| format!("staged chunk {chunk} is not a JSON array: {e}"))?;
+        let elements =
+            elements(body).map_err(|e| format!("staged chunk {chunk} is not a JSON array: {e}"))?;
         let mut parts = 0;
         let mut in_current = false;
         for element in elements {
-            if !self.current.is_empty() && !self.fits(element.get().len()) {
+            if !self.array.is_empty() && !self.fits(element.len()) {
                 self.cut(full);
                 in_current = false;
             }
@@ -147,18 +116,22 @@ impl Packer {
                 parts += 1;
                 in_current = true;
             }
-            self.current.push(chunk, element.get(), 1);
+            self.push(chunk, element, 1);
         }
         Ok(parts)
     }
 
     /// The statement being filled, if it holds any rows.
     pub fn finish(&mut self) -> Option<Packed> {
-        if self.current.is_empty() {
+        if self.array.is_empty() {
             return None;
         }
-        let next = Packed::new(self.current.table, self.current.skip_loaded);
-        Some(std::mem::replace(&mut self.current, next).finish())
+        Some(Packed {
+            table: self.table,
+            skip_loaded: self.skip_loaded,
+            body: std::mem::take(&mut self.array).finish(),
+            chunks: std::mem::take(&mut self.chunks),
+        })
     }
 }
 
@@ -189,7 +162,7 @@ mod tests {
         assert_eq!(packer.add(b, &chunk_body("b", 2), 2, &mut full), Ok(1));
         assert!(full.is_empty());
         let packed = packer.finish().unwrap();
-        assert_eq!(packed.segments, vec![(a, 3), (b, 2)]);
+        assert_eq!(packed.chunks.runs(), [(a, 3), (b, 2)]);
         assert_eq!(
             rows_of(&packed),
             ["a-0000", "a-0001", "a-0002", "b-0000", "b-0001"]
@@ -225,9 +198,9 @@ mod tests {
             .chain((0..60).map(|i| format!("b-{i:04}")))
             .collect();
         assert_eq!(rows, expected, "every row once, in order");
-        assert_eq!(all[0].segments[0], (a, 40));
-        assert_eq!(all[0].segments[1].0, b);
-        assert_eq!(all[0].segments[1].1 + all[1].segments[0].1, 60);
+        assert_eq!(all[0].chunks.runs()[0], (a, 40));
+        assert_eq!(all[0].chunks.runs()[1].0, b);
+        assert_eq!(all[0].chunks.runs()[1].1 + all[1].chunks.runs()[0].1, 60);
         assert_ne!(all[0].key(), all[1].key());
     }
 
@@ -257,12 +230,12 @@ mod tests {
     #[test]
     fn key_depends_on_the_rows_held() {
         let a = Uuid::new_v4();
-        let mut one = Packed::new(Table::RawEvents, false);
-        one.push(a, "1", 1);
-        let mut same = Packed::new(Table::RawEvents, false);
-        same.push(a, "1", 1);
-        let mut skipping = Packed::new(Table::RawEvents, true);
-        skipping.push(a, "1", 1);
+        let packed = |skip_loaded| {
+            let mut packer = Packer::new(Table::RawEvents, skip_loaded, 1_000);
+            packer.add(a, "[1]", 1, &mut Vec::new()).unwrap();
+            packer.finish().unwrap()
+        };
+        let (one, same, skipping) = (packed(false), packed(false), packed(true));
         assert_eq!(one.key(), same.key());
         assert_ne!(one.key(), skipping.key());
     }
@@ -296,11 +269,11 @@ mod tests {
             full.extend(packer.finish());
             let got: Vec<String> = full.iter().flat_map(rows_of).collect();
             proptest::prop_assert_eq!(got, expected);
-            let segments: usize = full.iter().map(|p| p.segments.len()).sum();
+            let segments: usize = full.iter().map(|p| p.chunks.runs().len()).sum();
             proptest::prop_assert_eq!(segments, parts_total);
             for packed in &full {
                 let rows = rows_of(packed).len();
-                proptest::prop_assert_eq!(packed.segments.iter().map(|s| s.1).sum::<usize>(), rows);
+                proptest::prop_assert_eq!(packed.chunks.rows(), rows);
                 proptest::prop_assert!(rows > 0);
                 if rows > 1 {
                     proptest::prop_assert!(Table::RawEvents.insert_sql().len() + packed.body.len() <= bound);

@@ -37,7 +37,7 @@ pub(super) async fn stage(
             summary
                 .error
                 .get_or_insert((error, "lower TRACKLAYER_MAX_STATEMENT_BYTES".into()));
-            failed.extend(chunk.messages.iter().copied());
+            failed.extend(chunk.messages());
             continue;
         }
         pending.push((index, body));
@@ -54,7 +54,7 @@ pub(super) async fn stage(
         summary.error.get_or_insert(error);
     }
     for index in sent.unsent {
-        failed.extend(chunks[index].messages.iter().copied());
+        failed.extend(chunks[index].messages());
     }
     failed
 }

@@ -103,7 +103,7 @@ pub(super) async fn stream(
             // A message received before may have landed in a chunk of another composition
             // (another requestId), and a marked one did in part: their rows are inserted only
             // where they are not there yet.
-            let again = chunk.messages.iter().any(|&m| {
+            let again = chunk.messages().any(|m| {
                 received_before(
                     records[m]
                         .attributes
@@ -135,31 +135,22 @@ pub(super) async fn stream(
         summary.refused += outcome.quarantined;
         if let Some(error) = outcome.error {
             record_error(summary, &error);
-            failed.extend(chunk.messages.iter().copied());
+            failed.extend(chunk.messages());
         } else {
-            landed.extend(chunk.messages.iter().copied());
+            landed.extend(chunk.messages());
         }
     }
     (failed, landed)
 }
 
-/// The message id of row `row` of `chunk` (messages' rows are contiguous, in order).
+/// The message id of row `row` of `chunk` (`""` past its last row).
 pub(super) fn message_of_row<'a>(
     messages: &[MessageRows<'a>],
     chunk: &Chunk,
     row: usize,
 ) -> &'a str {
-    let mut seen = 0;
-    for &m in &chunk.messages {
-        let rows = messages[m]
-            .parsed
-            .iter()
-            .filter(|p| p.is_ok() == (chunk.table == Table::RawEvents))
-            .count();
-        if row < seen + rows {
-            return messages[m].message_id;
-        }
-        seen += rows;
-    }
-    ""
+    chunk
+        .provenance
+        .source_of(row)
+        .map_or("", |&m| messages[m].message_id)
 }

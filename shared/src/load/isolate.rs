@@ -13,15 +13,12 @@
 //! sub-statements of a chunk marked `skip_loaded` also skip rows already in the table, so
 //! nothing lands twice either way.
 
-use std::borrow::Cow;
-
-use serde_json::value::RawValue;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Loader;
-use crate::event::{Reason, Rejection};
-use crate::rows::element;
+use crate::rows::JsonArray;
+use crate::rows::array::elements;
 use crate::snowflake::{ErrorKind, SnowflakeError, Statement, Table};
 
 /// What loading one chunk achieved.
@@ -122,7 +119,7 @@ impl Loader {
             statements: 1,
             ..ChunkOutcome::default()
         };
-        let rows: Vec<&RawValue> = match serde_json::from_str(chunk.body) {
+        let rows = match elements(chunk.body) {
             Ok(rows) => rows,
             Err(e) => {
                 outcome.error = Some(SnowflakeError::Protocol {
@@ -183,59 +180,26 @@ fn split(start: usize, end: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-fn join(rows: &[&RawValue]) -> String {
-    let mut body = String::with_capacity(rows.iter().map(|r| r.get().len() + 1).sum::<usize>() + 2);
-    body.push('[');
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(row.get());
+/// The JSON array of `rows`.
+fn join(rows: &[&str]) -> String {
+    let mut body = JsonArray::with_capacity(rows.iter().map(|r| r.len() + 1).sum());
+    for row in rows {
+        body.push_element(row);
     }
-    body.push(']');
-    body
+    body.finish()
 }
 
-/// The raw text and identifiers of a `RAW_EVENTS` element.
-#[derive(serde::Deserialize)]
-struct EncodedEvent<'a> {
-    #[serde(borrow)]
-    r: Cow<'a, str>,
-}
-
-#[derive(serde::Deserialize)]
-struct Ids<'a> {
-    #[serde(borrow, default)]
-    event_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    merchant_id: Option<Cow<'a, str>>,
-}
-
+/// The quarantine rows for the refused rows, each under its source.
 fn quarantine_rows(
-    rows: &[&RawValue],
+    rows: &[&str],
     refused: &[(usize, SnowflakeError)],
     source_of: &(dyn Fn(usize) -> String + Sync),
 ) -> String {
-    let mut body = String::from("[");
+    let mut body = JsonArray::new();
     for (row, error) in refused {
-        let raw = serde_json::from_str::<EncodedEvent<'_>>(rows[*row].get())
-            .map(|e| e.r.into_owned())
-            .unwrap_or_else(|_| rows[*row].get().to_string());
-        let ids: Ids<'_> = serde_json::from_str(&raw).unwrap_or(Ids {
-            event_id: None,
-            merchant_id: None,
-        });
-        let rejection = Rejection {
-            reason: Reason::SnowflakeRejected,
-            detail: format!("Snowflake refused this row: {error}"),
-            raw: &raw,
-            event_id: ids.event_id.map(|c| Cow::Owned(c.into_owned())),
-            merchant_id: ids.merchant_id.map(|c| Cow::Owned(c.into_owned())),
-        };
-        element::push_rejection(&mut body, &rejection, &source_of(*row));
+        body.push_refused(rows[*row], error, &source_of(*row));
     }
-    body.push(']');
-    body
+    body.finish()
 }
 
 #[cfg(test)]
@@ -276,25 +240,34 @@ mod tests {
     }
 
     #[test]
-    fn quarantine_row_keeps_raw_text_ids_and_snowflake_error() {
-        let rows: Vec<&RawValue> = serde_json::from_str(
-            r#"[{"r":"{\"event_id\":\"e1\",\"merchant_id\":\"m\"}","t":"2026-01-01 00:00:00.000","n":"x"}]"#,
+    fn quarantine_rows_name_each_refused_rows_source_and_error() {
+        let rows = elements(
+            r#"[{"r":"{\"event_id\":\"e0\"}","t":"2026-01-01 00:00:00.000","n":"x"},{"r":"{}","t":"2026-01-01 00:00:00.000","n":"y"},{"r":"{\"event_id\":\"e2\",\"merchant_id\":\"m\"}","t":"2026-01-01 00:00:00.000","n":"z"}]"#,
         )
         .unwrap();
-        let error = SnowflakeError::from(crate::snowflake::ApiError {
-            http_status: 422,
-            code: "100038".into(),
-            sql_state: "22018".into(),
-            message: "Numeric value 'abc' is not recognized".into(),
-            ..crate::snowflake::ApiError::default()
-        });
-        let body = quarantine_rows(&rows, &[(0, error)], &|_| "msg-1".to_string());
+        let error = |code: &str| {
+            SnowflakeError::from(crate::snowflake::ApiError {
+                http_status: 422,
+                code: code.into(),
+                sql_state: "22018".into(),
+                message: "Numeric value 'abc' is not recognized".into(),
+                ..crate::snowflake::ApiError::default()
+            })
+        };
+        let refused = [(0, error("100038")), (2, error("100035"))];
+        let body = quarantine_rows(&rows, &refused, &|row| format!("msg-{row}"));
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(parsed[0]["m"], "msg-1");
-        assert_eq!(parsed[0]["e"], "e1");
-        assert_eq!(parsed[0]["mi"], "m");
-        assert_eq!(parsed[0]["re"], "snowflake_rejected");
-        assert_eq!(parsed[0]["r"], r#"{"event_id":"e1","merchant_id":"m"}"#);
+        assert_eq!(parsed.as_array().unwrap().len(), 2);
+        assert_eq!(
+            (&parsed[0]["m"], &parsed[0]["e"]),
+            (&"msg-0".into(), &"e0".into())
+        );
+        assert_eq!(
+            (&parsed[1]["m"], &parsed[1]["e"]),
+            (&"msg-2".into(), &"e2".into())
+        );
+        assert_eq!(parsed[1]["mi"], "m");
         assert!(parsed[0]["d"].as_str().unwrap().contains("100038"));
+        assert!(parsed[1]["d"].as_str().unwrap().contains("100035"));
     }
 }

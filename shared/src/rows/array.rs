@@ -3,7 +3,9 @@
 
 use crate::event::{Event, Rejection};
 
-use super::element::{push_event, push_rejection};
+use std::fmt::Display;
+
+use super::element::{push_event, push_refused, push_rejection};
 
 /// A JSON array of encoded elements under construction: `[` on creation, `]` on finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,31 @@ impl JsonArray {
         self.elements += 1;
     }
 
+    /// Appends one encoded element (text [`elements`] returned, or one of `element`'s).
+    pub fn push_element(&mut self, element: &str) {
+        self.push_elements(element, 1);
+    }
+
+    /// Appends `count` encoded elements given as their comma-separated text, no brackets (the
+    /// inside of an array, or elements `element`'s free functions wrote to a buffer).
+    pub fn push_elements(&mut self, elements: &str, count: usize) {
+        if count == 0 {
+            return;
+        }
+        if self.elements > 0 {
+            self.buf.push(',');
+        }
+        self.buf.push_str(elements);
+        self.elements += count;
+    }
+
+    /// Appends the quarantine row for a `RAW_EVENTS` element Snowflake refused (see
+    /// [`push_refused`]).
+    pub fn push_refused(&mut self, element: &str, error: &dyn Display, source: &str) {
+        push_refused(&mut self.buf, element, error, source);
+        self.elements += 1;
+    }
+
     /// Number of elements pushed so far.
     pub fn len(&self) -> usize {
         self.elements
@@ -65,6 +92,18 @@ impl JsonArray {
         self.buf.push(']');
         self.buf
     }
+}
+
+/// The elements of a JSON array's text, each as its exact text (to load part of an array, or
+/// read one back).
+pub fn elements(array: &str) -> Result<Vec<&str>, serde_json::Error> {
+    let elements: Vec<&serde_json::value::RawValue> = serde_json::from_str(array)?;
+    Ok(elements.into_iter().map(|e| e.get()).collect())
+}
+
+/// The text between an array's brackets, or `None` when `array` is not bracketed.
+pub fn inside(array: &str) -> Option<&str> {
+    array.trim().strip_prefix('[')?.strip_suffix(']')
 }
 
 impl Default for JsonArray {
@@ -93,6 +132,27 @@ mod tests {
         assert_eq!(array.len(), 2);
         assert_eq!(array.finish().len(), expected_len);
         assert_eq!(JsonArray::new().finish(), "[]");
+    }
+
+    #[test]
+    fn elements_pushed_as_text_are_separated_and_counted() {
+        let mut array = JsonArray::new();
+        array.push_elements("", 0);
+        array.push_element("1");
+        array.push_elements("2,3", 2);
+        array.push_elements("", 0);
+        assert_eq!(array.len(), 3);
+        let text = array.finish();
+        assert_eq!(text, "[1,2,3]");
+        assert_eq!(elements(&text).unwrap(), ["1", "2", "3"]);
+        assert_eq!(
+            elements(r#"[ {"a": [1]} , "x"]"#).unwrap(),
+            [r#"{"a": [1]}"#, r#""x""#]
+        );
+        assert!(elements("{}").is_err());
+        assert_eq!(inside(" [1,2] "), Some("1,2"));
+        assert_eq!(inside("[]"), Some(""));
+        assert_eq!(inside("{}"), None);
     }
 
     #[test]

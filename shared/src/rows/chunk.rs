@@ -2,6 +2,7 @@
 //! statement size bound, never splitting a message, so every failure maps to message ids.
 
 use super::element;
+use super::{JsonArray, Provenance};
 use crate::event::Parsed;
 use crate::snowflake::{Statement, Table};
 
@@ -23,8 +24,8 @@ pub struct Chunk {
     pub body: String,
     /// Number of rows in `body`.
     pub rows: usize,
-    /// Indexes of the messages (in the input) whose rows are in this chunk.
-    pub messages: Vec<usize>,
+    /// Which message (its index in the input) each row came from.
+    pub provenance: Provenance<usize>,
 }
 
 impl Chunk {
@@ -33,6 +34,11 @@ impl Chunk {
         let mut statement = self.table.insert(self.body.clone());
         statement.table = Some(self.table);
         statement
+    }
+
+    /// Indexes of the messages (in the input) whose rows are in this chunk, in order.
+    pub fn messages(&self) -> impl Iterator<Item = usize> + '_ {
+        self.provenance.sources().copied()
     }
 
     /// Bytes the statement carries: SQL text plus the bound array.
@@ -90,9 +96,8 @@ impl Chunker {
 struct Builder {
     table: Table,
     budget: usize,
-    body: String,
-    rows: usize,
-    messages: Vec<usize>,
+    array: JsonArray,
+    provenance: Provenance<usize>,
 }
 
 impl Builder {
@@ -100,9 +105,8 @@ impl Builder {
         Builder {
             table,
             budget: max_statement_bytes.saturating_sub(table.insert_sql().len()),
-            body: String::new(),
-            rows: 0,
-            messages: Vec::new(),
+            array: JsonArray::new(),
+            provenance: Provenance::default(),
         }
     }
 
@@ -111,33 +115,28 @@ impl Builder {
         if rows == 0 {
             return;
         }
-        // "[" + body + "," + segment + "]"
-        if self.rows > 0 && self.body.len() + segment.len() + 2 > self.budget {
+        // the array so far, a comma and the segment
+        if !self.array.is_empty() && self.array.len_bytes() + 1 + segment.len() > self.budget {
             self.finish(done);
         }
-        if self.body.is_empty() {
-            self.body
-                .reserve(self.budget.min(segment.len().max(64 * 1024)));
-            self.body.push('[');
-        } else {
-            self.body.push(',');
+        if self.array.is_empty() {
+            let room = self.budget.min(segment.len().max(64 * 1024));
+            self.array = JsonArray::with_capacity(room);
         }
-        self.body.push_str(segment);
-        self.rows += rows;
-        self.messages.push(message);
+        self.array.push_elements(segment, rows);
+        self.provenance.push(message, rows);
     }
 
     fn finish(&mut self, done: &mut Vec<Chunk>) {
-        if self.rows == 0 {
+        if self.array.is_empty() {
             return;
         }
-        let mut body = std::mem::take(&mut self.body);
-        body.push(']');
+        let array = std::mem::take(&mut self.array);
         done.push(Chunk {
             table: self.table,
-            body,
-            rows: std::mem::take(&mut self.rows),
-            messages: std::mem::take(&mut self.messages),
+            rows: array.len(),
+            body: array.finish(),
+            provenance: std::mem::take(&mut self.provenance),
         });
     }
 }
@@ -180,8 +179,12 @@ mod tests {
             );
             let rows: Vec<serde_json::Value> = serde_json::from_str(&chunk.body).unwrap();
             assert_eq!(rows.len(), chunk.rows);
-            assert_eq!(rows.len(), 2 * chunk.messages.len(), "messages stay whole");
-            seen.extend(chunk.messages.iter().copied());
+            assert_eq!(
+                rows.len(),
+                2 * chunk.messages().count(),
+                "messages stay whole"
+            );
+            seen.extend(chunk.messages());
         }
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
         // Chunks are filled: all but the last take more than half the budget.
@@ -209,7 +212,7 @@ mod tests {
             },
         ];
         let chunks = Chunker::new(20_000).chunk(&messages);
-        let groups: Vec<Vec<usize>> = chunks.iter().map(|c| c.messages.clone()).collect();
+        let groups: Vec<Vec<usize>> = chunks.iter().map(|c| c.messages().collect()).collect();
         assert_eq!(groups, vec![vec![0], vec![1], vec![2]]);
     }
 

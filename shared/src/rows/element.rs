@@ -11,7 +11,10 @@
 //! and [`push_rejection`] write a separating comma unless the buffer is empty or ends with
 //! `[`. [`JsonArray`](super::JsonArray) wraps that with the brackets and counts.
 
-use crate::event::{Event, Rejection, push_json_string, push_ntz, push_scale4};
+use std::borrow::Cow;
+use std::fmt::Display;
+
+use crate::event::{Event, Reason, Rejection, push_json_string, push_ntz, push_scale4};
 
 /// Appends one RAW_EVENTS element (a JSON object) to a JSON array being built in `buf`.
 pub fn push_event(buf: &mut String, event: &Event<'_>) {
@@ -53,6 +56,43 @@ pub fn push_rejection(buf: &mut String, rejection: &Rejection<'_>, source_messag
     buf.push_str(",\"r\":");
     push_json_string(buf, rejection.raw);
     buf.push('}');
+}
+
+/// Appends the quarantine row for a `RAW_EVENTS` element Snowflake refused: the element's raw
+/// event text (the element itself when it has none), the event and merchant ids read from that
+/// text, reason `snowflake_rejected`, and Snowflake's error as the detail.
+pub fn push_refused(buf: &mut String, element: &str, error: &dyn Display, source_message_id: &str) {
+    let raw = serde_json::from_str::<EncodedEvent<'_>>(element)
+        .map(|e| e.r.into_owned())
+        .unwrap_or_else(|_| element.to_string());
+    let ids: Ids<'_> = serde_json::from_str(&raw).unwrap_or(Ids {
+        event_id: None,
+        merchant_id: None,
+    });
+    let rejection = Rejection {
+        reason: Reason::SnowflakeRejected,
+        detail: format!("Snowflake refused this row: {error}"),
+        raw: &raw,
+        event_id: ids.event_id.map(|c| Cow::Owned(c.into_owned())),
+        merchant_id: ids.merchant_id.map(|c| Cow::Owned(c.into_owned())),
+    };
+    push_rejection(buf, &rejection, source_message_id);
+}
+
+/// The raw text of a `RAW_EVENTS` element.
+#[derive(serde::Deserialize)]
+struct EncodedEvent<'a> {
+    #[serde(borrow)]
+    r: Cow<'a, str>,
+}
+
+/// The ids in an event's raw text.
+#[derive(serde::Deserialize)]
+struct Ids<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    merchant_id: Option<Cow<'a, str>>,
 }
 
 /// A comma before every element but the first of an array.
@@ -100,7 +140,7 @@ fn push_json_string_or_null(buf: &mut String, text: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Reason, parse_body, parse_event};
+    use crate::event::{parse_body, parse_event};
     use crate::rows::JsonArray;
     use serde_json::{Value, json};
 
@@ -249,5 +289,28 @@ mod tests {
         let value: Value = serde_json::from_str(&array.finish()).unwrap();
         assert_eq!(value[0]["r"], raw);
         assert_eq!(value[0]["n"], "$$ SELECT 1 $$");
+    }
+
+    #[test]
+    fn a_refused_element_becomes_a_quarantine_row_with_its_raw_text_and_ids() {
+        let element = r#"{"r":"{\"event_id\":\"e1\",\"merchant_id\":\"m\"}","t":"2026-01-01 00:00:00.000","n":"x"}"#;
+        let mut buf = String::new();
+        push_refused(
+            &mut buf,
+            element,
+            &"100038 (22018): Numeric value 'abc' is not recognized",
+            "msg-1",
+        );
+        assert_eq!(
+            buf,
+            r#"{"m":"msg-1","e":"e1","mi":"m","re":"snowflake_rejected","d":"Snowflake refused this row: 100038 (22018): Numeric value 'abc' is not recognized","r":"{\"event_id\":\"e1\",\"merchant_id\":\"m\"}"}"#
+        );
+        // An element that is not an encoded event is kept whole, with no ids.
+        let mut buf = String::new();
+        push_refused(&mut buf, "[1]", &"x", "msg-2");
+        assert_eq!(
+            buf,
+            r#"{"m":"msg-2","e":null,"mi":null,"re":"snowflake_rejected","d":"Snowflake refused this row: x","r":"[1]"}"#
+        );
     }
 }

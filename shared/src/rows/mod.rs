@@ -2,10 +2,11 @@
 //!
 //! Rows travel as elements of one JSON array bound to one INSERT. `element` writes them
 //! (`{"r","t","n","v","c"}` for `RAW_EVENTS`, `{"m","e","mi","re","d","r"}` for the quarantine);
-//! `array` is the one builder of such an array; `sql` holds the INSERTs that unpack it; `chunk`
-//! packs the rows of SQS messages into arrays under the statement bound.
+//! and reads a refused one back for the quarantine; `array` is the one builder of such an array;
+//! `sql` holds the INSERTs that unpack it; `provenance` says which message or staged chunk each
+//! row came from; `chunk` packs the rows of SQS messages into arrays under the statement bound.
 //!
-//! Imports run one way: `element` ← `array` ← `chunk`; `sql` stands alone. The module reads the
+//! Imports run one way: `element` ← `array` ← `chunk` → `provenance`; `sql` stands alone. The module reads the
 //! event contract (`crate::event`) and the SQL API's statement and tables (`crate::snowflake`).
 
 pub mod array;
@@ -13,7 +14,9 @@ pub mod chunk;
 pub mod element;
 #[cfg(any(test, feature = "testkit"))]
 pub mod invariants;
+mod provenance;
 mod sql;
 
 pub use array::JsonArray;
 pub use chunk::{Chunk, Chunker, MessageRows};
+pub use provenance::Provenance;

@@ -24,6 +24,16 @@ impl Table {
         }
     }
 
+    /// [`insert_sql_skipping_loaded`](Table::insert_sql_skipping_loaded) when `skip_loaded`,
+    /// else [`insert_sql`](Table::insert_sql).
+    pub fn insert_sql_for(self, skip_loaded: bool) -> &'static str {
+        if skip_loaded {
+            self.insert_sql_skipping_loaded()
+        } else {
+            self.insert_sql()
+        }
+    }
+
     /// A statement inserting the rows of `json_array` (built by [`JsonArray`](super::JsonArray)).
     pub fn insert(self, json_array: String) -> Statement {
         Statement::new(self.insert_sql()).bind(json_array)
