@@ -2,6 +2,7 @@
 
 use std::fmt::Display;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// A missing or invalid setting (environment variable or secret field).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +100,17 @@ pub fn input_or_default<T: Default + serde::de::DeserializeOwned>(
     }
 }
 
+/// Deadline for an invocation: Lambda's deadline minus a safety margin for the answer.
+pub fn invocation_deadline(
+    lambda_deadline: std::time::SystemTime,
+    margin: Duration,
+) -> tokio::time::Instant {
+    let left = lambda_deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + left.saturating_sub(margin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +146,18 @@ mod tests {
         assert!(
             matches!(error, ConfigError::Invalid { field: "TRACKLAYER_X", ref detail } if detail == "must be 1")
         );
+    }
+
+    #[test]
+    fn the_invocation_deadline_keeps_the_margin() {
+        let now = std::time::SystemTime::now();
+        let deadline = invocation_deadline(now + Duration::from_secs(30), Duration::from_secs(5));
+        let left = deadline - tokio::time::Instant::now();
+        assert!(
+            left <= Duration::from_secs(25) && left > Duration::from_secs(24),
+            "{left:?}"
+        );
+        let past = invocation_deadline(now - Duration::from_secs(1), Duration::from_secs(5));
+        assert!(past <= tokio::time::Instant::now());
     }
 }

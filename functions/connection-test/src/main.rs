@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use tracklayer::config::invocation_deadline;
 use tracklayer::config::{at_start, env_parse, env_required, input_or_default};
 use tracklayer::connection_test::{Report, Request, run};
-use tracklayer::load::invocation_deadline;
 use tracklayer::secrets::SecretSource;
 use tracklayer::snowflake::RetryPolicy;
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use tracklayer::config::invocation_deadline;
 use tracklayer::config::{at_start, input_or_default};
 use tracklayer::flush::{Flush, FlushConfig, FlushReport, FlushRequest};
-use tracklayer::load::invocation_deadline;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracklayer::config::at_start;
+use tracklayer::config::invocation_deadline;
 use tracklayer::ingest::{Ingest, IngestConfig};
-use tracklayer::load::invocation_deadline;
 
 /// Time kept back from Lambda's deadline to answer with the batch response.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);

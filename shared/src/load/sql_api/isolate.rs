@@ -1,6 +1,6 @@
-//! Loading one encoded chunk, with poison isolation: when Snowflake refuses the chunk for its
-//! data, the chunk is bisected until the refused rows stand alone; they go to the quarantine
-//! with Snowflake's error as the detail and everything else lands.
+//! Poison isolation: when Snowflake refuses a chunk for its data, the chunk is bisected until
+//! the refused rows stand alone; they go to the quarantine with Snowflake's error as the detail
+//! and everything else lands.
 //!
 //! Bisection runs only for data errors (Snowflake's 100xxx: a value one row holds). Compilation
 //! and context errors fail every sub-statement the same way, so they stop the run instead (see
@@ -14,102 +14,17 @@
 //! nothing lands twice either way.
 
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use super::Loader;
+use crate::load::{ChunkLoad, ChunkOutcome};
 use crate::rows::JsonArray;
 use crate::rows::array::elements;
-use crate::snowflake::{ErrorKind, SnowflakeError, Statement, Table};
-
-/// What loading one chunk achieved.
-#[derive(Debug, Clone, Default)]
-pub struct ChunkOutcome {
-    /// Rows that landed in the chunk's table.
-    pub loaded: u64,
-    /// Rows Snowflake refused and that went to the quarantine instead.
-    pub quarantined: u64,
-    /// Statements sent (first try, bisection, quarantine).
-    pub statements: u32,
-    /// Set when the chunk did not fully land (its messages must be retried).
-    pub error: Option<SnowflakeError>,
-}
-
-/// One chunk to load.
-#[derive(Debug, Clone, Copy)]
-pub struct ChunkLoad<'a> {
-    /// Destination table.
-    pub table: Table,
-    /// The bound JSON array.
-    pub body: &'a str,
-    /// The chunk's identity: every statement's requestId derives from it, the row range and the
-    /// statement's text and values.
-    pub key: Uuid,
-    /// Whether this chunk may have been (partly) loaded before: send `retry=true` at once.
-    pub resubmission: bool,
-    /// query_tag for every statement.
-    pub tag: &'a str,
-    /// Skip rows already in the table (see [`Table::insert_skipping_loaded`]): for rows a
-    /// dead run may have loaded under other requestIds.
-    pub skip_loaded: bool,
-}
-
-impl ChunkLoad<'_> {
-    /// The INSERT of `body` (the whole chunk or the part `part` names).
-    fn statement(&self, body: String, part: &str) -> Statement {
-        let mut statement = if self.skip_loaded {
-            self.table.insert_skipping_loaded(body)
-        } else {
-            self.table.insert(body)
-        };
-        statement.resubmission = self.resubmission;
-        statement.query_tag = Some(self.tag.to_string());
-        statement.table = Some(self.table);
-        statement.keyed(Uuid::new_v5(&self.key, part.as_bytes()))
-    }
-}
+use crate::snowflake::{ErrorKind, SnowflakeError, Table};
 
 impl Loader {
-    /// Loads chunks with bounded concurrency (see [`Loader::run_all`]); a chunk Snowflake
-    /// refuses for one row's data (a 100xxx error) is bisected and its refused rows quarantined.
-    /// `source_of(chunk, row)` names the source (SQS message id, staged chunk) of a refused row.
-    pub async fn load_chunks(
-        &self,
-        chunks: &[ChunkLoad<'_>],
-        source_of: &(dyn Fn(usize, usize) -> String + Sync),
-        deadline: Instant,
-    ) -> Vec<ChunkOutcome> {
-        let statements = chunks
-            .iter()
-            .map(|c| c.statement(c.body.to_string(), ""))
-            .collect();
-        let results = self.run_all(statements, deadline).await;
-        let mut outcomes = Vec::with_capacity(chunks.len());
-        for (index, (chunk, result)) in chunks.iter().zip(results).enumerate() {
-            let outcome = match result {
-                Ok(result) => ChunkOutcome {
-                    loaded: result.rows_inserted.unwrap_or_default(),
-                    statements: 1,
-                    ..ChunkOutcome::default()
-                },
-                Err(e) if e.kind() == ErrorKind::Data => {
-                    tracing::warn!(table = chunk.table.name(), error = %e, "Snowflake refused the chunk's data; isolating the refused rows");
-                    self.isolate(chunk, &|row| source_of(index, row), deadline)
-                        .await
-                }
-                Err(e) => ChunkOutcome {
-                    statements: 1,
-                    error: Some(e),
-                    ..ChunkOutcome::default()
-                },
-            };
-            outcomes.push(outcome);
-        }
-        outcomes
-    }
-
     /// Bisects a refused chunk: halves that load stay loaded, single refused rows go to the
     /// quarantine with Snowflake's error.
-    async fn isolate(
+    pub(super) async fn isolate(
         &self,
         chunk: &ChunkLoad<'_>,
         source_of: &(dyn Fn(usize) -> String + Sync),
@@ -211,32 +126,6 @@ mod tests {
         assert_eq!(split(0, 5), vec![(2, 5), (0, 2)]);
         assert_eq!(split(3, 5), vec![(4, 5), (3, 4)]);
         assert_eq!(split(0, 1), vec![(0, 1)]);
-    }
-
-    #[test]
-    fn skipping_form_of_the_same_rows_gets_another_request_id() {
-        let load = |skip_loaded| ChunkLoad {
-            table: Table::RawEvents,
-            body: "[]",
-            key: Uuid::from_u128(1),
-            resubmission: true,
-            tag: "t",
-            skip_loaded,
-        };
-        let plain = load(false).statement("[1]".into(), "");
-        assert_eq!(
-            plain.request_id,
-            load(false).statement("[1]".into(), "").request_id
-        );
-        assert_ne!(
-            plain.request_id,
-            load(true).statement("[1]".into(), "").request_id
-        );
-        assert_ne!(
-            plain.request_id,
-            load(false).statement("[1]".into(), "0-1").request_id
-        );
-        assert_eq!(plain.table, Some(Table::RawEvents));
     }
 
     #[test]
