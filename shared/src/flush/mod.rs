@@ -38,7 +38,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 
-use crate::load::{ChunkLoad, Loader};
+use crate::load::{ChunkLoad, Delivery, Loader};
 use crate::report::{age_ms, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
@@ -52,7 +52,7 @@ use report::{count_rows, final_status};
 /// The flush handler, built once per process.
 pub struct Flush {
     queue: StagingQueue,
-    loader: Loader,
+    delivery: Delivery,
     config: FlushConfig,
 }
 
@@ -105,7 +105,7 @@ impl Flush {
     pub fn with_loader(config: FlushConfig, sqs: aws_sdk_sqs::Client, loader: Loader) -> Self {
         Flush {
             queue: StagingQueue::new(sqs, config.staging_queue_url.clone()),
-            loader,
+            delivery: Delivery::SqlApi(loader),
             config,
         }
     }
@@ -149,8 +149,8 @@ impl Flush {
 
         run.report.lock().await.snowflake_contacted = true;
         if let Err(error) = self
-            .loader
-            .ensure_tables(run.deadline + self.config.margin)
+            .delivery
+            .prepare(run.deadline + self.config.margin)
             .await
         {
             self.fail(&run, &error).await;
@@ -206,7 +206,7 @@ impl Flush {
     /// `max_concurrent_statements` at once. A message is unpacked only when no full statement
     /// waits for a slot, so memory stays bounded however much is staged.
     async fn pack_and_load(&self, run: &Run, mut received: mpsc::Receiver<Vec<Message>>) {
-        let settings = self.loader.settings();
+        let settings = self.delivery.settings();
         let mut packers: Vec<Packer> = KINDS
             .iter()
             .map(|&(table, skip)| Packer::new(table, skip, settings.max_statement_bytes))
@@ -337,8 +337,8 @@ impl Flush {
             None => "staged".to_string(),
         };
         let outcome = self
-            .loader
-            .load_chunks(
+            .delivery
+            .deliver(
                 std::slice::from_ref(&load),
                 &source_of,
                 run.deadline + self.config.margin,

@@ -13,7 +13,11 @@ impl Flush {
                 Some("nothing was loaded, so the warehouse was left alone".into());
             return;
         }
-        let warehouse = match self.loader.source().client().await {
+        let Some(loader) = self.delivery.sql_api() else {
+            report.suspend_detail = Some("rows were not loaded on a warehouse".into());
+            return;
+        };
+        let warehouse = match loader.source().client().await {
             Ok(client) => client.session().warehouse.clone(),
             Err(e) => {
                 report.suspend_detail = Some(format!("cannot read the secret: {e}"));
@@ -28,8 +32,7 @@ impl Flush {
         };
         let sql = format!("ALTER WAREHOUSE {} SUSPEND", warehouse.quoted());
         report.statements += 1;
-        match self
-            .loader
+        match loader
             .run(
                 Statement::new(sql).tag("tracklayer:flush:suspend"),
                 deadline,

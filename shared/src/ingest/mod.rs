@@ -24,7 +24,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use tokio::time::Instant;
 
 use crate::event::parse_body;
-use crate::load::Loader;
+use crate::load::{Delivery, Loader};
 use crate::report::{age_ms, now_ms};
 use crate::rows::{Chunker, MessageRows};
 use crate::secrets::SecretSource;
@@ -41,7 +41,7 @@ use stream::{Requeue, requeue_partly_loaded, stream};
 pub const PARTLY_LOADED_ATTRIBUTE: &str = "tracklayer-partly-loaded";
 
 enum Target {
-    Stream(Box<Loader>, Option<Requeue>),
+    Stream(Box<Delivery>, Option<Requeue>),
     Scheduled(StagingQueue),
 }
 
@@ -74,7 +74,8 @@ impl Ingest {
                     sqs: aws_sdk_sqs::Client::new(aws),
                     queue_url,
                 });
-                Target::Stream(Box::new(Loader::new(source, config.load)), requeue)
+                let delivery = Delivery::SqlApi(Loader::new(source, config.load));
+                Target::Stream(Box::new(delivery), requeue)
             }
             LoadMode::Scheduled => Target::Scheduled(StagingQueue::new(
                 aws_sdk_sqs::Client::new(aws),
@@ -112,7 +113,7 @@ impl Ingest {
     fn stream_to(loader: Loader, requeue: Option<Requeue>) -> Self {
         let chunker = Chunker::new(loader.settings().max_statement_bytes);
         Ingest {
-            target: Target::Stream(Box::new(loader), requeue),
+            target: Target::Stream(Box::new(Delivery::SqlApi(loader)), requeue),
             chunker,
         }
     }
@@ -170,9 +171,9 @@ impl Ingest {
             ..IngestSummary::default()
         };
         let failed = match &self.target {
-            Target::Stream(loader, requeue) => {
+            Target::Stream(delivery, requeue) => {
                 let (failed, landed) = stream(
-                    loader,
+                    delivery,
                     records,
                     &messages,
                     &chunks,
@@ -316,6 +317,26 @@ mod batch_response_tests {
         Ingest::scheduled(sqs, "http://127.0.0.1:1/q/staging".into(), 1_000_000)
     }
 
+    /// Stream mode reading its secret from 127.0.0.1:1, where nothing listens.
+    fn unreachable_secret() -> Ingest {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "AKIDTEST", "test", None, None, "test",
+            ))
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
+            .build();
+        let source = SecretSource::new(
+            aws_sdk_secretsmanager::Client::from_conf(config),
+            "tracklayer/snowflake".into(),
+            Duration::from_secs(300),
+            RetryPolicy::default(),
+        );
+        Ingest::stream(Loader::new(source, crate::load::LoadSettings::default()))
+    }
+
     fn failed_ids(response: &SqsBatchResponse) -> Vec<&str> {
         response
             .batch_item_failures
@@ -351,6 +372,34 @@ mod batch_response_tests {
             "{error}"
         );
         assert!(fix.contains("TRACKLAYER_STAGING_QUEUE_URL"), "{fix}");
+    }
+
+    #[tokio::test]
+    async fn stream_mode_fails_every_message_with_rows_when_the_secret_cannot_be_read() {
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("m-valid", EVENT),
+            record("m-invalid", r#"{"event_id":"e-3"}"#),
+            record("m-empty", "[]"),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (response, summary) = unreachable_secret().handle(&event, "req-3", deadline).await;
+        // Every message fails, the one without rows too: nothing could be loaded.
+        assert_eq!(failed_ids(&response), ["m-valid", "m-invalid", "m-empty"]);
+        assert_eq!((summary.mode, summary.chunks), ("stream", 2));
+        assert_eq!((summary.loaded, summary.statements), (0, 0));
+        let (error, fix) = summary.error.expect("the failure is reported");
+        assert!(
+            error.starts_with(
+                r#"cannot read secret "tracklayer/snowflake" from Secrets Manager: dispatch failure"#
+            ),
+            "{error}"
+        );
+        assert!(
+            error.ends_with(". Check TRACKLAYER_SECRET_ID and that the function's role may call secretsmanager:GetSecretValue on it"),
+            "{error}"
+        );
+        assert_eq!(fix, "Fix the setting named in the error.");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{IngestSummary, PARTLY_LOADED_ATTRIBUTE, partly_loaded, source_message_id};
-use crate::load::{ChunkLoad, Loader};
+use crate::load::{ChunkLoad, Delivery};
 use crate::rows::{Chunk, MessageRows};
 use crate::snowflake::{SnowflakeError, Table};
 use crate::staging::received_before;
@@ -81,7 +81,7 @@ fn record_error(summary: &mut IngestSummary, error: &SnowflakeError) {
 }
 
 pub(super) async fn stream(
-    loader: &Loader,
+    delivery: &Delivery,
     records: &[SqsMessage],
     messages: &[MessageRows<'_>],
     chunks: &[Chunk],
@@ -92,7 +92,7 @@ pub(super) async fn stream(
     if chunks.is_empty() {
         return (BTreeSet::new(), BTreeSet::new());
     }
-    if let Err(error) = loader.ensure_tables(deadline).await {
+    if let Err(error) = delivery.prepare(deadline).await {
         record_error(summary, &error);
         return (fail_all(messages.len()), BTreeSet::new());
     }
@@ -123,7 +123,7 @@ pub(super) async fn stream(
         .collect();
     let source_of =
         |chunk: usize, row: usize| message_of_row(messages, &chunks[chunk], row).to_string();
-    let outcomes = loader.load_chunks(&loads, &source_of, deadline).await;
+    let outcomes = delivery.deliver(&loads, &source_of, deadline).await;
     let (mut failed, mut landed) = (BTreeSet::new(), BTreeSet::new());
     for (chunk, outcome) in chunks.iter().zip(outcomes) {
         summary.statements += outcome.statements;

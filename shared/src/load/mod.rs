@@ -1,9 +1,11 @@
-//! Delivering rows to Snowflake. A chunk ([`ChunkLoad`]) goes in and a [`ChunkOutcome`] comes
-//! back, whichever way the rows travel; today the one way is the SQL API's INSERTs
-//! ([`sql_api`]).
+//! Delivering rows to Snowflake, behind one seam: [`Delivery`]. Chunks ([`ChunkLoad`]) go in
+//! and one [`ChunkOutcome`] per chunk comes back, whichever way the rows travel. Today the one
+//! way is the SQL API's INSERTs on a warehouse ([`sql_api`]); a second way (Snowpipe Streaming)
+//! is a second variant and a second folder beside it.
 
 pub mod sql_api;
 
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{ConfigError, env_parse};
@@ -91,4 +93,49 @@ pub struct ChunkLoad<'a> {
     /// Skip rows already in the table (see [`Table::insert_skipping_loaded`]): for rows a
     /// dead run may have loaded under other requestIds.
     pub skip_loaded: bool,
+}
+
+/// The ways rows reach Snowflake. Ingest (stream mode) and flush load through this and nothing
+/// else, so what they decide (retry, quarantine, stop) does not depend on the way.
+#[derive(Debug)]
+pub enum Delivery {
+    /// INSERTs through the SQL API, on a warehouse.
+    SqlApi(Loader),
+}
+
+impl Delivery {
+    /// Makes the destination ready, once per process: the SQL API creates the tables if needed.
+    pub async fn prepare(&self, deadline: Instant) -> Result<(), SnowflakeError> {
+        match self {
+            Delivery::SqlApi(loader) => loader.ensure_tables(deadline).await,
+        }
+    }
+
+    /// Delivers `chunks` and returns one outcome per chunk, in order. Rows Snowflake refuses
+    /// for their data go to the quarantine under `source_of(chunk, row)` (the SQS message id or
+    /// staged chunk they came from).
+    pub async fn deliver(
+        &self,
+        chunks: &[ChunkLoad<'_>],
+        source_of: &(dyn Fn(usize, usize) -> String + Sync),
+        deadline: Instant,
+    ) -> Vec<ChunkOutcome> {
+        match self {
+            Delivery::SqlApi(loader) => loader.load_chunks(chunks, source_of, deadline).await,
+        }
+    }
+
+    /// The statement size and concurrency in force.
+    pub fn settings(&self) -> LoadSettings {
+        match self {
+            Delivery::SqlApi(loader) => loader.settings(),
+        }
+    }
+
+    /// The warehouse path, for what only it has (suspending the warehouse after a flush).
+    pub fn sql_api(&self) -> Option<&Loader> {
+        match self {
+            Delivery::SqlApi(loader) => Some(loader),
+        }
+    }
 }
