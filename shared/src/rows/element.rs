@@ -313,4 +313,20 @@ mod tests {
             r#"{"m":"msg-2","e":null,"mi":null,"re":"snowflake_rejected","d":"Snowflake refused this row: x","r":"[1]"}"#
         );
     }
+
+    /// One event and one rejection as they travel, pinned whole.
+    #[test]
+    fn an_encoded_event_and_rejection_are_pinned() {
+        let body = format!("[{EVENT},{{\"event_id\":\"e-2\",\"merchant_id\":\"m-1\"}}]");
+        let mut array = JsonArray::new();
+        for row in parse_body(&body) {
+            match row {
+                Ok(event) => array.push_event(&event),
+                Err(rejection) => array.push_rejection(&rejection, "sqs-message-1"),
+            }
+        }
+        let text = array.finish();
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text).unwrap());
+        insta::assert_snapshot!("encoded_rows", format!("{text}\n\n{}", pretty.unwrap()));
+    }
 }
