@@ -1,13 +1,17 @@
 //! TrackLayer's Snowflake destination: everything the three Lambda functions share.
 //!
 //! An SQS record becomes an [`event::Event`] (or an [`event::Rejection`]), an element of a
-//! bound JSON array, a [`snowflake::Statement`], and a receipt.
+//! bound JSON array ([`rows::JsonArray`]) in a [`rows::Chunk`], a [`snowflake::Statement`]
+//! (through [`load::Delivery`]), and a receipt: `ingest/mod.rs` → `event/body.rs` →
+//! `rows/element.rs` → `rows/chunk.rs` → `load/sql_api/insert.rs` → `ingest/mod.rs`'s batch
+//! response, or through `staging/` and `flush/` for scheduled mode.
 //!
 //! Modules import only those below them, leaf first: `config`, `report`, `event` (inside it:
 //! `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`);
 //! `snowflake` (the SQL API client, a leaf); `secrets`; `rows` (the row format: elements, the
-//! array builder, the INSERTs, chunks); `staging`; `load`; and at the top `ingest`, `flush` and
-//! `connection_test`.
+//! array builder, the INSERTs, provenance, chunks); `staging` (the queue between ingest and
+//! flush); `load` (the `Delivery` seam, and the SQL API path in `load/sql_api/`); and at the top
+//! `ingest`, `flush` and `connection_test`, each an orchestration `mod.rs` over one file per role.
 
 pub mod config;
 pub mod connection_test;

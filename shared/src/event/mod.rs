@@ -2,18 +2,18 @@
 //!
 //! One SQS message body holds one event object, a JSON array of event objects, or NDJSON
 //! ([`parse_body`] tells them apart). Each event becomes an [`Event`] ready for the
-//! `RAW_EVENTS` table or a [`Rejection`] for the quarantine table, and [`encode`] turns either
-//! into one element of the JSON array that a Snowflake statement binds. The full contract,
+//! `RAW_EVENTS` table or a [`Rejection`] for the quarantine table; the row format
+//! ([`crate::rows`]) turns either into one element of the JSON array that a Snowflake statement
+//! binds. The full contract,
 //! with every rule and reason code, is in `docs/events.md`.
 //!
 //! Files, in the order a body flows through them: `body` (body shapes), `scan` (the fast reader
 //! of one event object), `fields` (the borrowed view of one event's known fields, and serde_json's
 //! reading of it when the fast reader gives up), `validate` (field rules), `timestamp` and
-//! `value` (the two fields that need conversion), `rejection` (reasons), [`encode`] (rows to
-//! JSON). Beneath them, `json` (string escaping and byte finding; all of this module's
+//! `value` (the two fields that need conversion), `rejection` (reasons). Beneath them, `json` (string escaping and byte finding; all of this module's
 //! `unsafe`) and `detail` (how sent values are quoted in rejection details). Imports run one
-//! way: `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`, and
-//! `encode` reads `json`, `timestamp` and `value`; this file's types are used by all of them.
+//! way: `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`; this
+//! file's types are used by all of them.
 
 mod body;
 mod detail;

@@ -234,7 +234,7 @@ impl ApiError {
 
     /// The UUID Snowflake puts in brackets after `JWT token is invalid.`; an administrator
     /// reads the reason with `SYSTEM$GET_LOGIN_FAILURE_DETAILS`
-    /// (https://docs.snowflake.com/user-guide/key-pair-auth-troubleshooting).
+    /// (<https://docs.snowflake.com/user-guide/key-pair-auth-troubleshooting>).
     pub fn login_failure_id(&self) -> Option<uuid::Uuid> {
         self.message.split('[').skip(1).find_map(|rest| {
             let inner = rest.split(']').next()?;

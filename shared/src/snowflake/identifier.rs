@@ -2,10 +2,10 @@
 //! Snowflake reads identifiers.
 //!
 //! The SQL API's body fields are case-sensitive: they "must match the case of the field returned
-//! by a SQL SHOW command" (https://docs.snowflake.com/en/developer-guide/sql-api/submitting-requests;
+//! by a SQL SHOW command" (<https://docs.snowflake.com/en/developer-guide/sql-api/submitting-requests>;
 //! `sqlapi.yaml` in snowflakedb/snowflake-rest-api-specs: "The value in this field is
 //! case-sensitive"). So a name is resolved once, like an identifier in SQL
-//! (https://docs.snowflake.com/en/sql-reference/identifiers-syntax): unquoted, it means the
+//! (<https://docs.snowflake.com/en/sql-reference/identifiers-syntax>): unquoted, it means the
 //! upper-case name (`analytics_wh` is `ANALYTICS_WH`); in double quotes, exactly what is inside
 //! (`"Analytics_wh"`, with `""` standing for one `"`). The body carries the exact name; that
 //! this also holds for names with characters outside the unquoted set (a space, a hyphen) is
