@@ -85,12 +85,8 @@ impl Context {
 /// The quarantine's last 24 hours: one GROUP BY over a `REJECTED_AT` window, on the warehouse
 /// the other checks use. A role that may not read the table gets a warning naming the grant;
 /// the run does not fail, since loading needs only INSERT.
-pub(super) async fn check_quarantine(
-    client: &Client,
-    names: &Names,
-    deadline: Instant,
-    checks: &mut Checks,
-) {
+pub(super) async fn check_quarantine(probe: &Probe<'_>, checks: &mut Checks) {
+    let names = probe.names;
     let full = format!(
         "{}.{}.{}",
         names.database,
@@ -101,7 +97,7 @@ pub(super) async fn check_quarantine(
         "SELECT REASON, COUNT(*) AS REJECTIONS FROM {} WHERE REJECTED_AT >= DATEADD('hour', -24, CURRENT_TIMESTAMP()) GROUP BY REASON ORDER BY REJECTIONS DESC, REASON",
         Table::Rejected.name()
     );
-    let result = match query(client, sql, deadline).await {
+    let result = match probe.query(sql).await {
         Ok(result) => result,
         Err(e) => {
             let fix = match e.kind() {
@@ -145,17 +141,23 @@ pub(super) async fn check_quarantine(
     checks.rejections = Some(by_reason);
 }
 
-pub(super) async fn query(
-    client: &Client,
-    sql: String,
-    deadline: Instant,
-) -> Result<QueryResult, SnowflakeError> {
-    client
-        .execute(
-            &Statement::new(sql).tag("tracklayer:connection-test"),
-            deadline,
-        )
-        .await
+/// What every check after sign-in works with: the client, the secret's names and the deadline.
+pub(super) struct Probe<'a> {
+    pub client: &'a Client,
+    pub names: &'a Names,
+    pub deadline: Instant,
+}
+
+impl Probe<'_> {
+    /// Runs `sql`, tagged as connection-test's.
+    pub async fn query(&self, sql: String) -> Result<QueryResult, SnowflakeError> {
+        self.client
+            .execute(
+                &Statement::new(sql).tag("tracklayer:connection-test"),
+                self.deadline,
+            )
+            .await
+    }
 }
 
 pub(super) fn quote(text: &str) -> String {
@@ -201,13 +203,8 @@ pub(super) fn check_role(names: &Names, who: &Context, checks: &mut Checks) -> b
     true
 }
 
-pub(super) async fn check_warehouse(
-    client: &Client,
-    names: &Names,
-    who: &Context,
-    deadline: Instant,
-    checks: &mut Checks,
-) -> bool {
+pub(super) async fn check_warehouse(probe: &Probe<'_>, who: &Context, checks: &mut Checks) -> bool {
+    let names = probe.names;
     let Some(warehouse) = &names.warehouse else {
         checks.record(
             "warehouse",
@@ -222,12 +219,9 @@ pub(super) async fn check_warehouse(
     };
     let role = names.role();
     // LIKE ignores case (and `_` matches any character): the exact name is found in the rows.
-    let shown = match query(
-        client,
-        format!("SHOW WAREHOUSES LIKE {}", warehouse.literal()),
-        deadline,
-    )
-    .await
+    let shown = match probe
+        .query(format!("SHOW WAREHOUSES LIKE {}", warehouse.literal()))
+        .await
     {
         Ok(result) => result,
         Err(e) => {
@@ -328,13 +322,8 @@ pub(super) async fn check_warehouse(
     true
 }
 
-pub(super) async fn check_namespace(
-    client: &Client,
-    names: &Names,
-    who: &Context,
-    deadline: Instant,
-    checks: &mut Checks,
-) -> bool {
+pub(super) async fn check_namespace(probe: &Probe<'_>, who: &Context, checks: &mut Checks) -> bool {
+    let names = probe.names;
     let (db, schema, role) = (&names.database, &names.schema, names.role());
     if !in_use("database", db, who.database.as_deref(), &role, checks) {
         return false;
@@ -344,7 +333,7 @@ pub(super) async fn check_namespace(
         db.quoted(),
         schema.literal()
     );
-    let result = match query(client, sql, deadline).await {
+    let result = match probe.query(sql).await {
         Ok(result) => result,
         Err(e) => {
             checks.fail(
@@ -395,13 +384,8 @@ pub(super) enum TableState {
 
 /// Compares a table's columns with what the loader writes; creates it when missing
 /// (test_sync only).
-pub(super) async fn check_table(
-    client: &Client,
-    names: &Names,
-    table: Table,
-    mode: Mode,
-    deadline: Instant,
-) -> TableState {
+pub(super) async fn check_table(probe: &Probe<'_>, table: Table, mode: Mode) -> TableState {
+    let names = probe.names;
     let (db, schema, role) = (&names.database, &names.schema, names.role());
     let full = format!("{db}.{schema}.{}", table.name());
     let sql = format!(
@@ -410,7 +394,7 @@ pub(super) async fn check_table(
         schema.literal(),
         quote(table.name())
     );
-    let mut columns = match query(client, sql.clone(), deadline).await {
+    let mut columns = match probe.query(sql.clone()).await {
         Ok(result) => result,
         Err(e) => {
             return TableState::Broken(
@@ -429,7 +413,7 @@ pub(super) async fn check_table(
                 ),
             );
         }
-        if let Err(e) = query(client, table.ddl(), deadline).await {
+        if let Err(e) = probe.query(table.ddl()).await {
             return TableState::Broken(
                 format!("{full} does not exist and cannot be created: {e}"),
                 format!(
@@ -438,7 +422,7 @@ pub(super) async fn check_table(
             );
         }
         created = " (created now)";
-        columns = match query(client, sql, deadline).await {
+        columns = match probe.query(sql).await {
             Ok(result) => result,
             Err(e) => return TableState::Broken(e.to_string(), names.grants()),
         };
@@ -491,12 +475,8 @@ pub(super) fn compatible(expected: &str, actual: &str) -> bool {
     expected == actual || (text(expected) && text(actual))
 }
 
-pub(super) async fn test_sync(
-    client: &Client,
-    names: &Names,
-    deadline: Instant,
-    checks: &mut Checks,
-) -> Option<String> {
+pub(super) async fn test_sync(probe: &Probe<'_>, checks: &mut Checks) -> Option<String> {
+    let names = probe.names;
     let event_id = format!("tracklayer-connection-test-{}", uuid::Uuid::new_v4());
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -525,7 +505,7 @@ pub(super) async fn test_sync(
         .insert(rows.finish())
         .tag("tracklayer:connection-test");
     insert.table = Some(Table::RawEvents);
-    if let Err(e) = client.execute(&insert, deadline).await {
+    if let Err(e) = probe.client.execute(&insert, probe.deadline).await {
         let fix = match e.kind() {
             ErrorKind::Permission => names.grants(),
             _ => e.fix(),
@@ -537,15 +517,12 @@ pub(super) async fn test_sync(
         "insert",
         format!("wrote test event {event_id} (event_name {TEST_EVENT_NAME})"),
     );
-    let read = query(
-        client,
-        format!(
+    let read = probe
+        .query(format!(
             "SELECT EVENT_ID, EVENT_NAME FROM RAW_EVENTS WHERE EVENT_ID = {}",
             quote(&event_id)
-        ),
-        deadline,
-    )
-    .await;
+        ))
+        .await;
     let round_trip = started.elapsed().as_millis();
     match read {
         Ok(result) if result.get(0, "EVENT_ID") == Some(event_id.as_str()) => checks.pass(

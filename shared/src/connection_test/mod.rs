@@ -12,8 +12,8 @@ use crate::secrets::SecretSource;
 use crate::snowflake::{Client, ErrorKind, RetryPolicy, Table};
 
 use checks::{
-    CONTEXT_SQL, Context, TableState, check_namespace, check_quarantine, check_role, check_table,
-    check_warehouse, describe_secret, query, test_sync,
+    CONTEXT_SQL, Context, Probe, TableState, check_namespace, check_quarantine, check_role,
+    check_table, check_warehouse, describe_secret, test_sync,
 };
 use fixes::{Names, auth_fix, context_check, secret_fix};
 use report::Checks;
@@ -107,7 +107,12 @@ async fn diagnose(
         }
     }
 
-    let who = match query(client, CONTEXT_SQL.into(), deadline).await {
+    let probe = Probe {
+        client,
+        names,
+        deadline,
+    };
+    let who = match probe.query(CONTEXT_SQL.into()).await {
         Ok(result) => Context::of(&result),
         Err(e) => {
             match context_check(&e) {
@@ -150,17 +155,17 @@ async fn diagnose(
     if !check_role(names, &who, checks) {
         return;
     }
-    if !check_warehouse(client, names, &who, deadline, checks).await {
+    if !check_warehouse(&probe, &who, checks).await {
         return;
     }
-    if !check_namespace(client, names, &who, deadline, checks).await {
+    if !check_namespace(&probe, &who, checks).await {
         return;
     }
     let mut found = Vec::new();
     let mut warnings = Vec::new();
     let mut quarantine_exists = true;
     for table in [Table::RawEvents, Table::Rejected] {
-        match check_table(client, names, table, mode, deadline).await {
+        match check_table(&probe, table, mode).await {
             TableState::Ready(detail) => found.push(detail),
             TableState::Missing(detail, fix) => {
                 quarantine_exists &= table != Table::Rejected;
@@ -183,7 +188,7 @@ async fn diagnose(
         checks.pass("table", found.join("; "));
     }
     if quarantine_exists {
-        check_quarantine(client, names, deadline, checks).await;
+        check_quarantine(&probe, checks).await;
     } else {
         checks.record(
             "quarantine",
@@ -193,6 +198,6 @@ async fn diagnose(
         );
     }
     if mode == Mode::TestSync {
-        *test_event_id = test_sync(client, names, deadline, checks).await;
+        *test_event_id = test_sync(&probe, checks).await;
     }
 }
