@@ -124,6 +124,14 @@ async fn run(flush: &Flush, request: FlushRequest) -> FlushReport {
 
 /// One run of a default flush over `queue` with `fault` installed in a clean local Snowflake;
 /// returns its report and what the local Snowflake was asked, and leaves it clean again.
+/// A run with no fault that must load everything.
+async fn loaded_run(queue: &str) -> FlushReport {
+    Emulator::default().clean().await;
+    let report = run(&flusher(config(queue)).await, FlushRequest::default()).await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    report
+}
+
 async fn run_with_fault(queue: &str, fault: Value) -> (FlushReport, Value) {
     let emulator = Emulator::default();
     emulator.clean().await;
@@ -221,10 +229,7 @@ async fn small_ingest_batches_are_packed_into_full_statements() {
     let (valid, invalid) = stage_in_batches(&sqs, &queue, &tag, &bodies, 500, 1_000_000).await;
     assert_eq!((valid, invalid), (9_900, 100));
 
-    let emulator = Emulator::default();
-    emulator.clean().await;
-    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
-    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    let report = loaded_run(&queue).await;
     assert_eq!(report.chunks_loaded, 40, "every staged message deleted");
     assert_eq!(report.leftover_estimate, 0);
     assert_eq!((report.events_loaded, report.events_rejected), (9_900, 100));
@@ -245,7 +250,7 @@ async fn small_ingest_batches_are_packed_into_full_statements() {
         "fewer statements than staged chunks"
     );
     assert_eq!(
-        emulator.requests().await["by_kind"]["INSERT"].as_u64(),
+        Emulator::default().requests().await["by_kind"]["INSERT"].as_u64(),
         Some(report.statements)
     );
 }
@@ -344,10 +349,7 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
         .unwrap();
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
 
-    let emulator = Emulator::default();
-    emulator.clean().await;
-    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
-    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    let report = loaded_run(&queue).await;
     assert_eq!(
         landed(&tag),
         (valid as u64, valid as u64),
@@ -357,7 +359,7 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
     assert_eq!(report.rows_already_loaded, valid as u64);
     assert_eq!(report.events_loaded, 0);
     assert_eq!(report.chunks_loaded, 1, "and its message is deleted");
-    let requests = emulator.requests().await;
+    let requests = Emulator::default().requests().await;
     assert_eq!(requests["by_kind"]["INSERT"], 1, "{requests}");
 }
 
@@ -414,15 +416,12 @@ async fn chunk_staged_within_two_periods_is_a_first_delivery() {
     let (valid, _) = stage(&sqs, &queue, &tag, 300, 0, 1_000_000).await;
     let chunk = StagedChunk::from_message(&drain_queue(&sqs, &queue).await[0]).unwrap();
     resend_staged(&sqs, &queue, &chunk, Duration::from_secs(9 * 60)).await;
-    let emulator = Emulator::default();
-    emulator.clean().await;
-    let report = run(&flusher(config(&queue)).await, FlushRequest::default()).await;
-    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    let report = loaded_run(&queue).await;
     assert_eq!(report.chunks_redelivered, 0, "the plain INSERT");
     assert_eq!(report.rows_already_loaded, 0);
     assert_eq!(report.events_loaded, valid as u64);
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
-    let requests = emulator.requests().await;
+    let requests = Emulator::default().requests().await;
     assert_eq!(requests["by_kind"]["INSERT"], 1, "{requests}");
 }
 

@@ -48,12 +48,28 @@ fn assert_none_failed(response: &SqsBatchResponse, summary: &IngestSummary) {
     assert_eq!(failures(response), BTreeSet::new(), "{}", summary.to_line());
 }
 
+/// The stack to ourselves, `n` generated events (seed `seed`) under a fresh `<prefix>-...`
+/// tag, one a message, and a stream-mode handler.
+async fn stream_case(
+    prefix: &str,
+    n: usize,
+    seed: u64,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    String,
+    Vec<String>,
+    Ingest,
+) {
+    let guard = exclusive().await;
+    let tag = unique(prefix);
+    let bodies = tagged_events(&tag, n, seed, 0);
+    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    (guard, tag, bodies, ingest)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_batch_of_10000_messages_lands_exactly() {
-    let _guard = exclusive().await;
-    let tag = unique("ing10k");
-    let bodies = tagged_events(&tag, 10_000, 21, 0);
-    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    let (_guard, tag, bodies, ingest) = stream_case("ing10k", 10_000, 21).await;
     let (response, summary) = ingest
         .handle(&sqs_event(&tag, &bodies), "req-10k", deadline())
         .await;
@@ -74,10 +90,7 @@ async fn stream_batch_of_10000_messages_lands_exactly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redelivered_messages_in_a_new_batch_do_not_land_twice() {
-    let _guard = exclusive().await;
-    let tag = unique("redeliv");
-    let bodies = tagged_events(&tag, 150, 41, 0);
-    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    let (_guard, tag, bodies, ingest) = stream_case("redeliv", 150, 41).await;
     let (response, _) = ingest
         .handle(&sqs_event(&tag, &bodies[..100]), "req-a", deadline())
         .await;

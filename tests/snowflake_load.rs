@@ -20,17 +20,48 @@ fn deadline() -> tokio::time::Instant {
 }
 
 /// Bodies as SQS would hand them over, one message each, ids `<tag>-<n>`.
-fn messages<'a>(tag: &str, bodies: &'a [String], ids: &'a mut Vec<String>) -> Vec<MessageRows<'a>> {
-    ids.clear();
-    ids.extend((0..bodies.len()).map(|i| format!("{tag}-{i}")));
-    bodies
-        .iter()
-        .zip(ids.iter())
-        .map(|(body, id)| MessageRows {
-            message_id: id,
-            parsed: parse_body(body),
-        })
-        .collect()
+/// Replaces the secret's value (a key rotation, and putting the old key back).
+async fn put_secret(secrets: &aws_sdk_secretsmanager::Client, secret_id: &str, value: String) {
+    secrets
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The message bodies of one test, the message ids `<tag>-<i>` beside them.
+struct Tagged {
+    tag: String,
+    bodies: Vec<String>,
+    ids: Vec<String>,
+}
+
+impl Tagged {
+    /// `n` generated events (seed `seed`) tagged with a fresh `<prefix>-...` tag, one a message.
+    fn new(prefix: &str, n: usize, seed: u64) -> Self {
+        let tag = unique(prefix);
+        let bodies = tagged_events(&tag, n, seed, 0);
+        Tagged::of(tag, bodies)
+    }
+
+    fn of(tag: String, bodies: Vec<String>) -> Self {
+        let ids = (0..bodies.len()).map(|i| format!("{tag}-{i}")).collect();
+        Tagged { tag, bodies, ids }
+    }
+
+    /// Each body parsed, under its message id.
+    fn messages(&self) -> Vec<MessageRows<'_>> {
+        self.bodies
+            .iter()
+            .zip(&self.ids)
+            .map(|(body, id)| MessageRows {
+                message_id: id,
+                parsed: parse_body(body),
+            })
+            .collect()
+    }
 }
 
 async fn insert(chunks: &[Chunk]) -> u64 {
@@ -111,8 +142,8 @@ async fn mixed_batch_of_5000_reads_back_with_exact_values() {
     );
     bodies.push(array);
 
-    let mut ids = Vec::new();
-    let parsed = messages(&tag, &bodies, &mut ids);
+    let batch = Tagged::of(tag.clone(), bodies);
+    let parsed = batch.messages();
     let all: Vec<&Parsed<'_>> = parsed.iter().flat_map(|m| &m.parsed).collect();
     assert_eq!(
         all.len(),
@@ -175,7 +206,9 @@ async fn mixed_batch_of_5000_reads_back_with_exact_values() {
         .unwrap();
     assert!(q.text(comma, "DETAIL").unwrap().starts_with("value"));
     let in_array = (0..q.rows.len())
-        .filter(|&i| q.text(i, "SOURCE_MESSAGE_ID") == Some(format!("{tag}-{}", bodies.len() - 1)))
+        .filter(|&i| {
+            q.text(i, "SOURCE_MESSAGE_ID") == Some(format!("{tag}-{}", batch.bodies.len() - 1))
+        })
         .map(|i| q.text(i, "RAW_TEXT").unwrap())
         .collect::<Vec<_>>();
     assert_eq!(in_array.len(), 2);
@@ -185,10 +218,8 @@ async fn mixed_batch_of_5000_reads_back_with_exact_values() {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_are_retried_and_never_insert_twice() {
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
-    let tag = unique("fault");
-    let bodies = tagged_events(&tag, 300, 11, 0);
-    let mut ids = Vec::new();
-    let parsed = messages(&tag, &bodies, &mut ids);
+    let batch = Tagged::new("fault", 300, 11);
+    let (tag, parsed) = (&batch.tag, batch.messages());
     let chunks = Chunker::new(1_000_000).chunk(&parsed);
     assert_eq!(chunks.len(), 1);
     let target = "INSERT INTO RAW_EVENTS (";
@@ -206,7 +237,7 @@ async fn faults_are_retried_and_never_insert_twice() {
     let result = loader.run(chunks[0].statement(), deadline()).await.unwrap();
     assert_eq!(result.attempts, 6, "five faults, then the stored answer");
     assert_eq!(result.rows_inserted, Some(300));
-    assert_eq!(rows_tagged(&tag), 300);
+    assert_eq!(rows_tagged(tag), 300);
     assert_eq!(
         count(&format!(
             "FROM (SELECT EVENT_ID FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' GROUP BY EVENT_ID HAVING COUNT(*) > 1)"
@@ -242,10 +273,8 @@ async fn slow_statement_answers_202_and_is_polled_to_completion() {
     emulator
         .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 700}}))
         .await;
-    let tag = unique("slow");
-    let bodies = tagged_events(&tag, 50, 3, 0);
-    let mut ids = Vec::new();
-    let parsed = messages(&tag, &bodies, &mut ids);
+    let batch = Tagged::new("slow", 50, 3);
+    let (tag, parsed) = (&batch.tag, batch.messages());
     let chunks = Chunker::new(1_000_000).chunk(&parsed);
     let result = loader.run(chunks[0].statement(), deadline()).await;
     emulator
@@ -254,7 +283,7 @@ async fn slow_statement_answers_202_and_is_polled_to_completion() {
     let result = result.unwrap();
     assert_eq!(result.attempts, 1);
     assert_eq!(result.rows_inserted, Some(50));
-    assert_eq!(rows_tagged(&tag), 50);
+    assert_eq!(rows_tagged(tag), 50);
     let report = emulator.requests().await;
     let polls = report["by_path"]
         .as_object()
@@ -269,10 +298,8 @@ async fn slow_statement_answers_202_and_is_polled_to_completion() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[]).await;
-    let tag = unique("split");
-    let bodies = tagged_events(&tag, 2_000, 5, 0);
-    let mut ids = Vec::new();
-    let parsed = messages(&tag, &bodies, &mut ids);
+    let batch = Tagged::new("split", 2_000, 5);
+    let (tag, parsed) = (&batch.tag, batch.messages());
     let limit = 100_000;
     let chunks = Chunker::new(limit).chunk(&parsed);
     assert!(chunks.len() >= 10, "{} chunks", chunks.len());
@@ -285,7 +312,7 @@ async fn chunks_split_at_the_statement_size_limit_and_all_rows_land_once() {
         .map(|r| r.unwrap().rows_inserted.unwrap())
         .sum();
     assert_eq!(inserted, 2_000);
-    assert_eq!(rows_tagged(&tag), 2_000);
+    assert_eq!(rows_tagged(tag), 2_000);
     let report = emulator.requests().await;
     assert_eq!(
         report["by_kind"]["INSERT"].as_u64(),
@@ -332,13 +359,7 @@ async fn rotated_key_is_picked_up_after_one_authentication_failure() {
     let new_public = tracklayer_tests::public_pem(&new_key);
     let mut rotated: Value = serde_json::from_str(&original).unwrap();
     rotated["private_key"] = json!(new_key);
-    secrets
-        .put_secret_value()
-        .secret_id(&secret_id)
-        .secret_string(rotated.to_string())
-        .send()
-        .await
-        .unwrap();
+    put_secret(&secrets, &secret_id, rotated.to_string()).await;
     emulator.register_user(service_user(&new_public)).await;
     emulator.clean().await;
 
@@ -350,13 +371,7 @@ async fn rotated_key_is_picked_up_after_one_authentication_failure() {
         .await;
 
     // Restore before asserting, so a failure leaves the stack usable.
-    secrets
-        .put_secret_value()
-        .secret_id(&secret_id)
-        .secret_string(original)
-        .send()
-        .await
-        .unwrap();
+    put_secret(&secrets, &secret_id, original).await;
     emulator.register_user(service_user(&original_public)).await;
 
     let result = outcome.unwrap();
@@ -383,10 +398,8 @@ async fn unrecoverable_errors_stop_the_batch_without_hammering() {
         ..LoadSettings::default()
     };
     let (_guard, emulator, loader) = loader_case(one_at_a_time, &[fault]).await;
-    let tag = unique("perm");
-    let bodies = tagged_events(&tag, 400, 9, 0);
-    let mut ids = Vec::new();
-    let parsed = messages(&tag, &bodies, &mut ids);
+    let batch = Tagged::new("perm", 400, 9);
+    let (tag, parsed) = (&batch.tag, batch.messages());
     let chunks = Chunker::new(50_000).chunk(&parsed);
     assert!(chunks.len() >= 4);
     let results = loader
@@ -405,7 +418,7 @@ async fn unrecoverable_errors_stop_the_batch_without_hammering() {
         assert_eq!(err.code(), Some("003001"));
         assert!(err.fix().contains("GRANT"), "{}", err.fix());
     }
-    assert_eq!(rows_tagged(&tag), 0);
+    assert_eq!(rows_tagged(tag), 0);
 }
 
 /// A deadline that leaves `timeout` = 5 s for a statement sent now: the client stops polling
@@ -415,9 +428,8 @@ fn short_deadline() -> tokio::time::Instant {
 }
 
 async fn one_chunk(tag: &str, n: usize) -> Chunk {
-    let bodies = tagged_events(tag, n, 17, 0);
-    let mut ids = Vec::new();
-    let parsed = messages(tag, &bodies, &mut ids);
+    let batch = Tagged::of(tag.to_string(), tagged_events(tag, n, 17, 0));
+    let parsed = batch.messages();
     let mut chunks = Chunker::new(1_000_000).chunk(&parsed);
     assert_eq!(chunks.len(), 1);
     chunks.remove(0)
@@ -551,10 +563,8 @@ async fn a_failed_result_partition_fetch_is_retried_and_every_row_comes_back() {
     emulator.clean().await;
     let loader = loader(LoadSettings::default()).await;
     loader.ensure_tables(deadline()).await.unwrap();
-    let tag = unique("parts");
-    let bodies = tagged_events(&tag, 3_000, 19, 0);
-    let mut ids = Vec::new();
-    let parsed = messages(&tag, &bodies, &mut ids);
+    let batch = Tagged::new("parts", 3_000, 19);
+    let (tag, parsed) = (&batch.tag, batch.messages());
     let statements = Chunker::new(1_000_000)
         .chunk(&parsed)
         .iter()
