@@ -248,6 +248,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// A bearer token and its `X-Snowflake-Authorization-Token-Type`.
+#[derive(Clone)]
 pub struct Bearer {
     pub(crate) token: String,
     pub(crate) token_type: &'static str,
@@ -259,21 +260,14 @@ impl fmt::Debug for Bearer {
     }
 }
 
-/// Signs and caches JWTs (or hands out the PAT) for one account and user.
+/// Signs and caches JWTs (or hands out the PAT) for one account and user. Its `Debug` shows
+/// no secret: the credentials and the cached bearer redact themselves.
+#[derive(Debug)]
 pub struct Authenticator {
     credentials: Credentials,
     issuer: String,
     subject: String,
-    cached: Mutex<Option<(String, SystemTime)>>,
-}
-
-impl fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("credentials", &self.credentials)
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
-    }
+    cached: Mutex<Option<(Bearer, SystemTime)>>,
 }
 
 impl Authenticator {
@@ -311,20 +305,18 @@ impl Authenticator {
             Credentials::KeyPair { key, .. } => {
                 let now = SystemTime::now();
                 let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((jwt, expires)) = cached.as_ref()
+                if let Some((bearer, expires)) = cached.as_ref()
                     && expires.duration_since(now).unwrap_or_default() > JWT_RENEW_BEFORE
                 {
-                    return Ok(Bearer {
-                        token: jwt.clone(),
-                        token_type: "KEYPAIR_JWT",
-                    });
+                    return Ok(bearer.clone());
                 }
                 let (jwt, expires) = self.sign(key, now)?;
-                *cached = Some((jwt.clone(), expires));
-                Ok(Bearer {
+                let bearer = Bearer {
                     token: jwt,
                     token_type: "KEYPAIR_JWT",
-                })
+                };
+                *cached = Some((bearer.clone(), expires));
+                Ok(bearer)
             }
         }
     }
@@ -657,8 +649,11 @@ pub(crate) mod tests {
         let first = auth.bearer().unwrap().token;
         assert_eq!(auth.bearer().unwrap().token, first);
         auth.invalidate();
-        *auth.cached.lock().unwrap() =
-            Some(("stale".into(), SystemTime::now() + Duration::from_secs(60)));
+        let stale = Bearer {
+            token: "stale".into(),
+            token_type: "KEYPAIR_JWT",
+        };
+        *auth.cached.lock().unwrap() = Some((stale, SystemTime::now() + Duration::from_secs(60)));
         assert_ne!(
             auth.bearer().unwrap().token,
             "stale",
