@@ -324,23 +324,20 @@ impl Flush {
     /// Loads one packed statement (isolating rows Snowflake refuses), then deletes the staged
     /// messages whose rows have all landed and releases those that failed.
     async fn load_packed(&self, run: &Run, packed: Packed) {
+        let sources = packed.chunks.map(|chunk| format!("staged:{chunk}"));
         let load = ChunkLoad {
             table: packed.table,
             body: &packed.body,
             key: packed.key(),
             resubmission: false,
             tag: "tracklayer:flush",
+            sources: &sources,
             skip_loaded: packed.skip_loaded,
-        };
-        let source_of = |_: usize, row: usize| match packed.chunk_of(row) {
-            Some(chunk) => format!("staged:{chunk}"),
-            None => "staged".to_string(),
         };
         let outcome = self
             .delivery
             .deliver(
                 std::slice::from_ref(&load),
-                &source_of,
                 run.deadline + self.config.margin,
             )
             .await

@@ -39,11 +39,6 @@ impl Packed {
         }
         Uuid::new_v5(&PACK_NAMESPACE, name.as_bytes())
     }
-
-    /// The staged chunk that row `row` of the statement came from.
-    pub fn chunk_of(&self, row: usize) -> Option<Uuid> {
-        self.chunks.source_of(row).copied()
-    }
 }
 
 /// Fills statements of one kind (table, and whether rows already loaded are skipped).
@@ -167,9 +162,9 @@ mod tests {
             rows_of(&packed),
             ["a-0000", "a-0001", "a-0002", "b-0000", "b-0001"]
         );
-        assert_eq!(packed.chunk_of(2), Some(a));
-        assert_eq!(packed.chunk_of(3), Some(b));
-        assert_eq!(packed.chunk_of(5), None);
+        assert_eq!(packed.chunks.source_of(2), Some(&a));
+        assert_eq!(packed.chunks.source_of(3), Some(&b));
+        assert_eq!(packed.chunks.source_of(5), None);
         assert!(packer.finish().is_none());
     }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{IngestSummary, PARTLY_LOADED_ATTRIBUTE, partly_loaded, source_message_id};
 use crate::load::{ChunkLoad, Delivery};
-use crate::rows::{Chunk, MessageRows};
+use crate::rows::{Chunk, MessageRows, Provenance};
 use crate::snowflake::{SnowflakeError, Table};
 use crate::staging::received_before;
 
@@ -97,9 +97,18 @@ pub(super) async fn stream(
         return (fail_all(messages.len()), BTreeSet::new());
     }
     let tag = format!("tracklayer:ingest:{request_id}");
-    let loads: Vec<ChunkLoad<'_>> = chunks
+    let sources: Vec<Provenance<String>> = chunks
         .iter()
         .map(|chunk| {
+            chunk
+                .provenance
+                .map(|&m| messages[m].message_id.to_string())
+        })
+        .collect();
+    let loads: Vec<ChunkLoad<'_>> = chunks
+        .iter()
+        .zip(&sources)
+        .map(|(chunk, sources)| {
             // A message received before may have landed in a chunk of another composition
             // (another requestId), and a marked one did in part: their rows are inserted only
             // where they are not there yet.
@@ -117,13 +126,12 @@ pub(super) async fn stream(
                 key: Uuid::new_v5(&CHUNK_NAMESPACE, chunk.body.as_bytes()),
                 resubmission: again,
                 tag: &tag,
+                sources,
                 skip_loaded: again,
             }
         })
         .collect();
-    let source_of =
-        |chunk: usize, row: usize| message_of_row(messages, &chunks[chunk], row).to_string();
-    let outcomes = delivery.deliver(&loads, &source_of, deadline).await;
+    let outcomes = delivery.deliver(&loads, deadline).await;
     let (mut failed, mut landed) = (BTreeSet::new(), BTreeSet::new());
     for (chunk, outcome) in chunks.iter().zip(outcomes) {
         summary.statements += outcome.statements;
@@ -141,16 +149,4 @@ pub(super) async fn stream(
         }
     }
     (failed, landed)
-}
-
-/// The message id of row `row` of `chunk` (`""` past its last row).
-pub(super) fn message_of_row<'a>(
-    messages: &[MessageRows<'a>],
-    chunk: &Chunk,
-    row: usize,
-) -> &'a str {
-    chunk
-        .provenance
-        .source_of(row)
-        .map_or("", |&m| messages[m].message_id)
 }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{ConfigError, env_parse};
+use crate::rows::Provenance;
 use crate::snowflake::{SnowflakeError, Table};
 
 pub use sql_api::Loader;
@@ -90,6 +91,9 @@ pub struct ChunkLoad<'a> {
     pub resubmission: bool,
     /// query_tag for every statement.
     pub tag: &'a str,
+    /// The source of each row (SQS message id, or `staged:<chunk id>`): a row Snowflake refuses
+    /// for its data is quarantined under it.
+    pub sources: &'a Provenance<String>,
     /// Skip rows already in the table (see [`Table::insert_skipping_loaded`]): for rows a
     /// dead run may have loaded under other requestIds.
     pub skip_loaded: bool,
@@ -112,16 +116,10 @@ impl Delivery {
     }
 
     /// Delivers `chunks` and returns one outcome per chunk, in order. Rows Snowflake refuses
-    /// for their data go to the quarantine under `source_of(chunk, row)` (the SQS message id or
-    /// staged chunk they came from).
-    pub async fn deliver(
-        &self,
-        chunks: &[ChunkLoad<'_>],
-        source_of: &(dyn Fn(usize, usize) -> String + Sync),
-        deadline: Instant,
-    ) -> Vec<ChunkOutcome> {
+    /// for their data go to the quarantine under their chunk's `sources`.
+    pub async fn deliver(&self, chunks: &[ChunkLoad<'_>], deadline: Instant) -> Vec<ChunkOutcome> {
         match self {
-            Delivery::SqlApi(loader) => loader.load_chunks(chunks, source_of, deadline).await,
+            Delivery::SqlApi(loader) => loader.load_chunks(chunks, deadline).await,
         }
     }
 

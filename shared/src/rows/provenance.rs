@@ -48,6 +48,15 @@ impl<S: PartialEq> Provenance<S> {
         self.runs.iter().map(|(_, rows)| rows).sum()
     }
 
+    /// The same runs with each source mapped (runs whose sources map equal merge).
+    pub fn map<T: PartialEq>(&self, f: impl Fn(&S) -> T) -> Provenance<T> {
+        let mut mapped = Provenance::default();
+        for (source, rows) in &self.runs {
+            mapped.push(f(source), *rows);
+        }
+        mapped
+    }
+
     /// Whether no row is recorded.
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
@@ -82,5 +91,8 @@ mod tests {
         assert_eq!(provenance.rows(), 5);
         assert!(!provenance.is_empty());
         assert!(Provenance::<u8>::default().is_empty());
+        let named = provenance.map(|s| format!("m-{s}"));
+        assert_eq!(named.source_of(3), Some(&"m-b".to_string()));
+        assert_eq!(provenance.map(|_| 0).runs(), [(0, 5)]);
     }
 }

@@ -26,11 +26,9 @@ impl ChunkLoad<'_> {
 impl Loader {
     /// Loads chunks with bounded concurrency (see [`Loader::run_all`]); a chunk Snowflake
     /// refuses for one row's data (a 100xxx error) is bisected and its refused rows quarantined.
-    /// `source_of(chunk, row)` names the source (SQS message id, staged chunk) of a refused row.
     pub async fn load_chunks(
         &self,
         chunks: &[ChunkLoad<'_>],
-        source_of: &(dyn Fn(usize, usize) -> String + Sync),
         deadline: Instant,
     ) -> Vec<ChunkOutcome> {
         let statements = chunks
@@ -39,7 +37,7 @@ impl Loader {
             .collect();
         let results = self.run_all(statements, deadline).await;
         let mut outcomes = Vec::with_capacity(chunks.len());
-        for (index, (chunk, result)) in chunks.iter().zip(results).enumerate() {
+        for (chunk, result) in chunks.iter().zip(results) {
             let outcome = match result {
                 Ok(result) => ChunkOutcome {
                     loaded: result.rows_inserted.unwrap_or_default(),
@@ -48,8 +46,7 @@ impl Loader {
                 },
                 Err(e) if e.kind() == ErrorKind::Data => {
                     tracing::warn!(table = chunk.table.name(), error = %e, "Snowflake refused the chunk's data; isolating the refused rows");
-                    self.isolate(chunk, &|row| source_of(index, row), deadline)
-                        .await
+                    self.isolate(chunk, deadline).await
                 }
                 Err(e) => ChunkOutcome {
                     statements: 1,
@@ -66,16 +63,19 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::Provenance;
     use crate::snowflake::Table;
 
     #[test]
     fn skipping_form_of_the_same_rows_gets_another_request_id() {
+        let sources = Provenance::default();
         let load = |skip_loaded| ChunkLoad {
             table: Table::RawEvents,
             body: "[]",
             key: Uuid::from_u128(1),
             resubmission: true,
             tag: "t",
+            sources: &sources,
             skip_loaded,
         };
         let plain = load(false).statement("[1]".into(), "");

@@ -17,19 +17,14 @@ use tokio::time::Instant;
 
 use super::Loader;
 use crate::load::{ChunkLoad, ChunkOutcome};
-use crate::rows::JsonArray;
 use crate::rows::array::elements;
+use crate::rows::{JsonArray, Provenance};
 use crate::snowflake::{ErrorKind, SnowflakeError, Table};
 
 impl Loader {
     /// Bisects a refused chunk: halves that load stay loaded, single refused rows go to the
     /// quarantine with Snowflake's error.
-    pub(super) async fn isolate(
-        &self,
-        chunk: &ChunkLoad<'_>,
-        source_of: &(dyn Fn(usize) -> String + Sync),
-        deadline: Instant,
-    ) -> ChunkOutcome {
+    pub(super) async fn isolate(&self, chunk: &ChunkLoad<'_>, deadline: Instant) -> ChunkOutcome {
         let mut outcome = ChunkOutcome {
             statements: 1,
             ..ChunkOutcome::default()
@@ -71,7 +66,7 @@ impl Loader {
             outcome.error = Some(refused.swap_remove(0).1);
             return outcome;
         }
-        let quarantine = quarantine_rows(&rows, &refused, source_of);
+        let quarantine = quarantine_rows(&rows, &refused, chunk.sources);
         outcome.statements += 1;
         let statement = ChunkLoad {
             table: Table::Rejected,
@@ -108,11 +103,12 @@ fn join(rows: &[&str]) -> String {
 fn quarantine_rows(
     rows: &[&str],
     refused: &[(usize, SnowflakeError)],
-    source_of: &(dyn Fn(usize) -> String + Sync),
+    sources: &Provenance<String>,
 ) -> String {
     let mut body = JsonArray::new();
     for (row, error) in refused {
-        body.push_refused(rows[*row], error, &source_of(*row));
+        let source = sources.source_of(*row).map_or("", String::as_str);
+        body.push_refused(rows[*row], error, source);
     }
     body.finish()
 }
@@ -144,7 +140,11 @@ mod tests {
             })
         };
         let refused = [(0, error("100038")), (2, error("100035"))];
-        let body = quarantine_rows(&rows, &refused, &|row| format!("msg-{row}"));
+        let mut sources = Provenance::default();
+        for row in 0..3 {
+            sources.push(format!("msg-{row}"), 1);
+        }
+        let body = quarantine_rows(&rows, &refused, &sources);
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed.as_array().unwrap().len(), 2);
         assert_eq!(
