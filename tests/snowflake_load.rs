@@ -427,12 +427,13 @@ fn short_deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(6_500)
 }
 
-async fn one_chunk(tag: &str, n: usize) -> Chunk {
-    let batch = Tagged::of(tag.to_string(), tagged_events(tag, n, 17, 0));
-    let parsed = batch.messages();
-    let mut chunks = Chunker::new(1_000_000).chunk(&parsed);
+/// One RAW_EVENTS chunk of `n` events under a fresh `<prefix>-...` tag.
+async fn one_chunk(prefix: &str, n: usize) -> (String, Chunk) {
+    let tag = unique(prefix);
+    let batch = Tagged::of(tag.clone(), tagged_events(&tag, n, 17, 0));
+    let mut chunks = Chunker::new(1_000_000).chunk(&batch.messages());
     assert_eq!(chunks.len(), 1);
-    chunks.remove(0)
+    (tag, chunks.remove(0))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -440,8 +441,7 @@ async fn statement_slowed_past_the_deadline_is_cancelled_and_none_of_its_rows_la
     // The INSERT starts only after 30 s: far past the deadline.
     let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "phase": "before_execute", "action": {"delay_ms": 30000}});
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
-    let tag = unique("cancel");
-    let chunk = one_chunk(&tag, 120).await;
+    let (tag, chunk) = one_chunk("cancel", 120).await;
     let error = loader
         .run(chunk.statement(), short_deadline())
         .await
@@ -473,8 +473,7 @@ async fn statement_that_finished_while_its_answer_was_late_succeeds_after_the_ca
     // The INSERT runs at once, but the first poll's answer is held back past the deadline.
     let fault = json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "phase": "after_execute", "action": {"delay_ms": 20000}});
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
-    let tag = unique("late");
-    let chunk = one_chunk(&tag, 80).await;
+    let (tag, chunk) = one_chunk("late", 80).await;
     let result = loader.run(chunk.statement(), short_deadline()).await;
     let cancels = emulator
         .requests_on("/api/v2/statements/{handle}/cancel")
@@ -500,8 +499,7 @@ async fn a_lost_cancel_leaves_the_statement_to_its_own_timeout() {
         json!({"match": {"method": "POST", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"status": 503}}),
     ];
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &faults).await;
-    let tag = unique("lostcancel");
-    let chunk = one_chunk(&tag, 60).await;
+    let (tag, chunk) = one_chunk("lostcancel", 60).await;
     let error = loader
         .run(chunk.statement(), short_deadline())
         .await
@@ -531,8 +529,7 @@ async fn a_lost_cancel_leaves_the_statement_to_its_own_timeout() {
 async fn retry_after_sets_the_wait_before_the_next_submission() {
     let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1, "action": {"status": 429, "headers": {"Retry-After": "2"}}});
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
-    let tag = unique("retryafter");
-    let chunk = one_chunk(&tag, 40).await;
+    let (_, chunk) = one_chunk("retryafter", 40).await;
     let started = tokio::time::Instant::now();
     let result = loader.run(chunk.statement(), deadline()).await.unwrap();
     let waited = started.elapsed();
@@ -547,8 +544,7 @@ async fn retry_after_sets_the_wait_before_the_next_submission() {
 async fn lock_contention_is_retried_and_the_rows_land_once() {
     let fault = json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 2, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement '01b2' has locked table 'RAW_EVENTS' in transaction 1 and this lock has not yet been released. Your statement '01b3' was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}});
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
-    let tag = unique("lock");
-    let chunk = one_chunk(&tag, 50).await;
+    let (tag, chunk) = one_chunk("lock", 50).await;
     let result = loader.run(chunk.statement(), deadline()).await.unwrap();
     emulator.clean().await;
     assert_eq!(result.attempts, 3, "two refusals, then the statement ran");
@@ -611,8 +607,7 @@ async fn lock_contention_answered_by_a_poll_submits_the_statement_again() {
     // emulator got, so only the first poll is faulted).
     let fault = json!({"match": {"method": "GET", "path_prefix": "/api/v2/statements/"}, "count": 1, "action": {"snowflake_error": {"status": 422, "code": "000625", "sqlState": "57014", "message": "Statement was aborted because the number of waiters for this lock exceeds the 20 statements limit."}}});
     let (_guard, emulator, loader) = loader_case(LoadSettings::default(), &[fault]).await;
-    let tag = unique("polllock");
-    let chunk = one_chunk(&tag, 30).await;
+    let (tag, chunk) = one_chunk("polllock", 30).await;
     let result = loader.run(chunk.statement(), deadline()).await;
     let report = emulator.requests().await;
     emulator.clean().await;
