@@ -12,9 +12,10 @@ message body, 1% invalid, identical bodies for both sides. Each run, in alternat
 * **Python** (a fresh ``python`` process, ``--python-only``): what a user typically writes with
   snowflake-connector-python (this venv's) against the same local Snowflake through the drivers'
   protocol (``account="fakesnow", host="127.0.0.1", port=..., protocol="http"``, database
-  TRACKLAYER, schema EVENTS): ``json.loads`` each body, check the required fields, convert to the
-  RAW_EVENTS columns (event_time to naive UTC ``datetime``, ``Decimal`` value, upper-case
-  currency, properties re-serialised with ``json.dumps``, the original text as raw payload), and
+  TRACKLAYER, schema EVENTS): ``json.loads`` each body, check the required fields and that
+  ``properties`` is an object, convert to the RAW_EVENTS columns (event_time to naive UTC
+  ``datetime``, ``Decimal`` value, upper-case currency, properties re-serialised with
+  ``json.dumps``, the original text as raw payload), and
   ``cursor.executemany("INSERT INTO RAW_EVENTS_PY (...) VALUES (%s, ...)", rows)`` every
   ``--batch`` rows; invalid events go to RAW_EVENTS_REJECTED_PY the same way. Simplification:
   ``PARSE_JSON`` is not allowed in a ``VALUES`` list, so RAW_EVENTS_PY has the same columns as
@@ -143,6 +144,8 @@ def python_loader(bodies: list[str], message_ids: list[str], port: int, batch: i
                         raise ValueError(f"bad currency {currency!r}")
                     currency = currency.upper()
                 properties = event.get("properties")
+                if properties is not None and not isinstance(properties, dict):
+                    raise ValueError("properties is not an object")
                 rows.append(
                     (
                         str(event["event_id"]), when, event["merchant_id"], event["event_name"].strip(),
