@@ -340,6 +340,16 @@ impl Client {
         &self.session
     }
 
+    /// The HTTP client (its connection pool), for the streaming API on the same account.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// How this client retries.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// The account's base URL.
     pub fn base_url(&self) -> &reqwest::Url {
         &self.account.base_url

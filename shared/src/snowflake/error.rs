@@ -137,6 +137,13 @@ pub enum Fix {
     Cancelled,
     /// 100xxx.
     RowData,
+    /// Snowpipe Streaming: the database, schema, table or its default pipe is missing or not
+    /// granted to the role.
+    StreamingObject,
+    /// Snowpipe Streaming: the token exchange refused the scope (the role is not granted).
+    StreamingScope,
+    /// Snowpipe Streaming: a channel kept asking to be reopened.
+    ChannelReopen,
 }
 
 /// The classification table: the first row that matches decides. Code rows come before status
@@ -182,6 +189,41 @@ pub const TABLE: &[(Match, ErrorKind, Fix)] = {
         (Code("000630"), Timeout, Fix::StatementTimeout),
         (Code("000604"), Timeout, Fix::Cancelled),
         (Prefix("100"), Data, Fix::RowData),
+        // Snowpipe Streaming's codes (../shared/notes/snowpipe-streaming.md §6, from
+        // redpanda-data/connect errors.go and the error-handling page; HTTP statuses unconfirmed).
+        (
+            Code("ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED"),
+            Configuration,
+            Fix::StreamingObject,
+        ),
+        (
+            Code("ERR_TABLE_DOES_NOT_EXIST_NOT_AUTHORIZED"),
+            Configuration,
+            Fix::StreamingObject,
+        ),
+        (
+            Code("ERR_DATABASE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED"),
+            Configuration,
+            Fix::StreamingObject,
+        ),
+        (
+            Code("ERR_SCHEMA_DOES_NOT_EXIST_OR_NOT_AUTHORIZED"),
+            Configuration,
+            Fix::StreamingObject,
+        ),
+        (Code("invalid_scope"), Configuration, Fix::StreamingScope),
+        (
+            Code("ERR_GENERAL_EXCEPTION_RETRY_REQUEST"),
+            Transient,
+            Fix::Throttled,
+        ),
+        (Code("ERR_TOO_MANY_REQUESTS"), Transient, Fix::Throttled),
+        (Prefix("ERR_CHANNEL_"), Transient, Fix::ChannelReopen),
+        (
+            Code("STALE_CONTINUATION_TOKEN_SEQUENCER"),
+            Transient,
+            Fix::ChannelReopen,
+        ),
         (Status(401, 401), Authentication, Fix::Credentials),
         (Status(403, 403), Authentication, Fix::Credentials),
         (Status(408, 408), Timeout, Fix::StatementTimeout),
@@ -603,6 +645,16 @@ pub fn fix_text(fix: Fix, api: &ApiError, user: Option<&str>) -> String {
         Fix::StatementTimeout => "The statement took too long and Snowflake stopped it: use a larger warehouse or smaller statements (TRACKLAYER_MAX_STATEMENT_BYTES), or raise the function's timeout.".into(),
         Fix::Cancelled => "The statement was cancelled before it finished (by the loader at its deadline, or by an administrator); its messages are retried.".into(),
         Fix::RowData => "Snowflake refused some rows' data: they are quarantined in RAW_EVENTS_REJECTED with Snowflake's message.".into(),
+        Fix::StreamingObject => format!(
+            "Snowpipe Streaming cannot find {} or its default pipe {}-STREAMING as role {role}: check `database` and `schema` in the secret, create the table ({}), and GRANT INSERT on it and USAGE on its database and schema to the role (infra/sql/setup.sql). {stays}",
+            table_name(api),
+            api.table.map_or("<TABLE>", Table::name),
+            ddl_file(api)
+        ),
+        Fix::StreamingScope => format!(
+            "The token exchange refused the role {role} for Snowpipe Streaming: grant it to the user (GRANT ROLE {role} TO USER ...), or fix `role` in the secret. {stays}"
+        ),
+        Fix::ChannelReopen => "A streaming channel kept failing after it was reopened (another writer may use it: flush must be the only one, reserved concurrency 1); the rows after its committed offset are sent again on the next run.".into(),
     }
 }
 
@@ -781,6 +833,15 @@ mod tests {
             (422, "000604", "SQL execution canceled", Timeout, &["cancelled"]),
             (422, "100038", "Numeric value 'x' is not recognized", Data, &["quarantined"]),
             (422, "100069", "Error parsing JSON: duplicate object attribute \"a\", pos 31", Data, &["quarantined"]),
+            (404, "ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED", "pipe", Configuration, &["TRACKLAYER.\"Events\".RAW_EVENTS", "RAW_EVENTS-STREAMING", "GRANT INSERT", "role TRACKLAYER_WRITER", "Nothing was quarantined"]),
+            (404, "ERR_TABLE_DOES_NOT_EXIST_NOT_AUTHORIZED", "", Configuration, &["USAGE on its database and schema"]),
+            (404, "ERR_DATABASE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED", "", Configuration, &["`database` and `schema`"]),
+            (404, "ERR_SCHEMA_DOES_NOT_EXIST_OR_NOT_AUTHORIZED", "", Configuration, &["infra/sql/setup.sql"]),
+            (400, "invalid_scope", "role not granted", Configuration, &["GRANT ROLE TRACKLAYER_WRITER TO USER"]),
+            (503, "ERR_GENERAL_EXCEPTION_RETRY_REQUEST", "", Transient, &["retries with backoff"]),
+            (429, "ERR_TOO_MANY_REQUESTS", "", Transient, &["retries with backoff"]),
+            (409, "ERR_CHANNEL_MUST_BE_REOPENED", "", Transient, &["reserved concurrency 1", "next run"]),
+            (400, "STALE_CONTINUATION_TOKEN_SEQUENCER", "", Transient, &["another writer"]),
             (401, "", "<html>Unauthorized</html>", Authentication, &["run connection-test"]),
             (403, "", "<html>Forbidden</html>", Authentication, &["run connection-test"]),
             (408, "", "", Timeout, &["took too long"]),

@@ -1,10 +1,12 @@
-//! Snowflake's SQL API v2: accounts, authentication, statements, errors and our two tables.
+//! Snowflake's SQL API v2 and Snowpipe Streaming's REST API: accounts, authentication,
+//! statements, channels, errors and our two tables.
 
 pub mod account;
 pub mod auth;
 pub mod client;
 pub mod error;
 pub mod identifier;
+pub mod streaming;
 pub mod tables;
 
 pub use account::{Account, AccountError};
