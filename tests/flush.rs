@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tracklayer::flush::{Flush, FlushConfig, FlushReport, FlushRequest, FlushStatus};
 use tracklayer::ingest::Ingest;
-use tracklayer::load::LoadSettings;
+use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
     Emulator, aws, count, drain_queue, exclusive, fresh_queue, loader, setting, sfquery,
@@ -111,7 +111,39 @@ fn config(queue: &str) -> FlushConfig {
         visibility: Duration::from_secs(30),
         suspend_after_flush: false,
         flush_period: Duration::from_secs(300),
+        load_method: LoadMethod::SqlApi,
+        streaming_channel: "TRACKLAYER_FLUSH".into(),
     }
+}
+
+/// The same, loading through Snowpipe Streaming.
+fn streaming_config(queue: &str) -> FlushConfig {
+    FlushConfig {
+        load_method: LoadMethod::Streaming,
+        ..config(queue)
+    }
+}
+
+/// One streaming run over `queue` with `faults` installed, commits 200 ms after each append;
+/// the run must load everything. Returns its report and the request report.
+async fn streaming_run(queue: &str, faults: &[Value]) -> (FlushReport, Value) {
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .settings(json!({"streaming": {"commit_delay_ms": 200}}))
+        .await;
+    for fault in faults {
+        emulator.fault(fault.clone()).await;
+    }
+    let report = run(
+        &flusher(streaming_config(queue)).await,
+        FlushRequest::default(),
+    )
+    .await;
+    let requests = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    (report, requests)
 }
 
 async fn flusher(config: FlushConfig) -> Flush {
@@ -666,5 +698,99 @@ async fn compile_error_stops_the_run_quarantines_nothing_and_keeps_every_chunk()
         left.len() as u64,
         staged,
         "every staged chunk is still on the queue"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_loads_every_staged_event_once_with_no_insert_statement() {
+    let (_guard, sqs, queue, tag) = case("fstream").await;
+    let (valid, invalid) = stage(&sqs, &queue, &tag, 3_000, 100, 200_000).await;
+    assert_eq!((valid, invalid), (2_970, 30));
+    let (report, requests) = streaming_run(&queue, &[]).await;
+    assert_eq!(
+        (report.events_loaded, report.events_rejected),
+        (valid as u64, invalid as u64)
+    );
+    assert_eq!(report.leftover_estimate, 0);
+    assert_eq!(
+        report.statements, 0,
+        "no SQL API statement loads a first delivery"
+    );
+    assert_eq!(requests["by_kind"]["INSERT"], Value::Null, "{requests}");
+    assert!(
+        requests["by_streaming"]["append"].as_u64().unwrap() >= 2,
+        "{requests}"
+    );
+    assert_eq!(
+        requests["by_streaming"]["open"], 2,
+        "one channel per table, opened once"
+    );
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+    assert_eq!(rejected(&tag), invalid as u64);
+    // The load time comes from the client (a default pipe would give every row one value).
+    let q = sfquery(&format!(
+        "SELECT COUNT(*) AS N FROM RAW_EVENTS WHERE EVENT_ID LIKE '{tag}-%' AND LOADED_AT IS NOT NULL AND RAW_PAYLOAD:event_id::STRING = EVENT_ID"
+    ));
+    assert_eq!(q.text(0, "N").as_deref(), Some(valid.to_string().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_reopens_a_fenced_or_refused_channel_and_still_loads_each_row_once() {
+    let (_guard, sqs, queue, tag) = case("fsfault").await;
+    let (valid, invalid) = stage(&sqs, &queue, &tag, 2_000, 100, 100_000).await;
+    let append = "/v2/streaming/data/";
+    let faults = [
+        // Another writer opens the channel before the first append: it is fenced (stale token).
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": {"fence_channel": true}}),
+        // A throttled append, a 503 with a bare-string body, then an append whose answer is
+        // lost after Snowflake took it (a retry with the old token is refused: reopen, replay).
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": {"status": 429}}),
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": {"status": 503, "body": "ERR_GENERAL_EXCEPTION_RETRY_REQUEST"}}),
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "phase": "after_execute", "action": {"drop_connection": true}}),
+    ];
+    let (report, requests) = streaming_run(&queue, &faults).await;
+    assert_eq!(
+        (report.events_loaded, report.events_rejected),
+        (valid as u64, invalid as u64)
+    );
+    assert!(
+        requests["by_streaming"]["open"].as_u64().unwrap() >= 3,
+        "{requests}"
+    );
+    assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
+    assert_eq!(rejected(&tag), invalid as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_loads_a_redelivered_chunk_through_the_skipping_insert() {
+    let (_guard, sqs, queue, tag) = case("fsredo").await;
+    let (valid, _) = stage(&sqs, &queue, &tag, 500, 0, 1_000_000).await;
+    // A run that died after its rows landed: the message is back, received once already.
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .visibility_timeout(1)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap()[0];
+    let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
+    insert_directly(&chunk).await;
+    sqs.change_message_visibility()
+        .queue_url(&queue)
+        .receipt_handle(message.receipt_handle.as_deref().unwrap())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let (report, requests) = streaming_run(&queue, &[]).await;
+    assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
+    assert_eq!(report.chunks_redelivered, 1);
+    assert_eq!(report.rows_already_loaded, valid as u64);
+    assert_eq!(requests["by_kind"]["INSERT"], 1, "{requests}");
+    assert_eq!(
+        requests["by_streaming"]["append"],
+        Value::Null,
+        "{requests}"
     );
 }

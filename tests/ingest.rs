@@ -537,17 +537,39 @@ fn bad_setting_stops_the_binary_naming_the_setting() {
         binary.exists(),
         "build the workspace first (make test does)"
     );
-    let out = std::process::Command::new(binary)
-        .env("TRACKLAYER_LOAD_MODE", "sometimes")
-        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let all = format!("{stdout}{stderr}");
-    assert!(all.contains("TRACKLAYER_LOAD_MODE"), "{all}");
-    assert!(all.contains("\"sometimes\" is not a mode"), "{all}");
+    // (environment, texts the refusal must hold)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 2] = [
+        (
+            &[("TRACKLAYER_LOAD_MODE", "sometimes")],
+            &["TRACKLAYER_LOAD_MODE", "\"sometimes\" is not a mode"],
+        ),
+        (
+            &[
+                ("TRACKLAYER_LOAD_MODE", "stream"),
+                ("TRACKLAYER_SECRET_ID", "tracklayer/snowflake"),
+                ("TRACKLAYER_LOAD_METHOD", "streaming"),
+            ],
+            &[
+                "TRACKLAYER_LOAD_METHOD",
+                "streaming needs TRACKLAYER_LOAD_MODE=scheduled",
+            ],
+        ),
+    ];
+    for (env, expected) in cases {
+        let out = std::process::Command::new(&binary)
+            .envs(env.iter().copied())
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let all = format!("{stdout}{stderr}");
+        for text in expected {
+            assert!(all.contains(text), "{text:?} not in {all}");
+        }
+    }
 }
 
 /// A loader whose secret is the stack's but points at `schema`.

@@ -49,6 +49,10 @@ TO ROLE tracklayer_writer;
 -- RAW_EVENTS_REJECTED if someone created them before this script ran.
 GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA tracklayer.events
 TO ROLE tracklayer_writer;
+-- Snowpipe Streaming (LoadMethod=streaming) needs nothing more: a table's default pipe
+-- (<TABLE>-STREAMING) takes INSERT on the table and USAGE on its database and schema, no pipe
+-- grant and no warehouse (Snowflake's streaming access-control page; not yet confirmed against
+-- a real account, and field reports for the Kafka connector also name SELECT, granted above).
 
 -- Optional: lets the flush function suspend the warehouse right after a load instead of
 -- paying for AUTO_SUSPEND's idle seconds (USAGE is enough to auto-resume, OPERATE is needed to

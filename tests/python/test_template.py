@@ -335,6 +335,26 @@ def test_rule_accepts_both_or_neither_and_refuses_one_alone() -> None:
     assert not Stack(tpl, parameters(tpl, SubnetIds=WITH_VPC["SubnetIds"])).condition("HasVpc")
 
 
+def test_streaming_needs_scheduled_mode_and_runs_one_flush_at_a_time() -> None:
+    tpl = template()
+    rule = tpl["Rules"]["StreamingNeedsScheduledMode"]
+
+    def holds(**given: Any) -> bool:
+        stack = Stack(tpl, parameters(tpl, **given))
+        return not stack.eval(rule["RuleCondition"]) or all(stack.eval(a["Assert"]) for a in rule["Assertions"])
+
+    assert holds()
+    assert holds(LoadMode="stream")
+    assert holds(LoadMethod="streaming")
+    assert not holds(LoadMethod="streaming", LoadMode="stream")
+    assert "LoadMode scheduled" in rule["Assertions"][0]["AssertDescription"]
+    for method, reserved in [("streaming", 1), ("sql_api", None)]:
+        stack = Stack(tpl, parameters(tpl, LoadMethod=method))
+        assert stack.function_properties("FlushFunction").get("ReservedConcurrentExecutions") == reserved
+        # Every function reads it (Globals): ingest refuses streaming in stream mode at start.
+        assert stack.eval(tpl["Globals"]["Function"])["Environment"]["Variables"]["TRACKLAYER_LOAD_METHOD"] == method
+
+
 # ------------------------------------------------------------------------------------------------
 # What the code emits, read from the Rust source
 # ------------------------------------------------------------------------------------------------

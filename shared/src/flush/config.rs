@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, env_opt, env_parse, env_required};
-use crate::load::LoadSettings;
+use crate::load::streaming::DEFAULT_CHANNEL;
+use crate::load::{LoadMethod, LoadSettings};
 
 /// flush's settings, read once at cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,13 @@ pub struct FlushConfig {
     pub staging_queue_url: String,
     /// Statement size and concurrency.
     pub load: LoadSettings,
+    /// `TRACKLAYER_LOAD_METHOD` (default `sql_api`): INSERTs on a warehouse, or Snowpipe
+    /// Streaming.
+    pub load_method: LoadMethod,
+    /// `TRACKLAYER_STREAMING_CHANNEL` (default `TRACKLAYER_FLUSH`): the channel flush writes on
+    /// each table's default pipe, upper-cased. One flush at a time may use it (the template
+    /// reserves a concurrency of 1).
+    pub streaming_channel: String,
     /// `TRACKLAYER_FLUSH_RECEIVERS` (default 1): concurrent long-poll receivers feeding the
     /// packer. One keeps up with it (the statements are the slow part) and holds the least
     /// memory.
@@ -57,6 +65,11 @@ impl FlushConfig {
             secret_ttl: Duration::from_secs(env_parse("TRACKLAYER_SECRET_TTL_SECONDS", 300u64)?),
             staging_queue_url: env_required("TRACKLAYER_STAGING_QUEUE_URL")?,
             load: LoadSettings::from_env()?,
+            load_method: LoadMethod::from_env()?,
+            streaming_channel: env_opt("TRACKLAYER_STREAMING_CHANNEL")
+                .map_or(DEFAULT_CHANNEL.to_string(), |c| {
+                    c.trim().to_ascii_uppercase()
+                }),
             receivers: env_parse("TRACKLAYER_FLUSH_RECEIVERS", 1usize)?,
             margin: Duration::from_secs(env_parse("TRACKLAYER_FLUSH_MARGIN_SECONDS", 10u64)?),
             visibility: Duration::from_secs(env_parse("TRACKLAYER_VISIBILITY_SECONDS", 60u64)?),
@@ -65,6 +78,16 @@ impl FlushConfig {
                 60 * env_parse("TRACKLAYER_FLUSH_PERIOD_MINUTES", 60u64)?,
             ),
         };
+        ConfigError::require(
+            !config.streaming_channel.is_empty()
+                && config.streaming_channel.len() <= 64
+                && config
+                    .streaming_channel
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "TRACKLAYER_STREAMING_CHANNEL",
+            "must be 1 to 64 letters, digits or _ (default TRACKLAYER_FLUSH)",
+        )?;
         ConfigError::require(
             (60..=1440 * 60).contains(&config.flush_period.as_secs()),
             "TRACKLAYER_FLUSH_PERIOD_MINUTES",

@@ -38,7 +38,8 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 
-use crate::load::{ChunkLoad, Delivery, Loader};
+use crate::load::streaming::Writer;
+use crate::load::{ChunkLoad, Delivery, LoadMethod, Loader};
 use crate::report::{age_ms, now_ms};
 use crate::secrets::SecretSource;
 use crate::snowflake::{RetryPolicy, SnowflakeError, Table};
@@ -101,11 +102,17 @@ impl Flush {
         )
     }
 
-    /// A handler over an existing loader and SQS client (tests, benchmarks).
+    /// A handler over an existing loader and SQS client (tests, benchmarks); with
+    /// `load_method` streaming the loader serves the redeliveries.
     pub fn with_loader(config: FlushConfig, sqs: aws_sdk_sqs::Client, loader: Loader) -> Self {
         Flush {
             queue: StagingQueue::new(sqs, config.staging_queue_url.clone()),
-            delivery: Delivery::SqlApi(loader),
+            delivery: match config.load_method {
+                LoadMethod::SqlApi => Delivery::SqlApi(loader),
+                LoadMethod::Streaming => {
+                    Delivery::Streaming(Writer::new(loader, config.streaming_channel.clone()))
+                }
+            },
             config,
         }
     }

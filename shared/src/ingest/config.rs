@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::{ConfigError, env_opt, env_parse, env_required};
-use crate::load::LoadSettings;
+use crate::load::{LoadMethod, LoadSettings};
 
 /// Where validated events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,11 @@ impl IngestConfig {
             events_queue_url: env_opt("TRACKLAYER_EVENTS_QUEUE_URL"),
             load: LoadSettings::from_env()?,
         };
+        ConfigError::require(
+            mode == LoadMode::Scheduled || LoadMethod::from_env()? == LoadMethod::SqlApi,
+            "TRACKLAYER_LOAD_METHOD",
+            "streaming needs TRACKLAYER_LOAD_MODE=scheduled: flush is the one writer of the streaming channels; in stream mode ingest loads through the SQL API (sql_api)",
+        )?;
         Ok(config)
     }
 }

@@ -1,18 +1,53 @@
 //! Delivering rows to Snowflake, behind one seam: [`Delivery`]. Chunks ([`ChunkLoad`]) go in
-//! and one [`ChunkOutcome`] per chunk comes back, whichever way the rows travel. Today the one
-//! way is the SQL API's INSERTs on a warehouse ([`sql_api`]); a second way (Snowpipe Streaming)
-//! is a second variant and a second folder beside it.
+//! and one [`ChunkOutcome`] per chunk comes back, whichever way the rows travel: the SQL API's
+//! INSERTs on a warehouse ([`sql_api`]), or Snowpipe Streaming's channels with no warehouse
+//! ([`streaming`]), chosen by `TRACKLAYER_LOAD_METHOD` ([`LoadMethod`]).
 
 pub mod sql_api;
+pub mod streaming;
 
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::config::{ConfigError, env_parse};
+use crate::config::{ConfigError, env_opt, env_parse};
 use crate::rows::Provenance;
 use crate::snowflake::{SnowflakeError, Table};
 
 pub use sql_api::Loader;
+
+/// How rows reach Snowflake (`TRACKLAYER_LOAD_METHOD`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoadMethod {
+    /// `sql_api` (the default): INSERTs through the SQL API, on a warehouse.
+    #[default]
+    SqlApi,
+    /// `streaming`: Snowpipe Streaming's REST API, no warehouse for first deliveries.
+    Streaming,
+}
+
+impl LoadMethod {
+    /// Reads `TRACKLAYER_LOAD_METHOD` (`sql_api` when unset).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match env_opt("TRACKLAYER_LOAD_METHOD").as_deref().map(str::trim) {
+            None | Some("sql_api") => Ok(LoadMethod::SqlApi),
+            Some("streaming") => Ok(LoadMethod::Streaming),
+            Some(other) => Err(ConfigError::invalid(
+                "TRACKLAYER_LOAD_METHOD",
+                format!(
+                    "{other:?} is not a load method; use sql_api (INSERTs on a warehouse) or streaming (Snowpipe Streaming, no warehouse)"
+                ),
+            )),
+        }
+    }
+
+    /// `sql_api` or `streaming`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadMethod::SqlApi => "sql_api",
+            LoadMethod::Streaming => "streaming",
+        }
+    }
+}
 
 /// Default statement size bound: statement text plus bound values stay retryable by requestId.
 pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 1_000_000;
@@ -105,13 +140,17 @@ pub struct ChunkLoad<'a> {
 pub enum Delivery {
     /// INSERTs through the SQL API, on a warehouse.
     SqlApi(Loader),
+    /// Snowpipe Streaming's channels, with the SQL API for redeliveries.
+    Streaming(streaming::Writer),
 }
 
 impl Delivery {
-    /// Makes the destination ready, once per process: the SQL API creates the tables if needed.
+    /// Makes the destination ready: the tables, once per process; for streaming also the
+    /// channels, reopened every run.
     pub async fn prepare(&self, deadline: Instant) -> Result<(), SnowflakeError> {
         match self {
             Delivery::SqlApi(loader) => loader.ensure_tables(deadline).await,
+            Delivery::Streaming(writer) => writer.prepare(deadline).await,
         }
     }
 
@@ -120,6 +159,15 @@ impl Delivery {
     pub async fn deliver(&self, chunks: &[ChunkLoad<'_>], deadline: Instant) -> Vec<ChunkOutcome> {
         match self {
             Delivery::SqlApi(loader) => loader.load_chunks(chunks, deadline).await,
+            Delivery::Streaming(writer) => writer.deliver(chunks, deadline).await,
+        }
+    }
+
+    /// How rows travel.
+    pub fn method(&self) -> LoadMethod {
+        match self {
+            Delivery::SqlApi(_) => LoadMethod::SqlApi,
+            Delivery::Streaming(_) => LoadMethod::Streaming,
         }
     }
 
@@ -127,13 +175,16 @@ impl Delivery {
     pub fn settings(&self) -> LoadSettings {
         match self {
             Delivery::SqlApi(loader) => loader.settings(),
+            Delivery::Streaming(writer) => writer.loader().settings(),
         }
     }
 
-    /// The warehouse path, for what only it has (suspending the warehouse after a flush).
+    /// The warehouse path, for what only it has (suspending the warehouse after a flush; with
+    /// streaming the warehouse runs only for redeliveries, and is left to its AUTO_SUSPEND).
     pub fn sql_api(&self) -> Option<&Loader> {
         match self {
             Delivery::SqlApi(loader) => Some(loader),
+            Delivery::Streaming(_) => None,
         }
     }
 }
