@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tracklayer::connection_test::{Mode, Report, Request, Status, run};
+use tracklayer::load::LoadMethod;
 use tracklayer::secrets::SecretSource;
 use tracklayer_tests::{
     Emulator, aws, exclusive, fast_retry, openssl_rsa_key, public_pem, repo_root, setting, sfquery,
@@ -34,6 +35,10 @@ impl Setup {
     }
 
     async fn run(&self, mode: Mode) -> Report {
+        self.run_with(mode, LoadMethod::SqlApi).await
+    }
+
+    async fn run_with(&self, mode: Mode, load_method: LoadMethod) -> Report {
         let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
         let name = unique("tracklayer/ct");
         secrets
@@ -46,7 +51,7 @@ impl Setup {
         let source = SecretSource::new(secrets, name, Duration::from_secs(300), fast_retry());
         run(
             &source,
-            Request { mode },
+            Request { mode, load_method },
             tokio::time::Instant::now() + Duration::from_secs(60),
         )
         .await
@@ -650,4 +655,83 @@ fn the_real_binary_answers_with_the_report_through_a_lambda_runtime() {
     assert_eq!(report["checks"][0]["name"], "secret");
     assert_eq!(report["checks"].as_array().unwrap().len(), 11);
     assert_eq!(report["checks"][8]["name"], "quarantine");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_checks_reach_the_ingest_host_commit_a_test_row_and_read_it_back() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .settings(json!({"streaming": {"commit_delay_ms": 200}}))
+        .await;
+    let report = Setup::new()
+        .await
+        .run_with(Mode::TestSync, LoadMethod::Streaming)
+        .await;
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        &names[names.len() - 4..],
+        [
+            "streaming_host",
+            "streaming_token",
+            "streaming_channel",
+            "streaming_append"
+        ]
+    );
+    assert!(report.ok, "{report:?}");
+    let append = report.check("streaming_append").unwrap();
+    assert!(
+        append.detail.contains("committed and read back"),
+        "{}",
+        append.detail
+    );
+    let id = append
+        .detail
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(';');
+    let rows = sfquery(&format!(
+        "SELECT EVENT_NAME FROM RAW_EVENTS WHERE EVENT_ID = '{id}'"
+    ));
+    assert_eq!(
+        rows.text(0, "EVENT_NAME").as_deref(),
+        Some("tracklayer_connection_test")
+    );
+    // Check mode reaches the host and the token but opens no channel.
+    let checked = Setup::new()
+        .await
+        .run_with(Mode::Check, LoadMethod::Streaming)
+        .await;
+    assert_eq!(status(&checked, "streaming_token"), Status::Pass);
+    assert_eq!(status(&checked, "streaming_channel"), Status::Skip);
+    let requests = emulator.requests().await;
+    assert_eq!(requests["by_streaming"]["open"], 1, "{requests}");
+    emulator.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_with_a_token_only_secret_fails_saying_it_needs_a_key_pair() {
+    let _guard = exclusive().await;
+    let mut setup = Setup::new().await;
+    setup.secret.as_object_mut().unwrap().remove("private_key");
+    setup.secret["token"] = json!(format!("{}-pat", setup.user));
+    let report = setup.run_with(Mode::Check, LoadMethod::Streaming).await;
+    assert_eq!(
+        status(&report, "streaming_host"),
+        Status::Fail,
+        "{report:?}"
+    );
+    let host = report.check("streaming_host").unwrap();
+    assert!(
+        host.detail.contains("needs key-pair authentication"),
+        "{}",
+        host.detail
+    );
+    assert!(
+        host.fix.contains("TRACKLAYER_LOAD_METHOD=sql_api"),
+        "{}",
+        host.fix
+    );
 }

@@ -475,9 +475,10 @@ pub(super) fn compatible(expected: &str, actual: &str) -> bool {
     expected == actual || (text(expected) && text(actual))
 }
 
-pub(super) async fn test_sync(probe: &Probe<'_>, checks: &mut Checks) -> Option<String> {
-    let names = probe.names;
-    let event_id = format!("tracklayer-connection-test-{}", uuid::Uuid::new_v4());
+/// A test event's id and text: `tracklayer-connection-test-<way>-<uuid>`, event_name
+/// [`TEST_EVENT_NAME`], the time now.
+pub(super) fn test_event(way: &str) -> (String, String) {
+    let event_id = format!("tracklayer-connection-test-{way}-{}", uuid::Uuid::new_v4());
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -489,6 +490,12 @@ pub(super) async fn test_sync(probe: &Probe<'_>, checks: &mut Checks) -> Option<
         "source": "connection-test",
     })
     .to_string();
+    (event_id, raw)
+}
+
+pub(super) async fn test_sync(probe: &Probe<'_>, checks: &mut Checks) -> Option<String> {
+    let names = probe.names;
+    let (event_id, raw) = test_event("sql");
     let parsed = parse_body(&raw);
     let Some(Ok(event)) = parsed.first() else {
         checks.fail(

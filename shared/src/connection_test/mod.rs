@@ -4,10 +4,14 @@
 mod checks;
 mod fixes;
 mod report;
+mod streaming;
 
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
+use crate::load::LoadMethod;
 use crate::secrets::SecretSource;
 use crate::snowflake::{Client, ErrorKind, RetryPolicy, Table};
 
@@ -39,6 +43,10 @@ pub struct Request {
     /// Default `test_sync`.
     #[serde(default)]
     pub mode: Mode,
+    /// How the loader loads (`TRACKLAYER_LOAD_METHOD`, not part of the input): streaming adds
+    /// the Snowpipe Streaming checks.
+    #[serde(skip)]
+    pub load_method: LoadMethod,
 }
 
 /// Runs the diagnosis against the secret `source` reads.
@@ -47,6 +55,7 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
         done: Vec::new(),
         started: Instant::now(),
         rejections: None,
+        streaming: request.load_method == LoadMethod::Streaming,
     };
     let settings = match source.settings().await {
         Ok(settings) => settings,
@@ -61,7 +70,7 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
         max_attempts: 2,
         ..RetryPolicy::default()
     }) {
-        Ok(client) => client,
+        Ok(client) => Arc::new(client),
         Err(e) => {
             checks.fail(
                 "endpoint",
@@ -75,7 +84,7 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
     diagnose(
         &client,
         &names,
-        request.mode,
+        request,
         deadline,
         &mut checks,
         &mut test_event_id,
@@ -85,13 +94,14 @@ pub async fn run(source: &SecretSource, request: Request, deadline: Instant) -> 
 }
 
 async fn diagnose(
-    client: &Client,
+    client: &Arc<Client>,
     names: &Names,
-    mode: Mode,
+    request: Request,
     deadline: Instant,
     checks: &mut Checks,
     test_event_id: &mut Option<String>,
 ) {
+    let mode = request.mode;
     match client.probe(deadline).await {
         Ok(status) => checks.pass(
             "endpoint",
@@ -199,5 +209,11 @@ async fn diagnose(
     }
     if mode == Mode::TestSync {
         *test_event_id = test_sync(&probe, checks).await;
+    }
+    if request.load_method == LoadMethod::Streaming
+        && !checks.failed()
+        && let Some(id) = streaming::check_streaming(client, &probe, mode, checks).await
+    {
+        test_event_id.get_or_insert(id);
     }
 }

@@ -75,6 +75,8 @@ pub(super) struct Checks {
     pub(super) done: Vec<Check>,
     pub(super) started: Instant,
     pub(super) rejections: Option<std::collections::BTreeMap<String, u64>>,
+    /// Whether the streaming checks belong to this run (`TRACKLAYER_LOAD_METHOD=streaming`).
+    pub(super) streaming: bool,
 }
 
 impl Checks {
@@ -114,7 +116,12 @@ impl Checks {
             .iter()
             .find(|c| c.status == Status::Fail)
             .map(|c| c.name);
-        for name in CHECKS {
+        let streaming = if self.streaming {
+            &super::streaming::STREAMING_CHECKS[..]
+        } else {
+            &[]
+        };
+        for &name in CHECKS.iter().chain(streaming) {
             if self.done.iter().all(|c| c.name != name) {
                 let detail = match blocker {
                     Some(b) => format!("skipped: the {b} check failed"),

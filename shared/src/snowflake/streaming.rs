@@ -381,6 +381,18 @@ impl StreamingClient {
         }
     }
 
+    /// The ingest host (connection-test's first streaming check).
+    pub async fn ingest_host(&self, deadline: Instant) -> Result<Url, SnowflakeError> {
+        self.host(deadline).await
+    }
+
+    /// Exchanges the key-pair JWT for the scoped token, or keeps the one held (connection-test's
+    /// second streaming check; the token itself never leaves this client).
+    pub async fn authorize(&self, deadline: Instant) -> Result<(), SnowflakeError> {
+        let host = self.host(deadline).await?;
+        self.token(&host, deadline).await.map(|_| ())
+    }
+
     /// The ingest host, discovered once (§2).
     async fn host(&self, deadline: Instant) -> Result<Url, SnowflakeError> {
         if let Some(host) = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone() {
