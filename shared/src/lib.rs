@@ -8,11 +8,11 @@
 //!
 //! Modules import only those below them, leaf first: `config`, `report`, `event` (inside it:
 //! `json` ← `detail` ← `fields`, `timestamp`, `value` ← `scan` ← `validate` ← `body`);
-//! `snowflake` (the SQL API and Snowpipe Streaming clients, a leaf); `secrets`; `rows` (the row format: elements, the
-//! array builder, the INSERTs, provenance, chunks); `staging` (the queue between ingest and
-//! flush); `load` (the `Delivery` seam, the SQL API path in `load/sql_api/` and the streaming
-//! path in `load/streaming/`); and at the top
-//! `ingest`, `flush` and `connection_test`, each an orchestration `mod.rs` over one file per role.
+//! `snowflake` (the SQL API and Snowpipe Streaming clients, a leaf); `secrets`; `rows` (the row
+//! format: elements, the array builder, the INSERTs, provenance, chunks, streaming NDJSON);
+//! `staging` (the queue between ingest and flush); `load` (the `Delivery` seam, the SQL API path
+//! in `load/sql_api/` and the streaming path in `load/streaming/`); and at the top `ingest`,
+//! `flush` and `connection_test`, each an orchestration `mod.rs` over one file per role.
 
 pub mod config;
 pub mod connection_test;
