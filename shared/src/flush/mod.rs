@@ -331,7 +331,9 @@ impl Flush {
     /// Loads one packed statement (isolating rows Snowflake refuses), then deletes the staged
     /// messages whose rows have all landed and releases those that failed.
     async fn load_packed(&self, run: &Run, packed: Packed) {
-        let sources = packed.chunks.map(|chunk| format!("staged:{chunk}"));
+        let sources = packed
+            .chunks
+            .map(|chunk| std::borrow::Cow::Owned(format!("staged:{chunk}")));
         let load = ChunkLoad {
             table: packed.table,
             body: &packed.body,

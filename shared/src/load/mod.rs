@@ -6,6 +6,8 @@
 pub mod sql_api;
 pub mod streaming;
 
+use std::borrow::Cow;
+
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -128,7 +130,7 @@ pub struct ChunkLoad<'a> {
     pub tag: &'a str,
     /// The source of each row (SQS message id, or `staged:<chunk id>`): a row Snowflake refuses
     /// for its data is quarantined under it.
-    pub sources: &'a Provenance<String>,
+    pub sources: &'a Provenance<Cow<'a, str>>,
     /// Skip rows already in the table (see [`Table::insert_skipping_loaded`]): for rows a
     /// dead run may have loaded under other requestIds.
     pub skip_loaded: bool,

@@ -13,6 +13,8 @@
 //! sub-statements of a chunk marked `skip_loaded` also skip rows already in the table, so
 //! nothing lands twice either way.
 
+use std::borrow::Cow;
+
 use tokio::time::Instant;
 
 use super::Loader;
@@ -103,11 +105,11 @@ fn join(rows: &[&str]) -> String {
 fn quarantine_rows(
     rows: &[&str],
     refused: &[(usize, SnowflakeError)],
-    sources: &Provenance<String>,
+    sources: &Provenance<Cow<'_, str>>,
 ) -> String {
     let mut body = JsonArray::new();
     for (row, error) in refused {
-        let source = sources.source_of(*row).map_or("", String::as_str);
+        let source = sources.source_of(*row).map_or("", |s| s.as_ref());
         body.push_refused(rows[*row], error, source);
     }
     body.finish()
@@ -142,7 +144,7 @@ mod tests {
         let refused = [(0, error("100038")), (2, error("100035"))];
         let mut sources = Provenance::default();
         for row in 0..3 {
-            sources.push(format!("msg-{row}"), 1);
+            sources.push(Cow::Owned(format!("msg-{row}")), 1);
         }
         let body = quarantine_rows(&rows, &refused, &sources);
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
