@@ -356,15 +356,12 @@ async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
-    let (_guard, sqs, queue, tag) = case("fcrash").await;
-    let (valid, _) = stage(&sqs, &queue, &tag, 500, 0, 1_000_000).await;
-    // What a flush killed between INSERT and delete leaves behind: the chunk inserted under
-    // its id, the message not deleted.
+/// What a flush killed between INSERT and delete leaves behind: the staged chunk's rows
+/// inserted, its message received once and visible again.
+async fn crash_after_insert(sqs: &aws_sdk_sqs::Client, queue: &str) {
     let received = sqs
         .receive_message()
-        .queue_url(&queue)
+        .queue_url(queue)
         .visibility_timeout(1)
         .send()
         .await
@@ -373,12 +370,19 @@ async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
     let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
     insert_directly(&chunk).await;
     sqs.change_message_visibility()
-        .queue_url(&queue)
+        .queue_url(queue)
         .receipt_handle(message.receipt_handle.as_deref().unwrap())
         .visibility_timeout(0)
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_inserted_before_a_crash_is_not_loaded_again() {
+    let (_guard, sqs, queue, tag) = case("fcrash").await;
+    let (valid, _) = stage(&sqs, &queue, &tag, 500, 0, 1_000_000).await;
+    crash_after_insert(&sqs, &queue).await;
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
 
     let report = loaded_run(&queue).await;
@@ -765,24 +769,7 @@ async fn streaming_reopens_a_fenced_or_refused_channel_and_still_loads_each_row_
 async fn streaming_loads_a_redelivered_chunk_through_the_skipping_insert() {
     let (_guard, sqs, queue, tag) = case("fsredo").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 500, 0, 1_000_000).await;
-    // A run that died after its rows landed: the message is back, received once already.
-    let received = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .visibility_timeout(1)
-        .send()
-        .await
-        .unwrap();
-    let message = &received.messages.unwrap()[0];
-    let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
-    insert_directly(&chunk).await;
-    sqs.change_message_visibility()
-        .queue_url(&queue)
-        .receipt_handle(message.receipt_handle.as_deref().unwrap())
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
+    crash_after_insert(&sqs, &queue).await;
     let (report, requests) = streaming_run(&queue, &[]).await;
     assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
     assert_eq!(report.chunks_redelivered, 1);
