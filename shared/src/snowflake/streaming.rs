@@ -128,6 +128,15 @@ impl std::fmt::Debug for StreamingClient {
     }
 }
 
+/// Which host and credential a call uses (§1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plane {
+    /// The account host, with the key-pair JWT.
+    Control,
+    /// The ingest host, with the scoped token.
+    Data,
+}
+
 /// The names a channel lives under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelName {
@@ -309,27 +318,56 @@ impl StreamingClient {
         url
     }
 
-    /// One data-plane call with the scoped token: retried with backoff on 429, 5xx and lost
-    /// connections (§6: Snowflake's own client retries 408, 429, 499 and every 5xx), the token
-    /// exchanged again once after a 401.
+    /// One data-plane call with the scoped token, its 2xx body read as JSON (an empty body as
+    /// `{}`).
     async fn data_call<T: serde::de::DeserializeOwned>(
         &self,
         deadline: Instant,
         table: Table,
         build: impl Fn(&Url, &str) -> reqwest::RequestBuilder,
     ) -> Result<T, SnowflakeError> {
-        let mut refreshed = false;
+        let (status, text) = self.exchange(Plane::Data, deadline, table, build).await?;
+        let text = if text.trim().is_empty() { "{}" } else { &text };
+        serde_json::from_str(text).map_err(|e| SnowflakeError::Protocol {
+            http_status: status,
+            detail: format!("unreadable streaming answer ({e}): {}", clip(text)),
+        })
+    }
+
+    /// One call on `plane`, retried with backoff on 429, 5xx and lost connections (§6:
+    /// Snowflake's own client retries 408, 429, 499 and every 5xx), the credential renewed once
+    /// after a 401 (data plane: the scoped token exchanged again; control plane: the JWT signed
+    /// again). Returns the 2xx status and body. `build` gets the plane's base URL and credential.
+    async fn exchange(
+        &self,
+        plane: Plane,
+        deadline: Instant,
+        table: Table,
+        build: impl Fn(&Url, &str) -> reqwest::RequestBuilder,
+    ) -> Result<(u16, String), SnowflakeError> {
+        let mut renewed = false;
         let mut attempt = 0;
         'call: loop {
             attempt += 1;
-            let host = self.host(deadline).await?;
-            let token = self.token(&host, deadline).await?;
-            let url = build(&host, &token)
-                .build()
+            let (base, credential) = match plane {
+                Plane::Control => (
+                    self.sql.base_url().clone(),
+                    self.sql.authenticator().bearer()?.token,
+                ),
+                Plane::Data => {
+                    // Boxed: finding the host and the token are control-plane exchanges.
+                    let host = Box::pin(self.host(deadline)).await?;
+                    let token = Box::pin(self.token(&host, deadline)).await?;
+                    (host, token)
+                }
+            };
+            let request = build(&base, &credential);
+            let url = request
+                .try_clone()
+                .and_then(|r| r.build().ok())
                 .map(|r| r.url().to_string())
                 .unwrap_or_default();
-            let sent = tokio::time::timeout_at(deadline, build(&host, &token).send()).await;
-            let error = match sent {
+            let error = match tokio::time::timeout_at(deadline, request.send()).await {
                 Err(_) => {
                     return Err(SnowflakeError::Transport {
                         url,
@@ -353,16 +391,14 @@ impl StreamingClient {
                         }
                     };
                     if (200..300).contains(&status) {
-                        let text = if text.trim().is_empty() { "{}" } else { &text };
-                        return serde_json::from_str(text).map_err(|e| SnowflakeError::Protocol {
-                            http_status: status,
-                            detail: format!("unreadable streaming answer ({e}): {}", clip(text)),
-                        });
+                        return Ok((status, text));
                     }
                     let error = self.error_of(status, &text, table);
-                    if status == 401 && !refreshed {
-                        refreshed = true;
-                        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    if status == 401 && !renewed {
+                        renewed = true;
+                        if plane == Plane::Data {
+                            *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        }
                         self.sql.authenticator().invalidate();
                         continue 'call;
                     }
@@ -487,67 +523,17 @@ impl StreamingClient {
         Ok(token)
     }
 
-    /// A control-plane call (hostname, token exchange) with the key-pair JWT; the JWT is signed
-    /// again once after a 401. Returns the body text.
+    /// A control-plane call (hostname, token exchange) with the key-pair JWT. Returns the body.
     async fn control_call(
         &self,
         deadline: Instant,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<String, SnowflakeError> {
-        let mut signed_again = false;
-        let mut attempt = 0;
-        'call: loop {
-            attempt += 1;
-            let bearer = self.sql.authenticator().bearer()?;
-            let request = build(&bearer.token);
-            let url = request
-                .try_clone()
-                .and_then(|r| r.build().ok())
-                .map(|r| r.url().to_string())
-                .unwrap_or_default();
-            let error = match tokio::time::timeout_at(deadline, request.send()).await {
-                Err(_) => {
-                    return Err(SnowflakeError::Transport {
-                        url,
-                        detail: "no answer before the deadline".into(),
-                    });
-                }
-                Ok(Err(e)) => SnowflakeError::Transport {
-                    url,
-                    detail: e.to_string(),
-                },
-                Ok(Ok(response)) => 'answer: {
-                    let status = response.status().as_u16();
-                    let text = match response.text().await {
-                        Ok(text) => text,
-                        Err(e) => {
-                            break 'answer SnowflakeError::Transport {
-                                url,
-                                detail: format!("the answer was cut off: {e}"),
-                            };
-                        }
-                    };
-                    if (200..300).contains(&status) {
-                        return Ok(text);
-                    }
-                    let error = self.error_of(status, &text, Table::RawEvents);
-                    if status == 401 && !signed_again {
-                        signed_again = true;
-                        self.sql.authenticator().invalidate();
-                        continue 'call;
-                    }
-                    if !matches!(status, 408 | 429 | 499 | 500..=599) {
-                        return Err(error);
-                    }
-                    error
-                }
-            };
-            let wait = self.retry.backoff(attempt);
-            if attempt >= self.retry.max_attempts || Instant::now() + wait >= deadline {
-                return Err(error);
-            }
-            tokio::time::sleep(wait).await;
-        }
+        self.exchange(Plane::Control, deadline, Table::RawEvents, |_, jwt| {
+            build(jwt)
+        })
+        .await
+        .map(|(_, text)| text)
     }
 
     /// An error answer as an [`ApiError`]: the code from `code`, `error_code`, OAuth's `error`,
