@@ -14,7 +14,7 @@ use super::report::Checks;
 use super::{Mode, TEST_EVENT_NAME};
 use crate::rows::JsonArray;
 use crate::rows::streaming::ndjson;
-use crate::snowflake::streaming::{ChannelName, StreamingClient, gzip};
+use crate::snowflake::streaming::{ChannelName, StreamingClient, gzip, offset_number};
 use crate::snowflake::{Client, Table};
 
 /// The checks, in order (after the SQL API's).
@@ -134,12 +134,7 @@ pub(super) async fn check_streaming(
             return None;
         }
     };
-    let offset = opened
-        .committed
-        .as_deref()
-        .and_then(|c| c.parse::<u64>().ok())
-        .unwrap_or(0)
-        + 1;
+    let offset = offset_number(opened.committed.as_deref()) + 1;
     let started = Instant::now();
     if let Err(e) = client
         .append(
@@ -167,11 +162,11 @@ pub(super) async fn check_streaming(
             .await
         {
             Ok(statuses) => {
-                let committed = statuses
-                    .get(TEST_CHANNEL)
-                    .and_then(|s| s.last_committed_offset_token.as_deref())
-                    .and_then(|c| c.parse::<u64>().ok())
-                    .unwrap_or(0);
+                let committed = offset_number(
+                    statuses
+                        .get(TEST_CHANNEL)
+                        .and_then(|s| s.last_committed_offset_token.as_deref()),
+                );
                 if committed >= offset {
                     break;
                 }

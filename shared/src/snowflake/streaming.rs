@@ -108,6 +108,12 @@ pub fn requires_reopen(error: &SnowflakeError) -> bool {
     )
 }
 
+/// An offset token as a number: ours are decimal counters; a missing or foreign token counts
+/// as 0.
+pub fn offset_number(token: Option<&str>) -> u64 {
+    token.and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
 /// The streaming API of one account, as the SQL API client's user and role.
 pub struct StreamingClient {
     sql: Arc<Client>,
@@ -686,6 +692,13 @@ mod tests {
         assert_eq!(name("tracklayer"), "TRACKLAYER");
         assert_eq!(name("\"Events\""), "\"Events\"");
         assert_eq!(uri_name(None), "");
+    }
+
+    #[test]
+    fn offsets_read_as_numbers() {
+        assert_eq!(offset_number(Some("41")), 41);
+        assert_eq!(offset_number(None), 0);
+        assert_eq!(offset_number(Some("not-ours")), 0);
     }
 
     #[test]
