@@ -721,9 +721,15 @@ async fn streaming_loads_every_staged_event_once_with_no_insert_statement() {
         "no SQL API statement loads a first delivery"
     );
     assert_eq!(requests["by_kind"]["INSERT"], Value::Null, "{requests}");
+    assert!(report.appends >= 2, "{}", report.to_line());
+    assert_eq!(
+        requests["by_streaming"]["append"], report.appends,
+        "every append was accepted and counted"
+    );
     assert!(
-        requests["by_streaming"]["append"].as_u64().unwrap() >= 2,
-        "{requests}"
+        report.append_bytes > report.bytes_sent,
+        "NDJSON rows carry their column names: {}",
+        report.to_line()
     );
     assert_eq!(
         requests["by_streaming"]["open"], 2,
@@ -780,4 +786,5 @@ async fn streaming_loads_a_redelivered_chunk_through_the_skipping_insert() {
         Value::Null,
         "{requests}"
     );
+    assert_eq!((report.appends, report.append_bytes), (0, 0));
 }

@@ -166,6 +166,10 @@ impl Flush {
         }
 
         let mut report = run.report.lock().await.clone();
+        if let Some(streamed) = self.delivery.streamed().await {
+            report.appends = streamed.appends;
+            report.append_bytes = streamed.bytes;
+        }
         if self.config.suspend_after_flush {
             self.suspend(&mut report, lambda_deadline).await;
         }

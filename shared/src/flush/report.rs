@@ -38,6 +38,11 @@ pub struct FlushReport {
     pub statements: u64,
     /// Bytes of rows sent.
     pub bytes_sent: u64,
+    /// Snowpipe Streaming appends Snowflake accepted (replays after a reopen included); 0 on
+    /// the SQL API path.
+    pub appends: u64,
+    /// Their NDJSON bytes before compression: what Snowpipe Streaming bills by.
+    pub append_bytes: u64,
     /// Wall time.
     pub duration_ms: u64,
     /// Whether anything at all was sent to Snowflake.
@@ -83,6 +88,7 @@ impl FlushReport {
             Metric::count("FailedChunks", self.chunks_failed as f64),
             Metric::milliseconds("LoadLatencyMs", self.duration_ms as f64),
             Metric::count("Statements", self.statements as f64),
+            Metric::count("Appends", self.appends as f64),
         ];
         metrics.extend(loaded_age_metric(self.loaded_age_ms));
         emf_line("flush", "scheduled", fields, &metrics)
@@ -126,6 +132,8 @@ mod tests {
             "events_rejected",
             "statements",
             "bytes_sent",
+            "appends",
+            "append_bytes",
             "duration_ms",
             "snowflake_contacted",
             "warehouse_suspended",

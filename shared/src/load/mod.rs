@@ -16,6 +16,7 @@ use crate::rows::Provenance;
 use crate::snowflake::{SnowflakeError, Table};
 
 pub use sql_api::Loader;
+pub use streaming::Streamed;
 
 /// How rows reach Snowflake (`TRACKLAYER_LOAD_METHOD`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -178,6 +179,15 @@ impl Delivery {
         match self {
             Delivery::SqlApi(loader) => loader.settings(),
             Delivery::Streaming(writer) => writer.loader().settings(),
+        }
+    }
+
+    /// Appends Snowflake accepted this run and their uncompressed bytes (replays after a
+    /// reopen included; what streaming bills by); `None` on the SQL API path.
+    pub async fn streamed(&self) -> Option<Streamed> {
+        match self {
+            Delivery::SqlApi(_) => None,
+            Delivery::Streaming(writer) => Some(writer.streamed().await),
         }
     }
 

@@ -52,7 +52,19 @@ const MAX_REOPENS: u32 = 3;
 /// One append waiting for its commit.
 struct Batch {
     gzipped: Arc<Vec<u8>>,
+    /// Its NDJSON's length before compression.
+    uncompressed: u64,
     request_id: Uuid,
+}
+
+/// What a run appended: the requests Snowflake accepted (replays after a reopen included) and
+/// their NDJSON bytes before compression, which is what Snowpipe Streaming bills by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Streamed {
+    /// Appends Snowflake accepted.
+    pub appends: u64,
+    /// Their uncompressed bytes.
+    pub bytes: u64,
 }
 
 /// A channel as this writer holds it.
@@ -74,6 +86,8 @@ struct Channel {
     /// Offset tokens committed while the pipe's error count grew: their chunks may have rows the
     /// pipe refused.
     suspect: Vec<std::ops::RangeInclusive<u64>>,
+    /// Accepted appends on this channel this run.
+    streamed: Streamed,
 }
 
 /// The channels of one run.
@@ -146,6 +160,7 @@ impl Writer {
                     recent: VecDeque::new(),
                     last_status: None,
                     suspect: Vec::new(),
+                    streamed: Streamed::default(),
                 })),
             );
         }
@@ -184,6 +199,20 @@ impl Writer {
             outcomes[i] = self.stream(&session, &chunks[i], deadline).await;
         }
         outcomes
+    }
+
+    /// What this run's channels appended so far.
+    pub async fn streamed(&self) -> Streamed {
+        let Some(session) = self.session.lock().await.clone() else {
+            return Streamed::default();
+        };
+        let mut total = Streamed::default();
+        for channel in session.channels.values() {
+            let streamed = channel.lock().await.streamed;
+            total.appends += streamed.appends;
+            total.bytes += streamed.bytes;
+        }
+        total
     }
 
     /// The channels opened by this run's [`Writer::prepare`]; kept for the whole run, since a
@@ -241,6 +270,7 @@ impl Writer {
                     offset,
                     Batch {
                         gzipped: Arc::new(gzip(part.as_bytes())),
+                        uncompressed: part.len() as u64,
                         request_id: Uuid::new_v4(),
                     },
                 );
@@ -358,7 +388,8 @@ async fn send(
     let Some(batch) = channel.pending.get(&offset) else {
         return Ok(());
     };
-    let (body, request_id) = (batch.gzipped.clone(), batch.request_id);
+    let (body, request_id, uncompressed) =
+        (batch.gzipped.clone(), batch.request_id, batch.uncompressed);
     let next = client
         .append(
             &channel.name,
@@ -370,6 +401,8 @@ async fn send(
         )
         .await?;
     channel.continuation = next;
+    channel.streamed.appends += 1;
+    channel.streamed.bytes += uncompressed;
     channel.recent.push_back(Instant::now());
     while channel.recent.len() > APPENDS_PER_SECOND {
         channel.recent.pop_front();
