@@ -210,11 +210,16 @@ class Stack:
         return merged
 
 
+def scalar_text(value: Any) -> Any:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 INTRINSICS = {
     "Ref": Stack.ref,
     "Condition": Stack.condition,
     "If": Stack.if_,
-    "Equals": lambda st, arg: st.eval(arg[0]) == st.eval(arg[1]),
+    # CloudFormation hands every parameter to intrinsics as a string (a Number's Ref too)
+    "Equals": lambda st, arg: scalar_text(st.eval(arg[0])) == scalar_text(st.eval(arg[1])),
     "Not": lambda st, arg: not st.eval(arg[0]),
     "And": lambda st, arg: all(st.eval(x) for x in arg),
     "Or": lambda st, arg: any(st.eval(x) for x in arg),
@@ -639,8 +644,8 @@ def arithmetic(expression: str, variables: dict[str, float]) -> float:
 
 def test_staging_backlog_alarm_fires_past_two_flush_periods() -> None:
     tpl = template()
-    for minutes in (60, 15):
-        stack = Stack(tpl, parameters(tpl, FlushPeriodMinutes=minutes))
+    for minutes, given in ((60, {}), (60, {"FlushPeriodMinutes": 60}), (15, {"FlushPeriodMinutes": 15})):
+        stack = Stack(tpl, parameters(tpl, **given))
         alarm = stack.resource("StagingBacklogAlarm")
         (stat,) = [m for m in alarm["Metrics"] if "MetricStat" in m]
         assert stat["MetricStat"]["Metric"]["Dimensions"] == [
@@ -653,10 +658,29 @@ def test_staging_backlog_alarm_fires_past_two_flush_periods() -> None:
         assert arithmetic(math["Expression"], {stat["Id"]: two_periods}) <= threshold
         schedule = stack.resource("FlushSchedule")["ScheduleExpression"]
         assert schedule == f"rate({minutes} minutes)"
+        flush_env = stack.resource("FlushFunction")["Environment"]["Variables"]
+        assert flush_env["TRACKLAYER_FLUSH_PERIOD_MINUTES"] in (minutes, str(minutes))
     cron = "cron(0 */2 * * ? *)"
     stack = Stack(tpl, parameters(tpl, FlushScheduleExpression=cron, FlushPeriodMinutes=120))
     assert stack.resource("FlushSchedule")["ScheduleExpression"] == cron
     assert Stack(tpl, parameters(tpl, LoadMode="stream")).resource("StagingBacklogAlarm") is None
+
+
+def test_streaming_flushes_every_minute_by_default_with_a_valid_rate_expression() -> None:
+    tpl = template()
+    for given in ({"LoadMethod": "streaming"}, {"FlushPeriodMinutes": 1}):
+        stack = Stack(tpl, parameters(tpl, **given))
+        # EventBridge refuses rate(1 minutes): a value of 1 takes the singular unit
+        assert stack.resource("FlushSchedule")["ScheduleExpression"] == "rate(1 minute)"
+        flush_env = stack.resource("FlushFunction")["Environment"]["Variables"]
+        assert flush_env["TRACKLAYER_FLUSH_PERIOD_MINUTES"] in (1, "1")
+        alarm = stack.resource("StagingBacklogAlarm")
+        (stat,) = [m for m in alarm["Metrics"] if "MetricStat" in m]
+        (math,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+        assert arithmetic(math["Expression"], {stat["Id"]: 121}) > alarm["Threshold"]
+        assert arithmetic(math["Expression"], {stat["Id"]: 120}) <= alarm["Threshold"]
+    stack = Stack(tpl, parameters(tpl, LoadMethod="streaming", FlushPeriodMinutes=5))
+    assert stack.resource("FlushSchedule")["ScheduleExpression"] == "rate(5 minutes)"
 
 
 def test_events_backlog_alarm_uses_the_configured_limit() -> None:
