@@ -59,7 +59,7 @@ from tracklayer_local.harness import REPO, Control, markdown_table, progress_to_
 
 PYTHON = Path(sys.executable)
 BINARIES = ("ingest", "flush", "connection-test")
-SECTIONS = ("parse", "ingest", "flush", "coldstart", "baseline")
+SECTIONS = ("parse", "ingest", "flush", "streaming", "coldstart", "baseline")
 LAMBDA_EVENT_LIMIT = 6_000_000  # bytes; Lambda's 6 MB invocation payload, read conservatively
 MAX_BATCH_MESSAGES = 1000  # the template's IngestBatchSize (and its largest sensible value)
 BATCHING_WINDOW_S = 10  # the template's IngestBatchingWindowSeconds
@@ -80,11 +80,16 @@ PRICES = {
     "sqs_request": 0.40 / 1e6,  # standard queue, after the free tier; each 64 KB chunk is a request
     "credit": 3.00,  # Snowflake Enterprise, AWS US East; varies by edition, region and contract
     "xsmall_credits_per_hour": 1.0,
+    # Snowpipe Streaming (high-performance), per uncompressed GB appended: third-party
+    # transcriptions of Snowflake's Credit Consumption Table (../shared/notes/snowpipe-streaming.md, UNCONFIRMED)
+    "streaming_credits_per_gb": 0.0037,
 }
 SQS_CHUNK = 64 * 1024
 AUTO_SUSPEND_S = 60
 RESUME_MINIMUM_S = 60
 FLUSHES_PER_DAY = 24
+STREAMING_FLUSHES_PER_DAY = 1440  # LoadMethod=streaming: flush every minute
+STREAMING_COMMIT_MS = 10_000  # Snowflake: 5-10 s from append to query; the cost takes the slow end
 ESM_POLLERS = 5  # idle long polls of the event source mapping, 20 s each
 FLUSH_OVERHEAD_REQUESTS = 4  # per run: the probe receive, the receivers' last empty receives, GetQueueAttributes
 MAX_STATEMENT_BYTES = 1_000_000  # TRACKLAYER_MAX_STATEMENT_BYTES' default
@@ -97,6 +102,7 @@ TEMPLATE = Path(__file__).resolve().parent / "templates" / "BENCHMARKS.md.j2"
 TEMPLATE_CONSTANTS = (
     "PRICES", "PRICES_DATE", "MEMORY_MB", "FULL_VCPU_MB", "LAMBDA_EVENT_LIMIT", "MAX_BATCH_MESSAGES",
     "BATCHING_WINDOW_S", "RESUME_MINIMUM_S", "AUTO_SUSPEND_S", "FLUSHES_PER_DAY", "ESM_POLLERS", "MAX_STATEMENT_BYTES",
+    "STREAMING_FLUSHES_PER_DAY", "STREAMING_COMMIT_MS", "STREAMING_LATENCY_GOAL_S", "STREAMING_COST_GOALS",
 )  # fmt: skip
 
 
@@ -339,25 +345,29 @@ def section_ingest(bench: Bench) -> dict[str, Any]:
     return results
 
 
-def section_flush(bench: Bench) -> dict[str, Any]:
-    """bench_flush.py for two staging layouts, one run at a time, alternating the layouts.
+def section_flush(bench: Bench, streaming: bool = False) -> dict[str, Any]:
+    """bench_flush.py for two staging layouts (and, with `streaming`, the first one loaded
+    through Snowpipe Streaming), one run at a time, alternating the layouts.
 
     The cost model fits flush time to events and statements from the difference between the
-    layouts, so their runs are interleaved: a slow spell of the shared machine then hits both.
+    layouts, so their runs are interleaved: a slow spell of the shared machine then hits both
+    (and the streaming runs' CPU and RSS stand side by side with the SQL API's).
     """
     from tracklayer_local.bench_flush import summarise
 
     runs = 2 if bench.args.quick else 3
     events = 20_000 if bench.args.quick else 100_000
     largest = getattr(bench, "largest", None) or {"1": largest_batch(1, 20261102, 10_000)}
-    layouts = [("flush-1000", 1000), ("flush-largest", largest["1"])]
+    layouts = [("flush-1000", 1000, []), ("flush-largest", largest["1"], [])]
+    if streaming:
+        layouts.append(("flush-streaming", 1000, ["--load-method", "streaming"]))
     results: dict[str, Any] = {}
     for number in range(1, runs + 1):
-        for name, batch in layouts if number % 2 else reversed(layouts):
+        for name, batch, method in layouts if number % 2 else reversed(layouts):
             command = [
                 "-m", "tracklayer_local.bench_flush", "--flush", str(bench.binary("flush")), "--ingest",
-                str(bench.binary("ingest")), "--events", str(events), "--ingest-batch", str(batch), "--runs", "1",
-                "--memory", str(MEMORY_MB), "--reset-emulator",
+                str(bench.binary("ingest")), "--events", str(events), "--ingest-batch", str(batch), *method,
+                "--runs", "1", "--memory", str(MEMORY_MB), "--reset-emulator",
             ]  # fmt: skip
             result = bench.run_json(f"{name}-run{number}", command)
             if not result:
@@ -374,6 +384,27 @@ def section_flush(bench: Bench) -> dict[str, Any]:
         result["summary"] = summarise(good)
         result["all_ok"] = len(good) == len(result["runs"])
     return results
+
+
+def section_streaming(bench: Bench, flush: dict[str, Any] | None) -> dict[str, Any]:
+    """The streaming load method: `flush` (bench_flush's streaming layout from section_flush, or
+    run here when that section did not run) and bench_streaming's steady operation."""
+    if flush is None:
+        runs = 2 if bench.args.quick else 3
+        events = 20_000 if bench.args.quick else 100_000
+        command = [
+            "-m", "tracklayer_local.bench_flush", "--flush", str(bench.binary("flush")), "--ingest",
+            str(bench.binary("ingest")), "--events", str(events), "--ingest-batch", "1000", "--load-method",
+            "streaming", "--runs", str(runs), "--memory", str(MEMORY_MB), "--reset-emulator",
+        ]  # fmt: skip
+        flush = bench.run_json("flush-streaming", command)
+    bench.reset_emulator()
+    seconds = 60 if bench.args.quick else 180
+    command = [
+        "-m", "tracklayer_local.bench_streaming", "--ingest", str(bench.binary("ingest")), "--flush",
+        str(bench.binary("flush")), "--seconds", str(seconds), "--memory", str(MEMORY_MB),
+    ]  # fmt: skip
+    return {"flush": flush, "steady": bench.run_json("streaming-steady", command)}
 
 
 def section_coldstart(bench: Bench) -> dict[str, Any]:
@@ -517,17 +548,43 @@ def flush_time_model(flush: dict[str, Any]) -> dict[str, float] | None:
     return {"per_event_s": per_event, "per_statement_s": per_statement, "cpu_per_event_ms": cpu_per_event_ms}
 
 
-def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] | None:
+def streaming_model(streaming: dict[str, Any] | None) -> dict[str, float] | None:
+    """A streaming flush run's cost inputs: its wall time at about 1M events a day (bench_streaming,
+    warm runs that loaded) with the local commit delay replaced by STREAMING_COMMIT_MS, client CPU
+    and appended (uncompressed) bytes per event (bench_flush, 100,000 events)."""
+    if not streaming:
+        return None
+    steady, flush = streaming.get("steady"), streaming.get("flush")
+    if not steady or not flush or steady.get("flush_wall_ms_median") is None:
+        return None
+    s = flush["summary"]
+    if s["cpu_ms_per_million"]["median"] is None or s["append_bytes"]["median"] is None:
+        return None
+    return {
+        "run_ms": steady["flush_wall_ms_median"] - (steady["commit_delay_ms"] or 0) + STREAMING_COMMIT_MS,
+        "measured_run_ms": steady["flush_wall_ms_median"],
+        "commit_delay_ms": steady["commit_delay_ms"],
+        "cpu_per_event_ms": s["cpu_ms_per_million"]["median"] / 1e6,
+        "append_bytes_per_event": s["append_bytes"]["median"] / flush["events"],
+    }
+
+
+def cost_model(
+    ingest: dict[str, Any], flush: dict[str, Any], streaming_result: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     pairs = {1: ("ingest-100", "ingest-1000"), 100: ("ingest-e100-10", "ingest-e100-largest")}
     model = flush_time_model(flush)
     if not model or not all(name in ingest for pair in pairs.values() for name in pair):
         return None
+    streaming = streaming_model(streaming_result)
+    modes = ("stream", "scheduled", "streaming") if streaming else ("stream", "scheduled")
     rows = []
     for per_message, (small_name, big_name) in pairs.items():
         body_per_message = ingest[big_name]["batch"]["body_bytes"] / ingest[big_name]["batch"]["messages"]
         cap_messages = ingest[big_name]["batch"]["messages"] if per_message > 1 else MAX_BATCH_MESSAGES
-        for mode in ("stream", "scheduled"):
-            small, big = point(ingest[small_name], mode), point(ingest[big_name], mode)
+        for mode in modes:
+            measured = "scheduled" if mode == "streaming" else mode  # streaming's ingest stages
+            small, big = point(ingest[small_name], measured), point(ingest[big_name], measured)
             if not small or not big:
                 continue
             for volume in (1_000_000, 10_000_000):
@@ -551,7 +608,9 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
                 warehouse_s = 86_400.0
                 flush_lambda = 0.0
                 load_s = statements_run = None
-                if mode == "scheduled":
+                streaming_credits = 0.0
+                if mode in ("scheduled", "streaming"):
+                    runs_day = FLUSHES_PER_DAY if mode == "scheduled" else STREAMING_FLUSHES_PER_DAY
                     at = nearest(small, big, batch_events)
                     staged_per_event = at["staged_bytes"] / at["events"]
                     # Chunks per invocation: RAW_EVENTS rows cut at the statement bound, plus one
@@ -573,8 +632,9 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
                     flush_receives = staged_day / 10 * max(1, math.ceil(10 * staged_msg_bytes / SQS_CHUNK))
                     flush_deletes = staged_day / 10
                     sqs_requests += stage_sends + flush_receives + flush_deletes
-                    sqs_requests += FLUSHES_PER_DAY * FLUSH_OVERHEAD_REQUESTS
-                    per_run = volume / FLUSHES_PER_DAY
+                    sqs_requests += runs_day * FLUSH_OVERHEAD_REQUESTS
+                    per_run = volume / runs_day
+                if mode == "scheduled":
                     # flush packs the staged rows into statements near the bound: the events'
                     # bytes of a run over the bound, one part-filled statement, one of rejects.
                     row_bytes_run = big["row_bytes_per_event"] * per_run
@@ -585,9 +645,24 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
                     flush_lambda = FLUSHES_PER_DAY * (
                         PRICES["lambda_request"] + flush_ms / 1000 * MEMORY_MB / 1024 * PRICES["lambda_gb_s"]
                     )
+                elif mode == "streaming":
+                    # No warehouse for first deliveries; a run lasts its measured wall time with
+                    # the local commit delay swapped for Snowflake's slowest, plus its CPU stretched
+                    # (the measured wall time holds the CPU once, at a full vCPU).
+                    warehouse_s = 0.0
+                    flush_ms = streaming["run_ms"] + streaming["cpu_per_event_ms"] * per_run * (
+                        FULL_VCPU_MB / MEMORY_MB - 1
+                    )
+                    flush_lambda = STREAMING_FLUSHES_PER_DAY * (
+                        PRICES["lambda_request"] + flush_ms / 1000 * MEMORY_MB / 1024 * PRICES["lambda_gb_s"]
+                    )
+                    streaming_credits = (
+                        volume * streaming["append_bytes_per_event"] / 1e9 * PRICES["streaming_credits_per_gb"]
+                    )
+                    load_s = round(flush_ms / 1000, 1)
                 sqs_cost = sqs_requests * PRICES["sqs_request"]
                 warehouse_credits = warehouse_s / 3600 * PRICES["xsmall_credits_per_hour"]
-                warehouse_cost = warehouse_credits * PRICES["credit"]
+                warehouse_cost = (warehouse_credits + streaming_credits) * PRICES["credit"]
                 total = lambda_cost + flush_lambda + sqs_cost + warehouse_cost
                 rows.append(
                     {
@@ -601,7 +676,9 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
                         "sqs_requests_day": round(sqs_requests),
                         "sqs_usd_day": sqs_cost,
                         "warehouse_s_day": round(warehouse_s),
-                        "flush_load_s": None if load_s is None else round(load_s, 1),
+                        "flush_load_s": None if load_s is None or mode == "streaming" else round(load_s, 1),
+                        "flush_run_s": load_s if mode == "streaming" else None,
+                        "streaming_credits_day": streaming_credits,
                         "flush_statements_per_run": None if statements_run is None else round(statements_run),
                         "warehouse_usd_day": warehouse_cost,
                         "total_usd_day": total,
@@ -611,6 +688,7 @@ def cost_model(ingest: dict[str, Any], flush: dict[str, Any]) -> dict[str, Any] 
     return {
         "rows": rows,
         "flush_model": model,
+        "streaming_model": streaming,
         "inputs": {
             name: {mode: point(ingest[name], mode) for mode in ("stream", "scheduled")}
             for pair in pairs.values()
@@ -731,7 +809,106 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
                 verdict(s["peak_rss_kb"]["max"] <= TARGETS["peak_rss_kb"]),
             ]
         )
+    rows.extend(streaming_summary_rows(report))
     return rows
+
+
+STREAMING_LATENCY_GOAL_S = 60
+STREAMING_COST_GOALS = {1: 0.60, 100: 0.15}  # $ per million events at 1M events a day
+
+
+def streaming_summary_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The streaming goals: no INSERT or resume for first deliveries, latency, cost at 1M a day."""
+    rows: list[list[str]] = []
+    streaming = report.get("streaming") or {}
+    flush, steady = streaming.get("flush"), streaming.get("steady")
+    if flush and flush.get("summary", {}).get("inserts_per_100k", {}).get("median") is not None:
+        s = flush["summary"]
+        inserts, resumes = s["inserts_per_100k"]["median"], s["warehouse_resumes"]["median"]
+        rows.append(
+            [
+                "streaming: SQL API INSERTs / warehouse resumes per 100,000 events (first deliveries)",
+                "0 / 0",
+                f"{inserts:g} / {resumes:g} ({span(s['sql_api_statements'], digits=0)} CREATE TABLE IF NOT EXISTS "
+                "at cold start: DDL, no warehouse)",
+                verdict(inserts == 0 and resumes == 0),
+            ]
+        )
+    if steady and steady.get("latency_s", {}).get("median") is not None:
+        latency = steady["latency_s"]
+        for label, key in (("median", "median"), ("slowest event", "max")):
+            rows.append(
+                [
+                    f"streaming: SendMessage -> visible in RAW_EVENTS, {label} (commit delay "
+                    f"{steady['commit_delay_ms']} ms, flush every {steady['flush_period_s']:g} s)",
+                    f"<= {STREAMING_LATENCY_GOAL_S} s",
+                    f"{latency[key]} s",
+                    verdict(latency[key] <= STREAMING_LATENCY_GOAL_S),
+                ]
+            )
+        rows.append(
+            [
+                "streaming steady operation: INSERTs / warehouse resumes",
+                "0 / 0",
+                f"{steady['inserts']} / {steady['warehouse_resumes']} over {len(steady['flush_runs'])} flush runs",
+                verdict(steady["inserts"] == 0 and steady["warehouse_resumes"] == 0),
+            ]
+        )
+    cost = report.get("cost") or {}
+    for row in cost.get("rows", []):
+        goal = STREAMING_COST_GOALS.get(row["events_per_message"])
+        if row["mode"] != "streaming" or row["events_per_day"] != 1_000_000 or goal is None:
+            continue
+        rows.append(
+            [
+                f"streaming cost at 1M events/day, {row['events_per_message']} event(s) per message",
+                f"<= ${goal:.2f} per million",
+                f"${row['usd_per_million']:.3f} per million",
+                verdict(row["usd_per_million"] <= goal),
+            ]
+        )
+    return rows
+
+
+def streaming_table(streaming: dict[str, Any], sql_api: dict[str, Any] | None) -> str:
+    """The streaming flush next to the SQL API one (same events, same run), then steady operation."""
+    flush = streaming.get("flush")
+    sides = [("SQL API (INSERTs), batches of 1,000", sql_api), ("Snowpipe Streaming, batches of 1,000", flush)]
+    sides = [(label, result) for label, result in sides if result and result.get("summary")]
+    figures = [
+        ("wall time, ms", lambda s: span(s.get("wall_ms"), digits=0)),
+        ("client CPU per million events, ms", lambda s: span(s.get("cpu_ms_per_million"), digits=0)),
+        ("peak RSS, MB", lambda s: span(s.get("peak_rss_kb"), 1024, 1)),
+        ("SQL API statements (INSERTs) per 100,000 events",
+         lambda s: f"{span(s.get('statements_per_100k'))} ({span(s.get('inserts_per_100k'))})"),
+        ("warehouse resumes", lambda s: span(s.get("warehouse_resumes"), digits=0)),
+        ("streaming appends (uncompressed MB)",
+         lambda s: f"{span(s.get('appends'), digits=0)} ({span(s.get('append_bytes'), 1e6, 1)})"),
+        ("MB of rows packed", lambda s: span(s.get("bytes_sent"), 1e6, 1)),
+    ]  # fmt: skip
+    rows = [[name, *(shown(result["summary"]) for _, result in sides)] for name, shown in figures]
+    return markdown_table(["100,000 events staged, one cold flush", *(label for label, _ in sides)], rows)
+
+
+def steady_table(steady: dict[str, Any]) -> str:
+    latency = steady["latency_s"]
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(steady["sql_api_by_kind"].items())) or "none"
+    loading = [r for r in steady["flush_runs"] if r["events_loaded"] or r["events_rejected"]]
+    per_run = [r["events_loaded"] + r["events_rejected"] for r in loading]
+    rows = [
+        ["latency SendMessage -> visible, median / p90 / max, s",
+         f"{latency['median']} / {latency['p90']} / {latency['max']}"],
+        ["flush runs (that loaded)", f"{len(steady['flush_runs'])} ({steady['loading_runs']})"],
+        ["events per loading run, median", f"{statistics.median(per_run):,.0f}" if per_run else "n/a"],
+        ["flush run wall time, median of loading runs, ms", f"{steady['flush_wall_ms_median']:,.0f}"],
+        ["flush client CPU per event, ms", f"{steady['flush_cpu_ms_per_event']}"],
+        ["flush peak RSS, MB", mb(steady["flush_peak_rss_kb"])],
+        ["appends (uncompressed MB)", f"{steady['appends']} ({steady['append_bytes'] / 1e6:.2f})"],
+        ["streaming requests", ", ".join(f"{k} {v}" for k, v in sorted(steady["streaming_requests"].items()))],
+        ["SQL API statements by kind", kinds],
+        ["INSERTs / warehouse resumes", f"{steady['inserts']} / {steady['warehouse_resumes']}"],
+    ]  # fmt: skip
+    return markdown_table(["figure", "value"], rows)
 
 
 def headline(report: dict[str, Any]) -> list[str]:
@@ -858,7 +1035,7 @@ def baseline_table(summary: dict[str, Any]) -> str:
 def cost_table(cost: dict[str, Any]) -> str:
     header = [
         "mode", "events/msg", "events/day", "msgs/invocation", "ingest invocations/day", "ingest billed ms",
-        "SQS requests/day", "warehouse s/day", "Lambda $/day", "SQS $/day", "warehouse $/day", "total $/day",
+        "SQS requests/day", "warehouse s/day", "Lambda $/day", "SQS $/day", "Snowflake $/day", "total $/day",
         "$ per million events",
     ]  # fmt: skip
     rows = []
@@ -868,6 +1045,11 @@ def cost_table(cost: dict[str, Any]) -> str:
             if row["flush_load_s"] is not None
             else ""
         )
+        if row.get("flush_run_s") is not None:
+            per_run = (
+                f" (no warehouse; {row['streaming_credits_day']:.5f} streaming credits; "
+                f"{c_runs(row)} flush runs of {row['flush_run_s']} s)"
+            )
         rows.append(
             [
                 row["mode"],
@@ -888,6 +1070,10 @@ def cost_table(cost: dict[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
+def c_runs(row: dict[str, Any]) -> str:
+    return f"{STREAMING_FLUSHES_PER_DAY:,}" if row["mode"] == "streaming" else f"{FLUSHES_PER_DAY:,}"
+
+
 def one_event_costs(cost: dict[str, Any]) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
     """(events per day, scheduled row, stream row) of the cost model at one event per message."""
     by = {(r["mode"], r["events_per_message"], r["events_per_day"]): r for r in cost["rows"]}
@@ -900,9 +1086,16 @@ def one_event_costs(cost: dict[str, Any]) -> list[tuple[int, dict[str, Any], dic
 
 
 def cost_notes(cost: dict[str, Any]) -> list[str]:
+    by = {(r["mode"], r["events_per_message"], r["events_per_day"]): r for r in cost["rows"]}
+
+    def streaming_part(volume: int) -> str:
+        row = by.get(("streaming", 1, volume))
+        return f" (streaming ${row['usd_per_million']:.2f})" if row else ""
+
     return [
         f"at {volume / 1e6:.0f}M events/day (one event per message) scheduled costs "
         f"${scheduled['usd_per_million']:.2f} and stream ${stream['usd_per_million']:.2f} per million events"
+        + streaming_part(volume)
         for volume, scheduled, stream in one_event_costs(cost)
     ]
 
@@ -940,6 +1133,12 @@ def render_context(report: dict[str, Any], bench: Bench) -> dict[str, Any]:
         tables["ingest"] = ingest_table(ingest)
     if flush:
         tables["flush"] = flush_table(flush)
+    streaming = report.get("streaming")
+    context["streaming"] = streaming
+    if streaming:
+        tables["streaming"] = streaming_table(streaming, flush.get("flush-1000"))
+        if streaming.get("steady") and streaming["steady"].get("latency_s"):
+            tables["steady"] = steady_table(streaming["steady"])
     if cold:
         tables["cold"] = coldstart_table(cold)
     if baseline:
@@ -952,6 +1151,7 @@ def render_context(report: dict[str, Any], bench: Bench) -> dict[str, Any]:
     if cost:
         tables["cost"] = cost_table(cost)
         context["model"] = cost["flush_model"]
+        context["smodel"] = cost.get("streaming_model")
         context["cost_notes"] = cost_notes(cost)
         context["warehouse_floor"] = (
             FLUSHES_PER_DAY * RESUME_MINIMUM_S / 3600 * PRICES["xsmall_credits_per_hour"] * PRICES["credit"]
@@ -1066,8 +1266,12 @@ def main(argv: list[str] | None = None) -> int:
             bench.stack("up")
         if "ingest" in args.sections:
             report["ingest"] = section_ingest(bench)
+        streaming_flush = None
         if "flush" in args.sections:
-            report["flush"] = section_flush(bench)
+            report["flush"] = section_flush(bench, streaming="streaming" in args.sections)
+            streaming_flush = report["flush"].pop("flush-streaming", None)
+        if "streaming" in args.sections:
+            report["streaming"] = section_streaming(bench, streaming_flush)
         if "coldstart" in args.sections:
             report["coldstart"] = section_coldstart(bench)
         if "baseline" in args.sections:
@@ -1076,7 +1280,7 @@ def main(argv: list[str] | None = None) -> int:
         if needs_stack and not args.keep_stack:
             bench.stack("down")
     if report.get("ingest") and report.get("flush"):
-        report["cost"] = cost_model(report["ingest"], report["flush"])
+        report["cost"] = cost_model(report["ingest"], report["flush"], report.get("streaming"))
     report["errors"] = bench.errors
     report["timings"] = bench.timings
     report["meta"] = {

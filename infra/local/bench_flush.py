@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tracklayer_local.bench_flush [--flush target/release/flush]
         [--ingest target/release/ingest] [--events 100000] [--ingest-batch 1000]
-        [--runs 3] [--memory 256] [--reset-emulator] [--json FILE]
+        [--runs 3] [--memory 256] [--reset-emulator] [--load-method sql_api|streaming]
+        [--commit-delay-ms 3000] [--json FILE]
 
 Needs a running stack (``python -m tracklayer_local.stack up``; found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and both release binaries (``cargo build --release -p ingest -p flush``).
@@ -25,7 +26,13 @@ process (as an hourly Lambda usually is: cold) and invoked once with ``{}``. Mea
 * statements: flush's own report (``statements``) and the emulator's request report (every SQL
   API submission and how many were INSERTs, with their request bytes), per 100,000 events;
 * bytes of rows sent (flush's ``bytes_sent``) and of SQL API request bodies (emulator);
-* peak RSS (VmHWM) of the flush process; its cold start.
+* peak RSS (VmHWM) of the flush process; its cold start;
+* warehouse resumes: every warehouse is set SUSPENDED before the invocation, and the local
+  Snowflake counts a resume when a statement needs one;
+* with ``--load-method streaming`` (``TRACKLAYER_LOAD_METHOD``), flush's Snowpipe Streaming
+  appends and their uncompressed bytes (its report) and the streaming requests by kind (the
+  local Snowflake's report); the local Snowflake commits each append ``--commit-delay-ms``
+  (3,000, its default) after it arrived, set for the run and restored after.
 
 A run fails unless flush answered ``status: loaded``, loaded every valid event, quarantined every
 invalid one, left nothing on the queue, and ``RAW_EVENTS`` (read back through
@@ -44,29 +51,28 @@ import argparse
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from tracklayer_local.bench_ingest import make_event, make_templates
 from tracklayer_local.harness import (
-    REPO,
     Control,
     SqsClient,
-    add_stack_options,
+    bench_parser,
+    bounded,
     command_line,
     count_rows,
     invocation_summaries,
     markdown_table,
-    missing_setup,
     print_result,
     progress_to_stderr,
     queue_depth,
-    read_env_file,
     shown_path,
     snowflake_port,
     span,
     spread,
     sqs_client,
+    stack_or_exit,
+    verdict,
     with_command,
 )
 from tracklayer_local.lambda_host import LambdaHost
@@ -129,6 +135,7 @@ def flush_once(args: argparse.Namespace, stack: dict[str, str], staging: str, nu
         **stack,
         "TRACKLAYER_STAGING_QUEUE_URL": staging,
         "TRACKLAYER_SECRET_ID": stack.get("TRACKLAYER_SECRET_ID", "tracklayer/snowflake"),
+        "TRACKLAYER_LOAD_METHOD": args.load_method,
     }
     log = args.log_dir / "bench-flush.log"
     host = LambdaHost(args.flush, "flush", env=env, timeout=args.timeout, memory_mb=args.memory, log=log)
@@ -183,8 +190,11 @@ def run_once(args: argparse.Namespace, stack: dict[str, str], templates: list[st
         if staged["staged_events"] != valid:
             raise RuntimeError(f"staged {staged['staged_events']} events, expected {valid}")
         emulator(stack, "DELETE", "/__emulator/requests")
+        control = Control(stack["SNOWFLAKE_EMULATOR_URL"])
+        resumes = control.suspend_warehouses()
         flushed = flush_once(args, stack, staging, number)
         report_sf = emulator(stack, "GET", "/__emulator/requests")
+        resumes = control.suspend_warehouses() - resumes
         left = queued(sqs, staging)
     finally:
         sqs.delete_queue(QueueUrl=staging)
@@ -219,6 +229,10 @@ def run_once(args: argparse.Namespace, stack: dict[str, str], templates: list[st
         "sql_api_requests": report_sf.get("total"),
         "sql_api_statements": len(statements),
         "sql_api_by_kind": report_sf.get("by_kind"),
+        "warehouse_resumes": resumes,
+        "appends": report.get("appends"),
+        "append_bytes": report.get("append_bytes"),
+        "streaming_requests": report_sf.get("by_streaming"),
         "inserts": len(inserts),
         "insert_request_bytes": sum(s.get("bytes") or 0 for s in inserts),
         "statements_per_100k": round(len(statements) * 100_000 / args.events, 1),
@@ -258,7 +272,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for key in (
             "wall_ms", "events_per_s", "cpu_ms", "init_cpu_ms", "cpu_ms_per_million", "cold_start_ms",
             "peak_rss_kb", "inserts", "sql_api_statements", "statements_reported", "statements_per_100k",
-            "inserts_per_100k", "bytes_sent", "insert_request_bytes",
+            "inserts_per_100k", "bytes_sent", "insert_request_bytes", "warehouse_resumes", "appends", "append_bytes",
         )
     }  # fmt: skip
 
@@ -271,7 +285,13 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{result['events']:,} events (~{result['body_bytes']} B, 1% invalid) staged by `{result['ingest']}` in "
         f"batches of {result['ingest_batch']:,} messages ({first.get('staging', {}).get('chunks')} chunks), "
-        f"then one `{result['flush']}` invocation; {len(result['runs'])} runs, fresh stage each.",
+        f"then one `{result['flush']}` invocation"
+        + (
+            f" loading through Snowpipe Streaming (commits {result['commit_delay_ms']} ms after each append)"
+            if result.get("load_method") == "streaming"
+            else ""
+        )
+        + f"; {len(result['runs'])} runs, fresh stage each.",
         "",
         markdown_table(
             ["figure", "median (min-max)"],
@@ -285,6 +305,17 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{span(s['sql_api_statements'], digits=0)} ({span(s['inserts'], digits=0)})",
                 ],
                 ["statements per 100,000 events", span(s["statements_per_100k"])],
+                ["warehouse resumes", span(s["warehouse_resumes"], digits=0)],
+                *(
+                    [
+                        [
+                            "Snowpipe Streaming appends (uncompressed MB)",
+                            f"{span(s['appends'], digits=0)} ({span(s['append_bytes'], 1e6, 2)})",
+                        ]
+                    ]
+                    if result.get("load_method") == "streaming"
+                    else []
+                ),
                 ["bytes of rows sent, MB", span(s["bytes_sent"], 1e6, 2)],
                 ["peak RSS, MB", span(s["peak_rss_kb"], 1024)],
                 ["cold start, ms", span(s["cold_start_ms"])],
@@ -292,39 +323,31 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         "",
         f"Targets: <= {STATEMENTS_TARGET} statements per 100,000 events: "
-        f"{'pass' if per100k is not None and per100k <= STATEMENTS_TARGET else 'FAIL'}; "
-        f"peak RSS <= 64 MB: {'pass' if rss is not None and rss <= RSS_TARGET_KB else 'FAIL'}.",
+        f"{verdict(per100k is not None and per100k <= STATEMENTS_TARGET)}; "
+        f"peak RSS <= 64 MB: {verdict(rss is not None and rss <= RSS_TARGET_KB)}.",
     ]
     return with_command(lines, result["command"])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    release = REPO / "target" / "release"
-    parser = argparse.ArgumentParser(prog="bench_flush", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--flush", type=Path, default=release / "flush")
-    parser.add_argument("--ingest", type=Path, default=release / "ingest")
-    parser.add_argument("--events", type=int, default=100_000, help="events staged per run (100000)")
-    parser.add_argument("--ingest-batch", type=int, default=1000, help="messages per ingest invocation (1000)")
-    parser.add_argument("--runs", type=int, default=3, help="runs, each with a fresh stage (3)")
-    parser.add_argument("--memory", type=int, default=256, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB (256)")
+    parser = bench_parser("bench_flush", __doc__, binaries={"flush": "flush", "ingest": "ingest"})
+    parser.add_argument("--events", type=bounded(100), default=100_000, help="events staged per run (100000)")
+    parser.add_argument(
+        "--ingest-batch", type=bounded(10, 10_000), default=1000, help="messages per ingest call (1000)"
+    )
+    parser.add_argument("--runs", type=bounded(1), default=3, help="runs, each with a fresh stage (3)")
     parser.add_argument("--timeout", type=float, default=300.0, help="flush's function timeout, s (300)")
-    parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     parser.add_argument("--reset-emulator", action="store_true", help="drop the local Snowflake's data before each run")
-    add_stack_options(parser)
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.events < 100 or not 10 <= args.ingest_batch <= 10_000:
-        parser.error("--runs >= 1, --events >= 100, --ingest-batch 10..10000")
-    return args
+    parser.add_argument("--load-method", choices=("sql_api", "streaming"), default="sql_api",
+                        help="TRACKLAYER_LOAD_METHOD of flush (sql_api)")  # fmt: skip
+    parser.add_argument("--commit-delay-ms", type=int, default=3000,
+                        help="with streaming: the local Snowflake's append-to-commit delay (3000)")  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    binaries = {args.flush: "--release -p flush", args.ingest: "--release -p ingest"}
-    problem = missing_setup("bench_flush", binaries, args.env_file)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
-    stack = read_env_file(str(args.env_file))
+    stack = stack_or_exit(args)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     for name in ("bench-flush.log", "bench-flush-ingest.log"):
         (args.log_dir / name).unlink(missing_ok=True)
@@ -332,12 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     size = min(args.ingest_batch, args.events)
     templates, _ = make_templates(size, args.seed)
     runs = []
-    for number in range(1, args.runs + 1):
-        try:
-            runs.append(run_once(args, stack, templates, number))
-        except RuntimeError as e:
-            progress(f"run {number} FAILED: {e}")
-            runs.append({"run": number, "ok": False, "problems": [str(e)]})
+    control = Control(stack["SNOWFLAKE_EMULATOR_URL"])
+    commit_before = control.call("GET", "/settings").get("streaming", {}).get("commit_delay_ms")
+    if args.load_method == "streaming":
+        control.call("POST", "/settings", {"streaming": {"commit_delay_ms": args.commit_delay_ms}})
+    try:
+        for number in range(1, args.runs + 1):
+            try:
+                runs.append(run_once(args, stack, templates, number))
+            except RuntimeError as e:
+                progress(f"run {number} FAILED: {e}")
+                runs.append({"run": number, "ok": False, "problems": [str(e)]})
+    finally:
+        control.call("POST", "/settings", {"streaming": {"commit_delay_ms": commit_before}})
     good = [r for r in runs if r.get("ok")]
     body_bytes = round(sum(len(t.encode()) for t in templates) / len(templates))
     result = {
@@ -348,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_batch": args.ingest_batch,
         "body_bytes": body_bytes,
         "memory_mb": args.memory,
+        "load_method": args.load_method,
+        "commit_delay_ms": args.commit_delay_ms if args.load_method == "streaming" else None,
         "targets": {"statements_per_100k": STATEMENTS_TARGET, "peak_rss_kb": RSS_TARGET_KB},
         "runs": runs,
         "summary": summarise(good),

@@ -42,26 +42,25 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from tracklayer_local.harness import (
-    REPO,
     SqsClient,
-    add_stack_options,
+    bench_parser,
+    bounded,
     command_line,
     drain,
     invocation_summaries,
     log_size,
     markdown_table,
-    missing_setup,
     print_result,
     progress_to_stderr,
-    read_env_file,
     sample_messages,
     shown_path,
     spread,
     sqs_client,
+    stack_or_exit,
+    verdict,
     with_command,
 )
 from tracklayer_local.lambda_host import LambdaHost, read_vm_hwm_kb
@@ -241,10 +240,6 @@ def run_mode(
 # ------------------------------------------------------------------------------------------------
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("pass" if ok else "FAIL")
-
-
 def span(values: dict[str, float | None]) -> str:
     return "n/a" if values["median"] is None else f"{values['median']} ({values['min']}-{values['max']})"
 
@@ -283,32 +278,24 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench_ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "ingest")
-    parser.add_argument("--runs", type=int, default=5, help="timed invocations per mode (5)")
-    parser.add_argument("--messages", type=int, default=10_000, help="records in the batch (10000)")
-    parser.add_argument("--events-per-message", type=int, default=1, help="events per body, NDJSON when > 1 (1)")
+    parser = bench_parser("bench_ingest", __doc__, binaries={"binary": "ingest"}, memory=128)
+    parser.add_argument("--runs", type=bounded(1), default=5, help="timed invocations per mode (5)")
+    parser.add_argument("--messages", type=bounded(10), default=10_000, help="records in the batch (10000)")
+    parser.add_argument(
+        "--events-per-message", type=bounded(1, 1000), default=1, help="events a body, NDJSON if > 1 (1)"
+    )
     parser.add_argument("--modes", default="scheduled,stream", help="comma-separated (scheduled,stream)")
-    parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
     parser.add_argument("--timeout", type=float, default=120.0, help="function timeout per invocation, s (120)")
-    parser.add_argument("--memory", type=int, default=128, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB (128)")
-    add_stack_options(parser)
     args = parser.parse_args(argv)
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.mode_list or any(m not in ("scheduled", "stream") for m in args.mode_list):
         parser.error("--modes: scheduled and/or stream")
-    if args.runs < 1 or args.messages < 10 or not 1 <= args.events_per_message <= 1000:
-        parser.error("--runs >= 1, --messages >= 10, --events-per-message 1..1000")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    problem = missing_setup("bench_ingest", {args.binary: "--release -p ingest"}, args.env_file)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
-    stack = read_env_file(str(args.env_file))
+    stack = stack_or_exit(args)
     started = time.monotonic()
     templates, invalid = make_templates(args.messages, args.seed, args.events_per_message)
     events = args.messages * args.events_per_message

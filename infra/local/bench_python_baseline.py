@@ -56,19 +56,18 @@ from typing import Any
 
 from tracklayer_local.bench_ingest import EVENT_ID_SLOT, make_event, make_templates
 from tracklayer_local.harness import (
-    REPO,
-    add_stack_options,
+    bench_parser,
+    bounded,
     command_line,
     connect,
     count_rows,
     markdown_table,
-    missing_setup,
     print_result,
     progress_to_stderr,
-    read_env_file,
     snowflake_port,
     span,
     spread,
+    stack_or_exit,
     with_command,
 )
 
@@ -350,32 +349,23 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench_python_baseline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events per side per run (20000)")
-    parser.add_argument("--batch", type=int, default=1000, help="rows per executemany / messages per invocation (1000)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of both sides (3)")
-    parser.add_argument("--ours", type=Path, default=REPO / "target" / "release" / "ingest")
-    parser.add_argument("--memory", type=int, default=256, help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE for ours, MB (256)")
-    parser.add_argument("--seed", type=int, default=20261102, help="generator seed")
-    add_stack_options(parser)
+    parser = bench_parser("bench_python_baseline", __doc__, binaries={"ours": "ingest"})
+    parser.add_argument("--events", type=bounded(100), default=20_000, help="events per side per run (20000)")
+    parser.add_argument(
+        "--batch", type=bounded(1, 10_000), default=1000, help="rows an executemany, messages a call (1000)"
+    )
+    parser.add_argument("--runs", type=bounded(1), default=3, help="runs of both sides (3)")
     parser.add_argument("--python-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.events < 100 or not 1 <= args.batch <= 10_000:
-        parser.error("--runs >= 1, --events >= 100, --batch 1..10000")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.python_only:
         return python_only(args)
-    problem = missing_setup("bench_python_baseline", {args.ours: "--release -p ingest"}, args.env_file)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
-    stack = read_env_file(str(args.env_file))
+    stack = stack_or_exit(args)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     result = {"command": command_line(), "ours_binary": str(args.ours), **compare(args, stack)}

@@ -73,6 +73,36 @@ def add_stack_options(parser: argparse.ArgumentParser, json_help: str = "also wr
     parser.add_argument("--json", type=Path, help=json_help)
 
 
+def bounded(low: float, high: float | None = None, kind: type = int) -> Callable[[str], Any]:
+    """An argparse ``type``: the option's text as ``kind``, refused (usage error, exit 2) outside
+    ``low``..``high`` with the range in the message."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not in {low}..{'' if high is None else high}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value" messages
+    return parse
+
+
+def bench_parser(
+    prog: str, doc: str, *, binaries: dict[str, str], memory: int = 256, seed: int = 20261102
+) -> argparse.ArgumentParser:
+    """A benchmark's parser: a path option per binary it runs (``{"flush": "flush"}`` is ``--flush``,
+    default ``target/release/flush``), ``--memory`` (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), ``--seed``
+    (the generator's) and the stack's options (``add_stack_options``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    for option, binary in binaries.items():
+        parser.add_argument(f"--{option}", type=Path, default=REPO / "target" / "release" / binary)
+    parser.add_argument("--memory", type=int, default=memory, help=f"AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB ({memory})")
+    parser.add_argument("--seed", type=int, default=seed, help="generator seed")
+    add_stack_options(parser)
+    parser.set_defaults(bench_prog=prog, bench_binaries=binaries)
+    return parser
+
+
 def snowflake_port(env: dict[str, str]) -> int:
     """The local Snowflake's port, from ``SNOWFLAKE_EMULATOR_URL``."""
     return int(env["SNOWFLAKE_EMULATOR_URL"].rstrip("/").rsplit(":", 1)[1])
@@ -187,6 +217,13 @@ class Control:
         with urllib.request.urlopen(request, timeout=60) as response:
             text = response.read()
         return json.loads(text) if text else None
+
+    def suspend_warehouses(self) -> int:
+        """Suspends every warehouse (a statement that needs one then resumes it and counts a
+        resume); returns the resumes counted so far, summed over the warehouses."""
+        found = self.call("GET", "/settings").get("warehouses", {})
+        self.call("POST", "/settings", {"warehouses": {name: {"state": "SUSPENDED"} for name in found}})
+        return sum(int(w.get("resumes") or 0) for w in found.values())
 
 
 def connect(port: int, database: str = DATABASE, schema: str = SCHEMA, network_timeout: int = 120) -> Any:
@@ -425,14 +462,25 @@ def print_result(result: dict[str, Any], markdown: str, json_path: Path | None) 
     print(markdown)
 
 
-def missing_setup(name: str, binaries: dict[Path, str], env_file: Path) -> str | None:
-    """Why a script cannot run (a binary not built, no stack), as one line; None when it can."""
-    for binary, packages in binaries.items():
-        if not binary.is_file():
-            return f"{name}: {binary} is not built (cargo build {packages})"
-    if not env_file.is_file():
-        return f"{name}: {env_file} missing: start the stack (python -m tracklayer_local.stack up)"
-    return None
+def verdict(ok: bool | None) -> str:
+    """A goal's outcome in a report: pass, FAIL, or n/a when it was not measured."""
+    return "n/a" if ok is None else ("pass" if ok else "FAIL")
+
+
+def stack_or_exit(args: argparse.Namespace) -> dict[str, str]:
+    """The stack's settings, once every binary of a ``bench_parser`` command line is built and the
+    stack is up; otherwise exit 2 with one line saying what to build or start."""
+    problems = [
+        f"{getattr(args, option)} is not built (cargo build --release -p {binary})"
+        for option, binary in args.bench_binaries.items()
+        if not getattr(args, option).is_file()
+    ]
+    if not args.env_file.is_file():
+        problems.append(f"{args.env_file} missing: start the stack (python -m tracklayer_local.stack up)")
+    if problems:
+        print(f"{args.bench_prog}: {problems[0]}", file=sys.stderr)
+        raise SystemExit(2)
+    return read_env_file(args.env_file)
 
 
 def shown_path(path: Path) -> str:
