@@ -10,9 +10,19 @@
 //! pipe stores a JSON string in a VARIANT as a string, §7). `LOADED_AT` and `REJECTED_AT` are the
 //! client's time: a default pipe evaluates `DEFAULT CURRENT_TIMESTAMP()` once, when the pipe is
 //! compiled, not per row (§10).
+//!
+//! `PROPERTIES` and `RAW_PAYLOAD` are the event's own text, not a re-serialization: the pipe then
+//! parses exactly what the INSERT's `PARSE_JSON` parses, keys in their order and every number as
+//! written (a `serde_json::Value` would sort the keys and round a number past `f64`), so a
+//! redelivered chunk's skipping INSERT (`RAW_PAYLOAD = PARSE_JSON(...)`) recognises a streamed
+//! row. Only an event that repeats a key is re-serialized, with each key's last value, because
+//! a pipe refuses an object with a repeated key (§7).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::snowflake::Table;
@@ -78,12 +88,26 @@ pub fn push_line(
                 "CURRENCY".into(),
                 event.c.map_or(Value::Null, |c| c.as_ref().into()),
             );
-            row.insert(
-                "PROPERTIES".into(),
-                payload.get("properties").cloned().unwrap_or(Value::Null),
-            );
             row.insert("LOADED_AT".into(), Value::from(now));
-            row.insert("RAW_PAYLOAD".into(), payload);
+            if repeats_a_key(&event.r) {
+                row.insert(
+                    "PROPERTIES".into(),
+                    payload.get("properties").cloned().unwrap_or(Value::Null),
+                );
+                row.insert("RAW_PAYLOAD".into(), payload);
+            } else {
+                // The scalar columns, then the two VARIANTs as the event's text.
+                let fields: std::collections::HashMap<String, &RawValue> =
+                    serde_json::from_str(&event.r)?;
+                let line = serde_json::to_string(&row)?;
+                buf.push_str(&line[..line.len() - 1]); // without its closing brace
+                buf.push_str(",\"PROPERTIES\":");
+                push_one_line(buf, fields.get("properties").map_or("null", |v| v.get()));
+                buf.push_str(",\"RAW_PAYLOAD\":");
+                push_one_line(buf, &event.r);
+                buf.push_str("}\n");
+                return Ok(());
+            }
         }
         Table::Rejected => {
             let element: Map<String, Value> = serde_json::from_str(element)?;
@@ -99,6 +123,66 @@ pub fn push_line(
     buf.push_str(&serde_json::to_string(&row)?);
     buf.push('\n');
     Ok(())
+}
+
+/// Appends JSON `text` on one line: a line break in JSON text can only be whitespace between
+/// tokens (inside a string it is escaped), so it becomes a space.
+fn push_one_line(buf: &mut String, text: &str) {
+    buf.extend(
+        text.trim()
+            .chars()
+            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
+    );
+}
+
+/// Whether a JSON object anywhere in `text` repeats a key (`text` is JSON: the event parser
+/// read it).
+fn repeats_a_key(text: &str) -> bool {
+    struct Unique;
+    impl<'de> de::Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(Unique)
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON without a repeated key")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut keys = HashSet::new();
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if !keys.insert(key) {
+                    return Err(de::Error::custom("repeated key"));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+    }
+    serde_json::from_str::<Unique>(text).is_err()
 }
 
 /// A field as `::STRING` reads it from a VARIANT.
@@ -155,6 +239,40 @@ mod tests {
             row.as_object().unwrap().len(),
             15,
             "every column of RAW_EVENTS"
+        );
+    }
+
+    #[test]
+    fn the_payload_goes_as_written_keys_in_order_and_numbers_exact() {
+        let raw = "{\"merchant_id\":\"m-1\",\"event_id\":\"e-3\",\n  \"event_time\":\"2026-11-02T10:00:00Z\",\"event_name\":\"purchase\",\"properties\":{\"z\":1.50,\"a\":123456789012345678901234567890},\"context\":{\"n\":\"a\\nb\"}}";
+        let mut array = JsonArray::new();
+        array.push_event(&parse_body(raw).remove(0).unwrap());
+        let lines = ndjson(Table::RawEvents, &array.finish(), NOW).unwrap();
+        assert_eq!(lines.matches('\n').count(), 1, "one NDJSON line: {lines}");
+        let expected = raw.replace('\n', " ");
+        assert!(
+            lines.ends_with(&format!(
+                ",\"PROPERTIES\":{{\"z\":1.50,\"a\":123456789012345678901234567890}},\"RAW_PAYLOAD\":{expected}}}\n"
+            )),
+            "{lines}"
+        );
+        let row: Value = serde_json::from_str(lines.trim_end()).unwrap();
+        assert_eq!(row["EVENT_ID"], "e-3");
+        assert_eq!(row["RAW_PAYLOAD"]["context"]["n"], "a\nb");
+        assert_eq!(row.as_object().unwrap().len(), 15);
+    }
+
+    #[test]
+    fn repeated_keys_are_found_at_any_depth() {
+        assert!(!repeats_a_key(
+            r#"{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}"#
+        ));
+        assert!(repeats_a_key(r#"{"a":1,"a":2}"#));
+        assert!(repeats_a_key(r#"{"p":{"s":"A","s":"B"}}"#));
+        assert!(repeats_a_key(r#"{"c":[{"x":1,"x":1}]}"#));
+        assert!(
+            repeats_a_key(r#"{"a\u0062":1,"ab":2}"#),
+            "keys compare unescaped"
         );
     }
 
