@@ -11,8 +11,8 @@ use tracklayer::ingest::Ingest;
 use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, aws, count, drain_queue, exclusive, fresh_queue, loader, setting, sfquery,
-    tagged_events, unique,
+    Emulator, aws, count, drain_queue, exclusive, flush_config, fresh_queue, loader, setting,
+    sfquery, tagged_events, unique,
 };
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
@@ -101,27 +101,12 @@ async fn case(
 }
 
 fn config(queue: &str) -> FlushConfig {
-    FlushConfig {
-        secret_id: setting("TRACKLAYER_SECRET_ID"),
-        secret_ttl: Duration::from_secs(300),
-        staging_queue_url: queue.to_string(),
-        load: LoadSettings::default(),
-        receivers: 2,
-        margin: Duration::from_secs(1),
-        visibility: Duration::from_secs(30),
-        suspend_after_flush: false,
-        flush_period: Duration::from_secs(300),
-        load_method: LoadMethod::SqlApi,
-        streaming_channel: "TRACKLAYER_FLUSH".into(),
-    }
+    flush_config(queue, LoadMethod::SqlApi)
 }
 
 /// The same, loading through Snowpipe Streaming.
 fn streaming_config(queue: &str) -> FlushConfig {
-    FlushConfig {
-        load_method: LoadMethod::Streaming,
-        ..config(queue)
-    }
+    flush_config(queue, LoadMethod::Streaming)
 }
 
 /// One streaming run over `queue` with `faults` installed, commits 200 ms after each append;
@@ -223,33 +208,59 @@ fn landed(tag: &str) -> (u64, u64) {
     (total, distinct)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn flushes_100000_staged_events_exactly_once() {
-    let (_guard, sqs, queue, tag) = case("f100k").await;
+/// 100,000 events (1% invalid) staged by ingest, then one flush run with `method`: every valid
+/// event in RAW_EVENTS once, every invalid one in RAW_EVENTS_REJECTED; returns the run's report
+/// and what the local Snowflake was asked.
+async fn flush_100000(prefix: &str, method: LoadMethod) -> (FlushReport, Value) {
+    let (_guard, sqs, queue, tag) = case(prefix).await;
     let (valid, invalid) = stage(&sqs, &queue, &tag, 100_000, 100, 1_000_000).await;
-    assert_eq!(valid + invalid, 100_000);
-    assert_eq!(invalid, 1_000);
+    assert_eq!((valid, invalid), (99_000, 1_000));
 
     let emulator = Emulator::default();
     emulator.clean().await;
-    let flush = flusher(config(&queue)).await;
+    emulator
+        .settings(json!({"streaming": {"commit_delay_ms": 200}}))
+        .await;
+    let flush = flusher(flush_config(&queue, method)).await;
     let report = run(&flush, FlushRequest::default()).await;
+    let requests = emulator.requests().await;
+    emulator.clean().await;
     assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
     assert_eq!(report.events_loaded, valid as u64);
     assert_eq!(report.events_rejected, invalid as u64);
     assert_eq!(report.leftover_estimate, 0);
     assert!(report.snowflake_contacted);
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+    assert_eq!(rejected(&tag), invalid as u64);
+    (report, requests)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flushes_100000_staged_events_exactly_once() {
+    let (report, requests) = flush_100000("f100k", LoadMethod::SqlApi).await;
     assert!(
         report.statements <= 100,
         "{} statements for 100,000 events",
         report.statements
     );
-    assert_eq!(landed(&tag), (valid as u64, valid as u64));
-    assert_eq!(rejected(&tag), invalid as u64);
-    let requests = emulator.requests().await;
     assert_eq!(
         requests["by_kind"]["INSERT"].as_u64(),
         Some(report.statements)
+    );
+    assert_eq!((report.appends, report.append_bytes), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_100000_staged_events_exactly_once_with_no_insert() {
+    let (report, requests) = flush_100000("s100k", LoadMethod::Streaming).await;
+    assert_eq!(report.statements, 0, "{}", report.to_line());
+    assert_eq!(requests["by_kind"]["INSERT"], Value::Null, "{requests}");
+    assert_eq!(requests["by_streaming"]["append"], report.appends);
+    // Each append is at most 4 MB compressed; the rows are ~1.2 KB of NDJSON each.
+    assert!(report.appends >= 2, "{}", report.to_line());
+    assert_eq!(
+        requests["by_streaming"]["open"], 2,
+        "one channel per table, opened once"
     );
 }
 
@@ -766,6 +777,47 @@ async fn streaming_reopens_a_fenced_or_refused_channel_and_still_loads_each_row_
     assert!(
         requests["by_streaming"]["open"].as_u64().unwrap() >= 3,
         "{requests}"
+    );
+    assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
+    assert_eq!(rejected(&tag), invalid as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_reopens_again_when_the_replay_after_a_reopen_is_refused() {
+    let (_guard, sqs, queue, tag) = case("fsreplay").await;
+    let (valid, invalid) = stage(&sqs, &queue, &tag, 3_000, 100, 150_000).await;
+    let append = "/v2/streaming/data/";
+    let reopen = json!({"channel_error": {"code": "ERR_CHANNEL_MUST_BE_REOPENED"}});
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    // Commits late, so earlier batches are still uncommitted when a later append asks for a
+    // reopen: the reopen discards them, and replaying the first of them is refused too.
+    emulator
+        .settings(json!({"streaming": {"commit_delay_ms": 1500}}))
+        .await;
+    let first_append_goes_through = json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": {"delay_ms": 0}});
+    emulator.fault(first_append_goes_through).await;
+    for _ in 0..2 {
+        emulator
+            .fault(json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": reopen.clone()}))
+            .await;
+    }
+    let report = run(
+        &flusher(streaming_config(&queue)).await,
+        FlushRequest::default(),
+    )
+    .await;
+    let requests = emulator.requests().await;
+    emulator.clean().await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.chunks_failed, 0, "{}", report.to_line());
+    assert_eq!(
+        (report.events_loaded, report.events_rejected),
+        (valid as u64, invalid as u64)
+    );
+    assert!(
+        requests["by_streaming"]["open"].as_u64().unwrap() >= 4,
+        "both channels, then two reopens: {requests}"
     );
     assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
     assert_eq!(rejected(&tag), invalid as u64);

@@ -7,13 +7,14 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{Value, json};
 use tracklayer::event::parse_body;
+use tracklayer::flush::{Flush, FlushRequest, FlushStatus};
 use tracklayer::ingest::{Ingest, IngestSummary};
-use tracklayer::load::LoadSettings;
+use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
     Emulator, assert_row_is, aws, count, create_secret, drain_queue, event_id_of, event_rows,
-    exclusive, fresh_queue, inserts, loader, loader_case, rows_tagged, sfquery, tagged_events,
-    unique,
+    exclusive, flush_config, fresh_queue, inserts, loader, loader_case, rows_tagged, sfquery,
+    tagged_events, unique,
 };
 
 fn deadline() -> tokio::time::Instant {
@@ -116,19 +117,21 @@ async fn redelivered_messages_in_a_new_batch_do_not_land_twice() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_bad_input_is_accounted_for_with_its_reason() {
-    let _guard = exclusive().await;
-    let tag = unique("bad");
+/// The length of the corpus's largest string: its event is just under 1 MiB.
+const BIG_PAD: usize = 1024 * 1024 - 200;
+
+/// The bad-input corpus: bodies tagged `<tag>-...`, each with the reasons its events get ("ok"
+/// for one that loads), in the order of the events it holds.
+fn bad_inputs(tag: &str) -> Vec<(String, Vec<&'static str>)> {
     let ev = |suffix: &str, extra: &str| {
         format!(
             r#"{{"event_id":"{tag}-{suffix}","event_time":"2026-11-02T10:00:00Z","merchant_id":"m","event_name":"purchase"{extra}}}"#
         )
     };
     let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
-    let big_pad = "x".repeat(1024 * 1024 - 200);
+    let big_pad = "x".repeat(BIG_PAD);
     let emoji = "ü😀漢字\u{0007}";
-    let cases: Vec<(String, Vec<&str>)> = vec![
+    vec![
         ("{not json".into(), vec!["invalid_json"]),
         (r#""just a string""#.into(), vec!["not_an_object"]),
         ("42".into(), vec!["not_an_object"]),
@@ -148,23 +151,14 @@ async fn every_bad_input_is_accounted_for_with_its_reason() {
         (format!("[{},{{\"event_id\":\"{tag}-arrbad\"}},7,{}]", ev("arr1", ""), ev("arr2", "")), vec!["ok", "missing_field", "not_an_object", "ok"]),
         (String::new(), vec!["empty_body"]),
         (format!("{}\n{}\n", ev("nd1", ""), "{broken"), vec!["ok", "invalid_json"]),
-    ];
-    let bodies: Vec<String> = cases.iter().map(|(b, _)| b.clone()).collect();
-    let expected_events: usize = cases.iter().map(|(_, e)| e.len()).sum();
-    let expected_ok = cases
-        .iter()
-        .flat_map(|(_, e)| e)
-        .filter(|r| **r == "ok")
-        .count();
-    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
-    let (response, summary) = ingest
-        .handle(&sqs_event(&tag, &bodies), "req-bad", deadline())
-        .await;
-    assert_none_failed(&response, &summary);
-    assert_eq!(summary.events, expected_events);
-    assert_eq!(summary.loaded as usize, expected_ok);
+    ]
+}
 
-    let landed = rows_tagged(&tag);
+/// Every event of `cases` (sent as messages `<tag>-<i>`) landed in RAW_EVENTS or in
+/// RAW_EVENTS_REJECTED with its reasons and its message's text, the rows read back exactly.
+fn assert_bad_inputs_accounted_for(tag: &str, cases: &[(String, Vec<&'static str>)]) {
+    let (expected_events, expected_ok) = corpus_counts(cases);
+    let landed = rows_tagged(tag);
     let q = sfquery(&format!(
         "SELECT SOURCE_MESSAGE_ID, REASON, RAW_TEXT, DETAIL FROM RAW_EVENTS_REJECTED WHERE SOURCE_MESSAGE_ID LIKE '{tag}-%'"
     ));
@@ -218,9 +212,79 @@ async fn every_bad_input_is_accounted_for_with_its_reason() {
     ));
     assert_eq!(
         big.text(0, "L").unwrap().parse::<usize>().unwrap(),
-        big_pad.len(),
+        BIG_PAD,
         "RAW_PAYLOAD is an object holding the whole 1 MB value"
     );
+}
+
+/// (events, loadable events) of the corpus.
+fn corpus_counts(cases: &[(String, Vec<&'static str>)]) -> (usize, usize) {
+    let events = cases.iter().map(|(_, e)| e.len()).sum();
+    let ok = cases
+        .iter()
+        .flat_map(|(_, e)| e)
+        .filter(|r| **r == "ok")
+        .count();
+    (events, ok)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_input_is_accounted_for_with_its_reason() {
+    let _guard = exclusive().await;
+    let tag = unique("bad");
+    let cases = bad_inputs(&tag);
+    let bodies: Vec<String> = cases.iter().map(|(b, _)| b.clone()).collect();
+    let (events, ok) = corpus_counts(&cases);
+    let ingest = Ingest::stream(loader(LoadSettings::default()).await);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-bad", deadline())
+        .await;
+    assert_none_failed(&response, &summary);
+    assert_eq!(summary.events, events);
+    assert_eq!(summary.loaded as usize, ok);
+    assert_bad_inputs_accounted_for(&tag, &cases);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_input_is_accounted_for_through_snowpipe_streaming() {
+    let _guard = exclusive().await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let queue = fresh_queue(&sqs, "staging-corpus").await;
+    let tag = unique("sbad");
+    let cases = bad_inputs(&tag);
+    let bodies: Vec<String> = cases.iter().map(|(b, _)| b.clone()).collect();
+    let (events, ok) = corpus_counts(&cases);
+    let ingest = Ingest::scheduled(sqs.clone(), queue.clone(), 1_000_000);
+    let (response, summary) = ingest
+        .handle(&sqs_event(&tag, &bodies), "req-sbad", deadline())
+        .await;
+    assert_none_failed(&response, &summary);
+    assert_eq!(summary.events, events);
+    assert_eq!(summary.staged, ok);
+
+    let config = flush_config(&queue, LoadMethod::Streaming);
+    let loader = loader(LoadSettings::default()).await;
+    let flush = Flush::with_loader(config, sqs.clone(), loader);
+    let report = flush
+        .run(
+            FlushRequest::default(),
+            tokio::time::Instant::now() + Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.events_loaded as usize, ok);
+    assert_eq!(report.events_rejected as usize, events - ok);
+    assert_eq!(report.statements, 0, "{}", report.to_line());
+    let requests = emulator.requests().await;
+    assert_eq!(
+        requests["by_kind"]["INSERT"],
+        Value::Null,
+        "every row streamed: {requests}"
+    );
+    assert_eq!(requests["by_streaming"]["append"], report.appends);
+    assert_bad_inputs_accounted_for(&tag, &cases);
 }
 
 #[tokio::test(flavor = "multi_thread")]

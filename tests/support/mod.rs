@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tracklayer::load::{LoadSettings, Loader};
+use tracklayer::flush::FlushConfig;
+use tracklayer::load::{LoadMethod, LoadSettings, Loader};
 use tracklayer::secrets::SecretSource;
 use tracklayer::snowflake::RetryPolicy;
 
@@ -141,6 +142,24 @@ pub async fn loader(settings: LoadSettings) -> Loader {
         fast_retry(),
     );
     Loader::new(source, settings)
+}
+
+/// A flush over `queue` reading the stack's secret, loading with `load_method`: two receivers,
+/// a 1 s margin, 30 s visibility, a 5-minute period, no suspend.
+pub fn flush_config(queue: &str, load_method: LoadMethod) -> FlushConfig {
+    FlushConfig {
+        secret_id: setting("TRACKLAYER_SECRET_ID"),
+        secret_ttl: Duration::from_secs(300),
+        staging_queue_url: queue.to_string(),
+        load: LoadSettings::default(),
+        receivers: 2,
+        margin: Duration::from_secs(1),
+        visibility: Duration::from_secs(30),
+        suspend_after_flush: false,
+        flush_period: Duration::from_secs(300),
+        load_method,
+        streaming_channel: "TRACKLAYER_FLUSH".into(),
+    }
 }
 
 /// What a loader test starts with: the lock on the local Snowflake's global state (held while

@@ -344,32 +344,19 @@ fn parts(lines: &str) -> Vec<&str> {
 }
 
 /// Appends the pending batch `offset`; when Snowflake asks for a reopen, reopens the channel and
-/// appends every batch after its committed offset token again, in order.
+/// appends every batch after its committed offset token again, in order, up to `offset`.
 async fn append(
     client: &StreamingClient,
     channel: &mut Channel,
     offset: u64,
     deadline: Instant,
 ) -> Result<(), SnowflakeError> {
-    let mut reopens = 0;
-    loop {
-        let error = match send(client, channel, offset, deadline).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        if !requires_reopen(&error) || reopens >= MAX_REOPENS {
-            return Err(error);
+    match send(client, channel, offset, deadline).await {
+        Err(error) if requires_reopen(&error) => {
+            tracing::warn!(%error, channel = %channel.name.channel, "reopening the streaming channel");
+            reopen_and_replay(client, channel, Some(offset), deadline).await
         }
-        reopens += 1;
-        tracing::warn!(%error, channel = %channel.name.channel, "reopening the streaming channel");
-        reopen(client, channel, deadline).await?;
-        let earlier: Vec<u64> = channel.pending.range(..offset).map(|(o, _)| *o).collect();
-        for earlier in earlier {
-            send(client, channel, earlier, deadline).await?;
-        }
-        if offset <= channel.committed {
-            return Ok(());
-        }
+        result => result,
     }
 }
 
@@ -447,14 +434,12 @@ async fn wait_committed(
                     .status(channel.name.table, &[&name], deadline)
                     .await?;
                 let Some(status) = statuses.get(&name) else {
-                    reopen(client, &mut channel, deadline).await?;
-                    replay(client, &mut channel, deadline).await?;
+                    reopen_and_replay(client, &mut channel, None, deadline).await?;
                     continue;
                 };
                 if !status.is_healthy() {
                     tracing::warn!(code = %status.channel_status_code, "streaming channel invalidated; reopening");
-                    reopen(client, &mut channel, deadline).await?;
-                    replay(client, &mut channel, deadline).await?;
+                    reopen_and_replay(client, &mut channel, None, deadline).await?;
                     continue;
                 }
                 let before = channel.committed;
@@ -485,17 +470,39 @@ async fn wait_committed(
     }
 }
 
-/// Appends every pending batch again, in order (after a reopen).
-async fn replay(
+/// Reopens `channel` and appends its pending batches again, in order (those up to `through`
+/// when given): after a reopen Snowflake holds only what was committed (§3). An error during the
+/// replay that asks for a reopen (a retried append that had landed meanwhile leaves an invalid
+/// row sequencer) reopens again, at most [`MAX_REOPENS`] times in all.
+async fn reopen_and_replay(
     client: &StreamingClient,
     channel: &mut Channel,
+    through: Option<u64>,
     deadline: Instant,
 ) -> Result<(), SnowflakeError> {
-    let offsets: Vec<u64> = channel.pending.keys().copied().collect();
-    for offset in offsets {
-        send(client, channel, offset, deadline).await?;
+    let mut reopens = 0;
+    loop {
+        reopens += 1;
+        reopen(client, channel, deadline).await?;
+        let offsets: Vec<u64> = match through {
+            Some(last) => channel.pending.range(..=last).map(|(o, _)| *o).collect(),
+            None => channel.pending.keys().copied().collect(),
+        };
+        let mut failed = None;
+        for offset in offsets {
+            if let Err(error) = send(client, channel, offset, deadline).await {
+                failed = Some(error);
+                break;
+            }
+        }
+        match failed {
+            None => return Ok(()),
+            Some(error) if requires_reopen(&error) && reopens < MAX_REOPENS => {
+                tracing::warn!(%error, channel = %channel.name.channel, "reopening the streaming channel again");
+            }
+            Some(error) => return Err(error),
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
