@@ -165,11 +165,12 @@ bench: venv ## Every benchmark (parse, ingest, flush, cold start, Python side by
 	@$(CARGO) build --release --locked -p ingest -p flush -p connection-test
 	@$(PY) -m tracklayer_local.bench
 
-chaos: venv ## 100,000 events through ingest and flush with injected failures and killed flushes; prints the accounting
+# METHOD=streaming: flush loads through Snowpipe Streaming, and the faults hit its requests.
+chaos: venv ## 100,000 events through ingest and flush with injected failures and killed flushes; prints the accounting (METHOD=sql_api|streaming)
 	@$(CARGO) build --locked -p ingest -p flush
 	@$(MAKE) --no-print-directory stack-up
 	@status=0; \
-	  $(PY) -m tracklayer_local.chaos --events $${EVENTS:-100000} || status=$$?; \
+	  $(PY) -m tracklayer_local.chaos --events $${EVENTS:-100000} --load-method $${METHOD:-sql_api} || status=$$?; \
 	  $(MAKE) --no-print-directory stack-down; \
 	  exit $$status
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tracklayer_local.chaos [--events 100000] [--seed 20261127] [--fault-rate 0.10]
         [--statement-bytes 250000] [--kill-probability 0.8] [--flush-budget 900] [--json FILE]
-        [--events-sqs private|stack] [--keep-queues]
+        [--events-sqs private|stack] [--keep-queues] [--load-method sql_api|streaming]
 
 Needs a running stack (``python -m tracklayer_local.stack up``, found through ``--env-file``, default
 ``$STACK_DIR/stack.env``) and the debug binaries (``cargo build -p ingest -p flush``).
@@ -22,30 +22,45 @@ Needs a running stack (``python -m tracklayer_local.stack up``, found through ``
    500 and a dropped connection after execution (the rows landed, the answer is lost); and slow
    statements (1.2 s late with the async threshold lowered to 200 ms; the loader submits with
    ``async=true``, so every INSERT answers 202 and is polled, the late ones for longer).
+   With ``--load-method streaming`` flush runs with ``TRACKLAYER_LOAD_METHOD=streaming`` on a new
+   channel ``CHAOS_<run id>`` of each table's default pipe, the local Snowflake commits appends
+   ``COMMIT_DELAY_MS`` (500 ms) after they arrive (its ``commit_delay_ms`` setting, restored
+   afterwards), and the faults target the Snowpipe Streaming requests instead (the emulator's
+   fault rules, faults.py and streaming.py, each target's rules adding up to ``--fault-rate``):
+   appends get 429, 503 with a bare-string body, a dropped connection after the append was
+   received (the rows will commit, the answer is lost), ERR_CHANNEL_MUST_BE_REOPENED (the channel
+   is invalidated, its uncommitted rows discarded), a fence (the channel reopened as by another
+   writer: the next append's continuation token is stale) and slow commits (2.5 s later); bulk
+   channel status calls and token exchanges get 503s.
 4. Runs the real ``flush`` binary again and again (``TRACKLAYER_VISIBILITY_SECONDS=10``,
    ``TRACKLAYER_FLUSH_MARGIN_SECONDS=1``). The first run, and then each run with probability
    ``--kill-probability`` (0.8) when allowed (always, until ``--min-kills``, 3, runs were), is
    SIGKILLed at a seeded random point: 70% of the kills 0-0.3 s after the run's 1st-10th INSERT
-   was answered (the first kill: 1st-3rd; seen in the emulator's request report; 3 s after the
-   event at the latest), while chunks are inserted and not yet deleted; the others 0.05-2 s after
-   the run got its event (maybe before any INSERT).
-   Chunks a killed run inserted stay on the queue and come back to a later run, which loads them
-   with statements that skip rows already in the table (its report counts them). The other
-   runs complete: each drains the queue (no ``max_seconds``: with a 1 s margin a bounded run
-   leaves its last chunks unloaded at its deadline, and each such miss is one more receive). A
-   run is killed only if it is over before chunks of earlier killed runs can be visible again,
-   until a completed run that started after they came back has loaded them: no chunk is received
-   by two killed runs, so the kills never push one to the DLQ (5 receives). The loop ends when
-   the staging queue is empty, in flight included, and the last (completed) run reported
-   "loaded" or "empty" with nothing left; it gives up after ``--flush-budget`` seconds.
-5. Disarms (clears the faults, restores the async threshold and the seed), reads the results
-   back through snowflake-connector-python (COUNT(*), COUNT(DISTINCT EVENT_ID); the quarantine
-   rows are matched by the run's prefix in RAW_TEXT and their SOURCE_MESSAGE_ID checked against
-   the SQS message ids of the bad events), takes the fault counts from the emulator's request
-   report, prints a table, and exits 1 if an event was lost, an event id was loaded twice, the
-   quarantine does not hold exactly the bad events, a bad event was loaded, a DLQ is not empty,
-   a queue was left with messages, or the flush loop did not finish (2: usage, no stack, no
-   binaries).
+   was answered (streaming: append received; the first kill: 1st-3rd; seen in the emulator's
+   request report; 3 s after the event at the latest), while chunks are inserted and not yet
+   deleted; the others 0.05-2 s after the run got its event (maybe before any INSERT).
+   Chunks a killed run inserted (or appended: they commit, unless the next run reopens the
+   channel first) stay on the queue and come back to a later run, which loads them with
+   statements that skip rows already in the table (its report counts them; with streaming these
+   are the only SQL INSERTs). The other runs complete: each drains the queue (no ``max_seconds``:
+   with a 1 s margin a bounded run leaves its last chunks unloaded at its deadline, and each such
+   miss is one more receive). A run is killed only if it is over before chunks of earlier killed
+   runs can be visible again, until a completed run that started after they came back has loaded
+   them: no chunk is received by two killed runs, so the kills never push one to the DLQ (5
+   receives). The loop ends when the staging queue is empty, in flight included, and the last
+   (completed) run reported "loaded" or "empty" with nothing left; it gives up after
+   ``--flush-budget`` seconds.
+5. Disarms (clears the faults, restores the async threshold, the seed and the commit delay),
+   reads the results back through snowflake-connector-python (COUNT(*), COUNT(DISTINCT EVENT_ID);
+   the quarantine rows are matched by the run's prefix in RAW_TEXT and their SOURCE_MESSAGE_ID
+   checked against the SQS message ids of the bad events), takes the fault counts from the
+   emulator's request report (streaming: from the rules' use counts), prints a table, and exits 1
+   if an event was lost, an event id was loaded twice, the quarantine does not hold exactly the
+   bad events, a bad event was loaded, a DLQ is not empty, a queue was left with messages, or the
+   flush loop did not finish (2: usage, no stack, no binaries). With streaming it also reports
+   the appends, channel opens, bulk status calls and token exchanges (the request report's
+   by_streaming) and the SQL INSERTs, and fails when the runs that reported sent INSERTs with
+   more distinct requestIds than they counted redelivered chunks.
 
 The events queue pair lives, by default (``--events-sqs private``), on a private moto server
 (the stack's moto with the speed patches of ``moto_patches.py``, which keep its behaviour:
@@ -55,7 +70,7 @@ makes 100,000 messages through the stack's moto take hours. The staging queue, t
 Snowflake are the stack's. ``--events-sqs stack`` puts the events queues on the stack's moto too
 (fine for a few thousand events).
 
-The fault rules and the async threshold are global to the local Snowflake: do not run other tests
+The fault rules, the async threshold and the commit delay are global to the local Snowflake: do not run other tests
 against the same stack at the same time. Faults armed before are cleared.
 """
 
@@ -110,21 +125,56 @@ VISIBILITY_S = 10
 INGEST_TIMEOUT_S = 60
 FLUSH_TIMEOUT_S = 120
 KILL_DELAY_S = (0.05, 2.0)  # "timer" kills: this long after the run got its event
-KILL_AFTER_INSERTS = (1, 10)  # "inserts" kills: after this many of the run's INSERTs were answered,
+KILL_AFTER_LOADS = (1, 10)  # "loads" kills: after this many of the run's INSERTs were answered (appends received),
 KILL_JITTER_S = (0.0, 0.3)  # plus this
 KILL_LATEST_S = 3.0  # ... or at the latest this long after the run got its event
-TIMER_KILLS = 0.3  # share of kills by timer (the first kill is an "inserts" one)
+TIMER_KILLS = 0.3  # share of kills by timer (the first kill is a "loads" one)
 
-# (label, share of the faults, phase, action)
-FAULT_MIX = [
-    ("429 before execution", 0.20, "before_execute", {"status": 429}),
-    ("503 before execution", 0.12, "before_execute", {"status": 503}),
-    ("500 before execution", 0.08, "before_execute", {"status": 500}),
-    ("503 after execution", 0.12, "after_execute", {"status": 503}),
-    ("500 after execution", 0.08, "after_execute", {"status": 500}),
-    ("dropped connection after execution", 0.20, "after_execute", {"drop_connection": True}),
-    (f"slow ({SLOW_MS} ms: 202 + polling)", 0.20, "before_execute", {"delay_ms": SLOW_MS}),
-]
+LOAD_METHODS = ("sql_api", "streaming")
+COMMIT_DELAY_MS = 500  # streaming: the local Snowflake's commit delay during the run (3000 by default)
+SLOW_COMMIT_MS = 2500  # streaming: a slow commit is this much later still
+STREAMING_503_BODY = "ERR_GENERAL_EXCEPTION_RETRY_REQUEST"  # the bare JSON string a live 503 carried
+
+# What the faults target (fault match specs of the emulator, faults.py)
+INSERTS = {"method": "POST", "path_prefix": "/api/v2/statements", "statement_contains": "INSERT INTO"}
+APPENDS = {"method": "POST", "path_prefix": "/v2/streaming/data/"}
+BULK_STATUS = {"method": "POST", "path_prefix": "/v2/streaming/databases/"}  # open is PUT, drop DELETE
+TOKEN_EXCHANGE = {"method": "POST", "path_prefix": "/oauth/token"}
+
+# By load method: (label, share of its target's faults, target, phase, action)
+FAULT_MIXES: dict[str, list[tuple[str, float, dict[str, str], str, dict[str, Any]]]] = {
+    "sql_api": [
+        ("429 before execution", 0.20, INSERTS, "before_execute", {"status": 429}),
+        ("503 before execution", 0.12, INSERTS, "before_execute", {"status": 503}),
+        ("500 before execution", 0.08, INSERTS, "before_execute", {"status": 500}),
+        ("503 after execution", 0.12, INSERTS, "after_execute", {"status": 503}),
+        ("500 after execution", 0.08, INSERTS, "after_execute", {"status": 500}),
+        ("dropped connection after execution", 0.20, INSERTS, "after_execute", {"drop_connection": True}),
+        (f"slow ({SLOW_MS} ms: 202 + polling)", 0.20, INSERTS, "before_execute", {"delay_ms": SLOW_MS}),
+    ],
+    "streaming": [
+        ("429 on append", 0.15, APPENDS, "before_execute", {"status": 429}),
+        (
+            "503 on append (bare-string body)",
+            0.15,
+            APPENDS,
+            "before_execute",
+            {"status": 503, "body": STREAMING_503_BODY},
+        ),
+        ("dropped connection after the append was received", 0.20, APPENDS, "after_execute", {"drop_connection": True}),
+        (
+            "ERR_CHANNEL_MUST_BE_REOPENED on append",
+            0.15,
+            APPENDS,
+            "before_execute",
+            {"channel_error": {"code": "ERR_CHANNEL_MUST_BE_REOPENED"}},
+        ),
+        ("fence on append (reopened by another writer)", 0.15, APPENDS, "before_execute", {"fence_channel": True}),
+        (f"slow commit (+{SLOW_COMMIT_MS} ms)", 0.20, APPENDS, "before_execute", {"commit_delay_ms": SLOW_COMMIT_MS}),
+        ("503 on bulk channel status", 1.0, BULK_STATUS, "before_execute", {"status": 503}),
+        ("503 on the token exchange", 1.0, TOKEN_EXCHANGE, "before_execute", {"status": 503}),
+    ],
+}
 
 
 progress = progress_to_stderr("chaos")
@@ -294,15 +344,18 @@ def send_wave(sqs: SqsClient, url: str, messages: list[Message], pool: ThreadPoo
 # ------------------------------------------------------------------------------------------------
 
 
-def fault_rules(rate: float) -> list[tuple[str, dict[str, Any]]]:
+def fault_rules(rate: float, load_method: str = "sql_api") -> list[tuple[str, dict[str, Any]]]:
     """The rules, first first: each one's probability is its share of `rate` among the requests
-    the rules before it let through, so the unconditional rates add up to `rate`."""
-    rules, left = [], 1.0
-    for label, share, phase, action in FAULT_MIX:
-        p = min(1.0, rate * share / left)
-        left -= rate * share
-        match = {"method": "POST", "path_prefix": "/api/v2/statements", "statement_contains": "INSERT INTO"}
-        rules.append((label, {"match": match, "count": 1_000_000, "phase": phase, "probability": p, "action": action}))
+    of its target the rules before it let through, so each target's unconditional rates add up
+    to `rate`."""
+    rules: list[tuple[str, dict[str, Any]]] = []
+    left: dict[str, float] = collections.defaultdict(lambda: 1.0)
+    for label, share, target, phase, action in FAULT_MIXES[load_method]:
+        key = json.dumps(target, sort_keys=True)
+        p = min(1.0, rate * share / left[key])
+        left[key] -= rate * share
+        spec = {"match": dict(target), "count": 1_000_000, "phase": phase, "probability": p, "action": action}
+        rules.append((label, spec))
     return rules
 
 
@@ -364,7 +417,7 @@ def ingest_all(args: argparse.Namespace, plan: Plan, env: dict[str, str], sqs: S
 @dataclass
 class FlushRun:
     number: int
-    kill: tuple[str, float, float] | None  # ("timer", seconds, 0) | ("inserts", count, jitter s)
+    kill: tuple[str, float, float] | None  # ("timer", seconds, 0) | ("loads", count, jitter s)
     max_seconds: int | None
     killed_at_s: float | None = None
     killed: bool = False
@@ -375,11 +428,13 @@ class FlushRun:
     events_rejected: int = 0
     chunks_redelivered: int = 0  # chunks SQS had delivered before (loaded skipping rows already there)
     rows_already_loaded: int = 0  # rows of those that were already in the table
+    appends: int = 0  # streaming: appends the run reports Snowflake accepted
     leftover: int | None = None
     error: str | None = None
     seconds: float = 0.0
     report_from: int = 0  # the emulator's request report length before and after the run
     report_to: int | None = None
+    appends_from: int = 0  # streaming: the appends the emulator had counted before the run
 
 
 def shifted(run: FlushRun, offset: int) -> FlushRun:
@@ -387,27 +442,38 @@ def shifted(run: FlushRun, offset: int) -> FlushRun:
                        "report_to": None if run.report_to is None else run.report_to - offset})  # fmt: skip
 
 
-def describe_kill(kill: tuple[str, float, float] | None) -> str:
+LOADS = {"sql_api": "INSERT answer(s)", "streaming": "append(s) received"}
+
+
+def describe_kill(kill: tuple[str, float, float] | None, load_method: str) -> str:
     if kill is None:
         return "none"
     mode, value, jitter = kill
     if mode == "timer":
         return f"timer {value} s"
-    return f"after {int(value)} INSERT answer(s) + {jitter} s, at {KILL_LATEST_S} s at the latest"
+    return f"after {int(value)} {LOADS[load_method]} + {jitter} s, at {KILL_LATEST_S} s at the latest"
 
 
-def report_length(control: Control) -> int:
-    return len(control.call("GET", "/requests")["statements"])
+def report_marks(control: Control) -> tuple[int, int]:
+    """The request report's length (SQL API submissions) and the appends it counted."""
+    report = control.call("GET", "/requests")
+    return len(report["statements"]), report["by_streaming"].get("append", 0)
 
 
-def inserts_answered(control: Control, since: int) -> int:
-    statements = control.call("GET", "/requests")["statements"][since:]
+def loads_answered(control: Control, run: FlushRun, load_method: str) -> int:
+    """The run's loads so far: INSERTs answered (sql_api), or appends that reached the local
+    Snowflake (streaming: the report counts requests by kind as they arrive, not their answers;
+    an append is received, and soon committed, before its answer)."""
+    report = control.call("GET", "/requests")
+    if load_method == "streaming":
+        return report["by_streaming"].get("append", 0) - run.appends_from
+    statements = report["statements"][run.report_from :]
     return sum(
         1 for s in statements if s.get("kind") == "INSERT" and s.get("executed") and s.get("status") in (200, 202)
     )
 
 
-def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
+def flush_once(host: Any, run: FlushRun, control: Control, load_method: str) -> FlushRun:
     """One invocation; SIGKILL the process at the run's kill point (if planned and still busy)."""
     host.start()
     if not host.wait_ready():
@@ -427,7 +493,7 @@ def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
         else:
             latest = started + KILL_LATEST_S
             while worker.is_alive() and time.monotonic() < latest:
-                if inserts_answered(control, run.report_from) >= value:
+                if loads_answered(control, run, load_method) >= value:
                     time.sleep(jitter)
                     break
                 worker.join(0.05)
@@ -447,6 +513,7 @@ def flush_once(host: Any, run: FlushRun, control: Control) -> FlushRun:
         run.events_rejected = int(payload.get("events_rejected") or 0)
         run.chunks_redelivered = int(payload.get("chunks_redelivered") or 0)
         run.rows_already_loaded = int(payload.get("rows_already_loaded") or 0)
+        run.appends = int(payload.get("appends") or 0)
         run.leftover = payload.get("leftover_estimate")
         run.error = payload.get("error")
     else:
@@ -510,26 +577,26 @@ def flush_loop(
             if kill:
                 if runs and rng.random() < TIMER_KILLS:
                     plan = ("timer", round(rng.uniform(*KILL_DELAY_S), 3), 0.0)
-                else:  # the first kill comes early in a batch of 10 chunks: some inserted, none deleted
-                    after = rng.randint(*KILL_AFTER_INSERTS) if runs else rng.randint(1, 3)
-                    plan = ("inserts", after, round(rng.uniform(*KILL_JITTER_S), 3))
+                else:  # the first kill comes early in a batch of 10 chunks: some loaded, none deleted
+                    after = rng.randint(*KILL_AFTER_LOADS) if runs else rng.randint(1, 3)
+                    plan = ("loads", after, round(rng.uniform(*KILL_JITTER_S), 3))
                 run = FlushRun(number, plan, None)
             else:
                 run = FlushRun(number, None, None)
                 if outstanding and now >= max(back for _, back in outstanding):
                     outstanding = []  # this run drains the queue: the killed chunks are loaded
-            run.report_from = report_length(control)
+            run.report_from, run.appends_from = report_marks(control)
             got_event = time.monotonic()
-            flush_once(host, run, control)
-            run.report_to = report_length(control)
+            flush_once(host, run, control, args.load_method)
+            run.report_to = report_marks(control)[0]
             if run.killed:
                 outstanding.append((got_event + VISIBILITY_S, time.monotonic() + VISIBILITY_S + 0.5))
             runs.append(run)
             progress(
                 f"flush run {number}: {run.status}"
-                + (f" {run.killed_at_s} s in ({describe_kill(run.kill)})" if run.killed else "")
+                + (f" {run.killed_at_s} s in ({describe_kill(run.kill, args.load_method)})" if run.killed else "")
                 + (
-                    f" (kill {describe_kill(run.kill)} planned, it finished first)"
+                    f" (kill {describe_kill(run.kill, args.load_method)} planned, it finished first)"
                     if run.kill is not None and not run.killed
                     else ""
                 )
@@ -600,6 +667,60 @@ def report_figures(statements: list[dict[str, Any]], runs: list[FlushRun]) -> di
     }
 
 
+def streaming_figures(
+    counted: dict[str, int], statements: list[dict[str, Any]], runs: list[FlushRun], channels: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The streaming requests of the flush loop (`counted`: the report's by_streaming, loop only)
+    and the SQL INSERTs beside them. Flush streams a chunk's first delivery through its channel
+    and loads a redelivered one (SQS delivered it before: a killed run may have streamed it)
+    through the SQL API's INSERT ... WHERE NOT EXISTS, so a run that reported (`ok`) sent INSERTs
+    (distinct requestIds, retries reuse theirs) for at most as many statements as it counted
+    redelivered chunks; killed runs report nothing, so their INSERTs are only counted.
+    `channels` are the run's channels (emulator's /streaming/channels)."""
+    reported = [(r.report_from, r.report_to) for r in runs if r.ok and r.report_to is not None]
+    inserts = [(i, s) for i, s in enumerate(statements) if s.get("kind") == "INSERT"]
+    by_reporting = {s["request_id"] for i, s in inserts if any(a <= i < b for a, b in reported)}
+    return {
+        "appends_received": counted.get("append", 0),
+        "appends_accepted": sum(r.appends for r in runs),
+        "channel_opens": counted.get("open", 0),
+        "status_calls": counted.get("status", 0),
+        "token_exchanges": counted.get("token", 0),
+        "hostname_lookups": counted.get("hostname", 0),
+        "insert_request_ids_of_reporting_runs": len(by_reporting),
+        "chunks_redelivered_of_reporting_runs": sum(r.chunks_redelivered for r in runs if r.ok),
+        "pipe_rows_inserted": sum(int(c.get("rows_inserted") or 0) for c in channels),
+        "pipe_rows_refused": sum(int(c.get("rows_errors") or 0) for c in channels),
+        "channels_pending_batches": sum(int(c.get("pending_batches") or 0) for c in channels),
+    }
+
+
+def rule_faults(rules: list[tuple[str, dict[str, Any], int]], taken: dict[int, int]) -> dict[str, Any]:
+    """Faults injected, by action kind, from the rules' use counts (the report has an entry, with
+    its fault, for SQL API submissions only)."""
+    by_kind: collections.Counter = collections.Counter()
+    for _label, spec, rule_id in rules:
+        by_kind[next(k for k in spec["action"] if k not in ("body", "headers"))] += taken.get(rule_id, 0)
+    return {"faults": sum(by_kind.values()), "faults_by_kind": {k: v for k, v in by_kind.items() if v}}
+
+
+def chaos_settings(settings: dict[str, Any], load_method: str, seed: int | None) -> dict[str, Any]:
+    """The local Snowflake's settings for the run (`settings` as GET /settings answers them)."""
+    update: dict[str, Any] = {"async_threshold_ms": ASYNC_THRESHOLD_MS, "seed": seed}
+    if load_method == "streaming":
+        update["streaming"] = {"commit_delay_ms": COMMIT_DELAY_MS}
+    return update
+
+
+def disarm(control: Control, before: dict[str, Any]) -> None:
+    """Clears the faults and restores the settings chaos_settings changed."""
+    control.call("DELETE", "/faults")
+    restore = {"async_threshold_ms": before["async_threshold_ms"], "seed": before.get("seed")}
+    if "streaming" in before:
+        restore["streaming"] = {"commit_delay_ms": before["streaming"]["commit_delay_ms"]}
+    control.call("POST", "/settings", restore)
+
+
 # ------------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------------
@@ -614,6 +735,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--statement-bytes", type=int, default=250_000,
         help="TRACKLAYER_MAX_STATEMENT_BYTES of both binaries (250000; production: 1000000): smaller "
         "statements make more chunks, so more faults and more chunks in flight when a flush is killed",
+    )  # fmt: skip
+    parser.add_argument(
+        "--load-method", choices=LOAD_METHODS, default="sql_api",
+        help="flush's TRACKLAYER_LOAD_METHOD (sql_api: INSERTs; streaming: Snowpipe Streaming appends, "
+        "redeliveries through INSERTs); the faults target its requests",
     )  # fmt: skip
     parser.add_argument("--kill-probability", type=float, default=0.8, help="kill a run when allowed (0.8)")
     parser.add_argument(
@@ -672,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:10]
     prefix = f"chaos{run_id}"
+    channel = f"CHAOS_{run_id.upper()}"  # a new channel on each pipe (streaming), offsets from 1
 
     plan = generate(args.events, args.seed, prefix)
     progress(
@@ -685,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line(argv, "tracklayer_local.chaos"),
         "prefix": prefix,
         "seed": args.seed,
+        "load_method": args.load_method,
     }
     if args.events_sqs == "private":
         try:
@@ -696,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     settings_before = control.call("GET", "/settings")
     queues: list[tuple[Any, str]] = []
     statements_from = 0
+    streamed_from: dict[str, int] = {}
     armed = False
     try:
         if private is not None:
@@ -725,12 +854,13 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3: chaos on
         control.call("DELETE", "/faults")
-        control.call("POST", "/settings", {"async_threshold_ms": ASYNC_THRESHOLD_MS, "seed": args.seed})
+        control.call("POST", "/settings", chaos_settings(settings_before, args.load_method, args.seed))
         armed = True
         rules = []
-        for label, spec in fault_rules(args.fault_rate):
-            rules.append((label, control.call("POST", "/faults", spec)["id"]))
-        statements_from = len(control.call("GET", "/requests")["statements"])
+        for label, spec in fault_rules(args.fault_rate, args.load_method):
+            rules.append((label, spec, control.call("POST", "/faults", spec)["id"]))
+        marks = control.call("GET", "/requests")
+        statements_from, streamed_from = len(marks["statements"]), marks["by_streaming"]
 
         # 4: flush, killed now and then
         flush_started = time.monotonic()
@@ -740,16 +870,19 @@ def main(argv: list[str] | None = None) -> int:
             "TRACKLAYER_VISIBILITY_SECONDS": str(VISIBILITY_S),
             "TRACKLAYER_FLUSH_MARGIN_SECONDS": "1",
             "TRACKLAYER_FLUSH_RECEIVERS": "2",
+            "TRACKLAYER_LOAD_METHOD": args.load_method,
+            "TRACKLAYER_STREAMING_CHANNEL": channel,
         }
         runs, finished = flush_loop(args, flush_env, stack_sqs, staging_url, control)
         flush_s = time.monotonic() - flush_started
 
         # 5: chaos off, then read back
         taken = {f["id"]: f["taken"] for f in control.call("GET", "/faults")}
-        report = control.call("GET", "/requests")["statements"]
-        control.call("DELETE", "/faults")
-        control.call("POST", "/settings", {"async_threshold_ms": settings_before["async_threshold_ms"],
-                                           "seed": settings_before.get("seed")})  # fmt: skip
+        requests = control.call("GET", "/requests")
+        report = requests["statements"]
+        streamed = {k: v - streamed_from.get(k, 0) for k, v in requests["by_streaming"].items()}
+        channels = [c for c in control.call("GET", "/streaming/channels") if c.get("channel_name") == channel]
+        disarm(control, settings_before)
         armed = False
 
         loaded_rows, loaded_distinct = (
@@ -787,9 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if armed:
             with contextlib.suppress(Exception):
-                control.call("DELETE", "/faults")
-                control.call("POST", "/settings", {"async_threshold_ms": settings_before["async_threshold_ms"],
-                                                   "seed": settings_before.get("seed")})  # fmt: skip
+                disarm(control, settings_before)
         if not args.keep_queues:
             for client, url in queues:
                 with contextlib.suppress(Exception):
@@ -797,7 +928,12 @@ def main(argv: list[str] | None = None) -> int:
         if private is not None:
             private.__exit__()
 
-    chaos = report_figures(report[statements_from:], [shifted(r, statements_from) for r in runs])
+    loop_runs = [shifted(r, statements_from) for r in runs]
+    chaos = report_figures(report[statements_from:], loop_runs)
+    streaming = args.load_method == "streaming"
+    if streaming:
+        chaos |= rule_faults(rules, taken)
+        chaos |= streaming_figures(streamed, report[statements_from:], loop_runs, channels)
     lost = plan.valid - loaded_distinct
     duplicates = loaded_rows - loaded_distinct
     kills = sum(1 for r in runs if r.killed)
@@ -825,7 +961,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingest": ingest,
             "chunks_staged": staged,
             "fault_rate": args.fault_rate,
-            "fault_rules": {label: taken.get(rule_id, 0) for label, rule_id in rules},
+            "fault_rules": {label: taken.get(rule_id, 0) for label, _spec, rule_id in rules},
             **chaos,
             "flush_runs": len(runs),
             "flush_kills": kills,
@@ -851,6 +987,10 @@ def main(argv: list[str] | None = None) -> int:
         "queues drained": left["events_queue"] == 0 and left["staging_queue"] == 0,
         "flush loop finished": finished,
     }
+    if streaming:
+        checks["INSERTs only for redeliveries"] = (
+            chaos["insert_request_ids_of_reporting_runs"] <= chaos["chunks_redelivered_of_reporting_runs"]
+        )
     figures["checks"] = checks
     figures["passed"] = all(checks.values())
 
@@ -897,7 +1037,11 @@ def main(argv: list[str] | None = None) -> int:
             chaos["faults"],
             ", ".join(f"{k} {v}" for k, v in sorted(chaos["faults_by_kind"].items())),
         ),
-        ("faults injected, by rule", "", "; ".join(f"{label}: {taken.get(rid, 0)}" for label, rid in rules)),
+        (
+            "faults injected, by rule",
+            "",
+            "; ".join(f"{label}: {taken.get(rid, 0)}" for label, _spec, rid in rules),
+        ),
         ("answers 202 (async submissions), polled", chaos["async_202"], ""),
         (
             "retry=true submissions / answered from the store",
@@ -922,6 +1066,27 @@ def main(argv: list[str] | None = None) -> int:
             mark(finished),
         ),
     ]
+    if streaming:
+        at = next(i for i, row in enumerate(rows) if row[0].startswith("INSERT submissions"))
+        rows[at:at] = [
+            (
+                "appends received (local Snowflake) / accepted (flush reports)",
+                f"{chaos['appends_received']:,} / {chaos['appends_accepted']:,}",
+                f"commit delay {COMMIT_DELAY_MS} ms",
+            ),
+            ("channel opens / bulk status calls", f"{chaos['channel_opens']:,} / {chaos['status_calls']:,}", ""),
+            ("token exchanges / hostname lookups", f"{chaos['token_exchanges']} / {chaos['hostname_lookups']}", ""),
+            (
+                "rows the pipes committed / refused",
+                f"{chaos['pipe_rows_inserted']:,} / {chaos['pipe_rows_refused']}",
+                f"channel {channel}",
+            ),
+            (
+                "INSERT requestIds of runs that reported / chunks they counted redelivered",
+                f"{chaos['insert_request_ids_of_reporting_runs']} / {chaos['chunks_redelivered_of_reporting_runs']}",
+                mark(checks["INSERTs only for redeliveries"]) + " (<=: redeliveries load by INSERT)",
+            ),
+        ]
     print(table(rows))
     print()
     failed = ", ".join(k for k, v in checks.items() if not v)
