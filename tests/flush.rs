@@ -139,8 +139,6 @@ async fn run(flush: &Flush, request: FlushRequest) -> FlushReport {
     flush.run(request, in_minutes(5)).await
 }
 
-/// One run of a default flush over `queue` with `fault` installed in a clean local Snowflake;
-/// returns its report and what the local Snowflake was asked, and leaves it clean again.
 /// A run with no fault that must load everything.
 async fn loaded_run(queue: &str) -> FlushReport {
     Emulator::default().clean().await;
@@ -149,6 +147,8 @@ async fn loaded_run(queue: &str) -> FlushReport {
     report
 }
 
+/// One run of a default flush over `queue` with `fault` installed in a clean local Snowflake;
+/// returns its report and what the local Snowflake was asked, and leaves it clean again.
 async fn run_with_fault(queue: &str, fault: Value) -> (FlushReport, Value) {
     let emulator = Emulator::default();
     emulator.clean().await;
