@@ -11,7 +11,8 @@
 //! - The scoped token (`POST /oauth/token`, §1) is exchanged with the key-pair JWT as Bearer,
 //!   scope `<ingest host> session:role:<ROLE>` (redpanda-data/connect reports the role scope
 //!   working live). The answer is a raw JWT in practice and `{"token"}` in the docs: both are
-//!   read. It is exchanged again 5 minutes before its `exp`, and once after a 401.
+//!   read, and a bare JSON string too. It is exchanged again 5 minutes before its `exp`, and
+//!   once after a 401.
 //! - Error bodies carry `code` (docs), `error_code` (a live account, per redpanda), or are a bare
 //!   JSON string (a 503); all three are read into an [`ApiError`] whose `code` is that string.
 //! - Every call sends `Accept: application/json` (a live account answers 391902 without it).
@@ -508,14 +509,7 @@ impl StreamingClient {
                     .body(form.clone())
             })
             .await?;
-        let token = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Object(map)) => map
-                .get("token")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            _ => text.trim().to_string(),
-        };
+        let token = field_or_text(&text, "token");
         if token.is_empty() {
             return Err(SnowflakeError::Protocol {
                 http_status: 200,
@@ -603,6 +597,20 @@ fn uri_name(name: Option<&Identifier>) -> String {
     }
 }
 
+/// A control-plane answer's `field`: the body is JSON `{"<field>": "..."}` (the docs), a bare
+/// JSON string, or plain text (what real accounts send); an object without `field` gives "".
+fn field_or_text(text: &str, field: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => map
+            .get(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        Ok(serde_json::Value::String(value)) => value,
+        _ => text.trim().to_string(),
+    }
+}
+
 /// The `exp` claim of a JWT, unverified (the token is Snowflake's; only its lifetime is read).
 fn jwt_expiry(token: &str) -> Option<SystemTime> {
     let payload = token.split('.').nth(1)?;
@@ -684,6 +692,18 @@ mod tests {
             Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
         );
         assert_eq!(jwt_expiry("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn a_token_answer_is_read_from_json_a_bare_json_string_or_plain_text() {
+        assert_eq!(field_or_text(r#"{"token":"abc"}"#, "token"), "abc");
+        assert_eq!(
+            field_or_text(r#""abc""#, "token"),
+            "abc",
+            "without its quotes"
+        );
+        assert_eq!(field_or_text(" abc.def.ghi\n", "token"), "abc.def.ghi");
+        assert_eq!(field_or_text(r#"{"access_token":"abc"}"#, "token"), "");
     }
 
     #[test]
