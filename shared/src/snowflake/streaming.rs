@@ -452,16 +452,10 @@ impl StreamingClient {
                     .header("Accept", "application/json")
             })
             .await?;
-        let name = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Object(map)) => map
-                .get("hostname")
-                .and_then(|h| h.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            Ok(serde_json::Value::String(host)) => host,
-            _ => text.trim().to_string(),
-        };
-        let name = name.trim().replace('_', "-").to_ascii_lowercase();
+        let name = field_or_text(&text, "hostname")
+            .trim()
+            .replace('_', "-")
+            .to_ascii_lowercase();
         let host = Url::parse(&format!("{}://{name}", self.sql.base_url().scheme()))
             .ok()
             .filter(|_| !name.is_empty() && !name.contains('/'))
@@ -695,7 +689,11 @@ mod tests {
     }
 
     #[test]
-    fn a_token_answer_is_read_from_json_a_bare_json_string_or_plain_text() {
+    fn a_host_or_token_answer_is_read_from_json_a_bare_json_string_or_plain_text() {
+        assert_eq!(
+            field_or_text(r#"{"hostname":"acct.ingest.example"}"#, "hostname"),
+            "acct.ingest.example"
+        );
         assert_eq!(field_or_text(r#"{"token":"abc"}"#, "token"), "abc");
         assert_eq!(
             field_or_text(r#""abc""#, "token"),
