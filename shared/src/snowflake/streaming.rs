@@ -144,6 +144,16 @@ enum Plane {
     Data,
 }
 
+impl Plane {
+    /// `X-Snowflake-Authorization-Token-Type` for the plane's credential.
+    fn token_type(self) -> &'static str {
+        match self {
+            Plane::Control => "KEYPAIR_JWT",
+            Plane::Data => "OAUTH",
+        }
+    }
+}
+
 /// The names a channel lives under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelName {
@@ -191,14 +201,11 @@ impl StreamingClient {
         }
         let request_id = Uuid::new_v4().to_string();
         let answer: Opened = self
-            .data_call(deadline, name.table, |host, token| {
+            .data_call(deadline, name.table, |host| {
                 let mut url = self.channel_url(host, name, false);
                 url.query_pairs_mut().append_pair("requestId", &request_id);
                 self.http
                     .put(url)
-                    .bearer_auth(token)
-                    .header("X-Snowflake-Authorization-Token-Type", "OAUTH")
-                    .header("Accept", "application/json")
                     .header("Content-Type", "application/json")
                     .body(r#"{"fail_on_uncommitted_rows":false}"#)
             })
@@ -240,7 +247,7 @@ impl StreamingClient {
         }
         let request_id = request_id.to_string();
         let answer: Appended = self
-            .data_call(deadline, name.table, |host, token| {
+            .data_call(deadline, name.table, |host| {
                 let mut url = self.channel_url(host, name, true);
                 url.query_pairs_mut()
                     .append_pair("continuationToken", continuation)
@@ -248,9 +255,6 @@ impl StreamingClient {
                     .append_pair("requestId", &request_id);
                 self.http
                     .post(url)
-                    .bearer_auth(token)
-                    .header("X-Snowflake-Authorization-Token-Type", "OAUTH")
-                    .header("Accept", "application/json")
                     .header("Content-Type", "application/x-ndjson")
                     .header("Content-Encoding", "gzip")
                     .body(gzipped_rows.to_vec())
@@ -273,13 +277,10 @@ impl StreamingClient {
         }
         let body = serde_json::json!({ "channel_names": channels }).to_string();
         let answer: Statuses = self
-            .data_call(deadline, table, |host, token| {
+            .data_call(deadline, table, |host| {
                 let url = self.pipe_url(host, table, false, ":bulk-channel-status");
                 self.http
                     .post(url)
-                    .bearer_auth(token)
-                    .header("X-Snowflake-Authorization-Token-Type", "OAUTH")
-                    .header("Accept", "application/json")
                     .header("Content-Type", "application/json")
                     .body(body.clone())
             })
@@ -326,12 +327,12 @@ impl StreamingClient {
     }
 
     /// One data-plane call with the scoped token, its 2xx body read as JSON (an empty body as
-    /// `{}`).
+    /// `{}`). `build` gets the ingest host.
     async fn data_call<T: serde::de::DeserializeOwned>(
         &self,
         deadline: Instant,
         table: Table,
-        build: impl Fn(&Url, &str) -> reqwest::RequestBuilder,
+        build: impl Fn(&Url) -> reqwest::RequestBuilder,
     ) -> Result<T, SnowflakeError> {
         let (status, text) = self.exchange(Plane::Data, deadline, table, build).await?;
         let text = if text.trim().is_empty() { "{}" } else { &text };
@@ -344,13 +345,14 @@ impl StreamingClient {
     /// One call on `plane`, retried with backoff on 429, 5xx and lost connections (§6:
     /// Snowflake's own client retries 408, 429, 499 and every 5xx), the credential renewed once
     /// after a 401 (data plane: the scoped token exchanged again; control plane: the JWT signed
-    /// again). Returns the 2xx status and body. `build` gets the plane's base URL and credential.
+    /// again). Returns the 2xx status and body. `build` gets the plane's base URL; the credential,
+    /// its token type and `Accept: application/json` are added here, on every call (§1).
     async fn exchange(
         &self,
         plane: Plane,
         deadline: Instant,
         table: Table,
-        build: impl Fn(&Url, &str) -> reqwest::RequestBuilder,
+        build: impl Fn(&Url) -> reqwest::RequestBuilder,
     ) -> Result<(u16, String), SnowflakeError> {
         let mut renewed = false;
         let mut attempt = 0;
@@ -368,7 +370,10 @@ impl StreamingClient {
                     (host, token)
                 }
             };
-            let request = build(&base, &credential);
+            let request = build(&base)
+                .bearer_auth(&credential)
+                .header("X-Snowflake-Authorization-Token-Type", plane.token_type())
+                .header("Accept", "application/json");
             let url = request
                 .try_clone()
                 .and_then(|r| r.build().ok())
@@ -444,13 +449,7 @@ impl StreamingClient {
         let mut url = self.sql.base_url().clone();
         url.set_path("/v2/streaming/hostname");
         let text = self
-            .control_call(deadline, |jwt| {
-                self.http
-                    .get(url.clone())
-                    .bearer_auth(jwt)
-                    .header("X-Snowflake-Authorization-Token-Type", "KEYPAIR_JWT")
-                    .header("Accept", "application/json")
-            })
+            .control_call(deadline, || self.http.get(url.clone()))
             .await?;
         let name = field_or_text(&text, "hostname")
             .trim()
@@ -493,12 +492,9 @@ impl StreamingClient {
         let mut url = self.sql.base_url().clone();
         url.set_path("/oauth/token");
         let text = self
-            .control_call(deadline, |jwt| {
+            .control_call(deadline, || {
                 self.http
                     .post(url.clone())
-                    .bearer_auth(jwt)
-                    .header("X-Snowflake-Authorization-Token-Type", "KEYPAIR_JWT")
-                    .header("Accept", "application/json")
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .body(form.clone())
             })
@@ -521,13 +517,11 @@ impl StreamingClient {
     async fn control_call(
         &self,
         deadline: Instant,
-        build: impl Fn(&str) -> reqwest::RequestBuilder,
+        build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<String, SnowflakeError> {
-        self.exchange(Plane::Control, deadline, Table::RawEvents, |_, jwt| {
-            build(jwt)
-        })
-        .await
-        .map(|(_, text)| text)
+        self.exchange(Plane::Control, deadline, Table::RawEvents, |_| build())
+            .await
+            .map(|(_, text)| text)
     }
 
     /// An error answer as an [`ApiError`]: the code from `code`, `error_code`, OAuth's `error`,
