@@ -15,7 +15,7 @@ use super::{Mode, TEST_EVENT_NAME};
 use crate::rows::JsonArray;
 use crate::rows::streaming::ndjson;
 use crate::snowflake::streaming::{ChannelName, StreamingClient, gzip, offset_number};
-use crate::snowflake::{Client, Table};
+use crate::snowflake::{Client, SnowflakeError, Table};
 
 /// The checks, in order (after the SQL API's).
 pub(super) const STREAMING_CHECKS: [&str; 4] = [
@@ -54,12 +54,7 @@ pub(super) async fn check_streaming(
             format!("Snowpipe Streaming's ingest host is {host}"),
         ),
         Err(e) => {
-            let fix = e.fix();
-            checks.fail(
-                "streaming_host",
-                format!("GET /v2/streaming/hostname failed: {e}"),
-                fix,
-            );
+            call_failed(checks, "streaming_host", "GET /v2/streaming/hostname", &e);
             return None;
         }
     }
@@ -72,12 +67,7 @@ pub(super) async fn check_streaming(
             ),
         ),
         Err(e) => {
-            let fix = e.fix();
-            checks.fail(
-                "streaming_token",
-                format!("the token exchange failed: {e}"),
-                fix,
-            );
+            call_failed(checks, "streaming_token", "the token exchange", &e);
             return None;
         }
     }
@@ -101,12 +91,7 @@ pub(super) async fn check_streaming(
             opened
         }
         Err(e) => {
-            let fix = e.fix();
-            checks.fail(
-                "streaming_channel",
-                format!("opening the test channel failed: {e}"),
-                fix,
-            );
+            call_failed(checks, "streaming_channel", "opening the test channel", &e);
             return None;
         }
     };
@@ -147,12 +132,7 @@ pub(super) async fn check_streaming(
         )
         .await
     {
-        let fix = e.fix();
-        checks.fail(
-            "streaming_append",
-            format!("appending the test event failed: {e}"),
-            fix,
-        );
+        call_failed(checks, "streaming_append", "appending the test event", &e);
         return Some(event_id);
     }
     let wait_until = probe.deadline.min(Instant::now() + COMMIT_WAIT);
@@ -172,11 +152,11 @@ pub(super) async fn check_streaming(
                 }
             }
             Err(e) => {
-                let fix = e.fix();
-                checks.fail(
+                call_failed(
+                    checks,
                     "streaming_append",
-                    format!("reading the channel's status failed: {e}"),
-                    fix,
+                    "reading the channel's status",
+                    &e,
                 );
                 return Some(event_id);
             }
@@ -225,4 +205,9 @@ pub(super) async fn check_streaming(
         ),
     }
     Some(event_id)
+}
+
+/// Fails check `name` after a streaming call: "`what` failed: `error`", with the error's fix.
+fn call_failed(checks: &mut Checks, name: &'static str, what: &str, error: &SnowflakeError) {
+    checks.fail(name, format!("{what} failed: {error}"), error.fix());
 }
