@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tracklayer::connection_test::{Mode, Report, Request, Status, run};
+use tracklayer::connection_test::{CHECKS, Mode, Report, Request, Status, run};
 use tracklayer::load::LoadMethod;
 use tracklayer::secrets::SecretSource;
 use tracklayer_tests::{
@@ -83,22 +83,7 @@ async fn refusing(statement: &str, error: Value) -> Emulator {
 /// `failed` fails, everything before it passes (or warns), everything after is skipped.
 fn assert_fails_at(report: &Report, failed: &str) {
     let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
-    assert_eq!(
-        names,
-        [
-            "secret",
-            "endpoint",
-            "authentication",
-            "role",
-            "warehouse",
-            "database",
-            "schema",
-            "table",
-            "quarantine",
-            "insert",
-            "read_back"
-        ]
-    );
+    assert_eq!(names, CHECKS);
     let at = names.iter().position(|n| *n == failed).unwrap();
     for (i, check) in report.checks.iter().enumerate() {
         let expected = match i.cmp(&at) {

@@ -21,7 +21,7 @@ use checks::{
 };
 use fixes::{Names, auth_fix, context_check, secret_fix};
 use report::Checks;
-pub use report::{Check, Report, Status};
+pub use report::{CHECKS, Check, Report, Status};
 
 /// `event_name` of the test event, easy to filter out downstream.
 pub const TEST_EVENT_NAME: &str = "tracklayer_connection_test";

@@ -56,7 +56,8 @@ impl Report {
     }
 }
 
-pub(super) const CHECKS: [&str; 11] = [
+/// The checks every run reports, in order (the streaming checks follow when the loader streams).
+pub const CHECKS: [&str; 11] = [
     "secret",
     "endpoint",
     "authentication",
