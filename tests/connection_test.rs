@@ -38,6 +38,20 @@ impl Setup {
         self.run_with(mode, LoadMethod::SqlApi).await
     }
 
+    /// `run`, against a clean local Snowflake that answers the next five statements containing
+    /// `statement` with `error` (Snowflake's `status`, `code`, `sqlState` and `message`); the
+    /// local Snowflake is left clean again.
+    async fn run_refused(&self, mode: Mode, statement: &str, error: Value) -> Report {
+        let emulator = Emulator::default();
+        emulator.clean().await;
+        emulator
+            .fault(json!({"match": {"statement_contains": statement}, "count": 5, "action": {"snowflake_error": error}}))
+            .await;
+        let report = self.run(mode).await;
+        emulator.clean().await;
+        report
+    }
+
     async fn run_with(&self, mode: Mode, load_method: LoadMethod) -> Report {
         let secrets = aws_sdk_secretsmanager::Client::new(&aws().await);
         let name = unique("tracklayer/ct");
@@ -67,17 +81,6 @@ fn status(report: &Report, name: &str) -> Status {
 
 fn fix(report: &Report, name: &str) -> String {
     report.check(name).unwrap().fix.clone()
-}
-
-/// A clean local Snowflake that answers the next five statements containing `statement` with
-/// `error` (Snowflake's `status`, `code`, `sqlState` and `message`).
-async fn refusing(statement: &str, error: Value) -> Emulator {
-    let emulator = Emulator::default();
-    emulator.clean().await;
-    emulator
-        .fault(json!({"match": {"statement_contains": statement}, "count": 5, "action": {"snowflake_error": error}}))
-        .await;
-    emulator
 }
 
 /// `failed` fails, everything before it passes (or warns), everything after is skipped.
@@ -272,15 +275,15 @@ async fn invalid_token_says_to_issue_a_new_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_refusal_shows_the_login_failure_id_and_the_query_that_reads_the_reason() {
     let _guard = exclusive().await;
-    // Snowflake's message for a refused JWT carries only a UUID (key-pair troubleshooting doc).
-    let emulator = refusing(
-        "CURRENT_USER",
-        json!({"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"}),
-    )
-    .await;
     let setup = Setup::new().await;
-    let report = setup.run(Mode::Check).await;
-    emulator.clean().await;
+    // Snowflake's message for a refused JWT carries only a UUID (key-pair troubleshooting doc).
+    let report = setup
+        .run_refused(
+            Mode::Check,
+            "CURRENT_USER",
+            json!({"status": 401, "code": "390144", "sqlState": "08001", "message": "JWT token is invalid. [0ce9eb56-821d-4ca9-a774-04ae89a0cf5a]"}),
+        )
+        .await;
     assert_fails_at(&report, "authentication");
     let fix = fix(&report, "authentication");
     for part in [
@@ -363,15 +366,15 @@ async fn quoted_database_in_another_case_fails_the_database_check() {
 #[tokio::test(flavor = "multi_thread")]
 async fn role_snowflake_refuses_fails_the_role_check_with_the_case_rule() {
     let _guard = exclusive().await;
-    let emulator = refusing(
-        "CURRENT_USER",
-        json!({"status": 422, "code": "390189", "sqlState": "08004", "message": "Role 'tracklayer_writer' specified in the connect string does not exist or not authorized. Contact your local system administrator, or attempt to login with another role, e.g. PUBLIC."}),
-    )
-    .await;
     let mut setup = Setup::new().await;
     setup.secret["role"] = json!("\"tracklayer_writer\"");
-    let report = setup.run(Mode::Check).await;
-    emulator.clean().await;
+    let report = setup
+        .run_refused(
+            Mode::Check,
+            "CURRENT_USER",
+            json!({"status": 422, "code": "390189", "sqlState": "08004", "message": "Role 'tracklayer_writer' specified in the connect string does not exist or not authorized. Contact your local system administrator, or attempt to login with another role, e.g. PUBLIC."}),
+        )
+        .await;
     assert_fails_at(&report, "role");
     assert_eq!(status(&report, "authentication"), Status::Pass);
     let fix = fix(&report, "role");
@@ -440,14 +443,14 @@ async fn network_policy_block_reports_the_address_snowflake_saw() {
 #[tokio::test(flavor = "multi_thread")]
 async fn network_policy_block_without_an_address_says_snowflake_did_not_say() {
     let _guard = exclusive().await;
-    let emulator = refusing(
-        "CURRENT_USER",
-        json!({"status": 401, "code": "390422", "sqlState": "08004", "message": "Network policy blocks login."}),
-    )
-    .await;
     let setup = Setup::new().await;
-    let report = setup.run(Mode::TestSync).await;
-    emulator.clean().await;
+    let report = setup
+        .run_refused(
+            Mode::TestSync,
+            "CURRENT_USER",
+            json!({"status": 401, "code": "390422", "sqlState": "08004", "message": "Network policy blocks login."}),
+        )
+        .await;
     assert_fails_at(&report, "authentication");
     assert_eq!(
         fix(&report, "authentication"),
@@ -461,13 +464,14 @@ async fn network_policy_block_without_an_address_says_snowflake_did_not_say() {
 #[tokio::test(flavor = "multi_thread")]
 async fn insufficient_privileges_give_the_exact_grants() {
     let _guard = exclusive().await;
-    let emulator = refusing(
-        "INSERT INTO RAW_EVENTS (",
-        json!({"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on table 'RAW_EVENTS'"}),
-    )
-    .await;
-    let report = Setup::new().await.run(Mode::TestSync).await;
-    emulator.clean().await;
+    let report = Setup::new()
+        .await
+        .run_refused(
+            Mode::TestSync,
+            "INSERT INTO RAW_EVENTS (",
+            json!({"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on table 'RAW_EVENTS'"}),
+        )
+        .await;
     assert_fails_at(&report, "insert");
     let fix = fix(&report, "insert");
     for grant in [
@@ -483,13 +487,14 @@ async fn insufficient_privileges_give_the_exact_grants() {
 #[tokio::test(flavor = "multi_thread")]
 async fn object_not_authorized_fails_the_table_check_with_grants() {
     let _guard = exclusive().await;
-    let emulator = refusing(
-        "INFORMATION_SCHEMA.COLUMNS",
-        json!({"status": 422, "code": "002003", "sqlState": "42S02", "message": "Object 'TRACKLAYER.INFORMATION_SCHEMA.COLUMNS' does not exist or not authorized."}),
-    )
-    .await;
-    let report = Setup::new().await.run(Mode::TestSync).await;
-    emulator.clean().await;
+    let report = Setup::new()
+        .await
+        .run_refused(
+            Mode::TestSync,
+            "INFORMATION_SCHEMA.COLUMNS",
+            json!({"status": 422, "code": "002003", "sqlState": "42S02", "message": "Object 'TRACKLAYER.INFORMATION_SCHEMA.COLUMNS' does not exist or not authorized."}),
+        )
+        .await;
     assert_fails_at(&report, "table");
     assert!(fix(&report, "table").contains("GRANT USAGE ON SCHEMA TRACKLAYER.EVENTS"));
 }
@@ -535,15 +540,15 @@ async fn missing_table_without_create_privilege_says_grant_create_table() {
     let _guard = exclusive().await;
     let schema = unique("CT_EMPTY").to_ascii_uppercase().replace('-', "_");
     sfquery(&format!("CREATE SCHEMA TRACKLAYER.{schema}"));
-    let emulator = refusing(
-        "CREATE TABLE",
-        json!({"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on schema"}),
-    )
-    .await;
     let mut setup = Setup::new().await;
     setup.secret["schema"] = json!(schema);
-    let report = setup.run(Mode::TestSync).await;
-    emulator.clean().await;
+    let report = setup
+        .run_refused(
+            Mode::TestSync,
+            "CREATE TABLE",
+            json!({"status": 422, "code": "003001", "sqlState": "42501", "message": "SQL access control error: Insufficient privileges to operate on schema"}),
+        )
+        .await;
     assert_fails_at(&report, "table");
     assert!(fix(&report, "table").contains(&format!(
         "GRANT CREATE TABLE ON SCHEMA TRACKLAYER.{schema} TO ROLE TRACKLAYER_WRITER"
