@@ -11,8 +11,8 @@ use tracklayer::ingest::Ingest;
 use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, aws, count, drain_queue, exclusive, flush_config, fresh_queue, loader, setting,
-    sfquery, tagged_events, unique,
+    Emulator, aws, count, drain_queue, exclusive, flush_config, fresh_queue, loader, receive_all,
+    setting, settle, sfquery, tagged_events, unique,
 };
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
@@ -368,25 +368,16 @@ async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
 }
 
 /// What a flush killed between INSERT and delete leaves behind: the staged chunk's rows
-/// inserted, its message received once and visible again.
+/// inserted, its message received once and visible again (nothing deleted).
 async fn crash_after_insert(sqs: &aws_sdk_sqs::Client, queue: &str) {
-    let received = sqs
-        .receive_message()
-        .queue_url(queue)
-        .visibility_timeout(1)
-        .send()
-        .await
-        .unwrap();
-    let message = &received.messages.unwrap()[0];
-    let chunk = StagedChunk::from_message(message.body.as_deref().unwrap()).unwrap();
+    let received = receive_all(sqs, queue).await;
+    let chunk = StagedChunk::from_message(received[0].body.as_deref().unwrap()).unwrap();
     insert_directly(&chunk).await;
-    sqs.change_message_visibility()
-        .queue_url(queue)
-        .receipt_handle(message.receipt_handle.as_deref().unwrap())
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
+    let unfinished = received
+        .iter()
+        .map(|m| m.message_id.clone().unwrap())
+        .collect();
+    settle(sqs, queue, &received, &unfinished).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,8 +13,8 @@ use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
     Emulator, assert_row_is, aws, count, create_secret, drain_queue, event_id_of, event_rows,
-    exclusive, flush_config, fresh_queue, inserts, loader, loader_case, rows_tagged, sfquery,
-    tagged_events, unique,
+    exclusive, flush_config, fresh_queue, inserts, loader, loader_case, receive_all, rows_tagged,
+    settle, sfquery, tagged_events, unique,
 };
 
 fn deadline() -> tokio::time::Instant {
@@ -751,49 +751,6 @@ fn lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
         event.records.push(message);
     }
     event
-}
-
-async fn receive_all(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    use aws_sdk_sqs::types::MessageSystemAttributeName;
-    sqs.receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .visibility_timeout(30)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
-}
-
-/// Lambda's part after an invocation: delete what succeeded, make the failures visible again.
-async fn settle(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    received: &[aws_sdk_sqs::types::Message],
-    failed: &BTreeSet<String>,
-) {
-    for message in received {
-        let handle = message.receipt_handle.as_deref().unwrap();
-        if failed.contains(message.message_id.as_deref().unwrap()) {
-            sqs.change_message_visibility()
-                .queue_url(queue)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .unwrap();
-        } else {
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(handle)
-                .send()
-                .await
-                .unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

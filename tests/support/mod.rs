@@ -1,7 +1,7 @@
 //! Helpers shared by the cross-process tests: the local stack's settings, its control
 //! endpoints, and reading back through the drivers' protocol with snowflake-connector-python.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -104,31 +104,65 @@ pub async fn fresh_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
         .unwrap()
 }
 
+/// Receives up to 10 messages from `queue` (hidden for 30 s), with all their system and
+/// message attributes.
+pub async fn receive_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    sqs.receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .visibility_timeout(30)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+}
+
+/// Lambda's part after an invocation: delete what succeeded, make the failures visible again.
+pub async fn settle(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    received: &[aws_sdk_sqs::types::Message],
+    failed: &BTreeSet<String>,
+) {
+    for message in received {
+        let handle = message.receipt_handle.as_deref().unwrap();
+        if failed.contains(message.message_id.as_deref().unwrap()) {
+            sqs.change_message_visibility()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// Receives and deletes every message on `queue` until a receive comes back empty; returns
 /// their bodies in the order received.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
     let mut bodies = Vec::new();
     loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
+        let received = receive_all(sqs, queue).await;
+        if received.is_empty() {
             return bodies;
         }
-        for message in messages {
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(message.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-            bodies.push(message.body.unwrap());
-        }
+        settle(sqs, queue, &received, &BTreeSet::new()).await;
+        bodies.extend(received.into_iter().map(|m| m.body.unwrap()));
     }
 }
 
