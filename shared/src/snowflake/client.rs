@@ -815,21 +815,16 @@ mod tests {
     #[test]
     fn request_id_is_never_shared_by_two_statement_texts() {
         let key = Uuid::from_u128(7);
-        let plain = Statement::new("INSERT INTO T SELECT ?")
-            .bind("[1]")
-            .keyed(key);
-        let again = Statement::new("INSERT INTO T SELECT ?")
-            .bind("[1]")
-            .keyed(key);
-        let other_sql = Statement::new("INSERT INTO T SELECT ? WHERE NOT EXISTS (SELECT 1)")
-            .bind("[1]")
-            .keyed(key);
-        let other_value = Statement::new("INSERT INTO T SELECT ?")
-            .bind("[2]")
-            .keyed(key);
-        let other_key = Statement::new("INSERT INTO T SELECT ?")
-            .bind("[1]")
-            .keyed(Uuid::from_u128(8));
+        let keyed = |sql: &str, value: &str, key| Statement::new(sql).bind(value).keyed(key);
+        let plain = keyed("INSERT INTO T SELECT ?", "[1]", key);
+        let again = keyed("INSERT INTO T SELECT ?", "[1]", key);
+        let other_sql = keyed(
+            "INSERT INTO T SELECT ? WHERE NOT EXISTS (SELECT 1)",
+            "[1]",
+            key,
+        );
+        let other_value = keyed("INSERT INTO T SELECT ?", "[2]", key);
+        let other_key = keyed("INSERT INTO T SELECT ?", "[1]", Uuid::from_u128(8));
         assert_eq!(plain.request_id, again.request_id);
         for other in [&other_sql, &other_value, &other_key] {
             assert_ne!(plain.request_id, other.request_id, "{}", other.sql);
