@@ -102,12 +102,6 @@ def test_short_chaos_run_loses_nothing_and_loads_nothing_twice(stack_env: dict[s
 
 
 @needs_binaries
-@pytest.mark.xfail(  # not strict: a run whose redelivered chunks were never streamed has no duplicate
-    strict=False,
-    reason="known bug: a redelivered chunk's INSERT ... WHERE NOT EXISTS does not find the rows a killed run "
-    "streamed (RAW_PAYLOAD = e.p: the streamed RAW_PAYLOAD went through serde_json::Value, keys re-sorted), "
-    "so they load twice",
-)
 def test_short_streaming_chaos_run_loses_nothing_and_loads_nothing_twice(
     stack_env: dict[str, str], tmp_path: Path
 ) -> None:
