@@ -112,10 +112,19 @@ fn streaming_config(queue: &str) -> FlushConfig {
 /// One streaming run over `queue` with `faults` installed, commits 200 ms after each append;
 /// the run must load everything. Returns its report and the request report.
 async fn streaming_run(queue: &str, faults: &[Value]) -> (FlushReport, Value) {
+    streaming_run_committing(queue, faults, 200).await
+}
+
+/// The same, with commits `commit_delay_ms` after each append.
+async fn streaming_run_committing(
+    queue: &str,
+    faults: &[Value],
+    commit_delay_ms: u64,
+) -> (FlushReport, Value) {
     let emulator = Emulator::default();
     emulator.clean().await;
     emulator
-        .settings(json!({"streaming": {"commit_delay_ms": 200}}))
+        .settings(json!({"streaming": {"commit_delay_ms": commit_delay_ms}}))
         .await;
     for fault in faults {
         emulator.fault(fault.clone()).await;
@@ -761,16 +770,29 @@ async fn streaming_reopens_a_fenced_or_refused_channel_and_still_loads_each_row_
         json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "phase": "after_execute", "action": {"drop_connection": true}}),
     ];
     let (report, requests) = streaming_run(&queue, &faults).await;
+    assert_streamed_once(&report, &requests, &tag, (valid, invalid), 3);
+}
+
+/// Every staged event of `tag` (`valid`, `invalid`) landed once, through at least `opens`
+/// channel opens.
+fn assert_streamed_once(
+    report: &FlushReport,
+    requests: &Value,
+    tag: &str,
+    (valid, invalid): (usize, usize),
+    opens: u64,
+) {
+    assert_eq!(report.chunks_failed, 0, "{}", report.to_line());
     assert_eq!(
         (report.events_loaded, report.events_rejected),
         (valid as u64, invalid as u64)
     );
     assert!(
-        requests["by_streaming"]["open"].as_u64().unwrap() >= 3,
+        requests["by_streaming"]["open"].as_u64().unwrap() >= opens,
         "{requests}"
     );
-    assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
-    assert_eq!(rejected(&tag), invalid as u64);
+    assert_eq!(landed(tag), (valid as u64, valid as u64), "no row twice");
+    assert_eq!(rejected(tag), invalid as u64);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -779,39 +801,15 @@ async fn streaming_reopens_again_when_the_replay_after_a_reopen_is_refused() {
     let (valid, invalid) = stage(&sqs, &queue, &tag, 3_000, 100, 150_000).await;
     let append = "/v2/streaming/data/";
     let reopen = json!({"channel_error": {"code": "ERR_CHANNEL_MUST_BE_REOPENED"}});
-    let emulator = Emulator::default();
-    emulator.clean().await;
-    // Commits late, so earlier batches are still uncommitted when a later append asks for a
+    let faults = [
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": {"delay_ms": 0}}),
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": reopen}),
+        json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": reopen}),
+    ];
+    // Commits late, so earlier batches are still uncommitted when the second append asks for a
     // reopen: the reopen discards them, and replaying the first of them is refused too.
-    emulator
-        .settings(json!({"streaming": {"commit_delay_ms": 1500}}))
-        .await;
-    let first_append_goes_through = json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": {"delay_ms": 0}});
-    emulator.fault(first_append_goes_through).await;
-    for _ in 0..2 {
-        emulator
-            .fault(json!({"match": {"method": "POST", "path_prefix": append}, "count": 1, "action": reopen.clone()}))
-            .await;
-    }
-    let report = run(
-        &flusher(streaming_config(&queue)).await,
-        FlushRequest::default(),
-    )
-    .await;
-    let requests = emulator.requests().await;
-    emulator.clean().await;
-    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
-    assert_eq!(report.chunks_failed, 0, "{}", report.to_line());
-    assert_eq!(
-        (report.events_loaded, report.events_rejected),
-        (valid as u64, invalid as u64)
-    );
-    assert!(
-        requests["by_streaming"]["open"].as_u64().unwrap() >= 4,
-        "both channels, then two reopens: {requests}"
-    );
-    assert_eq!(landed(&tag), (valid as u64, valid as u64), "no row twice");
-    assert_eq!(rejected(&tag), invalid as u64);
+    let (report, requests) = streaming_run_committing(&queue, &faults, 1500).await;
+    assert_streamed_once(&report, &requests, &tag, (valid, invalid), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
