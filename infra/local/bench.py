@@ -1,7 +1,7 @@
 """Run every benchmark and write BENCHMARKS.md: `make bench`.
 
     .venv/bin/python -m tracklayer_local.bench [--out BENCHMARKS.md] [--stack-dir .local/bench]
-        [--moto-port 4599] [--snowflake-port 8099] [--only parse,ingest,flush,coldstart,baseline]
+        [--moto-port 4599] [--snowflake-port 8099] [--only parse,ingest,flush,streaming,coldstart,baseline]
         [--quick] [--keep-stack] [--baseline-events 5000] [--render REPORT_JSON]
 
 Needs the release binaries (``cargo build --release -p ingest -p flush -p connection-test``) and
