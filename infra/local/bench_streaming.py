@@ -83,15 +83,23 @@ class Reader:
         self.queries = 0
 
     def run(self) -> None:
+        from snowflake.connector.errors import ProgrammingError
+
         conn = connect(self.port)
         try:
             cur = conn.cursor()
             while not self.stop.is_set():
                 started = time.monotonic()
-                cur.execute("SELECT EVENT_ID FROM RAW_EVENTS WHERE EVENT_ID LIKE %s", (self.prefix + "-v%",))
+                try:
+                    cur.execute("SELECT EVENT_ID FROM RAW_EVENTS WHERE EVENT_ID LIKE %s", (self.prefix + "-v%",))
+                    rows = cur.fetchall()
+                except ProgrammingError as e:
+                    if e.errno != 2003:  # 002003: no RAW_EVENTS yet; flush's first run creates it
+                        raise
+                    rows = []
                 now = time.monotonic()
                 self.queries += 1
-                for (event_id,) in cur.fetchall():
+                for (event_id,) in rows:
                     self.seen.setdefault(event_id, now)
                 self.stop.wait(max(0.0, POLL_S - (now - started)))
         finally:
@@ -189,11 +197,26 @@ def measure(
                 if drained and queue_depth(sqs, events_url).total == 0:
                     return
 
-        threads = [threading.Thread(target=f, daemon=True) for f in (produce, ingest_loop, reader.run)]
+        failures: list[str] = []
+
+        def guarded(work: Any) -> Any:
+            """`work` in a thread, an exception it raises kept for the run to fail with."""
+
+            def run_work() -> None:
+                try:
+                    work()
+                except Exception as e:  # noqa: BLE001 - any failure of a thread ends the run, with its cause
+                    failures.append(f"{work.__name__}: {type(e).__name__}: {e}")
+
+            return run_work
+
+        threads = [threading.Thread(target=guarded(f), daemon=True) for f in (produce, ingest_loop, reader.run)]
         for thread in threads:
             thread.start()
         last_period = int(args.seconds / args.flush_period) + 1 + EXTRA_PERIODS
         for period in range(1, last_period + 1):
+            if failures:
+                raise RuntimeError("; ".join(failures))
             delay = started + period * args.flush_period - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
