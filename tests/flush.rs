@@ -325,6 +325,70 @@ async fn empty_queue_sends_nothing_to_snowflake() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_failed_chunk_waits_for_the_next_run_rather_than_coming_back_in_this_one() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let (_guard, sqs, queue, tag) = case("fhide").await;
+    let (valid, _) = stage(&sqs, &queue, &tag, 200, 0, 1_000_000).await;
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "action": {"status": 503}}))
+        .await;
+    let flush = flusher(config(&queue)).await;
+    let first = run(
+        &flush,
+        FlushRequest {
+            max_seconds: Some(8),
+        },
+    )
+    .await;
+    emulator.clean().await;
+    assert_eq!(first.status, FlushStatus::Partial, "{}", first.to_line());
+    assert_eq!(
+        (first.chunks_failed, first.events_loaded),
+        (1, 0),
+        "{}",
+        first.to_line()
+    );
+    let receive = |wait: i32| {
+        sqs.receive_message()
+            .queue_url(&queue)
+            .wait_time_seconds(wait)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+    };
+    let right_after = receive(0).await.unwrap().messages.unwrap_or_default();
+    assert!(
+        right_after.is_empty(),
+        "hidden for the rest of the run's time"
+    );
+    // Visible again once the run's time is over (8 s plus the 1 s margin), received by the run
+    // once: released at once, the run would have taken it again (and hidden it for 30 s).
+    let back = receive(20).await.unwrap().messages.unwrap_or_default();
+    assert_eq!(back.len(), 1);
+    let count = back[0]
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .cloned();
+    assert_eq!(
+        count.as_deref(),
+        Some("2"),
+        "this receive and the run's one"
+    );
+    sqs.change_message_visibility()
+        .queue_url(&queue)
+        .receipt_handle(back[0].receipt_handle.clone().unwrap())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let second = run(&flush, FlushRequest::default()).await;
+    assert_eq!(second.status, FlushStatus::Loaded, "{}", second.to_line());
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn run_cut_off_by_its_deadline_leaves_the_rest_for_the_next_run() {
     let (_guard, sqs, queue, tag) = case("fcut").await;
     let (valid, _) = stage(&sqs, &queue, &tag, 3_000, 0, 20_000).await;

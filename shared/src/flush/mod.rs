@@ -77,6 +77,10 @@ struct Run {
     sent: std::sync::Mutex<HashMap<String, String>>,
 }
 
+/// SQS's longest visibility timeout, 12 hours
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>).
+const MAX_VISIBILITY_S: u64 = 43_200;
+
 /// The four kinds of statement: per table, and whether rows already loaded are skipped.
 const KINDS: [(Table, bool); 4] = [
     (Table::RawEvents, false),
@@ -304,8 +308,8 @@ impl Flush {
             Taken::New => {}
             Taken::Copy => return,
             Taken::Done { landed: true } => return self.queue.delete(&[receipt]).await,
-            // Failed this run: it comes back for the next one.
-            Taken::Done { landed: false } => return,
+            // Failed this run: it comes back for the next one, not again in this one.
+            Taken::Done { landed: false } => return self.hide_for_the_run(run, &[receipt]).await,
         }
         // A message received before may have been loaded, in part or whole, by a run that
         // died before deleting it, and one staged long ago may be a redriven copy of such a
@@ -422,7 +426,21 @@ impl Flush {
             }
         }
         self.queue.delete(&delete).await;
-        self.queue.release(&release).await;
+        self.hide_for_the_run(run, &release).await;
+    }
+
+    /// Keeps failed chunks' messages hidden until this run is over, so the next run takes them:
+    /// released at once, this run would receive them again and again, and each receive counts
+    /// towards the staging queue's maxReceiveCount (a chunk failing a long run would reach the
+    /// dead-letter queue within that one run). A stopped run receives nothing more, so its
+    /// chunks are released at once, for a run by hand once the cause is fixed.
+    async fn hide_for_the_run(&self, run: &Run, receipts: &[String]) {
+        if run.stop.load(Ordering::SeqCst) {
+            return self.queue.release(receipts).await;
+        }
+        let left = run.deadline.saturating_duration_since(Instant::now()) + self.config.margin;
+        let seconds = (left.as_secs() + 1).min(MAX_VISIBILITY_S);
+        self.queue.set_visibility(receipts, seconds as i32).await;
     }
 
     /// Runs `work`, extending the visibility of every chunk in flight every half period.
