@@ -1,8 +1,21 @@
-"""Speed patches for moto's SQS, for moto of one version only: the one requirements.txt pins.
+"""Patches for moto's SQS, for moto of one version only: the one requirements.txt pins.
 
     .venv/bin/python -m tracklayer_local.moto_patches --port PORT    # a patched moto server
 
-``chaos.py`` runs its events queue pair on such a server. moto computes a queue's attributes, its
+The stack's moto (``stack.py``) and ``chaos.py``'s events queue pair run on such a server.
+
+**Atomic calls** (``patch_atomic``). moto's server is threaded, but its queues have no lock: two
+receives at once can hand one message to both callers, two deletes at once rebuild the message
+list from the same copy so one of the deletions is undone, and a receive that meets a concurrent
+delete can fail with a 500. Real SQS hides a received message from every other consumer for its
+visibility timeout (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html)
+and a deleted message stays deleted (API_DeleteMessage.html); flush's 100,000-event test once
+failed in CI on such a lost delete. The patch runs every queue call of ``SQSBackend`` under that
+queue's own condition lock, which moto's long poll already waits on (the wait releases it). A
+standard queue's rare second delivery ("at-least-once delivery", sqs-standard-queues.html) is
+what ``chaos.py`` injects on purpose, not left to thread timing.
+
+**Speed** (``patch_moto``'s other patches). moto computes a queue's attributes, its
 three message counts included, for every message sent and three times for every message received
 (its retention check); each count reads the clock through a slow datetime helper once or twice per
 message in the queue. A receipt handle is 185 ``random.choice()`` calls, and a delete walks the
@@ -15,8 +28,9 @@ They replace moto internals (``moto.sqs.models``: ``unix_time``, ``unix_time_mil
 ``camelcase_to_underscores``, ``generate_receipt_handle``, ``Queue.attributes`` and its
 ``approximate_number_of_messages*`` properties, ``Queue.delete_message``,
 ``SQSBackend.is_message_valid_based_on_retention_period``), so ``patch_moto`` refuses any moto
-but ``MOTO_VERSION``: after a moto upgrade, check that those still exist and mean the same, then
-change ``MOTO_VERSION`` (and run ``make chaos``).
+but ``MOTO_VERSION``: after a moto upgrade, check that those still exist and mean the same (and
+that ``QUEUE_CALLS`` still take the queue's name first and ``Queue._messages_lock`` is still the
+condition the long poll waits on), then change ``MOTO_VERSION`` (and run ``make chaos``).
 """
 
 from __future__ import annotations
@@ -51,9 +65,47 @@ def check_moto_version(installed: str | None = None) -> None:
         )
 
 
-def patch_moto() -> None:
-    """Applies the speed patches to this process's moto (after checking its version)."""
+#: ``SQSBackend`` methods that take the queue's name first and read or change its messages.
+QUEUE_CALLS = (
+    "send_message",
+    "send_message_batch",
+    "receive_message",
+    "delete_message",
+    "delete_message_batch",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "get_queue_attributes",
+    "purge_queue",
+)
+
+
+def patch_atomic() -> None:
+    """Makes each SQS call of this process's moto atomic per queue (see the module docstring)."""
     check_moto_version()
+    import moto.sqs.models as models
+
+    def atomic(call: Any) -> Any:
+        @functools.wraps(call)
+        def locked(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+            # an unknown queue raises here, as the unpatched call would
+            queue = self.get_queue(queue_name)
+            with queue._messages_lock:  # a Condition over an RLock: re-entered by add_message
+                return call(self, queue_name, *args, **kwargs)
+
+        locked.tracklayer_atomic = True
+        return locked
+
+    for name in QUEUE_CALLS:
+        call = getattr(models.SQSBackend, name)
+        if not getattr(call, "tracklayer_atomic", False):
+            setattr(models.SQSBackend, name, atomic(call))
+
+
+def patch_moto() -> None:
+    """Applies the atomicity and speed patches to this process's moto (after checking its
+    version)."""
+    check_moto_version()
+    patch_atomic()
     import moto.sqs.models as models
 
     slow_unix_time = models.unix_time

@@ -113,7 +113,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tracklayer_local.harness import one_request, read_env_file
 from tracklayer_local.lambda_host import LambdaHost, run_sqs
-from tracklayer_local.stack import EMULATOR_MODULE, Service, StackError
+from tracklayer_local.stack import StackError
+from tracklayer_local.stack import services as stack_services
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -1265,10 +1266,7 @@ def services(env_file: str | None) -> Iterator[Endpoints]:
     stack_dir = Path(os.environ.get("STACK_DIR", ".local"))
     directory = (stack_dir if stack_dir.is_absolute() else REPO / stack_dir) / "snowflake-check"
     directory.mkdir(parents=True, exist_ok=True)
-    own = [
-        Service("moto", free_port(), "/moto-api/", ("moto_server",), directory),
-        Service("snowflake", free_port(), "/__emulator/health", (EMULATOR_MODULE,), directory),
-    ]
+    own = stack_services(directory, free_port(), free_port())
     try:
         for service in own:
             service.start()

@@ -31,8 +31,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR_MODULE = "tracklayer_local.emulator"
+MOTO_MODULE = "tracklayer_local.moto_patches"
 PYTHON = Path(sys.executable).absolute()  # the venv's python, symlink kept
-VENV_BIN = PYTHON.parent
 
 REGION = "us-east-1"
 SECRET_ID = "tracklayer/snowflake"
@@ -70,7 +70,8 @@ class Service:
 
     def command(self) -> list[str]:
         if self.name == "moto":
-            return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+            # moto with the patches that make each SQS call atomic, as SQS's are (moto_patches.py)
+            return [str(PYTHON), "-m", MOTO_MODULE, "--port", str(self.port)]
         return [str(PYTHON), "-m", EMULATOR_MODULE, "--host", "127.0.0.1", "--port", str(self.port)]
 
     def pid(self) -> int | None:
@@ -156,12 +157,18 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def services(stack_dir: Path) -> list[Service]:
+def services(stack_dir: Path, moto_port: int | None = None, snowflake_port: int | None = None) -> list[Service]:
+    """moto and the local Snowflake, on the given ports or those of MOTO_PORT / SNOWFLAKE_PORT."""
+    if moto_port is None:
+        moto_port = int(os.environ.get("MOTO_PORT", "4566"))
+    if snowflake_port is None:
+        snowflake_port = int(os.environ.get("SNOWFLAKE_PORT", "8085"))
     return [
-        Service("moto", int(os.environ.get("MOTO_PORT", "4566")), "/moto-api/", ("moto_server",), stack_dir),
+        # also the unpatched server an earlier stack.py started, so such a stack still stops
+        Service("moto", moto_port, "/moto-api/", (MOTO_MODULE, "moto_server"), stack_dir),
         Service(
             "snowflake",
-            int(os.environ.get("SNOWFLAKE_PORT", "8085")),
+            snowflake_port,
             "/__emulator/health",
             # also the emulator's earlier entry point, so a stack started before the move still stops
             (EMULATOR_MODULE, "infra/local/snowflake_emulator.py", "tracklayer_local.snowflake_emulator"),
