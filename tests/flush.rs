@@ -11,8 +11,8 @@ use tracklayer::ingest::Ingest;
 use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
-    Emulator, aws, count, drain_queue, exclusive, flush_config, fresh_queue, loader, receive_all,
-    setting, settle, sfquery, tagged_events, unique,
+    Emulator, aws, count, drain_queue, exclusive, flush_config, fresh_queue, loader,
+    queue_with_dlq, receive_all, setting, settle, sfquery, tagged_events, unique,
 };
 
 fn in_minutes(n: u64) -> tokio::time::Instant {
@@ -386,6 +386,51 @@ async fn a_failed_chunk_waits_for_the_next_run_rather_than_coming_back_in_this_o
     let second = run(&flush, FlushRequest::default()).await;
     assert_eq!(second.status, FlushStatus::Loaded, "{}", second.to_line());
     assert_eq!(landed(&tag), (valid as u64, valid as u64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_waiting_for_a_statement_slot_stay_hidden_and_are_received_once() {
+    let _guard = exclusive().await;
+    let sqs = sqs().await;
+    // A chunk received a second time goes to the dead-letter queue instead.
+    let (queue, dlq) = queue_with_dlq(&sqs, "fwait", 1).await;
+    let tag = unique("fwait");
+    let (valid, _) = stage(&sqs, &queue, &tag, 1_200, 0, 20_000).await;
+    let staged = messages_on(
+        &sqs,
+        &queue,
+        &[QueueAttributeName::ApproximateNumberOfMessages],
+    )
+    .await;
+    // More than the run holds waiting (a batch of 10 per receiver, one in the channel, one
+    // being packed), so the receivers are still receiving when the first wait runs out.
+    assert!(staged >= 50, "{staged} chunks");
+    let emulator = Emulator::default();
+    emulator.clean().await;
+    // One statement at a time, one chunk each, 300 ms each: a batch of 10 waits 3 s for the
+    // packer, longer than the 2 s visibility timeout.
+    emulator
+        .fault(json!({"match": {"statement_contains": "INSERT INTO RAW_EVENTS ("}, "count": 1000, "phase": "after_execute", "action": {"delay_ms": 300}}))
+        .await;
+    let mut settings = config(&queue);
+    settings.visibility = Duration::from_secs(2);
+    let one_at_a_time = LoadSettings {
+        max_statement_bytes: 20_000,
+        max_concurrent_statements: 1,
+    };
+    let flush = Flush::with_loader(settings, sqs.clone(), loader(one_at_a_time).await);
+    let report = run(&flush, FlushRequest::default()).await;
+    emulator.clean().await;
+    assert_eq!(report.status, FlushStatus::Loaded, "{}", report.to_line());
+    assert_eq!(report.chunks_loaded, staged, "{}", report.to_line());
+    assert_eq!(report.chunks_redelivered, 0, "{}", report.to_line());
+    assert_eq!(landed(&tag), (valid as u64, valid as u64));
+    let everywhere = [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ];
+    assert_eq!(messages_on(&sqs, &dlq, &everywhere).await, 0);
+    assert_eq!(messages_on(&sqs, &queue, &everywhere).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

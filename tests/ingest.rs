@@ -13,8 +13,8 @@ use tracklayer::load::{LoadMethod, LoadSettings};
 use tracklayer::staging::StagedChunk;
 use tracklayer_tests::{
     Emulator, assert_row_is, aws, count, create_secret, drain_queue, event_id_of, event_rows,
-    exclusive, flush_config, fresh_queue, inserts, loader, loader_case, receive_all, rows_tagged,
-    settle, sfquery, tagged_events, unique,
+    exclusive, flush_config, fresh_queue, inserts, loader, loader_case, queue_with_dlq,
+    receive_all, rows_tagged, settle, sfquery, tagged_events, unique,
 };
 
 fn deadline() -> tokio::time::Instant {
@@ -757,29 +757,7 @@ fn lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
 async fn partly_loaded_message_redriven_from_the_dlq_loads_each_row_once() {
     let _guard = exclusive().await;
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
-    let dlq = fresh_queue(&sqs, "ing-dlq").await;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let events = sqs
-        .create_queue()
-        .queue_name(unique("ing-events"))
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (events, dlq) = queue_with_dlq(&sqs, "ing-events", 2).await;
     let tag = unique("ingpart");
     let good = (0..3).map(|i| format!(r#"{{"event_id":"{tag}-{i}","event_time":"2026-01-01T00:00:00Z","merchant_id":"m","event_name":"purchase"}}"#));
     let bad = (0..2).map(|i| format!(r#"{{"event_id":"{tag}-bad-{i}","event_time":"2026-01-01T00:00:00Z","event_name":"purchase"}}"#));

@@ -104,6 +104,41 @@ pub async fn fresh_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
         .unwrap()
 }
 
+/// A fresh queue whose messages move to a fresh dead-letter queue on their
+/// `max_receive_count`-th receive; returns (queue, dead-letter queue).
+pub async fn queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    prefix: &str,
+    max_receive_count: u32,
+) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq = fresh_queue(sqs, &format!("{prefix}-dlq")).await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique(prefix))
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (queue, dlq)
+}
+
 /// Receives up to 10 messages from `queue` (hidden for 30 s), with all their system and
 /// message attributes.
 pub async fn receive_all(

@@ -1,7 +1,7 @@
 //! The ledger of the staged chunks taken in one run: a staged message is deleted only once
 //! every statement holding its rows landed, and released if any failed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use uuid::Uuid;
@@ -48,11 +48,29 @@ enum Entry {
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
     chunks: Mutex<HashMap<Uuid, Entry>>,
+    /// Receipts of messages received but not taken yet: they wait for the packer, which may
+    /// be waiting for statement slots, and must stay hidden meanwhile like the chunks in flight.
+    waiting: Mutex<HashSet<String>>,
 }
 
 impl Ledger {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
         self.chunks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records messages just received, before the packer takes them.
+    pub fn received<'a>(&self, receipts: impl IntoIterator<Item = &'a str>) {
+        self.waiting()
+            .extend(receipts.into_iter().map(str::to_owned));
+    }
+
+    /// The packer has the message with `receipt`: it no longer waits.
+    pub fn picked(&self, receipt: &str) {
+        self.waiting().remove(receipt);
     }
 
     /// Records a delivery of `chunk`.
@@ -106,22 +124,27 @@ impl Ledger {
         settle(&mut chunks, chunk)
     }
 
-    /// Receipts of the chunks still in flight (to extend their visibility).
+    /// Receipts of the chunks still in flight and of the messages waiting for the packer (to
+    /// extend their visibility).
     pub fn in_flight_receipts(&self) -> Vec<String> {
-        self.lock()
+        let mut receipts: Vec<String> = self
+            .lock()
             .values()
             .filter_map(|e| match e {
                 Entry::InFlight { receipts, .. } => Some(receipts.clone()),
                 Entry::Done { .. } => None,
             })
             .flatten()
-            .collect()
+            .collect();
+        receipts.extend(self.waiting().iter().cloned());
+        receipts
     }
 
-    /// Receipts of chunks never settled (the run stopped): they are released.
+    /// Receipts of chunks never settled and of messages never taken (the run stopped): they
+    /// are released.
     pub fn unsettled(&self) -> Vec<String> {
+        let mut receipts: Vec<String> = self.waiting().drain().collect();
         let mut chunks = self.lock();
-        let mut receipts = Vec::new();
         for entry in chunks.values_mut() {
             if let Entry::InFlight { receipts: r, .. } = entry {
                 receipts.append(r);
@@ -250,5 +273,29 @@ mod tests {
             "a late answer settles nothing"
         );
         assert!(ledger.in_flight_receipts().is_empty());
+    }
+
+    #[test]
+    fn a_received_message_stays_hidden_until_taken_and_goes_back_if_never_taken() {
+        let ledger = Ledger::default();
+        let a = Uuid::from_u128(1);
+        ledger.received(["ra", "rb"]);
+        assert_eq!(sorted(ledger.in_flight_receipts()), ["ra", "rb"]);
+        ledger.picked("ra");
+        assert_eq!(ledger.take(a, "ra".into()), Taken::New);
+        assert_eq!(sorted(ledger.in_flight_receipts()), ["ra", "rb"]);
+        assert_eq!(
+            ledger.seal(a, 0, true),
+            Some(Settled::Landed(vec!["ra".into()]))
+        );
+        assert_eq!(ledger.in_flight_receipts(), ["rb"]);
+        // The run stopped before the packer took "rb": it is released with the unsettled.
+        assert_eq!(ledger.unsettled(), ["rb"]);
+        assert!(ledger.in_flight_receipts().is_empty());
+    }
+
+    fn sorted(mut receipts: Vec<String>) -> Vec<String> {
+        receipts.sort();
+        receipts
     }
 }

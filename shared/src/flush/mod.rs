@@ -159,15 +159,22 @@ impl Flush {
         }
 
         run.report.lock().await.snowflake_contacted = true;
-        if let Err(error) = self
-            .delivery
-            .prepare(run.deadline + self.config.margin)
-            .await
-        {
-            self.fail(&run, &error).await;
-        } else {
-            self.keep_hidden(&run, self.drain(&run, first)).await;
-        }
+        run.ledger.received(receipts(&first));
+        let work = async {
+            match self
+                .delivery
+                .prepare(run.deadline + self.config.margin)
+                .await
+            {
+                Ok(()) => self.drain(&run, first).await,
+                Err(error) => {
+                    self.fail(&run, &error).await;
+                    // The probed chunk goes back at once, for a run by hand once it is fixed.
+                    self.queue.release(&run.ledger.unsettled()).await;
+                }
+            }
+        };
+        self.keep_hidden(&run, work).await;
 
         let mut report = run.report.lock().await.clone();
         if let Some(streamed) = self.delivery.streamed().await {
@@ -202,6 +209,7 @@ impl Flush {
             match self.queue.receive(1, self.config.visibility).await {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => {
+                    run.ledger.received(receipts(&batch));
                     if sender.send(batch).await.is_err() {
                         return;
                     }
@@ -282,6 +290,7 @@ impl Flush {
         ready: &mut VecDeque<Packed>,
     ) {
         let receipt = message.receipt_handle.clone().unwrap_or_default();
+        run.ledger.picked(&receipt);
         if run.stop.load(Ordering::SeqCst) || Instant::now() >= run.deadline {
             self.queue.release(&[receipt]).await;
             return;
@@ -443,7 +452,8 @@ impl Flush {
         self.queue.set_visibility(receipts, seconds as i32).await;
     }
 
-    /// Runs `work`, extending the visibility of every chunk in flight every half period.
+    /// Runs `work`, extending the visibility of every chunk in flight and every message waiting
+    /// for the packer every half period.
     async fn keep_hidden<F: std::future::Future<Output = ()>>(&self, run: &Run, work: F) {
         let period = self.config.visibility / 2;
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
@@ -468,6 +478,11 @@ impl Flush {
         report.fix = Some(fix);
         run.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// The receipt handles of received messages.
+fn receipts(batch: &[Message]) -> impl Iterator<Item = &str> {
+    batch.iter().filter_map(|m| m.receipt_handle.as_deref())
 }
 
 /// Whether a chunk was staged (`staged_at`, epoch milliseconds) more than `overdue` before
